@@ -1,0 +1,98 @@
+"""The per-node ``eb`` invocation, shared by every executor.
+
+``argv`` and ``portable_env`` depend on the plan node and the target settings alone (paths on
+the library volume are the same in every pod), so a Kubernetes Job runs exactly what the local
+pool runs. Whatever differs per host (where EasyBuild's easyconfigs are, scratch space, the
+root-only override) comes from ``host_env``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder import ebadapter
+from builder.build.lock import eb_locks_dir
+from builder.plan.graph import Node
+from builder.read.config import Settings
+
+LMOD_CMD = "/usr/share/lmod/lmod/libexec/lmod"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+def slug(module: str) -> str:
+    return module.replace("/", "--")
+
+
+def staging_dir(root: Path, node: Node) -> Path:
+    """Module files of one node are written here and made live only after the build succeeded."""
+    return root / node.tree / ".staging" / slug(node.module)
+
+
+def live_modulepath(settings: Settings, target_name: str) -> list[Path]:
+    target = settings.targets[target_name]
+    return [settings.tree_path(tree) / "modules" / "all" for tree in settings.layered_trees(target)]
+
+
+def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocation:
+    target = settings.targets[node.target]
+    root = settings.root
+    opts = dict(target.options())
+    if target.parallel:
+        opts.setdefault("parallel", str(target.parallel))
+    if target.arch != "generic":
+        import archspec.cpu
+
+        # archspec's flags for a current gcc; EasyBuild prefixes optarch with '-' itself
+        flags = archspec.cpu.TARGETS[target.arch].optimization_flags("gcc", "99")
+        opts.setdefault("optarch", "GCC:" + flags[1:])
+    elif "optarch" not in opts:
+        opts["optarch"] = "GENERIC"
+    opts.update(dict(node.options))
+    argv = ["eb", node.easyconfig.name,
+            f"--installpath-software={root / node.tree / 'software'}",
+            f"--installpath-modules={staging_dir(root, node)}",
+            f"--sourcepath={root / 'sources'}",
+            f"--locks-dir={eb_locks_dir(root)}",
+            f"--hooks={os.path.relpath(settings.hooks, settings.repo_root)}",
+            "--logtostdout", "--disable-show-progress-bar", "--output-style=basic",
+            *ebadapter.eb_cli_options(opts)]
+    argv += ["--hidden"] if node.hidden else []
+    argv += ["--rebuild"] if rebuild else []
+    env = {"MODLIB_ROOT": str(root), "MODLIB_TARGET": target.name, "MODLIB_TARGET_KIND": target.kind,
+           "MODULEPATH": os.pathsep.join(str(p) for p in live_modulepath(settings, target.name))}
+    return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())))
+
+
+def host_env(settings: Settings, scratch: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """This host's part of a build's environment: tools, robot path, scratch, the root-only override."""
+    env = dict(os.environ if base is None else base)
+    for var in ("LOADEDMODULES", "_LMFILES_", "PYTHONPATH", "VIRTUAL_ENV"):
+        env.pop(var, None)
+    tools = [str(Path(settings.python).parent)] if "/" in settings.python else []
+    tools.append(str(Path(sys.executable).parent))
+    env["PATH"] = os.pathsep.join([*tools, env.get("PATH", "/usr/bin:/bin")])
+    from builder.plan.planner import robot_paths
+
+    env.update({
+        "EASYBUILD_ROBOT_PATHS": os.pathsep.join(str(p) for p in robot_paths(settings)),
+        "EASYBUILD_BUILDPATH": str(scratch / "build"),
+        "EASYBUILD_TMPDIR": str(scratch / "tmp"),
+        "EASYBUILD_REPOSITORYPATH": str(scratch / "ebfiles_repo"),
+        "EASYBUILD_MODULES_TOOL": "Lmod",
+    })
+    for sub in ("build", "tmp"):  # made once here: concurrent eb processes race creating them
+        (scratch / sub).mkdir(parents=True, exist_ok=True)
+    if "LMOD_CMD" not in env:
+        env["LMOD_CMD"] = shutil.which("lmod") or LMOD_CMD
+    if os.geteuid() == 0:
+        env["EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES"] = "1"
+    return env

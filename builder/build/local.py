@@ -1,0 +1,41 @@
+"""The embedded executor: each node is its own ``eb`` process, at most ``jobs`` at once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from builder import proc
+from builder.build.command import Invocation
+from builder.build.executors import NodeRun
+from builder.plan.graph import Node, NodeKey
+from builder.plan.schedule import Scheduler
+
+
+class LocalExecutor:
+    def __init__(self, jobs: int, cwd: Path, host_env: dict[str, str]):
+        self.jobs = max(1, jobs)
+        self.cwd = cwd
+        self.host_env = host_env
+
+    def _run_one(self, inv: Invocation, log: str) -> NodeRun:
+        start = time.time()
+        env = {**self.host_env, **dict(inv.env)}
+        result = proc.run(inv.argv, env=env, cwd=self.cwd, log_path=Path(log))
+        return NodeRun(exit_code=result.returncode, start=start, end=time.time(), log=log)
+
+    def run(self, scheduler: Scheduler, invocation: Callable[[Node], Invocation],
+            started: Callable[[Node], str], finished: Callable[[Node, NodeRun], bool]) -> None:
+        running: dict[Future, Node] = {}
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            while not scheduler.done():
+                for node in scheduler.ready()[: self.jobs - len(running)]:
+                    scheduler.start(node.key)
+                    running[pool.submit(self._run_one, invocation(node), started(node))] = node
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    node = running.pop(future)
+                    key: NodeKey = node.key
+                    scheduler.finish(key, finished(node, future.result()))

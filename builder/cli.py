@@ -1,0 +1,144 @@
+"""The modlib command line: parse, build the Settings once, call the pipeline, map errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from builder.errors import EXIT_BUILD_FAILED, ModlibError
+from builder.read.config import Settings, load_settings
+
+config_option = click.option("--config", "config", type=click.Path(path_type=Path), default=None,
+                             help="library.yaml (default: easyconfigs/library.yaml, or $MODLIB_CONFIG).")
+err_console = Console(stderr=True, highlight=False)
+
+
+class ModlibGroup(click.Group):
+    """Turns ModlibError into one message on stderr and its exit code; everything below only raises."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ModlibError as err:
+            err_console.print(f"modlib: error: {err}", markup=False)
+            sys.exit(err.exit_code)
+
+
+@click.group(cls=ModlibGroup)
+@click.version_option(package_name="modlib")
+def main() -> None:
+    """Build a shared Lmod module library from curated EasyBuild easystacks."""
+
+
+def _targets(settings: Settings, name: str | None):
+    return [settings.target(name)] if name else list(settings.targets.values())
+
+
+@main.command()
+@config_option
+@click.option("--target", help="Plan this target only (default: all).")
+@click.option("--easystack", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Plan this easystack alone, for --target (default: the first cpu target).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (the CLI contract's shape).")
+def plan(config: Path | None, target: str | None, easystack: Path | None, as_json: bool) -> None:
+    """Resolve the curated lists into one dependency graph and show what is missing."""
+    from builder.plan.planner import make_plan
+
+    settings = load_settings(config)
+    targets = _targets(settings, target)
+    if easystack is not None:
+        targets = [settings.target(target) if target else settings.first_cpu_target()]
+    result = make_plan(settings, targets, easystack)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=1))
+        return
+    table = Table("module", "tree", "target", "deps", "state", title=f"plan: {len(result.nodes)} modules, "
+                  f"{len(result.missing())} to build")
+    for node in result.nodes:
+        table.add_row(node.module, node.tree, node.target, str(len(node.deps)),
+                      "installed" if node.installed else "[bold]to build[/]")
+    Console().print(table)
+
+
+@main.command()
+@config_option
+@click.option("--target", help="Build this target only (default: all).")
+@click.option("--executor", type=click.Choice(["local"]), default="local", show_default=True)
+@click.option("--jobs", type=click.IntRange(min=1), help="Builds at once (default: the targets' jobs).")
+@click.option("--dry-run", is_flag=True, help="Show what would be built, build nothing.")
+@click.option("--rebuild", multiple=True, metavar="MODULE", help="Rebuild this installed module (repeatable).")
+@click.option("--wait", is_flag=True, help="Wait for another run's lock instead of exiting with code 3.")
+def build(config: Path | None, target: str | None, executor: str, jobs: int | None, dry_run: bool,
+          rebuild: tuple[str, ...], wait: bool) -> None:
+    """Fetch sources, then build every missing module with EasyBuild and publish it."""
+    settings = load_settings(config)
+    targets = _targets(settings, target)
+    if dry_run:
+        from builder.build.runner import select
+        from builder.plan.planner import make_plan
+
+        todo = select(make_plan(settings, targets), list(rebuild))
+        for node in todo:
+            click.echo(f"would build {node.tree}/{node.module}  ({node.easyconfig.name})")
+        click.echo(f"{len(todo)} to build")
+        return
+    from builder.build.runner import run_build
+
+    console = Console(highlight=False)
+    result = run_build(settings, targets, executor=executor, jobs=jobs, rebuild=list(rebuild), wait=wait,
+                       report=lambda msg: console.print(msg, markup=False))
+    _summary(console, result)
+    if result.failed or result.blocked:
+        sys.exit(EXIT_BUILD_FAILED)
+
+
+def _summary(console: Console, result) -> None:
+    skipped = len(result.plan.nodes) - len(result.todo)
+    console.print(f"\nbuilt {len(result.built)}, already published {skipped}, failed {len(result.failed)}, "
+                  f"not built because a dependency failed {len(result.blocked)} ({result.seconds:.1f} s)",
+                  markup=False)
+    for key, tail in result.failed.items():
+        console.print(f"\n--- {'/'.join(key)} failed; last lines of its log:\n{tail}", markup=False)
+    for key, cause in result.blocked.items():
+        console.print(f"not built: {'/'.join(key)} (needs {'/'.join(cause)})", markup=False)
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(config: Path | None, as_json: bool) -> None:
+    """Per target: published, missing, failed (with build record), drifted, and the last run."""
+    from builder.plan.planner import make_plan
+    from builder.status import library_status
+
+    settings = load_settings(config)
+    plans = {t.name: make_plan(settings, [t]) for t in settings.targets.values()}
+    info = library_status(settings, plans)
+    if as_json:
+        click.echo(json.dumps(info, indent=1, default=str))
+        return
+    for name, t in info["targets"].items():
+        click.echo(f"{name}: {len(t['published'])} published, {len(t['missing'])} missing, "
+                   f"{len(t['failed'])} failed, {len(t['drifted'])} drifted")
+        for d in t["drifted"]:
+            click.echo(f"  drift: {d['module']} ({d['easyconfig']} changed since it was built)")
+        for f in t["failed"]:
+            click.echo(f"  failed: {f['module']} (exit {f['record']['exit_code']}, log {f['record']['log']})")
+    last = info["last_run"]
+    click.echo(f"last run: {'none' if not last else json.dumps({k: last[k] for k in ('finished', 'built', 'failed')})}")
+
+
+@main.command()
+@config_option
+@click.option("--target", required=True, help="The target a notebook image uses.")
+def env(config: Path | None, target: str) -> None:
+    """Print the shell lines a notebook image sources to see a target's modules."""
+    from builder.publish.notebook_env import env_lines
+
+    for line in env_lines(load_settings(config), target):
+        click.echo(line)

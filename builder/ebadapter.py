@@ -1,0 +1,211 @@
+"""Everything modlib asks of EasyBuild's Python API, behind one module.
+
+EasyBuild keeps its configuration in process-wide singletons and writes to ``os.environ``
+while configuring; this adapter confines both, so the rest of modlib sees plain data:
+parsed easyconfigs, module names, source lists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import bad_input
+
+#: Options that only change how ``eb`` builds, never what planning resolves; kept out of the parse config.
+_BUILD_ONLY = {"parallel", "set-default-module", "hidden", "rebuild", "force"}
+
+
+@dataclass(frozen=True)
+class Dependency:
+    module: str
+    easyconfig: Path
+    hidden: bool
+    build_only: bool
+
+
+@dataclass(frozen=True)
+class ParsedEasyconfig:
+    path: Path
+    name: str
+    version: str
+    module: str
+    moduleclass: str
+    deps: tuple[Dependency, ...]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file a build needs: where EasyBuild looks for it (``subdir``/``filename``) and where to get it."""
+
+    filename: str
+    subdir: str
+    urls: tuple[str, ...]
+    checksum: object  # EasyBuild's checksum spec: str, tuple, dict, list of those, or None
+    owner: Path  # the easyconfig that asks for it
+
+
+def upstream_easyconfigs() -> Path:
+    from easybuild.framework.easyconfig.tools import get_paths_for
+
+    with _quiet_and_restored():
+        os.environ.setdefault("EB_SCRIPT_PATH", str(Path(sys.prefix) / "bin" / "eb"))
+        paths = get_paths_for(subdir="easyconfigs", robot_path=None) or []
+    wheel_data = Path(sys.prefix) / "easybuild" / "easyconfigs"  # where pip puts it; found without eb on PATH
+    paths += [str(wheel_data)] if wheel_data.is_dir() else []
+    if not paths:
+        raise bad_input("easybuild-easyconfigs", "EasyBuild's easyconfigs package is not installed")
+    return Path(paths[0])
+
+
+def eb_cli_options(opts: Mapping[str, object]) -> list[str]:
+    """Easystack/target option dicts to command-line options, with EasyBuild's own rules."""
+    from easybuild.tools.options import opts_dict_to_eb_opts
+
+    return opts_dict_to_eb_opts(dict(opts))
+
+
+@contextlib.contextmanager
+def _quiet_and_restored() -> Iterator[None]:
+    """EasyBuild prints progress, rewrites os.environ and tempfile.tempdir while configuring: undo all three."""
+    saved_env, saved_tmp = dict(os.environ), tempfile.tempdir
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        tempfile.tempdir = saved_tmp
+
+
+@contextlib.contextmanager
+def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str, object]) -> Iterator[None]:
+    """Configure EasyBuild for planning: no modules tool (``--fetch``), nothing written outside a temp dir."""
+    from easybuild.framework.easyconfig import easyconfig as ecmod
+    from easybuild.tools.options import set_up_configuration
+
+    parse_opts = {k: v for k, v in options.items() if k not in _BUILD_ONLY}
+    with tempfile.TemporaryDirectory(prefix="modlib-eb-") as tmp, _quiet_and_restored():
+        os.environ.setdefault("EB_SCRIPT_PATH", str(Path(sys.prefix) / "bin" / "eb"))
+        args = ["--robot-paths=" + os.pathsep.join(str(p) for p in robot_paths), "--fetch",
+                "--tmpdir=" + tmp, "--installpath=" + tmp, "--allow-use-as-root-and-accept-consequences",
+                *eb_cli_options(parse_opts)]
+        if hooks is not None:
+            args.append(f"--hooks={hooks}")
+        try:
+            set_up_configuration(args=args, silent=True, reconfigure=True)
+        except (Exception, SystemExit) as err:  # EasyBuildError, or optparse's exit on a bad option
+            raise bad_input("easybuild_options", f"EasyBuild rejects the options {args[5:]}: {err}") from None
+        ecmod._easyconfigs_cache.clear()
+        ecmod._easyconfig_files_cache.clear()
+        yield
+
+
+def read_easystack(path: Path) -> list[tuple[str, dict]]:
+    """(easyconfig file name, options) per entry, as EasyBuild's own easystack parser reads them."""
+    from easybuild.framework.easystack import parse_easystack
+    from easybuild.tools.build_log import EasyBuildError
+
+    try:
+        stack = parse_easystack(str(path))
+    except EasyBuildError as err:
+        raise bad_input(path, f"invalid easystack: {err.msg}") from None
+    except Exception as err:  # yaml errors surface as plain exceptions from EasyBuild's loader
+        raise bad_input(path, f"malformed easystack YAML: {err}") from None
+    return [(name if name.endswith(".eb") else name + ".eb", dict(opts or {})) for name, opts in stack.ec_opt_tuples]
+
+
+def locate(filename: str, origin: Path) -> Path:
+    """Find an easyconfig by file name on the robot path (site folders first)."""
+    from easybuild.framework.easyconfig.tools import det_easyconfig_paths
+    from easybuild.tools.build_log import EasyBuildError
+
+    try:
+        return Path(det_easyconfig_paths([filename])[0])
+    except EasyBuildError:
+        raise bad_input(origin, f"unknown easyconfig '{filename}' (not in any robot path)") from None
+
+
+def parse(path: Path) -> ParsedEasyconfig:
+    """Parse with EasyBuild (templates, hooks, filters) and look each dependency up with its robot."""
+    from easybuild.framework.easyconfig.easyconfig import ActiveMNS, process_easyconfig, robot_find_easyconfig
+    from easybuild.tools.build_log import EasyBuildError
+    from easybuild.tools.module_naming_scheme.utilities import det_full_ec_version
+
+    try:
+        ec = process_easyconfig(str(path), validate=False)[0]["ec"]
+        mns = ActiveMNS()
+        module = mns.det_full_module_name(ec)
+        build_only = {mns.det_full_module_name(d) for d in ec.builddependencies()}
+        deps = []
+        for dep in ec.all_dependencies:
+            if dep.get("external_module"):
+                continue
+            found = robot_find_easyconfig(dep["name"], det_full_ec_version(dep))
+            dep_mod = mns.det_full_module_name(dep)
+            if found is None:
+                raise bad_input(path, f"no easyconfig for dependency {dep_mod} in any robot path")
+            deps.append(Dependency(module=dep_mod, easyconfig=Path(found), hidden=bool(dep.get("hidden")),
+                                   build_only=dep_mod in build_only))
+        return ParsedEasyconfig(path=path, name=ec.name, version=ec.version, module=module,
+                                moduleclass=ec["moduleclass"], deps=tuple(deps))
+    except EasyBuildError as err:
+        raise bad_input(path, f"cannot parse easyconfig: {err.msg}") from None
+    except SyntaxError as err:
+        raise bad_input(path, f"easyconfig syntax error at line {err.lineno}: {err.msg}") from None
+
+
+def source_files(path: Path) -> list[SourceFile]:
+    """Sources and patches of one easyconfig, templates resolved by EasyBuild's own easyblock.
+
+    Extension sources (``exts_list``) are left to EasyBuild's fetch step inside the build.
+    """
+    from easybuild.framework.easyblock import get_easyblock_instance
+    from easybuild.framework.easyconfig.easyconfig import letter_dir_for, process_easyconfig
+    from easybuild.tools.build_log import EasyBuildError
+    from easybuild.tools.filetools import create_patch_info
+
+    try:
+        block = get_easyblock_instance(process_easyconfig(str(path), validate=False)[0])
+        cfg = block.cfg
+        subdir = os.path.join(letter_dir_for(cfg.name), cfg.name)
+        sources = cfg["sources"] or cfg["data_sources"]
+        sources = [sources] if isinstance(sources, dict) else list(sources)
+        checksums = cfg["checksums"]
+        files = []
+        for index, src in enumerate(sources):
+            spec = {"filename": src} if isinstance(src, str) else dict(src)
+            if spec.get("git_config"):
+                raise bad_input(path, f"source {spec['filename']}: git sources cannot be pre-fetched")
+            remote = spec.get("download_filename") or spec["filename"]
+            urls = spec.get("source_urls") or cfg["source_urls"] or []
+            files.append(SourceFile(
+                filename=spec["filename"], subdir=subdir, owner=path,
+                urls=tuple(f"{u.rstrip('/')}/{remote}" for u in urls),
+                checksum=block.get_checksum_for(checksums, filename=spec["filename"], index=index)))
+        for offset, patch in enumerate(cfg["patches"] + cfg["postinstallpatches"]):
+            name = create_patch_info(patch)["name"]
+            beside = path.parent / name  # patches live next to their easyconfig in robot layout
+            files.append(SourceFile(
+                filename=name, subdir=subdir, owner=path, urls=(beside.as_uri(),),
+                checksum=block.get_checksum_for(checksums, filename=name, index=len(sources) + offset)))
+        return files
+    except EasyBuildError as err:
+        raise bad_input(path, f"cannot list sources: {err.msg}") from None
+
+
+def checksum_problem(path: Path, spec: object) -> str | None:
+    """None when ``path`` matches the easyconfig's checksum spec; else what is wrong (missing or mismatch)."""
+    from easybuild.tools.filetools import compute_checksum, verify_checksum
+
+    if spec is None or spec == [] or spec == "":
+        return "no checksum in the easyconfig (modlib enforces checksums)"
+    if verify_checksum(str(path), spec):
+        return None
+    return f"checksum mismatch (sha256 of the file: {compute_checksum(str(path), 'sha256')}, expected {spec})"

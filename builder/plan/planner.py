@@ -1,0 +1,87 @@
+"""Resolve the curated easystacks of the chosen targets into one Plan, with EasyBuild's parser and robot.
+
+EasyBuild's own ``resolve_dependencies`` compares EasyConfig objects pairwise (quadratic); here
+each easyconfig is parsed once and the graph is kept by module name, which gives the same nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder import ebadapter
+from builder.plan.graph import Node, Plan, cuda_bound, module_file
+from builder.read.config import Settings, Target
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One curated easystack entry: the easyconfig it names and the options it carries."""
+
+    easyconfig: Path
+    options: tuple[tuple[str, object], ...]
+
+
+def robot_paths(settings: Settings) -> list[Path]:
+    """Site folders shadow EasyBuild's own easyconfigs, as with ``eb --robot-paths=site:upstream``."""
+    return [*settings.easyconfig_paths, ebadapter.upstream_easyconfigs()]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _entries(stacks: list[Path]) -> list[Entry]:
+    entries = []
+    for stack in stacks:
+        for filename, opts in ebadapter.read_easystack(stack):
+            entries.append(Entry(ebadapter.locate(filename, stack), tuple(sorted(opts.items()))))
+    return entries
+
+
+def _resolve(entries: list[Entry]) -> dict[str, ebadapter.ParsedEasyconfig]:
+    """Every module reachable from the entries, parsed once each (keyed by module name)."""
+    by_module: dict[str, ebadapter.ParsedEasyconfig] = {}
+    seen: set[Path] = set()
+    todo = [e.easyconfig for e in entries]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        parsed = ebadapter.parse(path)
+        by_module.setdefault(parsed.module, parsed)
+        todo.extend(d.easyconfig for d in parsed.deps if d.easyconfig not in seen)
+    return by_module
+
+
+def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None) -> list[Node]:
+    """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree."""
+    with ebadapter.configured(robot_paths(settings), settings.hooks, target.options()):
+        entries = _entries(list(stacks or target.easystacks))
+        parsed = _resolve(entries)
+    deps = {m: [d.module for d in p.deps] for m, p in parsed.items()}
+    bound = cuda_bound(deps, {m: p.name for m, p in parsed.items()}) if target.kind == "cuda" else set(parsed)
+    base = settings.targets[target.layers_over] if target.layers_over else target
+    place = {m: (target if m in bound else base) for m in parsed}
+    entry_opts = {e.easyconfig: e.options for e in entries}
+    hidden = {d.module for p in parsed.values() for d in p.deps if d.hidden}
+    nodes = []
+    for module, p in parsed.items():
+        owner = place[module]
+        nodes.append(Node(
+            tree=owner.tree, module=module, name=p.name, easyconfig=p.path, target=owner.name,
+            deps=tuple(sorted((place[d].tree, d) for d in deps[module])),
+            installed=module_file(settings.root, owner.tree, module).is_file(),
+            sha256=_digest(p.path), hidden=module in hidden, options=entry_opts.get(p.path, ())))
+    return nodes
+
+
+def make_plan(settings: Settings, targets: list[Target], easystack: Path | None = None) -> Plan:
+    """One DAG over all entries of all given targets, deduplicated by (tree, module)."""
+    merged: dict[tuple[str, str], Node] = {}
+    for target in targets:
+        for node in plan_target(settings, target, [easystack] if easystack else None):
+            merged.setdefault(node.key, node)
+    return Plan.of(merged.values())

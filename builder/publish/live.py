@@ -1,0 +1,55 @@
+"""Make a finished node's module file live, and remember what it was built from.
+
+A notebook sees a module only through its live module file; software folders without one are
+invisible. Each file moves in with one rename, so a module is either fully there or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from builder.build.command import slug, staging_dir
+from builder.plan.graph import Node, module_file
+
+
+def manifest_path(root: Path, tree: str, module: str) -> Path:
+    return root / tree / ".modlib" / "manifest" / f"{slug(module)}.json"
+
+
+def read_manifest(root: Path, tree: str, module: str) -> dict | None:
+    try:
+        return json.loads(manifest_path(root, tree, module).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def publish_node(root: Path, node: Node, record: str) -> Path:
+    """Move the staged module file (and a ``default`` marker EasyBuild wrote) into the live tree."""
+    staged_all = staging_dir(root, node) / "all"
+    staged = staged_all / f"{node.module}.lua"
+    if not staged.is_file():
+        raise FileNotFoundError(f"EasyBuild reported success but wrote no module file at {staged}")
+    live = module_file(root, node.tree, node.module)
+    live.parent.mkdir(parents=True, exist_ok=True)
+    manifest = manifest_path(root, node.tree, node.module)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = manifest.with_name(manifest.name + ".tmp")
+    tmp.write_text(json.dumps({"module": node.module, "easyconfig": str(node.easyconfig), "sha256": node.sha256,
+                               "published": time.time(), "record": record}, indent=2, sort_keys=True))
+    os.replace(tmp, manifest)
+    os.replace(staged, live)
+    default = staged.parent / "default"
+    if default.is_symlink():
+        os.replace(default, live.parent / "default")
+    shutil.rmtree(staging_dir(root, node), ignore_errors=True)
+    return live
+
+
+def clear_staging(root: Path, trees: list[str]) -> None:
+    """Leftovers of killed runs; only the run-lock holder calls this, so no build is writing there."""
+    for tree in trees:
+        shutil.rmtree(root / tree / ".staging", ignore_errors=True)

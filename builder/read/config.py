@@ -1,0 +1,169 @@
+"""Read easyconfigs/library.yaml into one frozen Settings object that the CLI passes down.
+
+The file is data checked against a schema kept in the repository (builder/schemas), so a typo
+in a key is reported with the file and the key's path instead of surfacing mid-build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from builder.errors import bad_input
+
+DEFAULT_CONFIG = Path("easyconfigs") / "library.yaml"
+DEFAULT_HOOKS = "hooks/modlib_hooks.py"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    kind: str  # "cpu" or "cuda"
+    tree: str
+    easystacks: tuple[Path, ...]
+    easybuild_options: tuple[tuple[str, object], ...] = ()
+    layers_over: str | None = None
+    arch: str = "generic"
+    parallel: int | None = None
+    jobs: int = 2
+
+    def options(self) -> dict[str, object]:
+        return dict(self.easybuild_options)
+
+
+@dataclass(frozen=True)
+class Featured:
+    name: str
+    version: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_file: Path
+    repo_root: Path
+    root: Path
+    python: str
+    python_version: str
+    hooks: Path
+    easyconfig_paths: tuple[Path, ...]
+    targets: dict[str, Target] = field(hash=False)
+    featured: tuple[Featured, ...] = ()
+
+    def target(self, name: str) -> Target:
+        if name not in self.targets:
+            known = ", ".join(sorted(self.targets))
+            raise bad_input(self.config_file, f"unknown target '{name}' (targets: {known})")
+        return self.targets[name]
+
+    def first_cpu_target(self) -> Target:
+        return next(t for t in self.targets.values() if t.kind == "cpu")
+
+    def tree_path(self, tree: str) -> Path:
+        return self.root / tree
+
+    def target_of_tree(self, tree: str) -> Target:
+        """The target that owns a tree: its options build every node placed there."""
+        owners = [t for t in self.targets.values() if t.tree == tree]
+        return next((t for t in owners if t.kind == "cpu"), owners[0])
+
+    def layered_trees(self, target: Target) -> list[str]:
+        """Trees a target sees, highest priority first: a cuda tree before the cpu tree it layers over."""
+        trees = [target.tree]
+        if target.layers_over:
+            trees += self.layered_trees(self.targets[target.layers_over])
+        return trees
+
+
+def _schema() -> dict:
+    text = resources.files("builder.schemas").joinpath("library.schema.json").read_text()
+    return json.loads(text)
+
+
+def _load_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise bad_input(path, "configuration file not found") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise bad_input(path, f"malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+
+
+def _validate(path: Path, data: object) -> None:
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise bad_input(path, f"invalid configuration at '{key}': {err.message}")
+
+
+def _check_targets(path: Path, targets: dict[str, Target]) -> None:
+    for target in targets.values():
+        if target.kind == "cuda":
+            base = targets.get(target.layers_over or "")
+            if base is None or base.kind != "cpu":
+                raise bad_input(path, f"target '{target.name}': layers_over must name a cpu target, "
+                                      f"not '{target.layers_over}'")
+        if target.arch != "generic":
+            import archspec.cpu
+
+            if target.arch not in archspec.cpu.TARGETS:
+                raise bad_input(path, f"target '{target.name}': unknown CPU microarchitecture '{target.arch}'")
+    trees: dict[str, str] = {}
+    for target in targets.values():
+        if target.tree in trees:
+            raise bad_input(path, f"targets '{trees[target.tree]}' and '{target.name}' share tree '{target.tree}'")
+        trees[target.tree] = target.name
+        for stack in target.easystacks:
+            if not stack.is_file():
+                raise bad_input(path, f"target '{target.name}': easystack file {stack} not found")
+
+
+def repo_root_of(config_file: Path) -> Path:
+    """library.yaml lives in <repo>/easyconfigs/, so relative paths are taken from its parent's parent."""
+    return config_file.resolve().parent.parent
+
+
+def load_settings(config_file: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Build the Settings from the config file; ``env`` (default os.environ) supplies the overrides."""
+    env = dict(os.environ if env is None else env)
+    path = Path(config_file or env.get("MODLIB_CONFIG") or DEFAULT_CONFIG)
+    data = _load_yaml(path)
+    _validate(path, data)
+    repo = repo_root_of(path)
+
+    def rel(value: str) -> Path:
+        p = Path(os.path.expandvars(value))
+        return p if p.is_absolute() else repo / p
+
+    targets = {
+        name: Target(name=name, kind=t["kind"], tree=t["tree"],
+                     easystacks=tuple(rel(s) for s in t["easystacks"]),
+                     easybuild_options=tuple(sorted(t.get("easybuild_options", {}).items())),
+                     layers_over=t.get("layers_over"), arch=t.get("arch", "generic"),
+                     parallel=t.get("parallel"), jobs=t.get("jobs", 2))
+        for name, t in data["targets"].items()
+    }
+    _check_targets(path, targets)
+    if not any(t.kind == "cpu" for t in targets.values()):
+        raise bad_input(path, "at least one cpu target is needed")
+    root = rel(env["MODLIB_ROOT"]) if env.get("MODLIB_ROOT") else rel(data["root"])
+    return Settings(
+        config_file=path.resolve(), repo_root=repo, root=root.resolve(),
+        python=str(rel(data["python"]["executable"])) if "/" in data["python"]["executable"]
+        else data["python"]["executable"],
+        python_version=data["python"]["version"],
+        hooks=rel(data.get("hooks", DEFAULT_HOOKS)),
+        easyconfig_paths=tuple(rel(p) for p in data.get("easyconfig_paths", ["easyconfigs"])),
+        targets=targets,
+        featured=tuple(Featured(**f) for f in data.get("featured", [])),
+    )
