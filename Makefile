@@ -1,0 +1,38 @@
+# modlib: `make demo` builds and shows the demo library, `make test` runs the tests.
+# Both set up what they need first: Debian's lmod, and .venv with modlib (EasyBuild pinned by constraints.txt).
+
+VENV    ?= .venv
+PYTHON  ?= python3
+LMOD    := /usr/share/lmod/lmod/libexec/lmod
+LMOD_INIT := /usr/share/lmod/lmod/init/bash
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test clean-library
+
+setup: $(LMOD) $(VENV)/.installed
+
+$(LMOD):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lmod file
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/modlib build
+	@$(VENV)/bin/modlib status
+	@bash -c 'source $(LMOD_INIT) && eval "$$($(VENV)/bin/modlib env --target cuda)" && module avail'
+	@echo
+	@echo "The demo library is in ./library. To use it in a shell:"
+	@echo "  source $(LMOD_INIT)"
+	@echo '  eval "$$($(VENV)/bin/modlib env --target cpu)"    # or --target cuda on a GPU node'
+	@echo "  module load Jinja2/3.1.4-GCCcore-system && $(VENV)/bin/python -c 'import jinja2; print(jinja2.__version__)'"
+
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean-library:
+	rm -rf library
