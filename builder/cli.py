@@ -15,7 +15,6 @@ from builder.read.config import Settings, load_settings
 
 config_option = click.option("--config", "config", type=click.Path(path_type=Path), default=None,
                              help="library.yaml (default: easyconfigs/library.yaml, or $MODLIB_CONFIG).")
-err_console = Console(stderr=True, highlight=False)
 
 
 class ModlibGroup(click.Group):
@@ -25,7 +24,7 @@ class ModlibGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ModlibError as err:
-            err_console.print(f"modlib: error: {err}", markup=False)
+            click.echo(f"modlib: error: {err}", err=True)
             sys.exit(err.exit_code)
 
 

@@ -1,0 +1,59 @@
+"""Helpers for tests: small libraries described by a library.yaml written into a temporary repo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+LMOD_INIT = "/usr/share/lmod/lmod/init/bash"
+PYVER = "%d.%d" % sys.version_info[:2]
+
+
+def write_config(repo: Path, targets: dict, *, easyconfig_paths: list[str] | None = None,
+                 root: str = "library", extra: dict | None = None) -> Path:
+    """A library.yaml in ``repo/easyconfigs`` whose relative paths resolve against ``repo``."""
+    (repo / "easyconfigs").mkdir(parents=True, exist_ok=True)
+    data = {"root": root, "python": {"executable": sys.executable, "version": PYVER},
+            "hooks": str(REPO / "hooks" / "modlib_hooks.py"),
+            "easyconfig_paths": easyconfig_paths or [str(REPO / "easyconfigs")],
+            "targets": targets, **(extra or {})}
+    path = repo / "easyconfigs" / "library.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def write_easystack(path: Path, entries: list[str]) -> Path:
+    path.write_text(yaml.safe_dump({"easyconfigs": entries}))
+    return path
+
+
+def modlib(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real console script, as admins and CronJobs do."""
+    full_env = {**os.environ, **(env or {})}
+    exe = Path(sys.executable).parent / "modlib"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, check=check)
+
+
+def lmod(script: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run shell lines with Lmod's `module` function defined, as a notebook terminal would."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LOADEDMODULES", "_LMFILES_")}
+    full_env.update(env or {})
+    return subprocess.run(["bash", "-c", f"source {LMOD_INIT}\n{script}"], capture_output=True, text=True,
+                          env=full_env)
+
+
+def link_sources(root: Path, cache: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / "sources").exists():
+        (root / "sources").symlink_to(cache)
+
+
+def copy_site_easyconfigs(dest: Path) -> Path:
+    shutil.copytree(REPO / "easyconfigs", dest, ignore=shutil.ignore_patterns("library.yaml", "*.easystack.yaml"))
+    return dest

@@ -1,0 +1,117 @@
+"""Invariant 1: bad input gives one clear message naming the file, exit code 2, and changes nothing published."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, modlib, write_config, write_easystack
+
+OFFLINE = {"MODLIB_PYPI_SIMPLE": "http://127.0.0.1:9/simple"}  # nothing listens on port 9: no network
+
+TARBALL_EC = """easyblock = 'Tarball'
+name = '{name}'
+version = '1.0'
+homepage = 'https://example.org'
+description = 'bad-input fixture'
+toolchain = SYSTEM
+source_urls = ['{url}']
+sources = ['{name}-1.0.tar.gz']
+checksums = ['{sha}']
+moduleclass = 'tools'
+"""
+
+DEP_EC = """easyblock = 'Bundle'
+name = '{name}'
+version = '1.0'
+homepage = 'https://example.org'
+description = 'bad-input fixture'
+toolchain = SYSTEM
+dependencies = [('{dep}', '1.0')]
+moduleclass = 'tools'
+"""
+
+
+def site_ec(site: Path, name: str, text: str) -> None:
+    folder = site / name[0].lower() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}-1.0.eb").write_text(text)
+
+
+@pytest.fixture()
+def repo(tmp_path):
+    site = tmp_path / "site"
+    site_ec(site, "nosource", TARBALL_EC.format(name="nosource", url="http://127.0.0.1:9/", sha="0" * 64))
+    site_ec(site, "badsum", TARBALL_EC.format(name="badsum", url="http://127.0.0.1:9/", sha="1" * 64))
+    (site / "sources" / "b" / "badsum").mkdir(parents=True)
+    (site / "sources" / "b" / "badsum" / "badsum-1.0.tar.gz").write_bytes(b"the real bytes")
+    site_ec(site, "cyca", DEP_EC.format(name="cyca", dep="cycb"))
+    site_ec(site, "cycb", DEP_EC.format(name="cycb", dep="cyca"))
+    site_ec(site, "broken", "name = 'broken'\nversion = '1.0'\ntoolchain = SYSTEM (\n")
+    (tmp_path / "easyconfigs").mkdir()
+    stack = write_easystack(tmp_path / "easyconfigs" / "cpu.yaml", ["GCCcore-system.eb"])
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
+                          easyconfig_paths=[str(site)])
+    live = tmp_path / "library" / "cpu" / "modules" / "all" / "GCCcore" / "system.lua"
+    live.parent.mkdir(parents=True)
+    live.write_text("-- published before the bad run\n")
+    return tmp_path, config
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and "sources" not in p.parts}
+
+
+def run_bad(repo, *args, stack_entries=None):
+    tmp, config = repo
+    if stack_entries is not None:
+        write_easystack(tmp / "easyconfigs" / "cpu.yaml", stack_entries)
+    before = snapshot(tmp / "library")
+    result = modlib(*args, "--config", str(config), env=OFFLINE)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert snapshot(tmp / "library") == before
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("modlib: error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_malformed_config_yaml(repo):
+    repo[1].write_text("root: [library\n")
+    assert "library.yaml: malformed YAML" in run_bad(repo, "plan")
+
+
+def test_malformed_easystack_yaml(repo):
+    (repo[0] / "easyconfigs" / "cpu.yaml").write_text("easyconfigs:\n  - [unclosed\n")
+    message = run_bad(repo, "build")
+    assert "cpu.yaml" in message and "easystack" in message
+
+
+def test_unknown_easyconfig(repo):
+    message = run_bad(repo, "build", stack_entries=["Nope-9.9.eb"])
+    assert "cpu.yaml: unknown easyconfig 'Nope-9.9.eb'" in message
+
+
+def test_easyconfig_syntax_error(repo):
+    message = run_bad(repo, "build", stack_entries=["broken-1.0.eb"])
+    assert "broken-1.0.eb: cannot parse easyconfig" in message and "'(' was never closed" in message
+
+
+def test_unknown_target(repo):
+    assert "library.yaml: unknown target 'gpu' (targets: cpu)" in run_bad(repo, "build", "--target", "gpu")
+
+
+def test_dependency_cycle(repo):
+    message = run_bad(repo, "build", stack_entries=["cyca-1.0.eb"])
+    assert "dependency cycle" in message and "cyca-1.0.eb" in message and "cycb-1.0.eb" in message
+
+
+def test_missing_source_without_network(repo):
+    message = run_bad(repo, "build", stack_entries=["nosource-1.0.eb"])
+    assert "nosource-1.0.eb: source nosource-1.0.tar.gz cannot be obtained" in message
+
+
+def test_wrong_checksum(repo):
+    message = run_bad(repo, "build", stack_entries=["badsum-1.0.eb"])
+    assert "badsum-1.0.eb: source badsum-1.0.tar.gz" in message and "checksum mismatch" in message

@@ -1,0 +1,56 @@
+"""The per-node command is a function of the node and the target alone: Kubernetes runs the same one."""
+
+import os
+from pathlib import Path
+
+from builder.build.command import host_env, invocation
+from builder.plan.graph import Node
+from builder.read.config import load_settings
+from tests.helpers import REPO
+
+SETTINGS = load_settings(REPO / "easyconfigs" / "library.yaml", env={"MODLIB_ROOT": "/srv/library"})
+
+
+def saxpy(hidden=False):
+    return Node(tree="cuda", module="saxpy/1.0-GCCcore-system-CUDA-13.2.2", name="saxpy",
+                easyconfig=REPO / "easyconfigs/s/saxpy/saxpy-1.0-GCCcore-system-CUDA-13.2.2.eb", target="cuda",
+                deps=(("cuda", "CUDA/13.2.2"), ("cpu", "GCCcore/system")), installed=False, sha256="0",
+                hidden=hidden)
+
+
+def test_command_has_no_host_paths_and_no_root_only_flags():
+    inv = invocation(SETTINGS, saxpy())
+    text = " ".join(inv.argv) + " " + " ".join(v for _, v in inv.env)
+    assert str(REPO) not in text and ".venv" not in text
+    assert "allow-use-as-root" not in text
+    assert inv.argv[:2] == ("eb", "saxpy-1.0-GCCcore-system-CUDA-13.2.2.eb")
+    assert "--robot" not in " ".join(inv.argv)
+
+
+def test_command_targets_the_nodes_tree_and_staging():
+    argv = invocation(SETTINGS, saxpy()).argv
+    assert "--installpath-software=/srv/library/cuda/software" in argv
+    assert "--installpath-modules=/srv/library/cuda/.staging/saxpy--1.0-GCCcore-system-CUDA-13.2.2" in argv
+    assert "--sourcepath=/srv/library/sources" in argv
+    assert "--hooks=hooks/modlib_hooks.py" in argv
+    assert "--cuda-compute-capabilities=8.0,9.0" in argv and "--optarch=GENERIC" in argv
+
+
+def test_cuda_node_sees_cuda_tree_before_cpu_tree():
+    env = dict(invocation(SETTINGS, saxpy()).env)
+    assert env["MODULEPATH"] == "/srv/library/cuda/modules/all:/srv/library/cpu/modules/all"
+    assert env["MODLIB_TARGET_KIND"] == "cuda" and env["MODLIB_ROOT"] == "/srv/library"
+
+
+def test_hidden_and_rebuild_flags():
+    argv = invocation(SETTINGS, saxpy(hidden=True), rebuild=True).argv
+    assert "--hidden" in argv and "--rebuild" in argv
+
+
+def test_host_env_carries_root_override_and_robot_path(tmp_path):
+    env = host_env(SETTINGS, tmp_path, base={"PATH": "/usr/bin", "PYTHONPATH": "/x"})
+    assert env["EASYBUILD_ROBOT_PATHS"].startswith(str(REPO / "easyconfigs") + os.pathsep)
+    assert "PYTHONPATH" not in env
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(SETTINGS.python).parent)
+    if os.geteuid() == 0:
+        assert env["EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES"] == "1"

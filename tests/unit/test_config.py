@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from builder.errors import EXIT_BAD_INPUT, ModlibError
+from builder.read.config import load_settings
+from tests.helpers import REPO, write_config
+
+CPU = {"kind": "cpu", "tree": "cpu", "easystacks": [str(REPO / "easyconfigs" / "cpu.easystack.yaml")]}
+
+
+def test_demo_config_is_valid():
+    settings = load_settings(REPO / "easyconfigs" / "library.yaml", env={})
+    assert settings.root == REPO / "library"
+    assert settings.layered_trees(settings.target("cuda")) == ["cuda", "cpu"]
+    assert settings.target_of_tree("cpu").name == "cpu"
+
+
+def test_modlib_root_overrides(tmp_path):
+    cfg = write_config(tmp_path, {"cpu": CPU})
+    settings = load_settings(cfg, env={"MODLIB_ROOT": str(tmp_path / "vol")})
+    assert settings.root == tmp_path / "vol"
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda d: d.update(colour="blue"), "Additional properties are not allowed ('colour'"),
+    (lambda d: d["targets"]["cpu"].update(kind="gpu"), "at 'targets.cpu.kind'"),
+    (lambda d: d["targets"].update(cuda={"kind": "cuda", "tree": "cuda", "easystacks": CPU["easystacks"]}),
+     "'layers_over' is a required property"),
+    (lambda d: d["targets"]["cpu"].update(arch="pentium9000"), "unknown CPU microarchitecture 'pentium9000'"),
+    (lambda d: d["targets"]["cpu"].update(easystacks=["nope.yaml"]), "easystack file"),
+    (lambda d: d["python"].update(version="3"), "at 'python.version'"),
+])
+def test_invalid_config_names_file_and_key(tmp_path, mutate, expect):
+    cfg = write_config(tmp_path, {"cpu": dict(CPU)})
+    data = yaml.safe_load(cfg.read_text())
+    mutate(data)
+    cfg.write_text(yaml.safe_dump(data))
+    with pytest.raises(ModlibError) as err:
+        load_settings(cfg, env={})
+    assert err.value.exit_code == EXIT_BAD_INPUT
+    assert str(cfg) in str(err.value) and expect in str(err.value)
+
+
+def test_malformed_yaml(tmp_path):
+    cfg = tmp_path / "easyconfigs" / "library.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text("root: library\ntargets: [unclosed\n")
+    with pytest.raises(ModlibError, match=r"library.yaml: malformed YAML \(line 3"):
+        load_settings(cfg, env={})
+
+
+def test_unknown_target(tmp_path):
+    settings = load_settings(write_config(tmp_path, {"cpu": CPU}), env={})
+    with pytest.raises(ModlibError, match="unknown target 'gpu' \\(targets: cpu\\)"):
+        settings.target("gpu")
+
+
+def test_schema_file_is_valid_json_schema():
+    import json
+
+    import jsonschema
+
+    schema = json.loads((REPO / "builder" / "schemas" / "library.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert Path(REPO / "easyconfigs" / "library.yaml").is_file()

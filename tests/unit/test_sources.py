@@ -1,0 +1,115 @@
+"""Sources first: a real HTTP server on loopback plays the upstream site and PyPI's simple index."""
+
+import hashlib
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from builder.build import sources
+from builder.ebadapter import SourceFile
+from builder.errors import ModlibError
+
+PAYLOAD = b"not really a tarball, but bytes with a checksum\n"
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+EC = Path("/site/easyconfigs/d/demo/demo-1.0.eb")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        if self.path == "/simple/demo-pkg/":
+            body = json.dumps({"files": [{"filename": "demo_pkg-1.0.tar.gz", "url": "/files/ab/demo_pkg-1.0.tar.gz",
+                                          "hashes": {"sha256": SHA}}]}).encode()
+        elif self.path == "/files/ab/demo_pkg-1.0.tar.gz":
+            body = PAYLOAD
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def pypi(monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setattr(sources, "PYPI_SIMPLE", base + "/simple")
+    yield base
+    server.shutdown()
+
+
+def src(filename="demo_pkg-1.0.tar.gz", urls=("http://127.0.0.1:9/broken",), checksum=SHA):
+    return SourceFile(filename=filename, subdir="d/demo", urls=tuple(f"{u}/{filename}" for u in urls),
+                      checksum=checksum, owner=EC)
+
+
+@pytest.mark.parametrize("filename, project", [
+    ("demo_pkg-1.0.tar.gz", "demo-pkg"), ("Jinja2-3.1.4-py3-none-any.whl", "jinja2"),
+    ("markupsafe-3.0.2.tar.gz", "markupsafe"), ("saxpy.cu", None), ("foo.patch", None)])
+def test_pypi_project_names(filename, project):
+    assert sources.pypi_project(filename) == project
+
+
+def test_failed_url_falls_back_to_pypi_simple_index(tmp_path, pypi):
+    assert sources.prefetch([src()], tmp_path, []) == 1
+    assert (tmp_path / "d/demo/demo_pkg-1.0.tar.gz").read_bytes() == PAYLOAD
+    assert sources.prefetch([src()], tmp_path, []) == 0  # cached and verified: nothing to do
+
+
+def test_direct_url_is_used_first(tmp_path, pypi):
+    assert sources.prefetch([src(urls=(pypi + "/files/ab",))], tmp_path, []) == 1
+
+
+def test_sources_kept_in_the_repository(tmp_path):
+    repo_sources = tmp_path / "repo"
+    (repo_sources / "d/demo").mkdir(parents=True)
+    (repo_sources / "d/demo/saxpy.cu").write_bytes(PAYLOAD)
+    sources.prefetch([src("saxpy.cu", urls=())], tmp_path / "cache", [repo_sources])
+    assert (tmp_path / "cache/d/demo/saxpy.cu").read_bytes() == PAYLOAD
+
+
+def test_wrong_checksum_stops_with_exit_2_and_caches_nothing(tmp_path, pypi):
+    with pytest.raises(ModlibError) as err:
+        sources.prefetch([src(checksum="0" * 64)], tmp_path, [])
+    assert err.value.exit_code == 2
+    assert str(EC) in str(err.value) and "checksum mismatch" in str(err.value) and SHA in str(err.value)
+    assert list(tmp_path.rglob("*.tar.gz")) == [] and list(tmp_path.rglob(".part-*")) == []
+
+
+def test_missing_checksum_is_refused(tmp_path, pypi):
+    with pytest.raises(ModlibError, match="no checksum in the easyconfig"):
+        sources.prefetch([src(checksum=None)], tmp_path, [])
+
+
+def test_missing_source_without_network_stops_with_exit_2(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "PYPI_SIMPLE", "http://127.0.0.1:9/simple")
+    with pytest.raises(ModlibError) as err:
+        sources.prefetch([src()], tmp_path, [])
+    assert err.value.exit_code == 2
+    assert "source demo_pkg-1.0.tar.gz cannot be obtained" in str(err.value)
+    assert "127.0.0.1:9/broken/demo_pkg-1.0.tar.gz" in str(err.value)
+
+
+def test_two_runs_fetching_at_once_both_end_with_one_good_file(tmp_path, pypi):
+    errors = []
+
+    def fetch():
+        try:
+            sources.prefetch([src()], tmp_path, [])
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [p.name for p in (tmp_path / "d/demo").iterdir()] == ["demo_pkg-1.0.tar.gz"]
