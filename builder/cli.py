@@ -88,7 +88,7 @@ def build(config: Path | None, target: str | None, executor: str, jobs: int | No
         return
     from builder.build.runner import run_build
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     result = run_build(settings, targets, executor=executor, jobs=jobs, rebuild=list(rebuild), wait=wait,
                        report=lambda msg: console.print(msg, markup=False))
     _summary(console, result)

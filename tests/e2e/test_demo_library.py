@@ -1,0 +1,96 @@
+"""The demo library built for real with EasyBuild (cpu and cuda targets) and loaded with Lmod."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from builder.build.lock import RunLock
+from tests.helpers import REPO, link_sources, lmod, modlib
+
+pytestmark = pytest.mark.e2e
+CONFIG = str(REPO / "easyconfigs" / "library.yaml")
+JINJA = ["3.1.4", "3.1.5", "3.1.6"]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, source_cache):
+    root = tmp_path_factory.mktemp("demo") / "library"
+    link_sources(root, source_cache)
+    env = {"MODLIB_ROOT": str(root)}
+    result = modlib("build", "--config", CONFIG, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root, env, result
+
+
+def in_library(library, script, target="cpu"):
+    root, env, _ = library
+    lines = modlib("env", "--config", CONFIG, "--target", target, env=env, check=True).stdout
+    return lmod(f'eval "{lines}"\n{script}')
+
+
+def test_every_planned_module_is_published(library):
+    root, env, build = library
+    assert "built 8, already published 0, failed 0" in build.stdout
+    status = json.loads(modlib("status", "--config", CONFIG, "--json", env=env, check=True).stdout)
+    for name, target in status["targets"].items():
+        assert target["missing"] == [] and target["failed"] == [] and target["drifted"] == [], name
+    assert len(status["targets"]["cpu"]["published"]) == 6
+    assert status["last_run"]["failed"] == [] and len(status["last_run"]["built"]) == 8
+
+
+@pytest.mark.parametrize("version", JINJA)
+def test_each_side_by_side_version_imports_as_itself(library, version):
+    py = REPO / ".venv" / "bin" / "python"
+    out = in_library(library, f"module load Jinja2/{version}-GCCcore-system && {py} -c "
+                              "'import jinja2, markupsafe._speedups as s; print(jinja2.__version__, s.__file__)'")
+    assert out.returncode == 0, out.stderr
+    got, speedups = out.stdout.split()
+    assert got == version
+    assert speedups.startswith(str(library[0] / "cpu" / "software" / "MarkupSafe")) and speedups.endswith(".so")
+
+
+def test_easybuild_module_runs(library):
+    out = in_library(library, "module load EasyBuild/5.4.0 && eb --version")
+    assert out.returncode == 0 and "EasyBuild 5.4.0" in out.stdout, out.stderr
+
+
+def test_cuda_package_carries_sm80_and_sm90_and_the_gpu_property(library):
+    out = in_library(library, "module load saxpy && cuobjdump --list-elf $(which saxpy) && module avail 2>&1",
+                     target="cuda")
+    assert out.returncode == 0, out.stderr
+    assert "sm_80" in out.stdout and "sm_90" in out.stdout
+    text = (library[0] / "cuda" / "modules" / "all" / "saxpy" / "1.0-GCCcore-system-CUDA-13.2.2.lua").read_text()
+    assert 'add_property("arch", "gpu")' in text
+    cpu_text = (library[0] / "cpu" / "modules" / "all" / "GCCcore" / "system.lua").read_text()
+    assert "gpu" not in cpu_text
+
+
+def test_env_layers_cuda_tree_over_cpu_tree(library):
+    root, env, _ = library
+    lines = modlib("env", "--config", CONFIG, "--target", "cuda", env=env, check=True).stdout
+    assert f"export MODULEPATH={root}/cuda/modules/all:{root}/cpu/modules/all" in lines
+
+
+def test_every_node_run_has_a_build_record(library):
+    root = library[0]
+    recs = [json.loads(p.read_text()) for p in (root / ".modlib" / "records").rglob("*.json")]
+    assert len(recs) == 8
+    for rec in recs:
+        assert rec["exit_code"] == 0 and rec["command"][0] == "eb" and rec["end"] >= rec["start"]
+        assert Path(rec["log"]).is_file() and Path(rec["log"]).is_relative_to(root)
+    assert not any((root / t / ".staging").exists() and any((root / t / ".staging").iterdir()) for t in ("cpu", "cuda"))
+
+
+def test_second_run_has_nothing_to_do(library):
+    root, env, _ = library
+    again = modlib("build", "--config", CONFIG, env=env)
+    assert again.returncode == 0 and "built 0, already published 8" in again.stdout
+
+
+def test_second_run_while_one_runs_is_refused(library):
+    root, env, _ = library
+    with RunLock(root, holder="modlib build (test)"):
+        refused = modlib("build", "--config", CONFIG, env=env)
+    assert refused.returncode == 3
+    assert "another run holds the library lock (modlib build (test)" in refused.stderr
