@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -129,7 +130,12 @@ def status(config: Path | None, as_json: bool) -> None:
         for f in t["failed"]:
             click.echo(f"  failed: {f['module']} (exit {f['record']['exit_code']}, log {f['record']['log']})")
     last = info["last_run"]
-    click.echo(f"last run: {'none' if not last else json.dumps({k: last[k] for k in ('finished', 'built', 'failed')})}")
+    if last:
+        when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(last["finished"]))
+        click.echo(f"last run: {when} on {last['host']}, {len(last['built'])} built, {len(last['failed'])} failed, "
+                   f"{len(last['blocked'])} not built ({last['seconds']} s)")
+    else:
+        click.echo("last run: none")
 
 
 @main.command()

@@ -27,5 +27,15 @@ def library_status(settings: Settings, plans: dict[str, Plan]) -> dict:
             if record and record["exit_code"] not in (0, None):
                 failed.append({**entry, "record": record})
         out["targets"][name] = {"published": published, "missing": missing, "failed": failed,
-                                "drifted": drifted}
+                                "drifted": drifted, "last_run": _for_trees(out["last_run"], plan)}
     return out
+
+
+def _for_trees(last_run: dict | None, plan: Plan) -> dict | None:
+    """The last run as one target saw it: only the nodes of its plan."""
+    if last_run is None:
+        return None
+    mine = {f"{n.tree}/{n.module}" for n in plan.nodes}
+    return {**last_run, "built": [k for k in last_run["built"] if k in mine],
+            "failed": [k for k in last_run["failed"] if k in mine],
+            "blocked": {k: v for k, v in last_run["blocked"].items() if k in mine}}

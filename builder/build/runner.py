@@ -79,11 +79,12 @@ def run_build(settings: Settings, targets: list[Target], *, executor: str = "loc
               rebuild: list[str] | None = None, wait: bool = False,
               report: Callable[[str], None] = print) -> RunResult:
     t0 = time.time()
-    plan = make_plan(settings, targets)
-    result = RunResult(plan=plan, todo=select(plan, rebuild or []))
     with RunLock(settings.root, wait=wait) as lock:
         if lock.took_over is not None:
             report(f"took over the run lock of a gone holder: {lock.took_over}")
+        # planned under the lock: a run that waited must see what the previous holder published
+        plan = make_plan(settings, targets)
+        result = RunResult(plan=plan, todo=select(plan, rebuild or []))
         clear_staging(settings.root, sorted({t.tree for t in settings.targets.values()}))
         if result.todo:
             check_python(settings)

@@ -9,25 +9,17 @@ from tests.helpers import copy_site_easyconfigs, link_sources, lmod, modlib, wri
 
 pytestmark = pytest.mark.e2e
 
-FAILING = """easyblock = 'Bundle'
-name = 'failing'
+BUNDLE = """easyblock = 'Bundle'
+name = '{name}'
 version = '1.0'
 homepage = 'https://example.org'
-description = "fails EasyBuild's sanity check on purpose"
-toolchain = {'name': 'GCCcore', 'version': 'system'}
-sanity_check_paths = {'files': ['bin/never-there'], 'dirs': []}
+description = "test fixture"
+toolchain = {{'name': 'GCCcore', 'version': 'system'}}
+{extra}
 moduleclass = 'tools'
 """
-
-NEEDS_FAILING = """easyblock = 'Bundle'
-name = 'needsfailing'
-version = '1.0'
-homepage = 'https://example.org'
-description = 'depends on the failing bundle'
-toolchain = {'name': 'GCCcore', 'version': 'system'}
-dependencies = [('failing', '1.0')]
-moduleclass = 'tools'
-"""
+FAILING = BUNDLE.format(name="failing", extra="sanity_check_paths = {'files': ['bin/never-there'], 'dirs': []}")
+NEEDS_FAILING = BUNDLE.format(name="needsfailing", extra="dependencies = [('failing', '1.0')]")
 
 MARKUPSAFE = "MarkupSafe/3.0.2-GCCcore-system"
 

@@ -1,0 +1,62 @@
+"""The local executor's ordering and bounds, driven with tiny real processes in place of eb."""
+
+import json
+import sys
+from pathlib import Path
+
+from builder.build.command import Invocation
+from builder.build.local import LocalExecutor
+from builder.plan.graph import Node
+from builder.plan.schedule import Scheduler
+
+STEP = "import json, sys, time; s = time.time(); time.sleep(0.3); " \
+       "open(sys.argv[1], 'a').write(json.dumps([sys.argv[2], s, time.time()]) + '\\n'); sys.exit(int(sys.argv[3]))"
+
+
+def node(module, deps=()):
+    return Node(tree="cpu", module=module, name=module.split("/")[0], easyconfig=Path(f"/ec/{module}.eb"),
+                target="cpu", deps=tuple(("cpu", d) for d in deps), installed=False, sha256="0")
+
+
+def run(tmp_path, nodes, jobs, fail=()):
+    trace = tmp_path / "trace.jsonl"
+    results = {}
+
+    def invocation(n):
+        return Invocation(argv=(sys.executable, "-c", STEP, str(trace), n.module, "1" if n.module in fail else "0"),
+                          env=(("MODLIB_TEST", "1"),))
+
+    def finished(n, r):
+        results[n.module] = r
+        return r.exit_code == 0
+
+    sched = Scheduler(nodes)
+    LocalExecutor(jobs=jobs, cwd=tmp_path, host_env={"PATH": "/usr/bin:/bin"}).run(
+        sched, invocation, lambda n: str(tmp_path / "logs" / f"{n.name}.log"), finished)
+    spans = {m: (s, e) for m, s, e in (json.loads(line) for line in trace.read_text().splitlines())}
+    return sched, spans, results
+
+
+def test_dependencies_finish_before_dependents_start_and_jobs_bound_holds(tmp_path):
+    nodes = [node("A/1"), node("B/1", ["A/1"]), node("C/1", ["A/1"]), node("D/1", ["B/1", "C/1"]), node("E/1")]
+    sched, spans, results = run(tmp_path, nodes, jobs=2)
+    assert sched.done() and len(sched.succeeded) == 5
+    for n in nodes:
+        for _, dep in n.deps:
+            assert spans[dep][1] <= spans[n.module][0]
+    for t in {s for s, _ in spans.values()}:
+        assert sum(1 for s, e in spans.values() if s <= t < e) <= 2
+    assert all(Path(r.log).parent == tmp_path / "logs" for r in results.values())
+
+
+def test_failure_blocks_dependents_but_the_rest_runs(tmp_path):
+    nodes = [node("A/1"), node("B/1", ["A/1"]), node("X/1")]
+    sched, spans, results = run(tmp_path, nodes, jobs=2, fail={"A/1"})
+    assert results["A/1"].exit_code == 1 and "B/1" not in spans and "X/1" in spans
+    assert sched.blocked == {("cpu", "B/1"): ("cpu", "A/1")}
+
+
+def test_independent_nodes_run_at_the_same_time(tmp_path):
+    _, spans, _ = run(tmp_path, [node(f"N{i}/1") for i in range(4)], jobs=4)
+    latest_start = max(s for s, _ in spans.values())
+    assert all(latest_start < e for _, e in spans.values())  # all four were running at once
