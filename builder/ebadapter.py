@@ -162,10 +162,7 @@ def parse(path: Path) -> ParsedEasyconfig:
 
 
 def source_files(path: Path) -> list[SourceFile]:
-    """Sources and patches of one easyconfig, templates resolved by EasyBuild's own easyblock.
-
-    Extension sources (``exts_list``) are left to EasyBuild's fetch step inside the build.
-    """
+    """Sources and patches of one easyconfig (extensions included), templates resolved by EasyBuild."""
     from easybuild.framework.easyblock import get_easyblock_instance
     from easybuild.framework.easyconfig.easyconfig import letter_dir_for, process_easyconfig
     from easybuild.tools.build_log import EasyBuildError
@@ -195,9 +192,31 @@ def source_files(path: Path) -> list[SourceFile]:
             files.append(SourceFile(
                 filename=name, subdir=subdir, owner=path, urls=(beside.as_uri(),),
                 checksum=block.get_checksum_for(checksums, filename=name, index=len(sources) + offset)))
-        return files
+        return files + _extension_files(block, subdir, path)
     except EasyBuildError as err:
         raise bad_input(path, f"cannot list sources: {err.msg}") from None
+
+
+def _extension_files(block, subdir: str, path: Path) -> list[SourceFile]:
+    """Extension sources, as EasyBuild's ``collect_exts_file_info`` names them, with their URLs resolved
+    the way it resolves them (parent templates plus the extension's own name and version)."""
+    import copy
+
+    from easybuild.framework.easyconfig.easyconfig import resolve_template
+    from easybuild.framework.easyconfig.templates import template_constant_dict
+
+    files = []
+    for ext in block.collect_exts_file_info(fetch_files=False, verify_checksums=False):
+        if "options" not in ext or ext["options"].get("nosource") or not ext.get("sources"):
+            continue
+        values = copy.deepcopy(block.cfg.template_values)
+        values.update(template_constant_dict({"name": ext["name"], "version": ext["version"]}))
+        urls = resolve_template(ext["options"].get("source_urls", []), values)
+        filename = ext["sources"][0]
+        files.append(SourceFile(filename=filename, subdir=subdir, owner=path,
+                                urls=tuple(f"{u.rstrip('/')}/{filename}" for u in urls),
+                                checksum=block.get_checksum_for(ext["checksums"], filename=filename, index=0)))
+    return files
 
 
 def checksum_problem(path: Path, spec: object) -> str | None:
