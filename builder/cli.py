@@ -102,6 +102,8 @@ def _summary(console: Console, result) -> None:
     console.print(f"\nbuilt {len(result.built)}, already published {skipped}, failed {len(result.failed)}, "
                   f"not built because a dependency failed {len(result.blocked)} ({result.seconds:.1f} s)",
                   markup=False)
+    for warning in result.warnings:
+        console.print(f"warning: {warning}", markup=False)
     for key, tail in result.failed.items():
         console.print(f"\n--- {'/'.join(key)} failed; last lines of its log:\n{tail}", markup=False)
     for key, cause in result.blocked.items():
@@ -127,6 +129,8 @@ def status(config: Path | None, as_json: bool) -> None:
                    f"{len(t['failed'])} failed, {len(t['drifted'])} drifted")
         for d in t["drifted"]:
             click.echo(f"  drift: {d['module']} ({d['easyconfig']} changed since it was built)")
+        for p in t["python_mismatch"]:
+            click.echo(f"  python: {p['module']} was built for Python {p['python']}, notebooks run another")
         for f in t["failed"]:
             click.echo(f"  failed: {f['module']} (exit {f['record']['exit_code']}, log {f['record']['log']})")
     last = info["last_run"]

@@ -4,8 +4,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO, link_sources, modlib
+
 
 @pytest.fixture(scope="session")
 def source_cache(tmp_path_factory) -> Path:
     """One download cache for the whole session; each library's <root>/sources links to it."""
     return tmp_path_factory.mktemp("sources")
+
+
+@pytest.fixture(scope="session")
+def demo_library(tmp_path_factory, source_cache):
+    """The demo library (easyconfigs/library.yaml) built once for the session into a temporary root."""
+    root = tmp_path_factory.mktemp("demo") / "library"
+    link_sources(root, source_cache)
+    env = {"MODLIB_ROOT": str(root)}
+    result = modlib("build", "--config", str(REPO / "easyconfigs" / "library.yaml"), env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root, env, result

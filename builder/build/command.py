@@ -37,7 +37,8 @@ def staging_dir(root: Path, node: Node) -> Path:
     return root / node.tree / ".staging" / slug(node.module)
 
 
-def live_modulepath(settings: Settings, target_name: str) -> list[Path]:
+def store_modulepath(settings: Settings, target_name: str) -> list[Path]:
+    """Published module files as builds see them: a dependency built a moment ago is already here."""
     target = settings.targets[target_name]
     return [settings.tree_path(tree) / "modules" / "all" for tree in settings.layered_trees(target)]
 
@@ -68,7 +69,7 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
     argv += ["--hidden"] if node.hidden else []
     argv += ["--rebuild"] if rebuild else []
     env = {"MODLIB_ROOT": str(root), "MODLIB_TARGET": target.name, "MODLIB_TARGET_KIND": target.kind,
-           "MODULEPATH": os.pathsep.join(str(p) for p in live_modulepath(settings, target.name))}
+           "MODULEPATH": os.pathsep.join(str(p) for p in store_modulepath(settings, target.name))}
     return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())))
 
 

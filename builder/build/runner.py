@@ -14,11 +14,12 @@ from builder.build import records, sources
 from builder.build.command import host_env, invocation
 from builder.build.executors import NodeRun, get_executor
 from builder.build.lock import RunLock
-from builder.errors import bad_input
+from builder.errors import ModlibError, bad_input
 from builder.plan.graph import Node, NodeKey, Plan
 from builder.plan.planner import make_plan, robot_paths
 from builder.plan.schedule import Scheduler
-from builder.publish.live import clear_staging, publish_node
+from builder.publish.live import clear_staging, publish_node, retract_node
+from builder.publish.view import current_inputs, inputs_digest, publish_view
 from builder.read.config import Settings, Target
 
 
@@ -29,6 +30,7 @@ class RunResult:
     built: list[NodeKey] = field(default_factory=list)
     failed: dict[NodeKey, str] = field(default_factory=dict)  # node -> log tail
     blocked: dict[NodeKey, NodeKey] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # from the last publish
     fetched: int = 0
     seconds: float = 0.0
 
@@ -90,9 +92,32 @@ def run_build(settings: Settings, targets: list[Target], *, executor: str = "loc
             check_python(settings)
             result.fetched = fetch_sources(settings, result.todo, report)
             _execute(settings, result, executor, jobs or max(t.jobs for t in targets), set(rebuild or []), report)
+        if current_inputs(settings.root) != inputs_digest(settings):
+            result.warnings = _publish(settings, report)
         result.seconds = time.time() - t0
         records.write_last_run(settings.root, result.summary())
     return result
+
+
+def _accept(settings: Settings, node: Node, record: str, result: RunResult,
+            report: Callable[[str], None]) -> str | None:
+    """Store the node's module file and publish a view with it; what went wrong, or None."""
+    try:
+        publish_node(settings.root, node, record)
+    except OSError as err:
+        return str(err)
+    try:
+        result.warnings = _publish(settings, report)
+    except (OSError, ModlibError) as err:  # e.g. Lmod cannot cache this module file: keep it out
+        retract_node(settings.root, node)
+        return f"not published, the live view is unchanged: {err}"
+    return None
+
+
+def _publish(settings: Settings, report: Callable[[str], None]) -> list[str]:
+    gen, warnings = publish_view(settings)
+    report(f"published {gen.name}")
+    return warnings
 
 
 def _execute(settings: Settings, result: RunResult, executor: str, jobs: int, rebuild: set[str],
@@ -111,19 +136,18 @@ def _execute(settings: Settings, result: RunResult, executor: str, jobs: int, re
                              exit_code=run.exit_code, start=run.start, end=run.end, log=run.log)
         record_path = records.write(settings.root, rec)
         took = f"{run.end - run.start:.1f} s"
-        if run.exit_code == 0:
-            try:
-                publish_node(settings.root, node, str(record_path))
-            except OSError as err:
-                result.failed[node.key] = str(err)
-                report(f"failed   {node.tree}/{node.module}: {err}")
-                return False
-            result.built.append(node.key)
-            report(f"built    {node.tree}/{node.module} ({took})")
-            return True
-        result.failed[node.key] = records.tail(run.log)
-        report(f"FAILED   {node.tree}/{node.module} (exit {run.exit_code}, {took}; log {run.log})")
-        return False
+        if run.exit_code != 0:
+            result.failed[node.key] = records.tail(run.log)
+            report(f"FAILED   {node.tree}/{node.module} (exit {run.exit_code}, {took}; log {run.log})")
+            return False
+        problem = _accept(settings, node, str(record_path), result, report)
+        if problem:
+            result.failed[node.key] = problem
+            report(f"failed   {node.tree}/{node.module}: {problem}")
+            return False
+        result.built.append(node.key)
+        report(f"built    {node.tree}/{node.module} ({took})")
+        return True
 
     with tempfile.TemporaryDirectory(prefix="modlib-scratch-") as scratch:
         runner = get_executor(executor, jobs=jobs, cwd=settings.repo_root, host_env=host_env(settings, Path(scratch)))

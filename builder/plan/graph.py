@@ -30,6 +30,7 @@ class Node:
     sha256: str
     hidden: bool = False
     options: tuple[tuple[str, object], ...] = ()
+    moduleclass: str = ""
 
     @property
     def key(self) -> NodeKey:

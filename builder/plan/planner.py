@@ -74,7 +74,8 @@ def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = 
             tree=owner.tree, module=module, name=p.name, easyconfig=p.path, target=owner.name,
             deps=tuple(sorted((place[d].tree, d) for d in deps[module])),
             installed=module_file(settings.root, owner.tree, module).is_file(),
-            sha256=_digest(p.path), hidden=module in hidden, options=entry_opts.get(p.path, ())))
+            sha256=_digest(p.path), hidden=module in hidden, options=entry_opts.get(p.path, ()),
+            moduleclass=p.moduleclass))
     return nodes
 
 

@@ -1,7 +1,8 @@
-"""Make a finished node's module file live, and remember what it was built from.
+"""Move a finished node's module file into the store, and remember what it was built from.
 
-A notebook sees a module only through its live module file; software folders without one are
-invisible. Each file moves in with one rename, so a module is either fully there or not at all.
+The store (``<root>/<tree>/modules/all``) is what builds and planning see; notebooks see it only
+through a published view (builder/publish/view.py). Each file moves in with one rename, so the
+store never holds half a module file, and older views keep the bytes they linked.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def publish_node(root: Path, node: Node, record: str) -> Path:
     manifest.parent.mkdir(parents=True, exist_ok=True)
     tmp = manifest.with_name(manifest.name + ".tmp")
     tmp.write_text(json.dumps({"module": node.module, "easyconfig": str(node.easyconfig), "sha256": node.sha256,
-                               "published": time.time(), "record": record}, indent=2, sort_keys=True))
+                               "moduleclass": node.moduleclass, "published": time.time(), "record": record},
+                              indent=2, sort_keys=True))
     os.replace(tmp, manifest)
     os.replace(staged, live)
     default = staged.parent / "default"
@@ -47,6 +49,13 @@ def publish_node(root: Path, node: Node, record: str) -> Path:
         os.replace(default, live.parent / "default")
     shutil.rmtree(staging_dir(root, node), ignore_errors=True)
     return live
+
+
+def retract_node(root: Path, node: Node) -> None:
+    """Take a module back out of the store when no view could be published with it, so the next run
+    builds it again instead of trusting it."""
+    module_file(root, node.tree, node.module).unlink(missing_ok=True)
+    manifest_path(root, node.tree, node.module).unlink(missing_ok=True)
 
 
 def clear_staging(root: Path, trees: list[str]) -> None:

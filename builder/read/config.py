@@ -42,6 +42,8 @@ class Featured:
     name: str
     version: str | None = None
     category: str | None = None
+    launcher: str | None = None
+    targets: tuple[str, ...] = ()  # empty: every target
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class Settings:
     easyconfig_paths: tuple[Path, ...]
     targets: dict[str, Target] = field(hash=False)
     featured: tuple[Featured, ...] = ()
+    defaults: tuple[tuple[str, str], ...] = ()  # module name -> default version
+    hidden: tuple[str, ...] = ()  # retired modules: hidden, still loadable
 
     def target(self, name: str) -> Target:
         if name not in self.targets:
@@ -156,6 +160,10 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     _check_targets(path, targets)
     if not any(t.kind == "cpu" for t in targets.values()):
         raise bad_input(path, "at least one cpu target is needed")
+    for entry in data.get("featured", []):
+        for name in entry.get("targets", []):
+            if name not in targets:
+                raise bad_input(path, f"featured {entry['name']}: unknown target '{name}'")
     root = rel(env["MODLIB_ROOT"]) if env.get("MODLIB_ROOT") else rel(data["root"])
     return Settings(
         config_file=path.resolve(), repo_root=repo, root=root.resolve(),
@@ -165,5 +173,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         hooks=rel(data.get("hooks", DEFAULT_HOOKS)),
         easyconfig_paths=tuple(rel(p) for p in data.get("easyconfig_paths", ["easyconfigs"])),
         targets=targets,
-        featured=tuple(Featured(**f) for f in data.get("featured", [])),
+        featured=tuple(Featured(**{**f, "targets": tuple(f.get("targets", ()))}) for f in data.get("featured", [])),
+        defaults=tuple(sorted(data.get("modules", {}).get("defaults", {}).items())),
+        hidden=tuple(data.get("modules", {}).get("hidden", [])),
     )

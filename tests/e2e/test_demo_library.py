@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from builder.build.lock import RunLock
-from tests.helpers import REPO, link_sources, lmod, modlib
+from tests.helpers import REPO, lmod, modlib
 
 pytestmark = pytest.mark.e2e
 CONFIG = str(REPO / "easyconfigs" / "library.yaml")
@@ -14,13 +14,8 @@ JINJA = ["3.1.4", "3.1.5", "3.1.6"]
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory, source_cache):
-    root = tmp_path_factory.mktemp("demo") / "library"
-    link_sources(root, source_cache)
-    env = {"MODLIB_ROOT": str(root)}
-    result = modlib("build", "--config", CONFIG, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return root, env, result
+def library(demo_library):
+    return demo_library
 
 
 def in_library(library, script, target="cpu"):
@@ -31,12 +26,12 @@ def in_library(library, script, target="cpu"):
 
 def test_every_planned_module_is_published(library):
     root, env, build = library
-    assert "built 8, already published 0, failed 0" in build.stdout
+    assert "built 9, already published 0, failed 0" in build.stdout
     status = json.loads(modlib("status", "--config", CONFIG, "--json", env=env, check=True).stdout)
     for name, target in status["targets"].items():
         assert target["missing"] == [] and target["failed"] == [] and target["drifted"] == [], name
-    assert len(status["targets"]["cpu"]["published"]) == 6
-    assert status["last_run"]["failed"] == [] and len(status["last_run"]["built"]) == 8
+    assert len(status["targets"]["cpu"]["published"]) == 7
+    assert status["last_run"]["failed"] == [] and len(status["last_run"]["built"]) == 9
 
 
 @pytest.mark.parametrize("version", JINJA)
@@ -69,13 +64,13 @@ def test_cuda_package_carries_sm80_and_sm90_and_the_gpu_property(library):
 def test_env_layers_cuda_tree_over_cpu_tree(library):
     root, env, _ = library
     lines = modlib("env", "--config", CONFIG, "--target", "cuda", env=env, check=True).stdout
-    assert f"export MODULEPATH={root}/cuda/modules/all:{root}/cpu/modules/all" in lines
+    assert f"export MODULEPATH={root}/live/trees/cuda/modules/all:{root}/live/trees/cpu/modules/all" in lines
 
 
 def test_every_node_run_has_a_build_record(library):
     root = library[0]
     recs = [json.loads(p.read_text()) for p in (root / ".modlib" / "records").rglob("*.json")]
-    assert len(recs) == 8
+    assert len(recs) == 9
     for rec in recs:
         assert rec["exit_code"] == 0 and rec["command"][0] == "eb" and rec["end"] >= rec["start"]
         assert Path(rec["log"]).is_file() and Path(rec["log"]).is_relative_to(root)
@@ -85,7 +80,7 @@ def test_every_node_run_has_a_build_record(library):
 def test_second_run_has_nothing_to_do(library):
     root, env, _ = library
     again = modlib("build", "--config", CONFIG, env=env)
-    assert again.returncode == 0 and "built 0, already published 8" in again.stdout
+    assert again.returncode == 0 and "built 0, already published 9" in again.stdout
 
 
 def test_second_run_while_one_runs_is_refused(library):

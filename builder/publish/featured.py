@@ -1,0 +1,94 @@
+"""The featured-modules index: what the notebook UI shows first, built from what is really published.
+
+Lmod's own catalogue (``spider -o jsonSoftwarePage``) of the new generation is the source, so the
+index can only name modules that load. A featured entry that is not published, or that was built for
+another Python than the notebook's, gives a warning and is left out: never a broken index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+
+from builder.read.config import Featured, Settings
+
+# EasyBuild writes either "lib/python3.11/site-packages" or pathJoin(root, "lib", "python3.11", "site-packages")
+_PYTHON_DIR = re.compile(r"""lib["',\s/]+python(\d+\.\d+)["',\s/]+site-packages""")
+
+
+@dataclass
+class Featuring:
+    index: dict
+    links: dict[str, Path]  # featured-tree entry (Name/version.lua) -> module file in the generation
+    launchers: dict[str, str] = field(default_factory=dict)  # jupyter-server-proxy launcher -> module
+    warnings: list[str] = field(default_factory=list)
+
+
+def python_minor(module_text: str) -> str | None:
+    """The Python minor version a module's packages were built for, from the site-packages it adds."""
+    found = _PYTHON_DIR.search(module_text)
+    return found.group(1) if found else None
+
+
+def _pick(package: dict, wanted: Featured) -> dict | None:
+    versions = package.get("versions", [])
+    if wanted.version:
+        return next((v for v in versions if wanted.version in (v["versionName"], v["full"])), None)
+    default = [v for v in versions if v.get("markedDefault")]
+    return default[0] if default else max(versions, key=lambda v: v.get("wV", ""), default=None)
+
+
+def feature(settings: Settings, target: str, catalogue: list[dict], gpu_dirs: list[Path],
+            categories: dict[str, str]) -> Featuring:
+    """``categories`` maps module names to their EasyBuild moduleclass, the fallback category."""
+    packages = {p["package"]: p for p in catalogue}
+    out = Featuring(index={"target": target, "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           "modules": []}, links={})
+    for wanted in (f for f in settings.featured if not f.targets or target in f.targets):
+        package = packages.get(wanted.name)
+        version = _pick(package, wanted) if package else None
+        label = wanted.name + (f"/{wanted.version}" if wanted.version else "")
+        if version is None:
+            out.warnings.append(f"featured {label} is not published in target '{target}'")
+            continue
+        path = Path(version["path"])
+        built_for = python_minor(path.read_text())
+        if built_for and built_for != settings.python_version:
+            out.warnings.append(f"featured {version['full']} was built for Python {built_for}, the notebooks "
+                                f"run {settings.python_version}: left out")
+            continue
+        out.index["modules"].append({
+            "module": version["full"], "name": wanted.name, "version": version["versionName"],
+            "description": (version.get("description") or package.get("description") or "").strip(),
+            "homepage": package.get("url") or "", "category": wanted.category or categories.get(version["full"], ""),
+            "gpu": any(path.is_relative_to(d) for d in gpu_dirs), "load": f"module load {version['full']}"})
+        out.links[version["full"] + ".lua"] = path
+        if wanted.launcher:
+            out.launchers[wanted.launcher] = version["full"]
+    validate(out.index)
+    return out
+
+
+def validate(index: dict) -> None:
+    schema = json.loads(resources.files("builder.schemas").joinpath("featured.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(index)
+
+
+def write(featuring: Featuring, folder: Path) -> None:
+    """featured.json, the featured tree of links (`module use` of it lists only these), jupyter-lmod's config."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "featured.json").write_text(json.dumps(featuring.index, indent=2, sort_keys=True) + "\n")
+    for entry, target in featuring.links.items():
+        link = folder / "featured" / entry
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(target, link.parent))
+    config = {"Lmod": {"launcher_pins": sorted(featuring.launchers),
+                       "launcher_module_map": dict(sorted(featuring.launchers.items()))}}
+    (folder / "jupyter_server_config.json").write_text(json.dumps(config, indent=2) + "\n")
