@@ -28,7 +28,7 @@ demo: setup
 	@echo
 	@echo "The demo library is in ./library. To use it in a shell:"
 	@echo "  source $(LMOD_INIT)"
-	@echo '  eval "$$($(VENV)/bin/modlib env --target cpu)"    # or --target cuda on a GPU node'
+	@echo "  source library/live/targets/cpu/env.sh          # or: eval \"\$$($(VENV)/bin/modlib env --target cpu)\"; cuda on a GPU node"
 	@echo "  module load Jinja2/3.1.4-GCCcore-system && $(VENV)/bin/python -c 'import jinja2; print(jinja2.__version__)'"
 
 test: setup

@@ -57,3 +57,16 @@ def link_sources(root: Path, cache: Path) -> None:
 def copy_site_easyconfigs(dest: Path) -> Path:
     shutil.copytree(REPO / "easyconfigs", dest, ignore=shutil.ignore_patterns("library.yaml", "*.easystack.yaml"))
     return dest
+
+
+def bundle_easyconfig(name: str, extra: str, description: str = "test fixture") -> str:
+    """A Bundle easyconfig on the GCCcore/system toolchain: builds in seconds, fails or waits on demand."""
+    return f"""easyblock = 'Bundle'
+name = '{name}'
+version = '1.0'
+homepage = 'https://example.org'
+description = "{description}"
+toolchain = {{'name': 'GCCcore', 'version': 'system'}}
+{extra}
+moduleclass = 'tools'
+"""

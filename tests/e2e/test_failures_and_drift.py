@@ -5,21 +5,12 @@ import sys
 
 import pytest
 
-from tests.helpers import copy_site_easyconfigs, link_sources, lmod, modlib, write_config, write_easystack
+from tests.helpers import bundle_easyconfig, copy_site_easyconfigs, link_sources, lmod, modlib, write_config, write_easystack
 
 pytestmark = pytest.mark.e2e
 
-BUNDLE = """easyblock = 'Bundle'
-name = '{name}'
-version = '1.0'
-homepage = 'https://example.org'
-description = "test fixture"
-toolchain = {{'name': 'GCCcore', 'version': 'system'}}
-{extra}
-moduleclass = 'tools'
-"""
-FAILING = BUNDLE.format(name="failing", extra="sanity_check_paths = {'files': ['bin/never-there'], 'dirs': []}")
-NEEDS_FAILING = BUNDLE.format(name="needsfailing", extra="dependencies = [('failing', '1.0')]")
+FAILING = bundle_easyconfig("failing", "sanity_check_paths = {'files': ['bin/never-there'], 'dirs': []}")
+NEEDS_FAILING = bundle_easyconfig("needsfailing", "dependencies = [('failing', '1.0')]")
 
 MARKUPSAFE = "MarkupSafe/3.0.2-GCCcore-system"
 

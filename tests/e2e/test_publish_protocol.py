@@ -12,21 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_site_easyconfigs, link_sources, lmod, modlib, write_config, write_easystack
+from tests.helpers import bundle_easyconfig, copy_site_easyconfigs, link_sources, lmod, modlib, write_config, write_easystack
 
 pytestmark = pytest.mark.e2e
 
-SLOW = """easyblock = 'Bundle'
-name = 'slow'
-version = '1.0'
-homepage = 'https://example.org'
-description = 'installs, then waits while a marker file exists (so a test can kill it mid-install)'
-toolchain = {{'name': 'GCCcore', 'version': 'system'}}
-postinstallcmds = ['mkdir -p %(installdir)s/bin && touch %(installdir)s/bin/slow && '
-                   'while [ -e {marker} ]; do sleep 0.2; done']
-sanity_check_paths = {{'files': ['bin/slow'], 'dirs': []}}
-moduleclass = 'tools'
-"""
+SLOW_INSTALL = ("postinstallcmds = ['mkdir -p %(installdir)s/bin && touch %(installdir)s/bin/slow && '\n"
+                "                   'while [ -e {marker} ]; do sleep 0.2; done']\n"
+                "sanity_check_paths = {{'files': ['bin/slow'], 'dirs': []}}")
 
 
 @pytest.fixture()
@@ -34,7 +26,8 @@ def small(tmp_path, source_cache):
     site = copy_site_easyconfigs(tmp_path / "site")
     (site / "s" / "slow").mkdir(parents=True)
     marker = tmp_path / "slow.marker"
-    (site / "s" / "slow" / "slow-1.0-GCCcore-system.eb").write_text(SLOW.format(marker=marker))
+    (site / "s" / "slow" / "slow-1.0-GCCcore-system.eb").write_text(
+        bundle_easyconfig("slow", SLOW_INSTALL.format(marker=marker), "waits while a marker file exists"))
     (tmp_path / "easyconfigs").mkdir()
     stack = write_easystack(tmp_path / "easyconfigs" / "cpu.yaml", ["MarkupSafe-3.0.2-GCCcore-system.eb"])
     link_sources(tmp_path / "library", source_cache)
