@@ -9,15 +9,19 @@ that grows as it goes. This script does what ``--module-only`` does, in-process 
 1. Resolve every easystack entry and its dependencies (build ones included, as ``eb --robot`` does) with
    EasyBuild's parser, keyed by full module name (EasyBuild's ``resolve_dependencies`` is quadratic, see
    docs/research/easybuild-api.md section 2.4).
-2. Optionally put stub files into each install dir (``bin/``, ``lib/``, ``include/``, ``share/man``,
-   ``lib/pkgconfig``): EasyBuild only writes ``prepend_path`` for folders that exist and hold files,
-   so without stubs the modules would lack the PATH/LD_LIBRARY_PATH/... lines real modules have.
-3. For each module, instantiate its easyblock, give its toolchain the dependency list the prepare step
-   would give it (without loading modules), and call ``make_module_step()``: EasyBuild's own module
-   generation, hooks and symlinks included.
+2. Put stub files into each install dir (``tree_hooks.py``): EasyBuild only writes ``prepend_path`` for
+   folders that exist and hold files, so without stubs the modules would lack the PATH,
+   LD_LIBRARY_PATH, ... lines real modules have (``--no-stubs`` turns this off).
+3. Fast path, for each module: instantiate its easyblock, set what the prepare step would have set
+   without running Lmod (the toolchain's dependency list; ``$EBROOT<DEP>``/``$EBVERSION<DEP>`` of the
+   dependency modules a load would bring in), and call EasyBuild's own ``make_module_step()``
+   (module text, hooks, moduleclass symlinks, ``.modulerc.lua``).
+4. Fallback: easyblocks that need more of the prepare step (e.g. PythonBundle asks the loaded Python for
+   its site-packages folders) fail in the fast path; those go through a real
+   ``eb --module-only --robot`` with the same options and hooks.
 
-``--check-against DIR`` compares the generated files with a tree made by ``eb --module-only`` (run
-with stubs off, since eb does not create them), to show the contents are the same.
+``--check-against DIR`` compares the generated files with a tree made entirely by ``eb --module-only``
+(same options and hooks) to show that the contents are the same.
 
 The tree is cached: when ``<root>/bench-tree.json`` matches the request, nothing is done. Prints the number
 of module files. Run with the venv's Python::
@@ -35,57 +39,73 @@ import json
 import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from tree_hooks import STUB_FILES, write_stubs  # noqa: E402
+
+REPO = BENCH.parent
 DEFAULT_EASYSTACK = REPO / "tests" / "data" / "eessi-2025.06.yml"
+HOOKS = BENCH / "tree_hooks.py"
 LMOD_CMD = "/usr/share/lmod/lmod/libexec/lmod"
 MARKER = "bench-tree.json"
-#: Stub files that make EasyBuild's existence checks find the folders a typical install has.
-STUB_FILES = ("bin/stub", "lib/libstub.so", "include/stub.h", "share/man/man1/stub.1", "lib/pkgconfig/stub.pc")
 #: Bump when the generation changes, so cached trees are remade.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Node:
-    """One module to generate: the easyconfig that makes it, and whether it is a hidden dependency."""
+    """One module to generate: its easyconfig, and the modules it needs (direct; runtime ones apart)."""
 
     module: str
     path: str
     hidden: bool
+    deps: tuple[str, ...] = ()
+    runtime_deps: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # what loading this module sets: $EBROOT<NAME>, $EBVERSION<NAME>
 
 
 # -- configuration --------------------------------------------------------------------------------------
 
 
-def eb_args(root: Path, tmpdir: Path) -> list[str]:
-    """The options ``eb --module-only`` would run with; ``--force`` and ``--ignore-osdeps`` skip checks
-    that need the real software, and the devel module (which would need Lmod) is not made."""
+def robot_paths() -> list[str]:
+    """EasyBuild's own easyconfigs (found through ``eb`` on PATH, else where pip puts them)."""
     from easybuild.framework.easyconfig.tools import get_paths_for
 
-    robot_paths = get_paths_for(subdir="easyconfigs", robot_path=None) or [str(Path(sys.prefix) / "easybuild" / "easyconfigs")]
-    return [
-        "--robot", f"--robot-paths={':'.join(robot_paths)}", f"--installpath={root}",
+    os.environ.setdefault("EB_SCRIPT_PATH", str(Path(sys.prefix) / "bin" / "eb"))
+    return get_paths_for(subdir="easyconfigs", robot_path=None) or [str(Path(sys.prefix) / "easybuild" / "easyconfigs")]
+
+
+def eb_options(root: Path, tmpdir: Path, stubs: bool) -> list[str]:
+    """The ``eb --module-only`` options, shared by the fast path and the fallback so both write the same.
+
+    ``--force``/``--ignore-osdeps``/``--skip-sanity-check`` skip checks that need the real software; no
+    devel module (it needs Lmod) and no module backups (a real install makes neither in the tree).
+    """
+    opts = [
+        f"--robot-paths={':'.join(robot_paths())}", f"--installpath={root}",
         f"--tmpdir={tmpdir}", f"--buildpath={tmpdir / 'build'}", f"--repositorypath={tmpdir / 'repo'}",
         "--module-only", "--force", "--skip-sanity-check", "--ignore-osdeps", "--disable-generate-devel-module",
-        "--allow-use-as-root-and-accept-consequences", "--allow-modules-tool-mismatch",
-        "--disable-show-progress-bar", "--output-style=basic", "--disable-trace",
+        "--disable-backup-modules", "--allow-use-as-root-and-accept-consequences", "--allow-modules-tool-mismatch",
+        "--disable-show-progress-bar", "--output-style=basic",
     ]
+    return opts + ([f"--hooks={HOOKS}"] if stubs else [])
 
 
-def configure(root: Path, tmpdir: Path) -> None:
+def configure(root: Path, tmpdir: Path, stubs: bool) -> None:
     """Set EasyBuild's process-wide configuration once, quietly (it prints and rewrites os.environ)."""
     from easybuild.tools.options import set_up_configuration
 
-    os.environ.setdefault("LMOD_CMD", LMOD_CMD)  # EasyBlock() asks for the modules tool; Lmod is never run
-    os.environ.setdefault("EB_SCRIPT_PATH", str(Path(sys.prefix) / "bin" / "eb"))
+    os.environ.setdefault("LMOD_CMD", LMOD_CMD)  # EasyBlock() asks for the modules tool; the fast path never runs it
     with contextlib.redirect_stdout(io.StringIO()):
-        set_up_configuration(args=eb_args(root, tmpdir), silent=True, reconfigure=True)
+        set_up_configuration(args=["--robot"] + eb_options(root, tmpdir, stubs), silent=True, reconfigure=True)
 
 
 # -- resolution -----------------------------------------------------------------------------------------
@@ -102,8 +122,8 @@ def easystack_names(easystack: Path) -> list[str]:
     return [name for name, _ in entries]
 
 
-def _dep_node(dep: dict) -> Node | None:
-    """The node a dependency dict refers to; None for external modules, which EasyBuild never generates."""
+def _dep_ref(dep: dict) -> tuple[str, str, bool, bool] | None:
+    """(module, easyconfig, hidden, build_only) of a dependency dict; None for external modules."""
     from easybuild.framework.easyconfig.easyconfig import ActiveMNS, robot_find_easyconfig
     from easybuild.tools.module_naming_scheme.utilities import det_full_ec_version
 
@@ -112,40 +132,79 @@ def _dep_node(dep: dict) -> Node | None:
     path = robot_find_easyconfig(dep["name"], det_full_ec_version(dep))
     if path is None:
         raise SystemExit(f"no easyconfig for dependency {dep['name']} {det_full_ec_version(dep)}")
-    return Node(ActiveMNS().det_full_module_name(dep), path, bool(dep.get("hidden")))
+    return ActiveMNS().det_full_module_name(dep), path, bool(dep.get("hidden")), bool(dep.get("build_only"))
+
+
+def _load_env(ec) -> tuple[tuple[str, str], ...]:
+    """$EBROOT<NAME> and $EBVERSION<NAME> as EasyBuild's module for ``ec`` sets them on load."""
+    from easybuild.framework.easyconfig.easyconfig import ActiveMNS
+    from easybuild.tools.config import install_path
+    from easybuild.tools.modules import get_software_root_env_var_name, get_software_version_env_var_name
+
+    root = os.path.join(os.path.abspath(install_path("software")), ActiveMNS().det_install_subdir(ec))
+    return ((get_software_root_env_var_name(ec.name), root),
+            (get_software_version_env_var_name(ec.name), ec.version))
+
+
+def _parse(path: str, hidden: bool) -> tuple[list[Node], list[tuple[str, bool]]]:
+    """The nodes one easyconfig file makes (one per multi_deps variant), and its dependencies' specs."""
+    from easybuild.framework.easyconfig.easyconfig import process_easyconfig
+
+    nodes, specs = [], []
+    for parsed in process_easyconfig(path, hidden=hidden or None):
+        refs = [r for r in map(_dep_ref, parsed["ec"].all_dependencies) if r]
+        nodes.append(Node(parsed["full_mod_name"], path, hidden, tuple(r[0] for r in refs),
+                          tuple(r[0] for r in refs if not r[3]), _load_env(parsed["ec"])))
+        specs += [(r[1], r[2]) for r in refs]
+    return nodes, specs
 
 
 def resolve(names: list[str]) -> dict[str, Node]:
     """All modules the entries need, as ``eb --robot`` would install them, keyed by full module name."""
-    from easybuild.framework.easyconfig.easyconfig import process_easyconfig
     from easybuild.framework.easyconfig.tools import det_easyconfig_paths
 
-    todo = [Node("", p, False) for p in det_easyconfig_paths(names)]
+    todo = [(p, False) for p in det_easyconfig_paths(names)]
     nodes: dict[str, Node] = {}
-    seen_specs: set[tuple[str, bool]] = set()
+    seen: set[tuple[str, bool]] = set()
     while todo:
-        node = todo.pop()
-        if (node.path, node.hidden) in seen_specs:
-            continue
-        seen_specs.add((node.path, node.hidden))
-        for parsed in process_easyconfig(node.path, hidden=node.hidden or None):
-            nodes[parsed["full_mod_name"]] = Node(parsed["full_mod_name"], node.path, node.hidden)
-            todo.extend(d for d in map(_dep_node, parsed["ec"].all_dependencies) if d and d.module not in nodes)
+        spec = todo.pop()
+        if spec not in seen:
+            seen.add(spec)
+            parsed, dep_specs = _parse(*spec)
+            nodes.update((node.module, node) for node in parsed)
+            todo.extend(dep_specs)
     return dict(sorted(nodes.items()))
 
 
-# -- generation -----------------------------------------------------------------------------------------
+def loaded_with(node: Node, nodes: dict[str, Node]) -> list[Node]:
+    """The modules the prepare step loads for ``node``: its dependencies, plus what their depends_on loads."""
+    seen: dict[str, Node] = {}
+    todo = list(node.deps)
+    while todo:
+        name = todo.pop()
+        if name not in seen and name in nodes:
+            seen[name] = nodes[name]
+            todo.extend(nodes[name].runtime_deps)
+    return list(seen.values())
 
 
-def write_stubs(installdir: str) -> None:
-    """Stub files in the folders a typical install has, so EasyBuild writes the usual prepend_path lines."""
-    for rel in STUB_FILES:
-        path = Path(installdir, rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+# -- generation: fast path ------------------------------------------------------------------------------
 
 
-def generate_one(node: Node, stubs: bool) -> str:
+@contextlib.contextmanager
+def dependency_env(node: Node, nodes: dict[str, Node]):
+    """Set the $EBROOT*/$EBVERSION* that loading the dependency modules would set; restore afterwards."""
+    saved = dict(os.environ)
+    try:
+        for dep in loaded_with(node, nodes):
+            os.environ.update(dict(dep.env))
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def generate_one(node: Node, nodes: dict[str, Node], stubs: bool) -> str:
     """Write one module file with EasyBuild's own ``make_module_step``; returns the module file path.
 
     ``toolchain.dependencies`` is what ``Toolchain.prepare(loadmod=False)`` would set (all dependencies,
@@ -156,45 +215,100 @@ def generate_one(node: Node, stubs: bool) -> str:
 
     parsed = next(p for p in process_easyconfig(node.path, hidden=node.hidden or None)
                   if p["full_mod_name"] == node.module)
-    app = get_easyblock_instance(parsed)
-    try:
-        if stubs:
-            write_stubs(app.installdir)
-        app.toolchain.dependencies = app.cfg.dependencies()
-        app.make_module_step()
-        return app.mod_filepath
-    finally:
-        app.close_log()
+    with dependency_env(node, nodes):
+        app = get_easyblock_instance(parsed)
+        try:
+            if stubs:
+                write_stubs(app.installdir)
+            app.post_init()
+            app.update_config_template_run_step()
+            app.toolchain.dependencies = app.cfg.dependencies()
+            app.make_module_step()
+            return app.mod_filepath
+        finally:
+            app.close_log()
 
 
-def _generate_chunk(args: tuple[list[Node], bool]) -> list[tuple[str, str]]:
-    """Worker: generate a share of the nodes; errors come back as (module, message), not as exceptions."""
-    chunk, stubs = args
-    failures = []
-    for node in chunk:
+def _generate_share(args: tuple[list[Node], dict[str, Node], bool]) -> list[Node]:
+    """Worker: generate a share of the nodes; returns the ones the fast path cannot make."""
+    share, nodes, stubs = args
+    failed = []
+    for node in share:
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                generate_one(node, stubs)
-        except Exception as err:  # noqa: BLE001 - report every failing module, keep going
-            failures.append((node.module, f"{type(err).__name__}: {err}"))
-    return failures
+                generate_one(node, nodes, stubs)
+        except Exception:  # noqa: BLE001 - any easyblock that needs more than the fast path goes to eb
+            failed.append(node)
+    return failed
 
 
-def generate_all(nodes: list[Node], stubs: bool, jobs: int) -> list[tuple[str, str]]:
-    """Generate all nodes in ``jobs`` forked workers (EasyBuild's configuration is inherited by fork)."""
-    chunks = [(nodes[i::jobs], stubs) for i in range(jobs)]
+def shares(nodes: dict[str, Node], jobs: int) -> list[list[Node]]:
+    """Split by software name, so that one worker writes all of a name's ``.modulerc.lua`` (no races)."""
+    by_name: dict[str, list[Node]] = defaultdict(list)
+    for node in nodes.values():
+        by_name[node.module.split("/")[0]].append(node)
+    parts: list[list[Node]] = [[] for _ in range(jobs)]
+    for name in sorted(by_name, key=lambda n: -len(by_name[n])):
+        min(parts, key=len).extend(by_name[name])
+    return parts
+
+
+def generate_fast(nodes: dict[str, Node], stubs: bool, jobs: int) -> list[Node]:
+    """Fast path in ``jobs`` forked workers (EasyBuild's configuration is inherited by fork)."""
+    work = [(part, nodes, stubs) for part in shares(nodes, jobs)]
     if jobs == 1:
-        return _generate_chunk(chunks[0])
+        return _generate_share(work[0])
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        return [failure for part in pool.map(_generate_chunk, chunks) for failure in part]
+        return [node for part in pool.map(_generate_share, work) for node in part]
+
+
+# -- generation: fallback -------------------------------------------------------------------------------
+
+
+def generate_with_eb(failed: list[Node], root: Path, tmpdir: Path, stubs: bool, log: Path) -> None:
+    """Real ``eb --module-only --robot`` for the nodes the fast path could not make (their deps exist)."""
+    venv_bin = Path(sys.executable).parent  # eb finds its Python on PATH
+    env = dict(os.environ, LMOD_CMD=LMOD_CMD, MODULEPATH=str(root / "modules" / "all"),
+               PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(venv_bin / "eb"), *sorted({n.path for n in failed}), "--robot",
+           *eb_options(root, tmpdir, stubs), "--keep-going"]
+    with log.open("a") as out:
+        subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+
+
+def generate_fallback(failed: list[Node], root: Path, tmpdir: Path, stubs: bool,
+                      passes: int = 3) -> None:
+    """eb in passes: eb's robot orders only by a node's own dependencies, so a node whose dependency's
+    module (made by the fast path) loads a module still to be made by eb fails; the next pass makes it."""
+    log = root / "eb-fallback.log"
+    todo = failed
+    for _ in range(passes):
+        generate_with_eb(todo, root, tmpdir, stubs, log)
+        left = set(missing({n.module: n for n in todo}, root))
+        todo = [n for n in todo if n.module in left]
+        if not todo:
+            return
 
 
 # -- bookkeeping ----------------------------------------------------------------------------------------
 
 
 def module_files(root: Path) -> list[Path]:
-    """The module files of the tree (the moduleclass folders beside ``all`` only hold symlinks to them)."""
-    return sorted((root / "modules" / "all").rglob("*.lua"))
+    """The module files of the tree, ``.modulerc.lua`` excluded (the moduleclass folders beside ``all``
+    only hold symlinks to these)."""
+    return sorted(p for p in (root / "modules" / "all").rglob("*.lua") if p.name != ".modulerc.lua")
+
+
+def missing(nodes: dict[str, Node], root: Path) -> list[str]:
+    """Resolved modules that are neither a module file nor a ``module_version`` alias (``Java/17``) in the
+    name's ``.modulerc.lua``, which is what EasyBuild's ModuleRC easyblock writes instead of a file."""
+    def made(module: str) -> bool:
+        modulerc = (root / "modules" / "all" / module).parent / ".modulerc.lua"
+        alias = f'"{module.split("/", 1)[1]}")'
+        return (root / "modules" / "all" / f"{module}.lua").is_file() or (
+            modulerc.is_file() and alias in modulerc.read_text())
+
+    return [m for m in nodes if not made(m)]
 
 
 def request_key(easystack: Path, stubs: bool) -> dict:
@@ -202,7 +316,7 @@ def request_key(easystack: Path, stubs: bool) -> dict:
     import easybuild.tools.version as ebver
 
     digest = hashlib.sha256(easystack.read_bytes()).hexdigest()
-    return {"easystack_sha256": digest, "stubs": stubs, "easybuild": str(ebver.VERSION),
+    return {"easystack_sha256": digest, "stubs": list(STUB_FILES) if stubs else [], "easybuild": str(ebver.VERSION),
             "generator": GENERATOR_VERSION}
 
 
@@ -218,8 +332,8 @@ def cached_count(root: Path, key: dict) -> int | None:
 def compare_trees(ours: Path, reference: Path) -> list[str]:
     """Module files that differ from a reference tree (install paths normalised to the tree root)."""
     problems = []
-    ref_files = {p.relative_to(reference) for p in module_files(reference)}
-    our_files = {p.relative_to(ours) for p in module_files(ours)}
+    ref_files = {p.relative_to(reference) for p in (reference / "modules" / "all").rglob("*.lua")}
+    our_files = {p.relative_to(ours) for p in (ours / "modules" / "all").rglob("*.lua")}
     problems += [f"only in reference: {p}" for p in sorted(ref_files - our_files)]
     problems += [f"only in ours: {p}" for p in sorted(our_files - ref_files)]
     for rel in sorted(ref_files & our_files):
@@ -230,18 +344,31 @@ def compare_trees(ours: Path, reference: Path) -> list[str]:
     return problems
 
 
-def build_tree(root: Path, easystack: Path, stubs: bool, jobs: int) -> tuple[int, list[tuple[str, str]]]:
-    """Resolve and generate into a fresh ``root``; returns (module files, failures)."""
+def build_tree(root: Path, easystack: Path, stubs: bool, jobs: int) -> dict:
+    """Resolve and generate into a fresh ``root``; returns counts and timings for the marker file."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
+    stats: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-eb-") as tmp:
-        configure(root, Path(tmp))
+        configure(root, Path(tmp), stubs)
         t0 = time.monotonic()
         nodes = resolve(easystack_names(easystack))
-        print(f"resolved {len(nodes)} modules in {time.monotonic() - t0:.1f} s", flush=True)
-        failures = generate_all(list(nodes.values()), stubs, jobs)
-    return len(module_files(root)), failures
+        stats.update(resolved=len(nodes), resolve_s=round(time.monotonic() - t0, 1))
+        print(f"resolved {len(nodes)} modules in {stats['resolve_s']} s", flush=True)
+        t0 = time.monotonic()
+        failed = generate_fast(nodes, stubs, jobs)
+        stats.update(fast_path=len(nodes) - len(failed), fast_s=round(time.monotonic() - t0, 1))
+        print(f"fast path: {stats['fast_path']} modules in {stats['fast_s']} s; "
+              f"{len(failed)} need eb --module-only", flush=True)
+        t0 = time.monotonic()
+        if failed:
+            generate_fallback(failed, root, Path(tmp), stubs)
+        stats.update(eb_fallback=sorted(n.module for n in failed), eb_s=round(time.monotonic() - t0, 1))
+        print(f"eb --module-only: {len(failed)} modules in {stats['eb_s']} s (log: {root / 'eb-fallback.log'})")
+    stats["missing"] = missing(nodes, root)
+    stats["aliases"] = len(nodes) - len(module_files(root))  # ModuleRC modules: module_version, no file
+    return stats
 
 
 def ensure_tree(root: Path, easystack: Path, stubs: bool = True, jobs: int = 2, force: bool = False) -> int:
@@ -253,14 +380,14 @@ def ensure_tree(root: Path, easystack: Path, stubs: bool = True, jobs: int = 2, 
         print(f"reusing {root}: {count} module files")
         return count
     t0 = time.monotonic()
-    count, failures = build_tree(root, easystack, stubs, jobs)
-    elapsed = time.monotonic() - t0
-    for module, message in failures:
-        print(f"FAILED {module}: {message}", file=sys.stderr)
-    if failures:
-        raise SystemExit(f"{len(failures)} modules failed; tree left incomplete at {root}")
-    (root / MARKER).write_text(json.dumps({"key": key, "modules": count, "seconds": round(elapsed, 1)}, indent=1))
-    print(f"made {count} module files under {root / 'modules' / 'all'} in {elapsed:.1f} s")
+    stats = build_tree(root, easystack, stubs, jobs)
+    elapsed = round(time.monotonic() - t0, 1)
+    if stats["missing"]:
+        raise SystemExit(f"{len(stats['missing'])} modules were not made: {stats['missing'][:20]} (tree at {root})")
+    count = len(module_files(root))
+    (root / MARKER).write_text(json.dumps({"key": key, "modules": count, "seconds": elapsed, **stats}, indent=1))
+    print(f"made {count} module files (+ {stats['aliases']} .modulerc.lua aliases) under "
+          f"{root / 'modules' / 'all'} in {elapsed} s")
     return count
 
 
@@ -269,8 +396,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--root", type=Path, required=True, help="install path of the tree (modules/, software/)")
     parser.add_argument("--easystack", type=Path, default=DEFAULT_EASYSTACK)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--no-stubs", dest="stubs", action="store_false",
-                        help="no stub files in install dirs (what eb --module-only produces)")
+    parser.add_argument("--no-stubs", dest="stubs", action="store_false", help="no stub files in install dirs")
     parser.add_argument("--force", action="store_true", help="remake even when a matching tree exists")
     parser.add_argument("--check-against", type=Path, help="a tree made by eb --module-only to compare with")
     return parser.parse_args(argv)

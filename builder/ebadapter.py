@@ -121,15 +121,19 @@ def read_easystack(path: Path) -> list[tuple[str, dict]]:
     return [(name if name.endswith(".eb") else name + ".eb", dict(opts or {})) for name, opts in stack.ec_opt_tuples]
 
 
-def locate(filename: str, origin: Path) -> Path:
-    """Find an easyconfig by file name on the robot path (site folders first)."""
+def locate(filenames: list[str], origin: Path) -> list[Path]:
+    """Find easyconfigs by file name on the robot path (site folders first), in one call: each call
+    loads EasyBuild's path index of every robot path, which costs far more than the look-ups."""
     from easybuild.framework.easyconfig.tools import det_easyconfig_paths
     from easybuild.tools.build_log import EasyBuildError
 
     try:
-        return Path(det_easyconfig_paths([filename])[0])
+        return [Path(p) for p in det_easyconfig_paths(list(filenames))]
     except EasyBuildError:
-        raise bad_input(origin, f"unknown easyconfig '{filename}' (not in any robot path)") from None
+        if len(filenames) > 1:  # only on failure: find the name that is missing
+            for name in filenames:
+                locate([name], origin)
+        raise bad_input(origin, f"unknown easyconfig '{filenames[0]}' (not in any robot path)") from None
 
 
 def parse(path: Path) -> ParsedEasyconfig:

@@ -35,8 +35,9 @@ def _digest(path: Path) -> str:
 def _entries(stacks: list[Path]) -> list[Entry]:
     entries = []
     for stack in stacks:
-        for filename, opts in ebadapter.read_easystack(stack):
-            entries.append(Entry(ebadapter.locate(filename, stack), tuple(sorted(opts.items()))))
+        listed = ebadapter.read_easystack(stack)
+        paths = ebadapter.locate([filename for filename, _ in listed], stack)
+        entries += [Entry(path, tuple(sorted(opts.items()))) for path, (_, opts) in zip(paths, listed)]
     return entries
 
 

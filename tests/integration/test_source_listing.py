@@ -16,7 +16,7 @@ def listed():
     names = ["EasyBuild-5.4.0.eb", "Python-bundle-PyPI-2024.06-GCCcore-13.3.0.eb",
              "saxpy-1.0-GCCcore-system-CUDA-13.2.2.eb", "GCCcore-system.eb"]
     with ebadapter.configured(robot_paths(settings), settings.hooks, {}):
-        return {n: ebadapter.source_files(ebadapter.locate(n, Path("test"))) for n in names}
+        return {n: ebadapter.source_files(p) for n, p in zip(names, ebadapter.locate(names, Path("test")))}
 
 
 def test_sources_with_per_source_checksums(listed):
