@@ -28,6 +28,8 @@ class Dependency:
     easyconfig: Path
     hidden: bool
     build_only: bool
+    name: str = ""
+    version: str = ""  # EasyBuild's full version: <version>-<toolchain>-<toolchain version><suffix>
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def _quiet_and_restored() -> Iterator[None]:
 def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str, object]) -> Iterator[None]:
     """Configure EasyBuild for planning: no modules tool (``--fetch``), nothing written outside a temp dir."""
     from easybuild.framework.easyconfig import easyconfig as ecmod
+    from easybuild.tools import hooks as eb_hooks
     from easybuild.tools.options import set_up_configuration
 
     parse_opts = {k: v for k, v in options.items() if k not in _BUILD_ONLY}
@@ -102,8 +105,8 @@ def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str
             set_up_configuration(args=args, silent=True, reconfigure=True)
         except (Exception, SystemExit) as err:  # EasyBuildError, or optparse's exit on a bad option
             raise bad_input("easybuild_options", f"EasyBuild rejects the options {args[5:]}: {err}") from None
-        ecmod._easyconfigs_cache.clear()
-        ecmod._easyconfig_files_cache.clear()
+        for cache in (ecmod._easyconfigs_cache, ecmod._easyconfig_files_cache, eb_hooks._cached_hooks):
+            cache.clear()  # EasyBuild keeps these per process; a new configuration must not see old ones
         yield
 
 
@@ -122,18 +125,28 @@ def read_easystack(path: Path) -> list[tuple[str, dict]]:
 
 
 def locate(filenames: list[str], origin: Path) -> list[Path]:
-    """Find easyconfigs by file name on the robot path (site folders first), in one call: each call
-    loads EasyBuild's path index of every robot path, which costs far more than the look-ups."""
-    from easybuild.framework.easyconfig.tools import det_easyconfig_paths
-    from easybuild.tools.build_log import EasyBuildError
+    """Find easyconfigs by file name as ``eb NAME.eb`` does (EasyBuild's locate_files): robot paths in
+    order, each through EasyBuild's own path index, first hit wins. Indexed by name once here;
+    EasyBuild compares every name with every index entry, 3 million comparisons for EESSI's list."""
+    from easybuild.tools.config import build_option
+    from easybuild.tools.filetools import create_index, load_index
 
-    try:
-        return [Path(p) for p in det_easyconfig_paths(list(filenames))]
-    except EasyBuildError:
-        if len(filenames) > 1:  # only on failure: find the name that is missing
-            for name in filenames:
-                locate([name], origin)
-        raise bad_input(origin, f"unknown easyconfig '{filenames[0]}' (not in any robot path)") from None
+    found: dict[str, Path] = {}
+    wanted = {n for n in filenames if n != os.path.basename(n) or os.path.exists(n)}
+    found.update({n: Path(n).resolve() for n in wanted})
+    for path in build_option("robot_path") or []:
+        missing = {n for n in filenames if n not in found}
+        if not missing or not os.path.exists(path):
+            continue
+        index = load_index(path)
+        for rel in index if index is not None and not build_option("ignore_index") else create_index(path):
+            name = os.path.basename(rel)
+            if name in missing and name not in found:
+                found[name] = Path(os.path.abspath(os.path.join(path, rel)))
+    unknown = [n for n in filenames if n not in found]
+    if unknown:
+        raise bad_input(origin, f"unknown easyconfig '{unknown[0]}' (not in any robot path)")
+    return [found[n] for n in filenames]
 
 
 def parse(path: Path) -> ParsedEasyconfig:
@@ -151,18 +164,44 @@ def parse(path: Path) -> ParsedEasyconfig:
         for dep in ec.all_dependencies:
             if dep.get("external_module"):
                 continue
-            found = robot_find_easyconfig(dep["name"], det_full_ec_version(dep))
+            version = det_full_ec_version(dep)
+            found = robot_find_easyconfig(dep["name"], version)
             dep_mod = mns.det_full_module_name(dep)
             if found is None:
                 raise bad_input(path, f"no easyconfig for dependency {dep_mod} in any robot path")
             deps.append(Dependency(module=dep_mod, easyconfig=Path(found), hidden=bool(dep.get("hidden")),
-                                   build_only=dep_mod in build_only))
+                                   build_only=dep_mod in build_only, name=dep["name"], version=version))
         return ParsedEasyconfig(path=path, name=ec.name, version=ec.version, module=module,
                                 moduleclass=ec["moduleclass"], deps=tuple(deps))
     except EasyBuildError as err:
         raise bad_input(path, f"cannot parse easyconfig: {err.msg}") from None
     except SyntaxError as err:
         raise bad_input(path, f"easyconfig syntax error at line {err.lineno}: {err.msg}") from None
+
+
+def find(name: str, version: str) -> Path | None:
+    """EasyBuild's robot look-up: the easyconfig for a name and full version, site folders first."""
+    from easybuild.framework.easyconfig.easyconfig import robot_find_easyconfig
+
+    found = robot_find_easyconfig(name, version)
+    return Path(found) if found else None
+
+
+def parse_context(hooks: Path | None, robot_paths: list[Path], options: Mapping[str, object]) -> dict:
+    """Everything besides an easyconfig's own text that can change what parsing it gives: EasyBuild
+    picks a dependency's subtoolchain by which easyconfigs exist, so the robot paths' listings count."""
+    import hashlib
+
+    from easybuild.tools.filetools import create_index, load_index
+    from easybuild.tools.version import VERSION
+
+    listings = []
+    for path in robot_paths:
+        index = (load_index(str(path)) or create_index(str(path))) if path.is_dir() else []
+        listings.append(hashlib.sha256("\n".join(sorted(index)).encode()).hexdigest())
+    return {"easybuild": str(VERSION), "robot_paths": [str(p) for p in robot_paths], "listings": listings,
+            "hooks": hooks.read_text() if hooks and hooks.is_file() else None,
+            "options": sorted((k, str(v)) for k, v in options.items() if k not in _BUILD_ONLY)}
 
 
 def source_files(path: Path) -> list[SourceFile]:

@@ -7,11 +7,15 @@ each easyconfig is parsed once and the graph is kept by module name, which gives
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder import ebadapter
 from builder.plan.graph import Node, Plan, cuda_bound, module_file
+from builder.plan.parse_cache import ParseCache, entry_key
 from builder.read.config import Settings, Target
 
 
@@ -41,27 +45,51 @@ def _entries(stacks: list[Path]) -> list[Entry]:
     return entries
 
 
-def _resolve(entries: list[Entry]) -> dict[str, ebadapter.ParsedEasyconfig]:
-    """Every module reachable from the entries, parsed once each (keyed by module name)."""
+def _parse_fresh(path: Path) -> ebadapter.ParsedEasyconfig:
+    return ebadapter.parse(path)
+
+
+def _parse_all(paths: list[Path], cache: ParseCache) -> list[ebadapter.ParsedEasyconfig]:
+    """Parse a batch: cached entries are reused, the rest parsed by EasyBuild in forked workers
+    (they inherit this process's EasyBuild configuration)."""
+    keys = {p: entry_key(p, p.read_bytes()) for p in paths}
+    done = {p: cache.get(keys[p], p) for p in paths}
+    todo = [p for p, parsed in done.items() if parsed is None]
+    workers = min(os.cpu_count() or 1, 8)
+    if len(todo) >= 2 * workers > 2:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            fresh = list(pool.map(_parse_fresh, todo, chunksize=4))
+    else:
+        fresh = [ebadapter.parse(p) for p in todo]
+    for path, parsed in zip(todo, fresh):
+        cache.put(keys[path], parsed)
+        done[path] = parsed
+    return [done[p] for p in paths]
+
+
+def _resolve(entries: list[Entry], cache: ParseCache) -> dict[str, ebadapter.ParsedEasyconfig]:
+    """Every module reachable from the entries, parsed once each (keyed by module name), level by level."""
     by_module: dict[str, ebadapter.ParsedEasyconfig] = {}
     seen: set[Path] = set()
-    todo = [e.easyconfig for e in entries]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        parsed = ebadapter.parse(path)
-        by_module.setdefault(parsed.module, parsed)
-        todo.extend(d.easyconfig for d in parsed.deps if d.easyconfig not in seen)
+    level = list(dict.fromkeys(e.easyconfig for e in entries))
+    while level:
+        seen.update(level)
+        following = []
+        for parsed in _parse_all(level, cache):
+            by_module.setdefault(parsed.module, parsed)
+            following += [d.easyconfig for d in parsed.deps if d.easyconfig not in seen]
+        level = list(dict.fromkeys(following))
     return by_module
 
 
 def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None) -> list[Node]:
     """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree."""
-    with ebadapter.configured(robot_paths(settings), settings.hooks, target.options()):
+    paths = robot_paths(settings)
+    with ebadapter.configured(paths, settings.hooks, target.options()):
+        cache = ParseCache(settings.cache_dir, ebadapter.parse_context(settings.hooks, paths, target.options()))
         entries = _entries(list(stacks or target.easystacks))
-        parsed = _resolve(entries)
+        parsed = _resolve(entries, cache)
+        cache.save()
     deps = {m: [d.module for d in p.deps] for m, p in parsed.items()}
     bound = cuda_bound(deps, {m: p.name for m, p in parsed.items()}) if target.kind == "cuda" else set(parsed)
     base = settings.targets[target.layers_over] if target.layers_over else target

@@ -59,6 +59,7 @@ class Settings:
     featured: tuple[Featured, ...] = ()
     defaults: tuple[tuple[str, str], ...] = ()  # module name -> default version
     hidden: tuple[str, ...] = ()  # retired modules: hidden, still loadable
+    cache_dir: Path | None = None  # parsed-easyconfig cache ($MODLIB_CACHE); None: no cache
 
     def target(self, name: str) -> Target:
         if name not in self.targets:
@@ -132,6 +133,12 @@ def _check_targets(path: Path, targets: dict[str, Target]) -> None:
                 raise bad_input(path, f"target '{target.name}': easystack file {stack} not found")
 
 
+def default_cache_dir(env: dict[str, str]) -> Path:
+    if env.get("MODLIB_CACHE"):
+        return Path(env["MODLIB_CACHE"])
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modlib"
+
+
 def repo_root_of(config_file: Path) -> Path:
     """library.yaml lives in <repo>/easyconfigs/, so relative paths are taken from its parent's parent."""
     return config_file.resolve().parent.parent
@@ -176,4 +183,5 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         featured=tuple(Featured(**{**f, "targets": tuple(f.get("targets", ()))}) for f in data.get("featured", [])),
         defaults=tuple(sorted(data.get("modules", {}).get("defaults", {}).items())),
         hidden=tuple(data.get("modules", {}).get("hidden", [])),
+        cache_dir=default_cache_dir(env),
     )

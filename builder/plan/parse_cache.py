@@ -1,0 +1,81 @@
+"""A cache of parsed easyconfigs, so that scheduled runs that find nothing new cost next to nothing.
+
+An entry is keyed by the easyconfig's content and file name; the cache file itself by everything
+else that can change a parse (EasyBuild's version, the hooks file's text, the robot path order, the
+options that change parsing). Robot look-ups of dependencies are not cached: they depend on which
+files exist, and EasyBuild redoes them cheaply. Every entry carries a digest of itself; one that
+does not match (a torn write, an edit by hand) is dropped and parsed again, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+from builder import ebadapter
+
+FORMAT = 1
+
+
+def _digest(data: object) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def entry_key(path: Path, content: bytes) -> str:
+    return f"{path.name}:{hashlib.sha256(content).hexdigest()}"
+
+
+class ParseCache:
+    def __init__(self, folder: Path | None, context: dict):
+        self.path = folder / f"parse-{_digest({'format': FORMAT, **context})[:24]}.json" if folder else None
+        self.entries: dict[str, dict] = {}
+        self.dirty = False
+        self.rejected = 0
+        if self.path is not None:
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            stored = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return  # missing or unreadable as a whole: start empty
+        for key, entry in (stored.get("entries", {}) if isinstance(stored, dict) else {}).items():
+            if isinstance(entry, dict) and entry.get("digest") == _digest(entry.get("parsed")):
+                self.entries[key] = entry["parsed"]
+            else:
+                self.rejected += 1
+                self.dirty = True
+
+    def get(self, key: str, path: Path) -> ebadapter.ParsedEasyconfig | None:
+        """The cached parse of ``path`` with its dependencies looked up again, or None (then parse it)."""
+        data = self.entries.get(key)
+        if data is None:
+            return None
+        deps = []
+        for dep in data["deps"]:
+            found = ebadapter.find(dep["name"], dep["version"])
+            if found is None:
+                return None  # the robot path changed under it: let EasyBuild parse and report
+            deps.append(ebadapter.Dependency(**{**dep, "easyconfig": found}))
+        return ebadapter.ParsedEasyconfig(**{**data, "path": path, "deps": tuple(deps)})
+
+    def put(self, key: str, parsed: ebadapter.ParsedEasyconfig) -> None:
+        data = asdict(parsed)
+        data.pop("path")
+        for dep in data["deps"]:
+            dep.pop("easyconfig")
+        self.entries[key] = data
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}")
+        entries = {k: {"parsed": v, "digest": _digest(v)} for k, v in self.entries.items()}
+        tmp.write_text(json.dumps({"format": FORMAT, "entries": entries}))
+        os.replace(tmp, self.path)
