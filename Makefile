@@ -8,7 +8,7 @@ LMOD_INIT := /usr/share/lmod/lmod/init/bash
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean-library
+.PHONY: setup demo test bench clean-library
 
 setup: $(LMOD) $(VENV)/.installed
 
@@ -33,6 +33,10 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/modlib build > /dev/null    # the demo library must be published for the no-op benchmark
+	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 clean-library:
 	rm -rf library

@@ -4,7 +4,8 @@ The notebook-side benchmark needs a tree the size and shape of a real library: E
 files, with their ``depends_on(...)`` lines, moduleclass symlink trees and ``prepend_path`` lines. Building
 1102 packages takes days; ``eb --module-only --robot`` over the same list takes 22 minutes here (2 cores),
 because for every module it asks Lmod to ``list``, ``avail``, ``show`` and ``load`` its dependencies on a
-tree that grows as it goes (and without the stub files below it stops at LLVM). This script does what ``--module-only`` does, in-process and without Lmod:
+tree that grows as it goes (and without the stub files below it stops at LLVM). This script does what
+``--module-only`` does, mostly in-process and without Lmod:
 
 1. Resolve every easystack entry and its dependencies (build ones included, as ``eb --robot`` does) with
    EasyBuild's parser, keyed by full module name (EasyBuild's ``resolve_dependencies`` is quadratic, see
@@ -87,7 +88,7 @@ def eb_options(root: Path, tmpdir: Path, stubs: bool) -> list[str]:
     """The ``eb --module-only`` options, shared by the fast path and the fallback so both write the same.
 
     ``--force``/``--ignore-osdeps``/``--skip-sanity-check`` skip checks that need the real software; no
-    devel module (it needs Lmod) and no module backups (a real install makes neither in the tree). The
+    devel module (it needs Lmod) and no backups of module files (a real install makes neither). The
     build path sits in the tree because buildenv modules name it (rpath wrappers): keeps them reproducible.
     """
     opts = [
@@ -104,7 +105,7 @@ def configure(root: Path, tmpdir: Path, stubs: bool) -> None:
     """Set EasyBuild's process-wide configuration once, quietly (it prints and rewrites os.environ)."""
     from easybuild.tools.options import set_up_configuration
 
-    os.environ.setdefault("LMOD_CMD", LMOD_CMD)  # EasyBlock() asks for the modules tool; the fast path never runs it
+    os.environ.setdefault("LMOD_CMD", LMOD_CMD)  # EasyBlock() wants a modules tool (fast path: only its version)
     with contextlib.redirect_stdout(io.StringIO()):
         set_up_configuration(args=["--robot"] + eb_options(root, tmpdir, stubs), silent=True, reconfigure=True)
 

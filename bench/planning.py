@@ -1,0 +1,105 @@
+"""Planning and no-op-run benchmarks: modlib against EasyBuild's own `eb`, both run here, now."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+MODLIB = str(BIN / "modlib")
+EB_ENV = {"LMOD_CMD": "/usr/share/lmod/lmod/libexec/lmod", "EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES": "1",
+          "PATH": f"{BIN}:{os.environ['PATH']}"}
+_EB_MODULE = re.compile(r"^\s*\* \[.\] .* \(module: (\S+)\)$", re.M)
+
+
+def timed(argv: list[str], env: dict | None = None, cwd: Path = REPO) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
+    took = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} failed ({result.returncode}): {result.stderr[-2000:]}")
+    return took, result
+
+
+def modlib_plan(easystack: Path, root: Path, cache: Path) -> tuple[float, set[str]]:
+    took, result = timed([MODLIB, "plan", "--json", "--easystack", str(easystack)],
+                         env={"MODLIB_ROOT": str(root), "MODLIB_CACHE": str(cache)})
+    return took, {n["module"] for n in json.loads(result.stdout)["nodes"]}
+
+
+def eb_dry_run(easystack: Path, scratch: Path) -> tuple[float, set[str]]:
+    upstream = REPO / ".venv" / "easybuild" / "easyconfigs"
+    took, result = timed([str(BIN / "eb"), "--easystack", str(easystack), "--robot", "--dry-run",
+                          f"--robot-paths={upstream}", f"--installpath={scratch / 'eb-install'}",
+                          f"--tmpdir={scratch}", "--disable-show-progress-bar", "--output-style=basic"],
+                         env={**EB_ENV, "MODULEPATH": ""})
+    return took, set(_EB_MODULE.findall(result.stdout))
+
+
+def half_installed(root: Path, modules: set[str]) -> None:
+    """Module files for every second module: what "installed" means to the planner."""
+    for module in sorted(modules)[::2]:
+        path = root / "cpu" / "modules" / "all" / f"{module}.lua"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("-- placeholder\n")
+
+
+def median_plan(easystack: Path, root: Path, caches: list[Path]) -> tuple[float, set[str]]:
+    """Median of several runs (one per cache folder given: a fresh folder each makes every run cold)."""
+    runs = [modlib_plan(easystack, root, cache) for cache in caches]
+    return statistics.median(t for t, _ in runs), runs[0][1]
+
+
+def plan_rows(easystack: Path, repeat: int = 3) -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="modlib-bench-") as tmp:
+        tmp = Path(tmp)
+        eb_time, eb_modules = eb_dry_run(easystack, tmp)
+        cold, cold_modules = median_plan(easystack, tmp / "empty", [tmp / f"cold{i}" for i in range(repeat)])
+        warm, warm_modules = median_plan(easystack, tmp / "empty", [tmp / "cold0"] * repeat)
+        half_installed(tmp / "half", cold_modules)
+        half, half_modules = median_plan(easystack, tmp / "half", [tmp / "cold0"] * repeat)
+    same = eb_modules == cold_modules == warm_modules == half_modules
+    return [
+        {"benchmark": f"plan EESSI, cold (modules: {len(cold_modules)}, same as eb: {same})",
+         "modlib_s": cold, "other": "eb --dry-run --robot", "other_s": eb_time, "target": ">= 8x faster"},
+        {"benchmark": "plan EESSI, warm (nothing changed)", "modlib_s": warm, "other": "eb --dry-run --robot",
+         "other_s": eb_time, "target": "<= 1 s"},
+        {"benchmark": "plan EESSI, half of the modules installed (warm)", "modlib_s": half,
+         "other": "modlib, none installed (warm)", "other_s": warm, "target": "no slower"},
+    ]
+
+
+def eb_robot_noop(root: Path) -> float:
+    """`eb --robot` over the demo's easystacks on the same published tree: EasyBuild's own no-op."""
+    upstream = REPO / ".venv" / "easybuild" / "easyconfigs"
+    total = 0.0
+    for stack, tree, path in (("cpu", "cpu", ["cpu"]), ("cuda", "cuda", ["cuda", "cpu"])):
+        modulepath = ":".join(str(root / t / "modules" / "all") for t in path)
+        took, result = timed([str(BIN / "eb"), "--easystack", str(REPO / "easyconfigs" / f"{stack}.easystack.yaml"),
+                              "--robot", f"--robot-paths={REPO / 'easyconfigs'}:{upstream}",
+                              f"--installpath-software={root / tree / 'software'}",
+                              f"--installpath-modules={root / tree / 'modules'}", "--disable-show-progress-bar",
+                              "--output-style=basic", "--cuda-compute-capabilities=8.0,9.0"],
+                             env={**EB_ENV, "MODULEPATH": modulepath, "PATH": f"{REPO / '.venv' / 'bin'}:{EB_ENV['PATH']}"})
+        if "already installed" not in result.stdout + result.stderr:
+            raise RuntimeError("eb --robot did not find the demo library installed: " + result.stdout[-1000:])
+        total += took
+    return total
+
+
+def noop_row(root: Path) -> dict:
+    records = root / ".modlib" / "records"
+    before = len(list(records.rglob("*.json")))
+    took, result = timed([MODLIB, "build"], env={"MODLIB_ROOT": str(root)})
+    if "built 0," not in result.stdout or len(list(records.rglob("*.json"))) != before:
+        raise RuntimeError("the no-op run built something: " + result.stdout[-1000:])
+    return {"benchmark": "no-op scheduled run on the published demo library (no eb started)", "modlib_s": took,
+            "other": "eb --robot, same easystacks and tree", "other_s": eb_robot_noop(root), "target": "<= 2 s"}

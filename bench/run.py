@@ -1,0 +1,85 @@
+"""`make bench`: every benchmark in one run, one table, and docs/performance.md.
+
+Each comparison runs both sides in this same run (shared machines are noisy) and reports the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import planning, schedule_sim
+
+REPO = planning.REPO
+EESSI = REPO / "tests" / "data" / "eessi-2025.06.yml"
+
+
+def schedule_rows() -> list[dict]:
+    from builder.plan.planner import make_plan
+    from builder.read.config import load_settings
+
+    settings = load_settings(REPO / "easyconfigs" / "library.yaml", env={**os.environ, "MODLIB_ROOT": "/nonexistent"})
+    nodes = list(make_plan(settings, [settings.first_cpu_target()], EESSI).nodes)
+    rows = []
+    for r in schedule_sim.compare(nodes, [4, 16, 64], schedule_sim.cost_model()):
+        rows.append({"benchmark": f"EESSI makespan, {r['executors']} executors (min; bound {r['bound_min']}, "
+                                  f"waves {r['waves_min']}, +{r['over_bound_pct']} % over bound)",
+                     "modlib_s": r["modlib_min"], "other": "level-by-level waves", "other_s": r["waves_min"],
+                     "target": "<= 5 % over bound at 16" if r["executors"] == 16 else ""})
+    return rows
+
+
+def notebook_rows(workdir: Path) -> list[dict]:
+    """Lmod on a 1000+ module tree, local and behind a 1 ms FUSE mount, with and without the cache."""
+    out = workdir / "notebook_side.json"
+    subprocess.run([sys.executable, str(REPO / "bench" / "notebook_side.py"), "--workdir", str(workdir),
+                    "--json", str(out)], check=True, cwd=REPO)
+    data = json.loads(out.read_text())
+    rows = []
+    for cell in data["summary"]:
+        rows.append({"benchmark": f"module {cell['command']}, {cell['place']} ({data['modules']} modules)",
+                     "modlib_s": cell["cache_s"], "other": "same, no spider cache", "other_s": cell["nocache_s"],
+                     "target": "<= 0.3 s" if cell["command"] == "avail" and "fuse" in cell["place"] else ""})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| benchmark | modlib | compared with | their time | ratio | target |", "|---|---:|---|---:|---:|---|"]
+    for r in rows:
+        ratio = r["other_s"] / r["modlib_s"] if r["modlib_s"] else float("inf")
+        lines.append(f"| {r['benchmark']} | {r['modlib_s']:.2f} | {r['other']} | {r['other_s']:.2f} | "
+                     f"{ratio:.1f}x | {r['target']} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.platform()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/modlib-bench"))
+    parser.add_argument("--skip-notebook", action="store_true", help="no FUSE here: leave out the Lmod rows")
+    parser.add_argument("--report", type=Path, default=REPO / "docs" / "performance.md")
+    args = parser.parse_args()
+    rows = planning.plan_rows(EESSI) + [planning.noop_row(REPO / "library")] + schedule_rows()
+    if not args.skip_notebook:
+        rows += notebook_rows(args.workdir)
+    text = table(rows)
+    print(text)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    args.report.write_text(args.report.read_text().split("<!-- results -->")[0] + "<!-- results -->\n\n"
+                           f"Measured {stamp} on {machine()} by `make bench`. Times in seconds, "
+                           "makespans in simulated minutes.\n\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()
