@@ -2,9 +2,10 @@
 
 An image needs Lmod but not modlib: it sources ``<root>/live/targets/<target>/env.sh``. The lines
 put the target's trees on MODULEPATH (a cuda tree before the cpu tree beneath it), point Lmod at the
-spider cache (LMOD_RC), let avail and load trust that cache (LMOD_CACHED_LOADS: safe because every
-publish rewrites it in the same atomic step as the module files), and stop Lmod from writing per-user
-caches that would go stale when the library changes (LMOD_SHORT_TIME).
+spider cache (LMOD_RC), let load trust that cache too (LMOD_CACHED_LOADS, library.yaml's
+notebook.cached_loads: safe because every publish rewrites the cache in the same atomic step as the
+module files), and stop Lmod from writing per-user caches that would go stale when the library
+changes (LMOD_SHORT_TIME).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def env_lines(settings: Settings, target_name: str) -> list[str]:
     values = [
         ("MODULEPATH", ":".join(str(p) for p in modulepath(settings, target.name))),
         ("LMOD_RC", str(target_dir(live, target.name) / "lmodrc.lua")),
-        ("LMOD_CACHED_LOADS", "yes"),
+        ("LMOD_CACHED_LOADS", "yes" if settings.cached_loads else "no"),
         ("LMOD_SHORT_TIME", USER_CACHE_THRESHOLD),
         ("MODLIB_TARGET", target.name),
     ]

@@ -60,6 +60,7 @@ class Settings:
     defaults: tuple[tuple[str, str], ...] = ()  # module name -> default version
     hidden: tuple[str, ...] = ()  # retired modules: hidden, still loadable
     cache_dir: Path | None = None  # parsed-easyconfig cache ($MODLIB_CACHE); None: no cache
+    cached_loads: bool = True  # LMOD_CACHED_LOADS in notebooks' env.sh
 
     def target(self, name: str) -> Target:
         if name not in self.targets:
@@ -184,4 +185,5 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         defaults=tuple(sorted(data.get("modules", {}).get("defaults", {}).items())),
         hidden=tuple(data.get("modules", {}).get("hidden", [])),
         cache_dir=default_cache_dir(env),
+        cached_loads=data.get("notebook", {}).get("cached_loads", True),
     )
