@@ -35,6 +35,8 @@ test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: setup
+	command -v fusermount >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse libfuse2; }
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,bench]'
 	$(VENV)/bin/modlib build > /dev/null    # the demo library must be published for the no-op benchmark
 	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 

@@ -39,7 +39,7 @@ def notebook_rows(workdir: Path) -> list[dict]:
     """Lmod on a 1000+ module tree, local and behind a 1 ms FUSE mount, with and without the cache."""
     out = workdir / "notebook_side.json"
     subprocess.run([sys.executable, str(REPO / "bench" / "notebook_side.py"), "--workdir", str(workdir),
-                    "--json", str(out)], check=True, cwd=REPO)
+                    "--runs", "3", "--warmup", "0", "--json", str(out)], check=True, cwd=REPO)
     data = json.loads(out.read_text())
     median = {(c["place"], c["mode"], c["command"]): c["median_s"] for c in data["cells"]}
     modules, target = data["tree"]["modules"], data["load_target"]["module"]
