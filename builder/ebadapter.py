@@ -105,7 +105,7 @@ def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str
             set_up_configuration(args=args, silent=True, reconfigure=True)
         except (Exception, SystemExit) as err:  # EasyBuildError, or optparse's exit on a bad option
             raise bad_input("easybuild_options", f"EasyBuild rejects the options {args[5:]}: {err}") from None
-        for cache in (ecmod._easyconfigs_cache, ecmod._easyconfig_files_cache, eb_hooks._cached_hooks):
+        for cache in (ecmod._easyconfigs_cache, ecmod._easyconfig_files_cache, eb_hooks._cached_hooks, _indexes):
             cache.clear()  # EasyBuild keeps these per process; a new configuration must not see old ones
         yield
 
@@ -124,12 +124,26 @@ def read_easystack(path: Path) -> list[tuple[str, dict]]:
     return [(name if name.endswith(".eb") else name + ".eb", dict(opts or {})) for name, opts in stack.ec_opt_tuples]
 
 
+#: Robot-path listings (EasyBuild's path index) read in the current configuration, by path.
+_indexes: dict[str, list[str]] = {}
+
+
+def _robot_index(path: str) -> list[str]:
+    """EasyBuild's index of a robot path (made in memory where none is stored), read once per configuration."""
+    from easybuild.tools.config import build_option
+    from easybuild.tools.filetools import create_index, load_index
+
+    if path not in _indexes:
+        index = None if build_option("ignore_index") else load_index(path)
+        _indexes[path] = list(index) if index is not None else list(create_index(path))
+    return _indexes[path]
+
+
 def locate(filenames: list[str], origin: Path) -> list[Path]:
     """Find easyconfigs by file name as ``eb NAME.eb`` does (EasyBuild's locate_files): robot paths in
     order, each through EasyBuild's own path index, first hit wins. Indexed by name once here;
     EasyBuild compares every name with every index entry, 3 million comparisons for EESSI's list."""
     from easybuild.tools.config import build_option
-    from easybuild.tools.filetools import create_index, load_index
 
     found: dict[str, Path] = {}
     wanted = {n for n in filenames if n != os.path.basename(n) or os.path.exists(n)}
@@ -138,8 +152,7 @@ def locate(filenames: list[str], origin: Path) -> list[Path]:
         missing = {n for n in filenames if n not in found}
         if not missing or not os.path.exists(path):
             continue
-        index = load_index(path)
-        for rel in index if index is not None and not build_option("ignore_index") else create_index(path):
+        for rel in _robot_index(path):
             name = os.path.basename(rel)
             if name in missing and name not in found:
                 found[name] = Path(os.path.abspath(os.path.join(path, rel)))
@@ -192,12 +205,11 @@ def parse_context(hooks: Path | None, robot_paths: list[Path], options: Mapping[
     picks a dependency's subtoolchain by which easyconfigs exist, so the robot paths' listings count."""
     import hashlib
 
-    from easybuild.tools.filetools import create_index, load_index
     from easybuild.tools.version import VERSION
 
     listings = []
     for path in robot_paths:
-        index = (load_index(str(path)) or create_index(str(path))) if path.is_dir() else []
+        index = _robot_index(str(path)) if path.is_dir() else []
         listings.append(hashlib.sha256("\n".join(sorted(index)).encode()).hexdigest())
     return {"easybuild": str(VERSION), "robot_paths": [str(p) for p in robot_paths], "listings": listings,
             "hooks": hooks.read_text() if hooks and hooks.is_file() else None,

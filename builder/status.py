@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from builder.build import records
-from builder.plan.graph import Plan
+from builder.plan.graph import Plan, store_dir
 from builder.publish.featured import python_minor
-from builder.publish.view import store
 from builder.publish.live import read_manifest
 from builder.read.config import Settings
 
@@ -29,7 +28,8 @@ def library_status(settings: Settings, plans: dict[str, Plan]) -> dict:
             if record and record["exit_code"] not in (0, None):
                 failed.append({**entry, "record": record})
         out["targets"][name] = {"published": published, "missing": missing, "failed": failed,
-                                "drifted": drifted, "python_mismatch": _python_mismatch(settings, name), "last_run": _for_trees(out["last_run"], plan)}
+                                "drifted": drifted, "python_mismatch": _python_mismatch(settings, name),
+                                "last_run": _for_trees(out["last_run"], plan)}
     return out
 
 
@@ -47,9 +47,10 @@ def _python_mismatch(settings: Settings, target: str) -> list[dict]:
     """Published modules (planned or not) whose Python packages would not import in the notebook's Python."""
     out = []
     for tree in settings.layered_trees(settings.target(target)):
-        base = store(settings.root, tree)
+        base = store_dir(settings.root, tree)
         for path in sorted(base.rglob("*.lua")) if base.is_dir() else []:
             built_for = python_minor(path.read_text())
             if built_for and built_for != settings.python_version:
-                out.append({"module": str(path.relative_to(base))[: -len(".lua")], "tree": tree, "python": built_for})
+                module = str(path.relative_to(base))[: -len(".lua")]
+                out.append({"module": module, "tree": tree, "python": built_for})
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from builder import ebadapter
 from builder.build.lock import eb_locks_dir
-from builder.plan.graph import Node
+from builder.plan.graph import Node, store_dir
 from builder.read.config import Settings
 
 LMOD_CMD = "/usr/share/lmod/lmod/libexec/lmod"
@@ -40,7 +40,7 @@ def staging_dir(root: Path, node: Node) -> Path:
 def store_modulepath(settings: Settings, target_name: str) -> list[Path]:
     """Published module files as builds see them: a dependency built a moment ago is already here."""
     target = settings.targets[target_name]
-    return [settings.tree_path(tree) / "modules" / "all" for tree in settings.layered_trees(target)]
+    return [store_dir(settings.root, tree) for tree in settings.layered_trees(target)]
 
 
 def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocation:

@@ -105,6 +105,11 @@ def topological(nodes: list[Node]) -> list[Node]:
     return order
 
 
+def store_dir(root: Path, tree: str) -> Path:
+    """A tree's store: module files of finished builds, as builds and planning see them."""
+    return root / tree / "modules" / "all"
+
+
 def module_file(root: Path, tree: str, module: str) -> Path:
-    """Where a published (live) module file lives; its presence is what "installed" means."""
-    return root / tree / "modules" / "all" / f"{module}.lua"
+    """Where a built module's file lives in the store; its presence is what "installed" means."""
+    return store_dir(root, tree) / f"{module}.lua"

@@ -25,8 +25,9 @@ def _digest(data: object) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def entry_key(path: Path, content: bytes) -> str:
-    return f"{path.name}:{hashlib.sha256(content).hexdigest()}"
+def entry_key(path: Path, sha256: str) -> str:
+    """An entry's key: the easyconfig's file name and the sha256 of its content."""
+    return f"{path.name}:{sha256}"
 
 
 class ParseCache:
@@ -34,7 +35,6 @@ class ParseCache:
         self.path = folder / f"parse-{_digest({'format': FORMAT, **context})[:24]}.json" if folder else None
         self.entries: dict[str, dict] = {}
         self.dirty = False
-        self.rejected = 0
         if self.path is not None:
             self._load()
 
@@ -47,8 +47,7 @@ class ParseCache:
             if isinstance(entry, dict) and entry.get("digest") == _digest(entry.get("parsed")):
                 self.entries[key] = entry["parsed"]
             else:
-                self.rejected += 1
-                self.dirty = True
+                self.dirty = True  # rewrite the file without the entry that failed its digest
 
     def get(self, key: str, path: Path) -> ebadapter.ParsedEasyconfig | None:
         """The cached parse of ``path`` with its dependencies looked up again, or None (then parse it)."""

@@ -49,10 +49,11 @@ def _parse_fresh(path: Path) -> ebadapter.ParsedEasyconfig:
     return ebadapter.parse(path)
 
 
-def _parse_all(paths: list[Path], cache: ParseCache) -> list[ebadapter.ParsedEasyconfig]:
+def _parse_all(paths: list[Path], cache: ParseCache, digests: dict[Path, str]) -> list[ebadapter.ParsedEasyconfig]:
     """Parse a batch: cached entries are reused, the rest parsed by EasyBuild in forked workers
-    (they inherit this process's EasyBuild configuration)."""
-    keys = {p: entry_key(p, p.read_bytes()) for p in paths}
+    (they inherit this process's EasyBuild configuration). Records each file's digest in ``digests``."""
+    digests.update({p: _digest(p) for p in paths})
+    keys = {p: entry_key(p, digests[p]) for p in paths}
     done = {p: cache.get(keys[p], p) for p in paths}
     todo = [p for p, parsed in done.items() if parsed is None]
     workers = min(os.cpu_count() or 1, 8)
@@ -67,7 +68,8 @@ def _parse_all(paths: list[Path], cache: ParseCache) -> list[ebadapter.ParsedEas
     return [done[p] for p in paths]
 
 
-def _resolve(entries: list[Entry], cache: ParseCache) -> dict[str, ebadapter.ParsedEasyconfig]:
+def _resolve(entries: list[Entry], cache: ParseCache,
+             digests: dict[Path, str]) -> dict[str, ebadapter.ParsedEasyconfig]:
     """Every module reachable from the entries, parsed once each (keyed by module name), level by level."""
     by_module: dict[str, ebadapter.ParsedEasyconfig] = {}
     seen: set[Path] = set()
@@ -75,7 +77,7 @@ def _resolve(entries: list[Entry], cache: ParseCache) -> dict[str, ebadapter.Par
     while level:
         seen.update(level)
         following = []
-        for parsed in _parse_all(level, cache):
+        for parsed in _parse_all(level, cache, digests):
             by_module.setdefault(parsed.module, parsed)
             following += [d.easyconfig for d in parsed.deps if d.easyconfig not in seen]
         level = list(dict.fromkeys(following))
@@ -88,7 +90,8 @@ def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = 
     with ebadapter.configured(paths, settings.hooks, target.options()):
         cache = ParseCache(settings.cache_dir, ebadapter.parse_context(settings.hooks, paths, target.options()))
         entries = _entries(list(stacks or target.easystacks))
-        parsed = _resolve(entries, cache)
+        digests: dict[Path, str] = {}
+        parsed = _resolve(entries, cache, digests)
         cache.save()
     deps = {m: [d.module for d in p.deps] for m, p in parsed.items()}
     bound = cuda_bound(deps, {m: p.name for m, p in parsed.items()}) if target.kind == "cuda" else set(parsed)
@@ -103,7 +106,7 @@ def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = 
             tree=owner.tree, module=module, name=p.name, easyconfig=p.path, target=owner.name,
             deps=tuple(sorted((place[d].tree, d) for d in deps[module])),
             installed=module_file(settings.root, owner.tree, module).is_file(),
-            sha256=_digest(p.path), hidden=module in hidden, options=entry_opts.get(p.path, ()),
+            sha256=digests[p.path], hidden=module in hidden, options=entry_opts.get(p.path, ()),
             moduleclass=p.moduleclass))
     return nodes
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -46,8 +47,8 @@ def _pick(package: dict, wanted: Featured) -> dict | None:
 
 
 def feature(settings: Settings, target: str, catalogue: list[dict], gpu_dirs: list[Path],
-            categories: dict[str, str]) -> Featuring:
-    """``categories`` maps module names to their EasyBuild moduleclass, the fallback category."""
+            moduleclass: Callable[[Path], str]) -> Featuring:
+    """``moduleclass`` gives a module file's EasyBuild moduleclass, the category when the entry names none."""
     packages = {p["package"]: p for p in catalogue}
     out = Featuring(index={"target": target, "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "modules": []}, links={})
@@ -67,7 +68,7 @@ def feature(settings: Settings, target: str, catalogue: list[dict], gpu_dirs: li
         out.index["modules"].append({
             "module": version["full"], "name": wanted.name, "version": version["versionName"],
             "description": (version.get("description") or package.get("description") or "").strip(),
-            "homepage": package.get("url") or "", "category": wanted.category or categories.get(version["full"], ""),
+            "homepage": package.get("url") or "", "category": wanted.category or moduleclass(path),
             "gpu": any(path.is_relative_to(d) for d in gpu_dirs), "load": f"module load {version['full']}"})
         out.links[version["full"] + ".lua"] = path
         if wanted.launcher:

@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+from builder.plan.graph import store_dir
 from builder.publish import featured, lmod
 from builder.publish.live import read_manifest
 from builder.publish.notebook_env import env_sh, live_root, lmodrc, modulepath, target_dir, tree_modules
@@ -27,16 +28,11 @@ from builder.read.config import Settings
 KEEP_PREVIOUS = 2
 
 
-def store(root: Path, tree: str) -> Path:
-    """Published module files of a tree, as builds see them (not what notebooks read)."""
-    return root / tree / "modules" / "all"
-
-
 def inputs_digest(settings: Settings) -> str:
     """Everything a view is made from: the config and the store's module files."""
     digest = hashlib.sha256(settings.config_file.read_bytes())
     for tree in sorted({t.tree for t in settings.targets.values()}):
-        base = store(settings.root, tree)
+        base = store_dir(settings.root, tree)
         for path in sorted(base.rglob("*")) if base.is_dir() else []:
             st = path.lstat()
             digest.update(f"{path.relative_to(settings.root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
@@ -80,17 +76,16 @@ def _modulerc(settings: Settings, gen: Path, trees: list[str]) -> list[str]:
     return warnings
 
 
-def _categories(settings: Settings, trees: list[str]) -> dict[str, str]:
-    out = {}
-    for tree in trees:
-        for path in store(settings.root, tree).rglob("*.lua"):
-            module = str(path.relative_to(store(settings.root, tree)))[: -len(".lua")]
-            manifest = read_manifest(settings.root, tree, module) or {}
-            out[module] = manifest.get("moduleclass", "")
-    return out
+def _moduleclass(settings: Settings, gen: Path, path: Path) -> str:
+    """The EasyBuild moduleclass recorded when the module file at ``path`` (in ``gen``) was stored."""
+    for tree in {t.tree for t in settings.targets.values()}:
+        if path.is_relative_to(tree_modules(gen, tree)):
+            module = str(path.relative_to(tree_modules(gen, tree)))[: -len(".lua")]
+            return (read_manifest(settings.root, tree, module) or {}).get("moduleclass", "")
+    return ""
 
 
-def _target_files(settings: Settings, gen: Path, name: str, categories: dict[str, str]) -> list[str]:
+def _target_files(settings: Settings, gen: Path, name: str) -> list[str]:
     folder = target_dir(gen, name)
     paths = modulepath(settings, name, base=gen)
     live = live_root(settings.root)
@@ -99,7 +94,8 @@ def _target_files(settings: Settings, gen: Path, name: str, categories: dict[str
     (folder / "env.sh").write_text(env_sh(settings, name))
     gpu = [tree_modules(gen, t) for t in settings.layered_trees(settings.target(name))
            if settings.target_of_tree(t).kind == "cuda"]
-    featuring = featured.feature(settings, name, lmod.spider_json(paths), gpu, categories)
+    featuring = featured.feature(settings, name, lmod.spider_json(paths), gpu,
+                                 lambda path: _moduleclass(settings, gen, path))
     featured.write(featuring, folder)
     return featuring.warnings
 
@@ -110,11 +106,10 @@ def publish_view(settings: Settings) -> tuple[Path, list[str]]:
     gen = root / "views" / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     trees = sorted({t.tree for t in settings.targets.values()})
     for tree in trees:
-        _link_tree(store(root, tree), tree_modules(gen, tree))
+        _link_tree(store_dir(root, tree), tree_modules(gen, tree))
     warnings = _modulerc(settings, gen, trees)
-    categories = _categories(settings, trees)
     for name in settings.targets:
-        warnings += _target_files(settings, gen, name, categories)
+        warnings += _target_files(settings, gen, name)
     (gen / "inputs.json").write_text(json.dumps({"digest": inputs_digest(settings)}) + "\n")
     _swap(root, gen)
     _collect_garbage(root, gen)

@@ -71,9 +71,6 @@ class Settings:
     def first_cpu_target(self) -> Target:
         return next(t for t in self.targets.values() if t.kind == "cpu")
 
-    def tree_path(self, tree: str) -> Path:
-        return self.root / tree
-
     def target_of_tree(self, tree: str) -> Target:
         """The target that owns a tree: its options build every node placed there."""
         owners = [t for t in self.targets.values() if t.tree == tree]
