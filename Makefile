@@ -2,19 +2,22 @@
 # Both set up what they need first: Debian's lmod, and .venv with modlib (EasyBuild pinned by constraints.txt).
 
 VENV    ?= .venv
-PYTHON  ?= python3
+# Debian's Python, as in the builder image: readable by the non-root user that Jobs build as
+PYTHON  ?= /usr/bin/python3
 LMOD    := /usr/share/lmod/lmod/libexec/lmod
 LMOD_INIT := /usr/share/lmod/lmod/init/bash
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench clean-library
+.PHONY: setup apt-packages demo test bench clean-library
 
-setup: $(LMOD) $(VENV)/.installed
+APT_PACKAGES := lmod file python3-venv
 
-$(LMOD):
-	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lmod file
+setup: apt-packages $(VENV)/.installed
+
+apt-packages:
+	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); }
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
