@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,16 @@ from builder.read.config import Settings, load_settings
 
 config_option = click.option("--config", "config", type=click.Path(path_type=Path), default=None,
                              help="library.yaml (default: easyconfigs/library.yaml, or $MODLIB_CONFIG).")
+
+
+kubeconfig_option = click.option("--kubeconfig", envvar="KUBECONFIG", type=click.Path(dir_okay=False),
+                                 help="Cluster to run Jobs on (default: $KUBECONFIG, the pod's own service "
+                                      "account inside a cluster, or ~/.kube/config).")
+
+
+def _settings(config: Path | None, kubeconfig: str | None) -> Settings:
+    env = {**os.environ, **({"KUBECONFIG": kubeconfig} if kubeconfig else {})}
+    return load_settings(config, env)
 
 
 class ModlibGroup(click.Group):
@@ -68,15 +79,17 @@ def plan(config: Path | None, target: str | None, easystack: Path | None, as_jso
 @main.command()
 @config_option
 @click.option("--target", help="Build this target only (default: all).")
-@click.option("--executor", type=click.Choice(["local"]), default="local", show_default=True)
+@click.option("--executor", type=click.Choice(["local", "kubernetes"]), default="local", show_default=True,
+              help="local: a process pool here; kubernetes: one Job per module on the cluster.")
+@kubeconfig_option
 @click.option("--jobs", type=click.IntRange(min=1), help="Builds at once (default: the targets' jobs).")
 @click.option("--dry-run", is_flag=True, help="Show what would be built, build nothing.")
 @click.option("--rebuild", multiple=True, metavar="MODULE", help="Rebuild this installed module (repeatable).")
 @click.option("--wait", is_flag=True, help="Wait for another run's lock instead of exiting with code 3.")
-def build(config: Path | None, target: str | None, executor: str, jobs: int | None, dry_run: bool,
-          rebuild: tuple[str, ...], wait: bool) -> None:
+def build(config: Path | None, target: str | None, executor: str, kubeconfig: str | None, jobs: int | None,
+          dry_run: bool, rebuild: tuple[str, ...], wait: bool) -> None:
     """Fetch sources, then build every missing module with EasyBuild and publish it."""
-    settings = load_settings(config)
+    settings = _settings(config, kubeconfig)
     targets = _targets(settings, target)
     if dry_run:
         from builder.build.runner import select
@@ -151,3 +164,19 @@ def env(config: Path | None, target: str) -> None:
 
     for line in env_lines(load_settings(config), target):
         click.echo(line)
+
+
+@main.command()
+@config_option
+@click.option("--target", required=True, help="The target whose build Jobs to write.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the manifests (one file per Job, plus kustomization.yaml).")
+def render(config: Path | None, target: str, out: Path) -> None:
+    """Write the Kubernetes Jobs of one run: one per module still to build."""
+    from builder.build.render import render_run
+
+    settings = load_settings(config)
+    files, inputs = render_run(settings, settings.target(target), out)
+    click.echo(f"wrote {len(files)} Job manifest(s) and kustomization.yaml to {out}")
+    click.echo(f"their pods read the site easyconfigs from {inputs} on the library volume "
+               f"(staged by `modlib build --executor kubernetes`)")

@@ -283,3 +283,13 @@ def checksum_problem(path: Path, spec: object) -> str | None:
     if verify_checksum(str(path), spec):
         return None
     return f"checksum mismatch (sha256 of the file: {compute_checksum(str(path), 'sha256')}, expected {spec})"
+
+
+def permanent_exit_codes() -> list[int]:
+    """EasyBuild's exit codes that the same command cannot escape by running again: broken
+    options or easyconfigs, failed build steps, bad checksums. Generic errors, fetch and download
+    failures stay retryable (a mirror may be back)."""
+    from easybuild.tools.build_log import EasyBuildExit as X
+
+    transient = {X.SUCCESS, X.ERROR, X.FAIL_FETCH_STEP, X.FAIL_DOWNLOAD, X.FAIL_GITHUB}
+    return sorted(int(code) for code in X if code not in transient)

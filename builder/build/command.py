@@ -2,8 +2,8 @@
 
 ``argv`` and ``portable_env`` depend on the plan node and the target settings alone (paths on
 the library volume are the same in every pod), so a Kubernetes Job runs exactly what the local
-pool runs. Whatever differs per host (where EasyBuild's easyconfigs are, scratch space, the
-root-only override) comes from ``host_env``.
+pool runs. Whatever differs per host (where the site's easyconfigs and hooks are, scratch space,
+the root-only override) comes from ``site_env`` and ``host_env``.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
             f"--installpath-modules={staging_dir(root, node)}",
             f"--sourcepath={root / 'sources'}",
             f"--locks-dir={eb_locks_dir(root)}",
-            f"--hooks={os.path.relpath(settings.hooks, settings.repo_root)}",
             "--logtostdout", "--disable-show-progress-bar", "--output-style=basic",
             *ebadapter.eb_cli_options(opts)]
     argv += ["--hidden"] if node.hidden else []
@@ -71,6 +70,19 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
     env = {"MODLIB_ROOT": str(root), "MODLIB_TARGET": target.name, "MODLIB_TARGET_KIND": target.kind,
            "MODULEPATH": os.pathsep.join(str(p) for p in store_modulepath(settings, target.name))}
     return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())))
+
+
+def site_env(robot_path: str, hooks: str, scratch: str) -> dict[str, str]:
+    """Where a build finds the site's inputs and its scratch space: the part of the environment
+    that differs between this host and a pod, while ``Invocation`` stays the same."""
+    return {
+        "EASYBUILD_ROBOT_PATHS": robot_path,
+        "EASYBUILD_HOOKS": hooks,
+        "EASYBUILD_BUILDPATH": f"{scratch}/build",
+        "EASYBUILD_TMPDIR": f"{scratch}/tmp",
+        "EASYBUILD_REPOSITORYPATH": f"{scratch}/ebfiles_repo",
+        "EASYBUILD_MODULES_TOOL": "Lmod",
+    }
 
 
 def host_env(settings: Settings, scratch: Path, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -83,13 +95,7 @@ def host_env(settings: Settings, scratch: Path, base: dict[str, str] | None = No
     env["PATH"] = os.pathsep.join([*tools, env.get("PATH", "/usr/bin:/bin")])
     from builder.plan.planner import robot_paths
 
-    env.update({
-        "EASYBUILD_ROBOT_PATHS": os.pathsep.join(str(p) for p in robot_paths(settings)),
-        "EASYBUILD_BUILDPATH": str(scratch / "build"),
-        "EASYBUILD_TMPDIR": str(scratch / "tmp"),
-        "EASYBUILD_REPOSITORYPATH": str(scratch / "ebfiles_repo"),
-        "EASYBUILD_MODULES_TOOL": "Lmod",
-    })
+    env.update(site_env(os.pathsep.join(str(p) for p in robot_paths(settings)), str(settings.hooks), str(scratch)))
     for sub in ("build", "tmp"):  # made once here: concurrent eb processes race creating them
         (scratch / sub).mkdir(parents=True, exist_ok=True)
     if "LMOD_CMD" not in env:

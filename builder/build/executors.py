@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from builder.build.command import Invocation
 from builder.errors import bad_input
 from builder.plan.graph import Node
 from builder.plan.schedule import Scheduler
+from builder.read.config import Settings
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,11 @@ class NodeRun:
 
 
 class Executor(Protocol):
+    @classmethod
+    def from_settings(cls, settings: Settings, jobs: int, scratch: Path) -> Executor:
+        """One shape for every executor: at most ``jobs`` builds at once; ``scratch`` is this
+        host's temporary space for the run."""
+
     def run(self, scheduler: Scheduler, invocation: Callable[[Node], Invocation],
             started: Callable[[Node], str], finished: Callable[[Node, NodeRun], bool]) -> None:
         """Drive ``scheduler`` to the end. ``started`` gives a node's log path; ``finished`` returns
@@ -37,11 +44,12 @@ class Executor(Protocol):
 #: name -> "module:Class"; modules are imported only when chosen, so optional clients stay optional.
 EXECUTORS: dict[str, str] = {
     "local": "builder.build.local:LocalExecutor",
+    "kubernetes": "builder.build.kubernetes:KubernetesExecutor",
 }
 
 
-def get_executor(name: str, **kwargs: object) -> Executor:
+def get_executor(name: str, settings: Settings, jobs: int, scratch: Path) -> Executor:
     if name not in EXECUTORS:
         raise bad_input("--executor", f"no such executor '{name}' (available: {', '.join(EXECUTORS)})")
     module, cls = EXECUTORS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**kwargs)
+    return getattr(importlib.import_module(module), cls).from_settings(settings, jobs, scratch)

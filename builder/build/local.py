@@ -8,10 +8,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from builder import proc
-from builder.build.command import Invocation
+from builder.build.command import Invocation, host_env
 from builder.build.executors import NodeRun
 from builder.plan.graph import Node, NodeKey
 from builder.plan.schedule import Scheduler
+from builder.read.config import Settings
 
 
 class LocalExecutor:
@@ -19,6 +20,10 @@ class LocalExecutor:
         self.jobs = max(1, jobs)
         self.cwd = cwd
         self.host_env = host_env
+
+    @classmethod
+    def from_settings(cls, settings: Settings, jobs: int, scratch: Path) -> LocalExecutor:
+        return cls(jobs=jobs, cwd=settings.repo_root, host_env=host_env(settings, scratch))
 
     def _run_one(self, inv: Invocation, log: str) -> NodeRun:
         start = time.time()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from builder import ebadapter, proc
 from builder.build import records, sources
-from builder.build.command import host_env, invocation
+from builder.build.command import invocation
 from builder.build.executors import NodeRun, get_executor
 from builder.build.lock import RunLock
 from builder.errors import ModlibError, bad_input
@@ -150,6 +150,6 @@ def _execute(settings: Settings, result: RunResult, executor: str, jobs: int, re
         return True
 
     with tempfile.TemporaryDirectory(prefix="modlib-scratch-") as scratch:
-        runner = get_executor(executor, jobs=jobs, cwd=settings.repo_root, host_env=host_env(settings, Path(scratch)))
+        runner = get_executor(executor, settings, jobs, Path(scratch))
         runner.run(scheduler, lambda n: invocation(settings, n, rebuild=n.module in rebuild), started, finished)
     result.blocked = dict(scheduler.blocked)

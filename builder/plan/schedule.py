@@ -27,6 +27,10 @@ class Scheduler:
         self.failed: list[NodeKey] = []
         self.blocked: dict[NodeKey, NodeKey] = {}  # node -> the failed node that stopped it
 
+    @property
+    def total(self) -> int:
+        return len(self._todo)
+
     def ready(self) -> list[Node]:
         """Nodes whose dependencies all succeeded, most critical first."""
         keys = [k for k, deps in self._waiting_on.items() if not deps and k not in self.running]

@@ -22,6 +22,40 @@ DEFAULT_HOOKS = "hooks/modlib_hooks.py"
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a target's build Jobs run: GPUs are requested only by cuda targets, and only by default."""
+
+    requests: tuple[tuple[str, str], ...] = (("cpu", "2"), ("memory", "4Gi"))
+    limits: tuple[tuple[str, str], ...] = (("cpu", "2"), ("memory", "8Gi"))
+    gpus: int = 0
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[tuple[tuple[str, object], ...], ...] = ()
+
+
+GPU_PLACEMENT = {"gpus": 1, "node_selector": {"nvidia.com/gpu.present": "true"},
+                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The cluster side of the library: the image, the volume claim and the Jobs' limits."""
+
+    namespace: str = "modlib"
+    image: str = "ghcr.io/modlib/builder:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    claim: str = "modlib-library"
+    service_account: str = "modlib-builder"
+    user: int = 1000
+    scratch_path: str = "/tmp"
+    scratch_size: str = "20Gi"
+    backoff_limit: int = 2
+    active_deadline_seconds: int = 86400
+    ttl_seconds_after_finished: int = 604800
+    poll_seconds: float = 10.0
+    kubeconfig: str | None = None  # --kubeconfig / $KUBECONFIG; None: in-cluster or ~/.kube/config
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     kind: str  # "cpu" or "cuda"
@@ -32,6 +66,7 @@ class Target:
     arch: str = "generic"
     parallel: int | None = None
     jobs: int = 2
+    placement: Placement = Placement()
 
     def options(self) -> dict[str, object]:
         return dict(self.easybuild_options)
@@ -61,6 +96,7 @@ class Settings:
     hidden: tuple[str, ...] = ()  # retired modules: hidden, still loadable
     cache_dir: Path | None = None  # parsed-easyconfig cache ($MODLIB_CACHE); None: no cache
     cached_loads: bool = True  # LMOD_CACHED_LOADS in notebooks' env.sh
+    cluster: Cluster = Cluster()
 
     def target(self, name: str) -> Target:
         if name not in self.targets:
@@ -137,6 +173,22 @@ def default_cache_dir(env: dict[str, str]) -> Path:
     return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modlib"
 
 
+def _placement(kind: str, data: dict) -> Placement:
+    data = {**(GPU_PLACEMENT if kind == "cuda" else {}), **data}
+    res = data.get("resources", {})
+    base = Placement()
+    return Placement(requests=tuple(sorted(res.get("requests", dict(base.requests)).items())),
+                     limits=tuple(sorted(res.get("limits", dict(base.limits)).items())),
+                     gpus=data.get("gpus", 0),
+                     node_selector=tuple(sorted(data.get("node_selector", {}).items())),
+                     tolerations=tuple(tuple(sorted(t.items())) for t in data.get("tolerations", [])))
+
+
+def _cluster(data: dict, env: dict[str, str]) -> Cluster:
+    scratch = data.pop("scratch", {})
+    return Cluster(**data, **{f"scratch_{k}": v for k, v in scratch.items()}, kubeconfig=env.get("KUBECONFIG"))
+
+
 def repo_root_of(config_file: Path) -> Path:
     """library.yaml lives in <repo>/easyconfigs/, so relative paths are taken from its parent's parent."""
     return config_file.resolve().parent.parent
@@ -159,7 +211,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
                      easystacks=tuple(rel(s) for s in t["easystacks"]),
                      easybuild_options=tuple(sorted(t.get("easybuild_options", {}).items())),
                      layers_over=t.get("layers_over"), arch=t.get("arch", "generic"),
-                     parallel=t.get("parallel"), jobs=t.get("jobs", 2))
+                     parallel=t.get("parallel"), jobs=t.get("jobs", 2),
+                     placement=_placement(t["kind"], t.get("kubernetes", {})))
         for name, t in data["targets"].items()
     }
     _check_targets(path, targets)
@@ -183,4 +236,5 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         hidden=tuple(data.get("modules", {}).get("hidden", [])),
         cache_dir=default_cache_dir(env),
         cached_loads=data.get("notebook", {}).get("cached_loads", True),
+        cluster=_cluster(dict(data.get("kubernetes", {})), env),
     )

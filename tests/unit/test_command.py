@@ -32,7 +32,6 @@ def test_command_targets_the_nodes_tree_and_staging():
     assert "--installpath-software=/srv/library/cuda/software" in argv
     assert "--installpath-modules=/srv/library/cuda/.staging/saxpy--1.0-GCCcore-system-CUDA-13.2.2" in argv
     assert "--sourcepath=/srv/library/sources" in argv
-    assert "--hooks=hooks/modlib_hooks.py" in argv
     assert "--cuda-compute-capabilities=8.0,9.0" in argv and "--optarch=GENERIC" in argv
 
 
@@ -50,6 +49,7 @@ def test_hidden_and_rebuild_flags():
 def test_host_env_carries_root_override_and_robot_path(tmp_path):
     env = host_env(SETTINGS, tmp_path, base={"PATH": "/usr/bin", "PYTHONPATH": "/x"})
     assert env["EASYBUILD_ROBOT_PATHS"].startswith(str(REPO / "easyconfigs") + os.pathsep)
+    assert env["EASYBUILD_HOOKS"] == str(SETTINGS.hooks)
     assert "PYTHONPATH" not in env
     assert env["PATH"].split(os.pathsep)[0] == str(Path(SETTINGS.python).parent)
     if os.geteuid() == 0:

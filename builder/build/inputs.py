@@ -1,0 +1,59 @@
+"""The site's inputs of a run, copied onto the library volume for build pods.
+
+Build pods see the volume and their image, nothing else: the site easyconfigs and hooks that a
+run was planned with are staged under ``<root>/.modlib/inputs/<digest>`` (content-addressed, so a
+run never changes the inputs of Jobs already running), and the pods' robot path points there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from builder.build.command import LMOD_CMD, site_env
+from builder.read.config import Settings
+
+
+def _files(settings: Settings) -> list[tuple[str, Path]]:
+    """(place in the staged folder, source file) for every input a build pod reads."""
+    files = [(f"hooks/{settings.hooks.name}", settings.hooks)]
+    for i, folder in enumerate(settings.easyconfig_paths):
+        files += [(f"easyconfigs/{i}/{p.relative_to(folder)}", p) for p in sorted(folder.rglob("*")) if p.is_file()]
+    return files
+
+
+def inputs_dir(settings: Settings) -> Path:
+    digest = hashlib.sha256()
+    for place, path in _files(settings):
+        digest.update(f"{place}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return settings.root / ".modlib" / "inputs" / digest.hexdigest()[:16]
+
+
+def stage_inputs(settings: Settings) -> Path:
+    """Copy the inputs once; a partly copied folder is never visible under its final name."""
+    dest = inputs_dir(settings)
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest.parent))
+    for place, path in _files(settings):
+        (tmp / place).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, tmp / place)
+    tmp.chmod(0o755)
+    try:
+        os.rename(tmp, dest)
+    except OSError:  # another run staged the same inputs first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def pod_env(settings: Settings, inputs: Path) -> dict[str, str]:
+    """A build pod's site part of the environment; the trailing ':' appends EasyBuild's own
+    easyconfigs (those of the image) to the robot path."""
+    scratch = settings.cluster.scratch_path
+    robot = [str(inputs / "easyconfigs" / str(i)) for i in range(len(settings.easyconfig_paths))]
+    return {**site_env(os.pathsep.join(robot) + os.pathsep, str(inputs / "hooks" / settings.hooks.name), scratch),
+            "HOME": scratch, "TMPDIR": scratch, "LMOD_CMD": LMOD_CMD}

@@ -1,0 +1,135 @@
+"""A run's Kubernetes objects as plain dicts: pure functions of one plan node and the Settings.
+
+``modlib render`` writes them, the kubernetes executor sends them unchanged, and the tests check
+them as data against the upstream schemas. A Job's name is a hash of its node alone (tree,
+module, easyconfig content, command), so it stays the same however the plan around it changes:
+a rerun finds the Jobs it already created, and the API refuses a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from builder import ebadapter
+from builder.build.command import Invocation
+from builder.build.inputs import pod_env
+from builder.plan.graph import Node
+from builder.read.config import Settings
+
+PREFIX = "modlib.io"
+CONTAINER = "eb"
+LEASE = "modlib-run"
+#: every object modlib creates carries this, and lists ask for it
+MANAGED = {"app.kubernetes.io/managed-by": "modlib", "app.kubernetes.io/part-of": "modlib"}
+SELECTOR = "app.kubernetes.io/managed-by=modlib,app.kubernetes.io/component=build"
+
+
+def label_value(text: str) -> str:
+    """A label value (at most 63 characters of [A-Za-z0-9-_.], alphanumeric at both ends)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63]
+    return value.strip("-_.")
+
+
+def job_name(node: Node, inv: Invocation) -> str:
+    ident = json.dumps([node.tree, node.module, node.sha256, inv.argv, inv.env])
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
+    readable = re.sub(r"[^a-z0-9]+", "-", f"{node.tree}-{node.module}".lower())[:52].strip("-")
+    return f"{readable}-{digest}"
+
+
+def labels(node: Node) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "modlib", "app.kubernetes.io/component": "build", **MANAGED,
+            f"{PREFIX}/target": node.target, f"{PREFIX}/tree": node.tree,
+            f"{PREFIX}/module": label_value(node.module)}
+
+
+def _resources(settings: Settings, node: Node) -> dict:
+    placement = settings.targets[node.target].placement
+    limits = dict(placement.limits)
+    if placement.gpus:
+        limits["nvidia.com/gpu"] = str(placement.gpus)  # extended resources: limits only
+    return {"requests": dict(placement.requests), "limits": limits}
+
+
+def _container(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> dict:
+    cluster = settings.cluster
+    env = {**pod_env(settings, inputs), **dict(inv.env)}
+    return {
+        "name": CONTAINER, "image": cluster.image, "imagePullPolicy": cluster.image_pull_policy,
+        "command": list(inv.argv), "workingDir": cluster.scratch_path,
+        "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+        "resources": _resources(settings, node),
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "runAsUser": cluster.user, "runAsGroup": cluster.user,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "library", "mountPath": str(settings.root)},
+                         {"name": "scratch", "mountPath": cluster.scratch_path}],
+    }
+
+
+def _pod_spec(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> dict:
+    cluster = settings.cluster
+    placement = settings.targets[node.target].placement
+    spec = {
+        "restartPolicy": "Never", "serviceAccountName": cluster.service_account,
+        "automountServiceAccountToken": False,  # builds need no API access
+        "terminationGracePeriodSeconds": 60,  # EasyBuild removes its install lock on SIGTERM
+        "securityContext": {"runAsNonRoot": True, "runAsUser": cluster.user, "runAsGroup": cluster.user,
+                            "fsGroup": cluster.user, "fsGroupChangePolicy": "OnRootMismatch",
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [_container(settings, node, inv, inputs)],
+        "volumes": [{"name": "library", "persistentVolumeClaim": {"claimName": cluster.claim}},
+                    {"name": "scratch", "emptyDir": {"sizeLimit": cluster.scratch_size}}],
+    }
+    if placement.node_selector:
+        spec["nodeSelector"] = dict(placement.node_selector)
+    if placement.tolerations:
+        spec["tolerations"] = [dict(t) for t in placement.tolerations]
+    return spec
+
+
+def failure_policy() -> dict:
+    """Fail at once on EasyBuild's permanent exit codes; count the rest (downloads, OOM kills)
+    against backoffLimit; never count a node drain or preemption."""
+    return {"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "In",
+                                              "values": ebadapter.permanent_exit_codes()}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]}
+
+
+def build_job(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> dict:
+    cluster = settings.cluster
+    node_labels = labels(node)
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job_name(node, inv), "namespace": cluster.namespace, "labels": node_labels,
+                     "annotations": {f"{PREFIX}/module": node.module, f"{PREFIX}/easyconfig": node.easyconfig.name,
+                                     f"{PREFIX}/sha256": node.sha256}},
+        "spec": {
+            "backoffLimit": cluster.backoff_limit,
+            "activeDeadlineSeconds": cluster.active_deadline_seconds,
+            "ttlSecondsAfterFinished": cluster.ttl_seconds_after_finished,
+            "podReplacementPolicy": "Failed",  # never two pods of one build on the volume at once
+            "podFailurePolicy": failure_policy(),
+            "template": {"metadata": {"labels": dict(node_labels)}, "spec": _pod_spec(settings, node, inv, inputs)},
+        },
+    }
+
+
+def micro_time(when: float) -> str:
+    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def lease(settings: Settings, holder: str, duration: int, now: float) -> dict:
+    """The run lock as a coordination.k8s.io Lease: visible with kubectl, renewed while a run lives."""
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": LEASE, "namespace": settings.cluster.namespace,
+                         "labels": {"app.kubernetes.io/name": "modlib", "app.kubernetes.io/component": "runner",
+                                    **MANAGED}},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration,
+                     "acquireTime": micro_time(now), "renewTime": micro_time(now)}}

@@ -1,0 +1,35 @@
+"""`modlib render`: the Jobs a run would create, written as files an admin can review or apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from builder.build.command import invocation
+from builder.build.inputs import inputs_dir
+from builder.build.k8s_objects import build_job
+from builder.build.runner import select
+from builder.plan.planner import make_plan
+from builder.read.config import Settings, Target
+
+
+def run_jobs(settings: Settings, target: Target) -> tuple[list[dict], Path]:
+    """One Job per node still to build, in plan order; the same objects the executor creates."""
+    inputs = inputs_dir(settings)
+    todo = select(make_plan(settings, [target]), [])
+    return [build_job(settings, node, invocation(settings, node), inputs) for node in todo], inputs
+
+
+def render_run(settings: Settings, target: Target, out: Path) -> tuple[list[Path], Path]:
+    jobs, inputs = run_jobs(settings, target)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for job in jobs:
+        path = out / f"{job['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(job, sort_keys=False))
+        files.append(path)
+    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                     "resources": [p.name for p in files]}
+    (out / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    return files, inputs
