@@ -189,6 +189,12 @@ def _cluster(data: dict, env: dict[str, str]) -> Cluster:
     return Cluster(**data, **{f"scratch_{k}": v for k, v in scratch.items()}, kubeconfig=env.get("KUBECONFIG"))
 
 
+def _python(executable: str, rel) -> str:
+    """A path is taken from the repository root; a bare name is looked up on PATH. MODLIB_PYTHON
+    overrides it where the notebooks' Python lives elsewhere (the builder image's venv)."""
+    return str(rel(executable)) if "/" in executable else executable
+
+
 def repo_root_of(config_file: Path) -> Path:
     """library.yaml lives in <repo>/easyconfigs/, so relative paths are taken from its parent's parent."""
     return config_file.resolve().parent.parent
@@ -225,8 +231,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     root = rel(env["MODLIB_ROOT"]) if env.get("MODLIB_ROOT") else rel(data["root"])
     return Settings(
         config_file=path.resolve(), repo_root=repo, root=root.resolve(),
-        python=str(rel(data["python"]["executable"])) if "/" in data["python"]["executable"]
-        else data["python"]["executable"],
+        python=_python(env.get("MODLIB_PYTHON") or data["python"]["executable"], rel),
         python_version=data["python"]["version"],
         hooks=rel(data.get("hooks", DEFAULT_HOOKS)),
         easyconfig_paths=tuple(rel(p) for p in data.get("easyconfig_paths", ["easyconfigs"])),
