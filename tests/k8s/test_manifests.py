@@ -10,7 +10,7 @@ import copy
 import pytest
 import yaml
 
-from tests.helpers import modlib
+from tests.helpers import REPO, modlib
 from tests.k8s.validate import (K8S_JOBS, K8S_VERSIONS, UnknownKind, kustomize, pod_templates, run_checkov,
                                 schema_errors, semantic_problems, write_manifests)
 
@@ -238,7 +238,8 @@ def test_z2jh_environments_are_what_modlib_env_prints(z2jh):
                 for p in z2jh["profileList"]}
     assert z2jh["extraEnv"] == profiles["cpu"]
     for target, environment in profiles.items():
-        result = modlib("env", "--target", target, env={"MODLIB_ROOT": ROOT})
+        result = modlib("env", "--target", target, "--config", str(REPO / "easyconfigs" / "library.yaml"),
+                        env={"MODLIB_ROOT": ROOT})
         assert result.returncode == 0, result.stderr
         printed = dict(line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines())
         assert environment == printed, target
