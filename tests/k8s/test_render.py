@@ -1,0 +1,139 @@
+"""`modlib render`: the Jobs of one run, checked as data and against the upstream schemas."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from builder.build.command import invocation
+from builder.build.inputs import inputs_dir
+from builder.build.k8s_objects import build_job, job_name
+from builder.plan.planner import make_plan
+from builder.read.config import load_settings
+from tests.helpers import REPO, modlib
+from tests.k8s.validate import K8S_VERSIONS, run_checkov, schema_errors, semantic_problems
+
+ROOT = "/srv/modlib"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_settings(REPO / "easyconfigs" / "library.yaml", env={"MODLIB_ROOT": ROOT})
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, demo):
+    """Both demo targets rendered by the real CLI against an empty library."""
+    out = {}
+    for target in demo.targets:
+        folder = tmp_path_factory.mktemp(f"render-{target}")
+        result = modlib("render", "--target", target, "--out", str(folder), env={"MODLIB_ROOT": ROOT})
+        assert result.returncode == 0, result.stderr
+        out[target] = folder
+    return out
+
+
+def _jobs(folder: Path) -> list[dict]:
+    return [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml")) if p.name != "kustomization.yaml"]
+
+
+@pytest.mark.parametrize("target", ["cpu", "cuda"])
+def test_one_job_per_planned_node_and_all_valid(rendered, demo, target):
+    jobs = _jobs(rendered[target])
+    plan = make_plan(demo, [demo.target(target)])
+    assert len(jobs) == len(plan.nodes) == len(plan.missing())
+    assert {j["metadata"]["annotations"]["modlib.io/module"] for j in jobs} == {n.module for n in plan.nodes}
+    kustomization = yaml.safe_load((rendered[target] / "kustomization.yaml").read_text())
+    assert len(kustomization["resources"]) == len(jobs)
+    for job in jobs:
+        for version in K8S_VERSIONS:
+            assert schema_errors(job, version) == [], job["metadata"]["name"]
+        assert semantic_problems(job) == [], job["metadata"]["name"]
+
+
+@pytest.mark.parametrize("target", ["cpu", "cuda"])
+def test_checkov_passes_on_rendered_jobs(rendered, target):
+    result = run_checkov(rendered[target])
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_pods_are_restricted_and_run_the_local_command(demo):
+    plan = make_plan(demo, [demo.target("cuda")])
+    node = plan.index[("cuda", "saxpy/1.0-GCCcore-system-CUDA-13.2.2")]
+    inv = invocation(demo, node)
+    job = build_job(demo, node, inv, inputs_dir(demo))
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == list(inv.argv)  # the very command the local pool runs
+    assert "--allow-use-as-root-and-accept-consequences" not in container["command"]
+    assert not any(e["name"].startswith("EASYBUILD_ALLOW_USE_AS_ROOT") for e in container["env"])
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    ctx = container["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] and not ctx["allowPrivilegeEscalation"] and ctx["capabilities"] == {
+        "drop": ["ALL"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts[ROOT] == "library" and mounts["/tmp"] == "scratch"
+    assert pod["volumes"][0] == {"name": "library", "persistentVolumeClaim": {"claimName": "modlib-library"}}
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert job["metadata"]["labels"]["modlib.io/module"] == "saxpy-1.0-GCCcore-system-CUDA-13.2.2"
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    fail_at_once = rules[0]["onExitCodes"]["values"]
+    assert 42 in fail_at_once and 16 in fail_at_once  # checksum and build step failures
+    assert 41 not in fail_at_once and 1 not in fail_at_once  # download failures are retried
+
+
+def test_cpu_jobs_ask_for_no_gpu_and_placement_comes_from_the_config(tmp_path, demo):
+    plan = make_plan(demo, [demo.target("cuda")])
+    cpu_node = plan.index[("cpu", "GCCcore/system")]
+    pod = build_job(demo, cpu_node, invocation(demo, cpu_node), tmp_path)["spec"]["template"]["spec"]
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
+
+    config = yaml.safe_load((REPO / "easyconfigs" / "library.yaml").read_text())
+    config["targets"]["cuda"]["kubernetes"] = {
+        "gpus": 0, "node_selector": {"node-role/compile": "yes"}, "tolerations": [],
+        "resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"memory": "32Gi"}}}
+    config["kubernetes"] = {"namespace": "builds", "claim": "software", "image": "registry.example/b:1"}
+    (tmp_path / "easyconfigs").mkdir()
+    path = tmp_path / "easyconfigs" / "library.yaml"
+    path.write_text(yaml.safe_dump({**config, "easyconfig_paths": [str(REPO / "easyconfigs")],
+                                    "hooks": str(REPO / "hooks" / "modlib_hooks.py"),
+                                    "targets": {k: {**v, "easystacks": [str(REPO / s) for s in v["easystacks"]]}
+                                                for k, v in config["targets"].items()}}))
+    custom = load_settings(path, env={"MODLIB_ROOT": ROOT})
+    node = plan.index[("cuda", "saxpy/1.0-GCCcore-system-CUDA-13.2.2")]
+    job = build_job(custom, node, invocation(custom, node), tmp_path)
+    pod = job["spec"]["template"]["spec"]
+    assert job["metadata"]["namespace"] == "builds" and pod["containers"][0]["image"] == "registry.example/b:1"
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "software"
+    assert pod["nodeSelector"] == {"node-role/compile": "yes"} and "tolerations" not in pod
+    assert pod["containers"][0]["resources"] == {"requests": {"cpu": "8", "memory": "32Gi"},
+                                                 "limits": {"memory": "32Gi"}}
+
+
+def test_job_names_hash_the_node_not_the_plan(demo):
+    plan = make_plan(demo, [demo.target("cpu")])
+    node = plan.index[("cpu", "Jinja2/3.1.4-GCCcore-system")]
+    inv = invocation(demo, node)
+    name = job_name(node, inv)
+    assert name.startswith("cpu-jinja2-3-1-4-gcccore-system-") and len(name) <= 63
+    # the same node in a different plan (another target, more nodes around it) keeps its name
+    bigger = make_plan(demo, list(demo.targets.values())).index[node.key]
+    assert job_name(bigger, invocation(demo, bigger)) == name
+    # a changed easyconfig, or another command for it, is another Job
+    assert job_name(dataclasses.replace(node, sha256="0" * 64), inv) != name
+    assert job_name(node, invocation(demo, node, rebuild=True)) != name
+    long = dataclasses.replace(node, module="X" * 200 + "/1.0")
+    assert len(job_name(long, inv)) <= 63
+
+
+def test_render_of_a_published_library_writes_no_jobs(tmp_path, demo_library):
+    root, env, _ = demo_library
+    result = modlib("render", "--target", "cuda", "--out", str(tmp_path), env=env)
+    assert result.returncode == 0, result.stderr
+    assert _jobs(tmp_path) == [] and "wrote 0 Job manifest(s)" in result.stdout
+    assert json.loads((root / "live" / "inputs.json").read_text())  # the library it looked at was published
