@@ -4,25 +4,32 @@
 VENV    ?= .venv
 # Debian's Python, as in the builder image: readable by the non-root user that Jobs build as
 PYTHON  ?= /usr/bin/python3
-LMOD    := /usr/share/lmod/lmod/libexec/lmod
 LMOD_INIT := /usr/share/lmod/lmod/init/bash
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup apt-packages kubectl demo test bench clean-library
+.PHONY: setup test-tools apt-packages kubectl demo test bench clean-library
 
+APT_PACKAGES := lmod file python3-venv
 # mmdebstrap: tests/k8s/test_image.py runs the builder image's install script in a bookworm root file system
-APT_PACKAGES := lmod file python3-venv mmdebstrap
+TEST_APT_PACKAGES := mmdebstrap
 
 # checkov pins packaging and python-dateutil below what modlib's own dependencies need: its own venv
 CHECKOV_VENV := $(VENV)/checkov-venv
 CHECKOV_VERSION ?= 3.3.30
 
-setup: apt-packages $(VENV)/.installed $(CHECKOV_VENV)/bin/checkov kubectl
+# installs the Debian packages $(1) unless they are all there
+apt_install = @dpkg -s $(1) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); }
+
+setup: apt-packages $(VENV)/.installed
+
+# what only the tests need: the manifest and image tools
+test-tools: $(CHECKOV_VENV)/bin/checkov kubectl
+	$(call apt_install,$(TEST_APT_PACKAGES))
 
 apt-packages:
-	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); }
+	$(call apt_install,$(APT_PACKAGES))
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,11 +55,11 @@ demo: setup
 	@echo "  source library/live/targets/cpu/env.sh          # or: eval \"\$$($(VENV)/bin/modlib env --target cpu)\"; cuda on a GPU node"
 	@echo "  module load Jinja2/3.1.4-GCCcore-system && $(VENV)/bin/python -c 'import jinja2; print(jinja2.__version__)'"
 
-test: setup
+test: setup test-tools
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: setup
-	command -v fusermount >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse libfuse2; }
+	$(call apt_install,fuse libfuse2)
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,bench]'
 	$(VENV)/bin/modlib build > /dev/null    # the demo library must be published for the no-op benchmark
 	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
