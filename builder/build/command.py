@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder import ebadapter
-from builder.build.lock import eb_locks_dir
+from builder.build.lock import eb_install_lock, eb_locks_dir
 from builder.plan.graph import Node, store_dir
 from builder.read.config import Settings
 
@@ -35,6 +35,13 @@ def slug(module: str) -> str:
 def staging_dir(root: Path, node: Node) -> Path:
     """Module files of one node are written here and made live only after the build succeeded."""
     return root / node.tree / ".staging" / slug(node.module)
+
+
+def clear_leftovers(root: Path, node: Node) -> None:
+    """What a killed build of this node left behind: its staging dir and EasyBuild's install lock.
+    Executors call it right before they start a fresh build of the node, when no other can run."""
+    shutil.rmtree(staging_dir(root, node), ignore_errors=True)
+    shutil.rmtree(eb_install_lock(root, node.tree, node.module), ignore_errors=True)
 
 
 def store_modulepath(settings: Settings, target_name: str) -> list[Path]:

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from builder.build import k8s_objects as objects
-from builder.build.command import Invocation, staging_dir
+from builder.build.command import Invocation, clear_leftovers, staging_dir
 from builder.build.executors import NodeRun
 from builder.build.inputs import stage_inputs
 from builder.build.lock import holder_gone
@@ -162,6 +162,7 @@ class KubernetesExecutor:
             return job.status.start_time.timestamp() if job.status and job.status.start_time else time.time()
         if state is not None:
             self.batch.delete_namespaced_job(name, self.ns, propagation_policy="Background")
+        clear_leftovers(self.settings.root, node)  # no pod of this node runs now
         for _ in range(30):
             try:
                 self.batch.create_namespaced_job(self.ns, body)
@@ -195,7 +196,12 @@ class KubernetesExecutor:
                 time.sleep(min(poll, 1.0))
 
     def _pods(self, name: str) -> list:
-        pods = self.core.list_namespaced_pod(self.ns, label_selector=f"batch.kubernetes.io/job-name={name}").items
+        """The Job's pods, oldest first; the label is checked here too, as the selector does not
+        reach every API server (proxies and emulators drop it), and another Job's log must never
+        land in this node's record."""
+        label = "batch.kubernetes.io/job-name"
+        pods = [p for p in self.core.list_namespaced_pod(self.ns, label_selector=f"{label}={name}").items
+                if (p.metadata.labels or {}).get(label) == name]
         return sorted(pods, key=lambda p: p.metadata.creation_timestamp.timestamp()
                       if p.metadata.creation_timestamp else 0.0)
 

@@ -2,15 +2,15 @@
 
 The lock is a file created with O_EXCL (atomic on POSIX and on NFS v3+ / CephFS) holding who
 holds it; a heartbeat thread refreshes it. A holder that is gone (its process is dead on this
-host, or its heartbeat is older than ``stale_after`` seconds) is taken over, and only then are
-EasyBuild's own install locks cleared, since nobody can be building any more.
+host, or its heartbeat is older than ``stale_after`` seconds) is taken over. EasyBuild's own install
+locks are not cleared then: Kubernetes Jobs outlive the runner that created them, so a lock may still
+be held. A node's stale lock goes only right before a fresh build of that node (``clear_leftovers``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import threading
 import time
@@ -92,7 +92,6 @@ class RunLock:
                 break
             holder = read_holder(self.path)
             if holder_gone(holder, time.time(), self.stale_after) and self._take_over(holder):
-                clear_eb_locks(self.root)
                 break
             if not self.wait:
                 who = holder or {}
@@ -130,13 +129,8 @@ class RunLock:
         self.release()
 
 
-def clear_eb_locks(root: Path) -> list[str]:
-    """Remove EasyBuild install locks; only a run that holds the run lock after a takeover may call this."""
-    cleared = []
-    locks = eb_locks_dir(root)
-    if locks.is_dir():
-        for entry in locks.iterdir():
-            if entry.name.endswith(".lock"):
-                shutil.rmtree(entry, ignore_errors=True)
-                cleared.append(entry.name)
-    return cleared
+def eb_install_lock(root: Path, tree: str, module: str) -> Path:
+    """EasyBuild's lock of one install dir: the dir's path with '/' as '_' (easyblock.py, run_all_steps);
+    a hidden module installs without the dot of its version."""
+    installdir = root / tree / "software" / module.replace("/.", "/")
+    return eb_locks_dir(root) / (str(installdir).replace("/", "_") + ".lock")

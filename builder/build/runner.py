@@ -18,7 +18,7 @@ from builder.errors import ModlibError, bad_input
 from builder.plan.graph import Node, NodeKey, Plan
 from builder.plan.planner import make_plan, robot_paths
 from builder.plan.schedule import Scheduler
-from builder.publish.live import clear_staging, publish_node, retract_node
+from builder.publish.live import publish_node, retract_node
 from builder.publish.view import current_inputs, inputs_digest, publish_view
 from builder.read.config import Settings, Target
 
@@ -87,7 +87,6 @@ def run_build(settings: Settings, targets: list[Target], *, executor: str = "loc
         # planned under the lock: a run that waited must see what the previous holder published
         plan = make_plan(settings, targets)
         result = RunResult(plan=plan, todo=select(plan, rebuild or []))
-        clear_staging(settings.root, sorted({t.tree for t in settings.targets.values()}))
         if result.todo:
             check_python(settings)
             result.fetched = fetch_sources(settings, result.todo, report)

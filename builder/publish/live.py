@@ -57,8 +57,3 @@ def retract_node(root: Path, node: Node) -> None:
     module_file(root, node.tree, node.module).unlink(missing_ok=True)
     manifest_path(root, node.tree, node.module).unlink(missing_ok=True)
 
-
-def clear_staging(root: Path, trees: list[str]) -> None:
-    """Leftovers of killed runs; only the run-lock holder calls this, so no build is writing there."""
-    for tree in trees:
-        shutil.rmtree(root / tree / ".staging", ignore_errors=True)
