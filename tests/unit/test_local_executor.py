@@ -31,7 +31,8 @@ def run(tmp_path, nodes, jobs, fail=()):
         return r.exit_code == 0
 
     sched = Scheduler(nodes)
-    LocalExecutor(jobs=jobs, cwd=tmp_path, host_env={"PATH": "/usr/bin:/bin"}).run(
+    LocalExecutor(jobs=jobs, cwd=tmp_path, root=tmp_path / "library",
+                  host_env={"PATH": "/usr/bin:/bin", "EASYBUILD_BUILDPATH": str(tmp_path / "build")}).run(
         sched, invocation, lambda n: str(tmp_path / "logs" / f"{n.name}.log"), finished)
     spans = {m: (s, e) for m, s, e in (json.loads(line) for line in trace.read_text().splitlines())}
     return sched, spans, results
