@@ -1,0 +1,254 @@
+"""A cluster for the kubernetes executor's tests: kmock's API emulator, and a kubelet played here.
+
+kmock serves a stateful Kubernetes API over real HTTP; it stores what it is sent and runs nothing.
+``Kubelet`` plays the Job controller and the kubelet against it through the same API: for each new
+Job it creates a Pod object, runs the Job's own container command in a private mount namespace (the
+claim's host folder bind-mounted at the pod's mount path, emptyDirs as tmpfs, the root file system
+read-only) as the Job's user, serves the container's log, applies the Job's podFailurePolicy and
+backoffLimit, and reports Complete or Failed through the Job's status. kmock ignores label
+selectors, so tests assert on the query strings the executor sends (``Emulator.requests``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import kmock
+import yaml
+from kubernetes import client
+
+POD_SANDBOX = Path(__file__).with_name("pod_sandbox.py")
+KUBELET_AGENT = "modlib-tests-kubelet"
+RESOURCES = [(("batch", "v1", "jobs"), "Job", {"status"}), (("", "v1", "pods"), "Pod", {"status", "log"}),
+             (("coordination.k8s.io", "v1", "leases"), "Lease", set())]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Emulator:
+    """kmock's emulator on 127.0.0.1 in a thread of its own, serving pod logs from files."""
+
+    def __init__(self) -> None:
+        self.logs: dict[str, Path] = {}  # pod name -> its container's output
+        self._ready, self._loop = threading.Event(), asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        self.kmock = kmock.KubernetesEmulator()
+        for (group, version, plural), kind, subresources in RESOURCES:  # an apiserver knows them before any object
+            self.kmock.resources[kmock.resource(group, version, plural)] = kmock.ResourceInfo(
+                kind=kind, namespaced=True, subresources=subresources,
+                verbs={"create", "get", "list", "watch", "update", "patch", "delete"})
+        self.kmock["get", kmock.subresource("log")] << self._log  # the kubelet's part, not the apiserver's
+        self.kmock["put"] << self._replace
+        async with self.kmock, kmock.Server(self.kmock, host="127.0.0.1") as server:
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def _log(self, request: kmock.Request) -> kmock.Response:
+        path = self.logs.get(request.name)
+        if path is None:
+            return kmock.Response(status=404, payload=b"no such pod")
+        return kmock.Response(status=200, payload=path.read_bytes(), headers={"Content-Type": "text/plain"})
+
+    def _replace(self, request: kmock.Request) -> dict:
+        """PUT (update), which kmock 0.8 does not serve; the body is the whole object, so a merge
+        into the stored one is a replace. No resourceVersion check: kmock keeps none."""
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.kmock.objects or self.kmock.objects[key].deleted:
+            raise kmock.KubernetesObjectNotFoundError()
+        self.kmock.objects[key].patch(request.data)
+        return self.kmock.objects[key].raw
+
+    def __enter__(self) -> Emulator:
+        self._thread.start()
+        assert self._ready.wait(10), "kmock did not start"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "emulated",
+            "clusters": [{"name": "emulated", "cluster": {"server": self.url}}],
+            "users": [{"name": "runner", "user": {"token": "not-checked"}}],
+            "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "runner"}}]}))
+        path.chmod(0o644)
+        return path
+
+    def api(self) -> client.ApiClient:
+        cfg = client.Configuration()
+        cfg.host = self.url
+        api = client.ApiClient(cfg)
+        api.user_agent = KUBELET_AGENT
+        return api
+
+    def requests(self) -> list[kmock.Request]:
+        """What everyone but the kubelet sent, in order."""
+        return [r for r in self.kmock if r.headers.get("User-Agent") != KUBELET_AGENT]
+
+    def object(self, plural: str, namespace: str, name: str, group: str = "batch", version: str = "v1"):
+        return self.kmock.objects[kmock.resource(group, version, plural), namespace, name]
+
+
+@dataclass
+class PodRun:
+    job: str
+    pod: str
+    start: float
+    end: float = 0.0
+    exit_code: int | None = None
+
+
+@dataclass
+class Kubelet:
+    """One node of the cluster with unlimited room; every claim is a folder on this host."""
+
+    emulator: Emulator
+    namespace: str
+    claims: dict[str, Path]  # claimName -> host folder
+    image_env: dict[str, str]  # what the image's ENV gives every container (PATH)
+    work: Path  # pod specs and container logs
+    caps: tuple[str, ...] = ()  # kept by the container user; see test_executor_emulated.py
+    runs: list[PodRun] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        api = self.emulator.api()
+        self.batch, self.core = client.BatchV1Api(api), client.CoreV1Api(api)
+        self._active: set[str] = set()
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> Kubelet:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            for job in self.batch.list_namespaced_job(self.namespace).items:
+                fresh = not (job.status and job.status.start_time)
+                with self._lock:
+                    if fresh and job.metadata.name not in self._active:
+                        self._active.add(job.metadata.name)
+                        threading.Thread(target=self._run_job, args=(job,), daemon=True).start()
+
+    def _run_job(self, job) -> None:
+        """The Job controller: pods one after another until success, a FailJob rule or the backoffLimit."""
+        name = job.metadata.name
+        self.batch.patch_namespaced_job_status(name, self.namespace, {"status": {"startTime": now_iso(), "active": 1}})
+        failures = 0
+        while True:
+            code = self._run_pod(job)
+            if code == 0:
+                self._finish(name, "Complete", "Completed", succeeded=1)
+                break
+            failures += 1
+            if self._fail_job_rule(job, code):
+                self._finish(name, "Failed", "PodFailurePolicy", failed=failures)
+                break
+            if failures > job.spec.backoff_limit:
+                self._finish(name, "Failed", "BackoffLimitExceeded", failed=failures)
+                break
+        with self._lock:
+            self._active.discard(name)
+
+    def _finish(self, name: str, condition: str, reason: str, **counts: int) -> None:
+        cond = {"type": condition, "status": "True", "reason": reason, "lastTransitionTime": now_iso()}
+        status = {"active": 0, "conditions": [cond], **counts}
+        if condition == "Complete":
+            status["completionTime"] = now_iso()
+        self.batch.patch_namespaced_job_status(name, self.namespace, {"status": status})
+
+    @staticmethod
+    def _fail_job_rule(job, code: int) -> bool:
+        for rule in job.spec.pod_failure_policy.rules if job.spec.pod_failure_policy else []:
+            codes = rule.on_exit_codes
+            if rule.action == "FailJob" and codes and (code in codes.values) == (codes.operator == "In"):
+                return True
+        return False
+
+    def _run_pod(self, job) -> int:
+        job_name = job.metadata.name
+        pod_name = f"{job_name}-{uuid.uuid4().hex[:5]}"
+        template = client.ApiClient().sanitize_for_serialization(job.spec.template)
+        labels = {**template["metadata"].get("labels", {}), "batch.kubernetes.io/job-name": job_name,
+                  "job-name": job_name}
+        self.core.create_namespaced_pod(self.namespace, {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name, "namespace": self.namespace, "labels": labels,
+                         "creationTimestamp": now_iso()},
+            "spec": template["spec"], "status": {"phase": "Running", "startTime": now_iso()}})
+        (container,) = template["spec"]["containers"]
+        run = PodRun(job=job_name, pod=pod_name, start=time.time())
+        with self._lock:
+            self.runs.append(run)
+        log = self.work / f"{pod_name}.log"
+        argv = sandbox_argv(self.sandbox_spec(template["spec"], container), self.work / f"{pod_name}.json")
+        with log.open("wb") as out:
+            code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT).returncode
+        self.emulator.logs[pod_name] = log
+        phase = "Succeeded" if code == 0 else "Failed"
+        self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {
+            "phase": phase, "containerStatuses": [{
+                "name": container["name"], "image": container["image"], "imageID": "", "ready": False,
+                "restartCount": 0, "state": {"terminated": {"exitCode": code, "reason": phase}}}]}})
+        with self._lock:
+            run.end, run.exit_code = time.time(), code
+        return code
+
+    def sandbox_spec(self, pod: dict, container: dict) -> dict:
+        """What pod_sandbox.py needs: the volumes as mounts, the security context as uid/gid."""
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        binds, empty = {}, []
+        for mount in container["volumeMounts"]:
+            volume = volumes[mount["name"]]
+            if "persistentVolumeClaim" in volume:
+                binds[str(self.claims[volume["persistentVolumeClaim"]["claimName"]])] = mount["mountPath"]
+            elif "emptyDir" in volume:
+                empty.append(mount["mountPath"])
+            else:
+                raise AssertionError(f"the emulated kubelet mounts claims and emptyDirs only, not {volume}")
+        ctx = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+        env = {**self.image_env, **{e["name"]: e["value"] for e in container.get("env", [])}}
+        return {"binds": binds, "empty_dirs": empty, "read_only_root": bool(ctx.get("readOnlyRootFilesystem")),
+                "uid": ctx["runAsUser"], "gid": ctx.get("runAsGroup", ctx["runAsUser"]), "caps": list(self.caps),
+                "workdir": container.get("workingDir", "/"), "env": env, "command": container["command"]}
+
+
+def sandbox_argv(spec: dict, spec_file: Path) -> list[str]:
+    """The command that runs ``spec`` (see pod_sandbox.py) in a private mount namespace of its own."""
+    spec_file.write_text(json.dumps(spec))
+    return ["unshare", "--mount", "--propagation", "private", sys.executable, str(POD_SANDBOX), str(spec_file)]
+
+
+def reachable_as(uid: int, paths: list[Path]) -> bool:
+    """Whether ``uid`` can read every path (a checkout below a private folder is not)."""
+    probe = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "test", "-r"]
+    return all(subprocess.run([*probe, str(p)]).returncode == 0 for p in paths)
+
+
+def own_folders(path: Path, uid: int) -> None:
+    """The claim belongs to the pods' user (fsGroup does this on a cluster); files stay as they are,
+    since some are hard links into the session's source cache."""
+    for dirpath, _, _ in os.walk(path):
+        os.chown(dirpath, uid, uid)

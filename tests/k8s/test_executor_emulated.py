@@ -1,0 +1,275 @@
+"""`modlib build --executor kubernetes` end to end against an emulated API server.
+
+The demo library (both targets) plus three test easyconfigs is built as Jobs: `broken` fails its
+sanity check, `needsbroken` depends on it, `slow` waits in its install step until the test lets it
+go. The runner runs as the CronJob's pod would: uid 1000, the claim's folder mounted at the library
+root /srv/modlib. Midway through, while `slow`'s pod runs, the runner is killed with SIGKILL and a
+second one started; it must adopt the running Job, not create another. The kubelet (emulator.py)
+runs every Job's own command in its own sandbox, as uid 1000 with a read-only root file system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from builder.build.k8s_objects import SELECTOR
+from builder.plan.planner import make_plan
+from builder.read.config import load_settings
+from tests.helpers import LMOD_INIT, REPO, bundle_easyconfig, copy_site_easyconfigs, write_config, write_easystack
+from tests.k8s.emulator import Emulator, Kubelet, own_folders, reachable_as, sandbox_argv
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces and setpriv need root (the test machines run as root)"),
+    pytest.mark.skipif(not all(shutil.which(t) for t in ("unshare", "setpriv", "mount")), reason="util-linux missing"),
+]
+
+ROOT, SCRATCH, NS, UID = "/srv/modlib", "/srv/scratch", "modlib", 1000
+BROKEN, NEEDS_BROKEN, SLOW = ("cpu", "broken/1.0-GCCcore-system"), ("cpu", "needsbroken/1.0-GCCcore-system"), \
+    ("cpu", "slow/1.0-GCCcore-system")
+FIXTURES = {
+    "broken": bundle_easyconfig("broken", "sanity_check_paths = {'files': ['bin/never-there'], 'dirs': []}"),
+    "needsbroken": bundle_easyconfig("needsbroken", "dependencies = [('broken', '1.0')]"),
+    "slow": bundle_easyconfig("slow", "postinstallcmds = ['mkdir -p %(installdir)s/bin && touch %(installdir)s/bin/slow"
+                                      " && while [ -e {marker} ]; do sleep 0.2; done']\n"
+                                      "sanity_check_paths = {'files': ['bin/slow'], 'dirs': []}"),
+}
+
+
+def _config(base: Path, marker: Path) -> Path:
+    site = copy_site_easyconfigs(base / "site")
+    for name, text in FIXTURES.items():
+        (site / name[0] / name).mkdir(parents=True)
+        (site / name[0] / name / f"{name}-1.0-GCCcore-system.eb").write_text(text.replace("{marker}", str(marker)))
+    (base / "easyconfigs").mkdir()
+    fixtures = write_easystack(base / "easyconfigs" / "fixtures.yaml",
+                               ["needsbroken-1.0-GCCcore-system.eb", "slow-1.0-GCCcore-system.eb"])
+    demo = yaml.safe_load((REPO / "easyconfigs" / "library.yaml").read_text())
+    targets = {name: {**t, "easystacks": [str(REPO / s) for s in t["easystacks"]]} for name, t in demo["targets"].items()}
+    targets["cpu"]["easystacks"].append(str(fixtures))
+    return write_config(base, targets, easyconfig_paths=[str(site)], root=ROOT, extra={
+        "kubernetes": {"namespace": NS, "scratch": {"path": SCRATCH}, "poll_seconds": 1, "backoff_limit": 1},
+        "modules": demo["modules"], "featured": demo["featured"]})
+
+
+def _volume(base: Path, source_cache: Path) -> Path:
+    """The claim's folder, with the session's downloads hard-linked in (build pods have no network)."""
+    volume = base / "volume"
+    for path in source_cache.rglob("*"):
+        if path.is_file():
+            dest = volume / "sources" / path.relative_to(source_cache)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, dest)
+            except OSError:  # another file system
+                shutil.copy2(path, dest)
+    volume.mkdir(exist_ok=True)
+    own_folders(volume, UID)
+    return volume
+
+
+class Scenario:
+    def __init__(self, base: Path, volume: Path, config: Path, kubeconfig: Path, caps: tuple[str, ...]):
+        self.base, self.volume, self.config, self.kubeconfig, self.caps = base, volume, config, kubeconfig, caps
+        self.image_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+
+    def spec(self, command: list[str], read_only: bool = False) -> dict:
+        """A pod of the runner's kind (the CronJob's, or a notebook's with ``read_only``)."""
+        claim = {str(self.volume): ROOT}
+        return {"binds": {} if read_only else claim, "read_only_binds": claim if read_only else {},
+                "empty_dirs": [SCRATCH], "read_only_root": True, "uid": UID, "gid": UID, "caps": list(self.caps),
+                "workdir": SCRATCH, "command": command,
+                "env": {**self.image_env, "HOME": SCRATCH, "MODLIB_CACHE": f"{SCRATCH}/cache",
+                        "LMOD_CMD": "/usr/share/lmod/lmod/libexec/lmod"}}
+
+    def start_runner(self, name: str) -> tuple[subprocess.Popen, Path]:
+        modlib = str(Path(sys.executable).parent / "modlib")
+        argv = sandbox_argv(self.spec([modlib, "build", "--config", str(self.config), "--executor", "kubernetes",
+                                       "--kubeconfig", str(self.kubeconfig), "--jobs", "2"]),
+                            self.base / f"{name}.json")
+        log = self.base / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return proc, log
+
+    def notebook(self, script: str) -> subprocess.CompletedProcess:
+        argv = sandbox_argv(self.spec(["bash", "-c", f"source {LMOD_INIT}\n{script}"], read_only=True),
+                            self.base / "notebook.json")
+        return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+
+
+def _wait_for(what: str, check, timeout: float, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        assert proc.poll() is None, f"the runner ended (exit {proc.returncode}) before {what}:\n{log.read_text()[-4000:]}"
+        assert time.time() < deadline, f"timed out waiting for {what}:\n{log.read_text()[-4000:]}"
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def run(source_cache):
+    """The whole scenario, once; the tests below read what it left."""
+    base = Path(tempfile.mkdtemp(prefix="modlib-k8s-", dir="/var/tmp"))  # not below /tmp: pods get their own
+    base.chmod(0o755)
+    marker = base / "slow.marker"
+    marker.touch()
+    config = _config(base, marker)
+    volume = _volume(base, source_cache)
+    settings = load_settings(config)
+    plan = make_plan(settings, list(settings.targets.values()))
+    # A checkout below a private folder (CI's clone may be) is out of uid 1000's reach: then the
+    # sandboxes keep CAP_DAC_READ_SEARCH to read the checkout; writes are still checked as uid 1000.
+    needed = [Path(sys.executable), REPO / "builder" / "__init__.py", config]
+    caps = () if reachable_as(UID, needed) else ("dac_read_search",)
+    with Emulator() as emulator:
+        scenario = Scenario(base, volume, config, emulator.write_kubeconfig(base / "kubeconfig"), caps)
+        (base / "kubelet").mkdir()
+        kubelet = Kubelet(emulator, NS, {settings.cluster.claim: volume}, scenario.image_env, base / "kubelet", caps)
+        with kubelet:
+            first, first_log = scenario.start_runner("runner-1")
+            slow_installed = volume / "cpu" / "software" / "slow" / "1.0-GCCcore-system" / "bin" / "slow"
+            try:
+                _wait_for("slow's pod reached its install step", slow_installed.exists, 600, first, first_log)
+            finally:
+                os.killpg(first.pid, signal.SIGKILL)  # the runner's pod is gone; its Jobs run on
+                first.wait()
+                killed_at = time.time()
+            second, second_log = scenario.start_runner("runner-2")
+            try:
+                _wait_for("the second runner adopted slow's Job",
+                          lambda: "adopting active Job cpu-slow-1-0" in second_log.read_text(), 300, second, second_log)
+                marker.unlink()
+                second.wait(timeout=1500)
+            finally:
+                if second.poll() is None:
+                    os.killpg(second.pid, signal.SIGKILL)
+            deadline = time.time() + 60
+            while any(r.exit_code is None for r in kubelet.runs) and time.time() < deadline:
+                time.sleep(0.2)
+        yield {"scenario": scenario, "settings": settings, "plan": plan, "emulator": emulator, "kubelet": kubelet,
+               "killed_at": killed_at, "first": first_log.read_text(), "second": second_log.read_text(), "exit": second.returncode,
+               "all_requests": list(emulator.kmock), "requests": emulator.requests()}
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _posted_jobs(requests) -> list[dict]:
+    return [r.data for r in requests if r.method == "POST" and r.url.path == f"/apis/batch/v1/namespaces/{NS}/jobs"]
+
+
+def _job_of(run, key) -> str:
+    (name,) = {j["metadata"]["name"] for j in _posted_jobs(run["requests"])
+               if (j["metadata"]["labels"]["modlib.io/tree"], j["metadata"]["annotations"]["modlib.io/module"]) == key}
+    return name
+
+
+def test_second_run_exits_1_with_only_the_broken_branch_missing(run):
+    assert run["exit"] == 1, run["second"][-4000:]
+    assert "failed 1, not built because a dependency failed 1" in run["second"], run["second"][-3000:]
+    assert "not built: cpu/needsbroken/1.0-GCCcore-system (needs cpu/broken/1.0-GCCcore-system)" in run["second"]
+    assert "took over the run lock" in run["second"]
+    published = {(n.tree, n.module) for n in run["plan"].nodes
+                 if (run["scenario"].volume / n.tree / "modules" / "all" / f"{n.module}.lua").is_file()}
+    assert published == {n.key for n in run["plan"].nodes} - {BROKEN, NEEDS_BROKEN}
+
+
+def test_restarted_runner_adopts_the_running_job_instead_of_creating_another(run):
+    slow = _job_of(run, SLOW)
+    assert f"adopting active Job {slow}" in run["second"]
+    assert [j["metadata"]["name"] for j in _posted_jobs(run["requests"])].count(slow) == 1
+    assert [r.job for r in run["kubelet"].runs].count(slow) == 1
+    assert f"built    cpu/{SLOW[1]}" in run["second"]
+
+
+def test_jobs_are_created_once_after_their_dependencies_completed_at_most_two_at_once(run):
+    names = [j["metadata"]["name"] for j in _posted_jobs(run["requests"])]
+    broken = _job_of(run, BROKEN)
+    assert all(names.count(n) == 1 for n in names if n != broken)  # a failed Job is retried by a new run only
+    assert NEEDS_BROKEN[1] not in {j["metadata"]["annotations"]["modlib.io/module"] for j in _posted_jobs(run["requests"])}
+    order = run["all_requests"]
+    completed = {}
+    for i, r in enumerate(order):
+        conditions = ((r.data or {}).get("status") or {}).get("conditions") or [] if r.method == "PATCH" else []
+        if any(c["type"] == "Complete" for c in conditions):
+            completed.setdefault(r.url.path.split("/")[-2], i)
+    for i, r in enumerate(order):
+        if r.method == "POST" and r.url.path.endswith("/jobs"):
+            node = run["plan"].index[(r.data["metadata"]["labels"]["modlib.io/tree"],
+                                      r.data["metadata"]["annotations"]["modlib.io/module"])]
+            for dep in node.deps:
+                dep_job = next((j["metadata"]["name"] for j in _posted_jobs(order)
+                                if j["metadata"]["annotations"]["modlib.io/module"] == dep[1]), None)
+                assert dep_job is None or completed.get(dep_job, len(order)) < i, (node.module, dep)
+    # --jobs 2 while the first runner lived (after it, its orphans run on beside the second runner's)
+    spans = [(r.start, r.end) for r in run["kubelet"].runs if r.start < run["killed_at"]]
+    assert max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans) <= 2
+
+
+def test_failed_job_fails_at_once_and_its_pod_log_lands_in_the_build_record(run):
+    broken = _job_of(run, BROKEN)
+    pods = [r for r in run["kubelet"].runs if r.job == broken]
+    creations = [j["metadata"]["name"] for j in _posted_jobs(run["requests"])].count(broken)
+    assert len(pods) == creations  # podFailurePolicy FailJob: no retry of a failed sanity check
+    job = run["emulator"].object("jobs", NS, broken)
+    assert [c["reason"] for c in job["status"]["conditions"]] == ["PodFailurePolicy"]
+    records = sorted((run["scenario"].volume / ".modlib" / "records" / "cpu" / "broken--1.0-GCCcore-system").glob("*.json"))
+    record = json.loads(records[-1].read_text())
+    assert record["exit_code"] == pods[-1].exit_code != 0
+    log = Path(run["scenario"].volume / Path(record["log"]).relative_to(ROOT)).read_text()
+    assert "Sanity check failed" in log and log == (run["scenario"].base / "kubelet" / f"{pods[-1].pod}.log").read_text()
+
+
+def test_every_request_is_namespaced_and_lists_ask_for_modlibs_labels(run):
+    requests = run["requests"]
+    assert requests and all(f"/namespaces/{NS}/" in r.url.path for r in requests)
+    job_lists = [r for r in requests if r.method == "GET" and r.url.path == f"/apis/batch/v1/namespaces/{NS}/jobs"]
+    assert job_lists and all(r.params.get("labelSelector") == SELECTOR for r in job_lists)
+    assert any(r.params.get("watch") == "true" for r in job_lists)
+    pod_lists = [r for r in requests if r.method == "GET" and r.url.path == f"/api/v1/namespaces/{NS}/pods"]
+    posted = {j["metadata"]["name"] for j in _posted_jobs(requests)}
+    assert pod_lists and {r.params["labelSelector"].removeprefix("batch.kubernetes.io/job-name=")
+                          for r in pod_lists} <= posted
+    lease = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
+    assert [r.method for r in requests if r.url.path.startswith(lease)][:1] == ["POST"]
+    assert run["emulator"].object("leases", NS, "modlib-run", group="coordination.k8s.io").deleted
+
+
+def test_posted_jobs_are_the_rendered_ones(run, tmp_path):
+    from tests.helpers import modlib
+
+    rendered = {}
+    for target in ("cpu", "cuda"):
+        out = tmp_path / target
+        result = modlib("render", "--config", str(run["scenario"].config), "--target", target, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        rendered.update({d["metadata"]["name"]: d for d in (yaml.safe_load(p.read_text()) for p in out.glob("*.yaml")) if d["kind"] == "Job"})
+    for job in _posted_jobs(run["requests"]):
+        assert job == rendered[job["metadata"]["name"]]
+
+
+def test_notebook_mounts_the_result_read_only_and_loads_both_trees(run):
+    out = run["scenario"].notebook(f"""set -e
+source {ROOT}/live/targets/cuda/env.sh
+touch {ROOT}/x 2>/dev/null && echo WRITABLE
+module -t avail 2>&1
+module load Jinja2/3.1.4-GCCcore-system saxpy
+python -c 'import jinja2; print("jinja2", jinja2.__version__)'
+command -v saxpy nvcc""")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "WRITABLE" not in out.stdout
+    for module in ("saxpy/1.0-GCCcore-system-CUDA-13.2.2", "CUDA/13.2.2", "TensorBoard/2.21.0-GCCcore-system",
+                   "slow/1.0-GCCcore-system"):
+        assert module in out.stdout
+    assert "jinja2 3.1.4" in out.stdout and "broken" not in out.stdout
+    owners = {p.stat().st_uid for p in (run["scenario"].volume / "cpu" / "software").iterdir()}
+    assert owners == {UID}  # every install came from a pod running as the Job's user
