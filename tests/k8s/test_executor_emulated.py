@@ -31,7 +31,7 @@ from tests.k8s.emulator import Emulator, Kubelet, own_folders, reachable_as, san
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces and setpriv need root (the test machines run as root)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces and setpriv need root (test machines are root)"),
     pytest.mark.skipif(not all(shutil.which(t) for t in ("unshare", "setpriv", "mount")), reason="util-linux missing"),
 ]
 
@@ -56,7 +56,8 @@ def _config(base: Path, marker: Path) -> Path:
     fixtures = write_easystack(base / "easyconfigs" / "fixtures.yaml",
                                ["needsbroken-1.0-GCCcore-system.eb", "slow-1.0-GCCcore-system.eb"])
     demo = yaml.safe_load((REPO / "easyconfigs" / "library.yaml").read_text())
-    targets = {name: {**t, "easystacks": [str(REPO / s) for s in t["easystacks"]]} for name, t in demo["targets"].items()}
+    targets = {name: {**t, "easystacks": [str(REPO / s) for s in t["easystacks"]]}
+               for name, t in demo["targets"].items()}
     targets["cpu"]["easystacks"].append(str(fixtures))
     return write_config(base, targets, easyconfig_paths=[str(site)], root=ROOT, extra={
         "kubernetes": {"namespace": NS, "scratch": {"path": SCRATCH}, "poll_seconds": 1, "backoff_limit": 1},
@@ -112,7 +113,8 @@ class Scenario:
 def _wait_for(what: str, check, timeout: float, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.time() + timeout
     while not check():
-        assert proc.poll() is None, f"the runner ended (exit {proc.returncode}) before {what}:\n{log.read_text()[-4000:]}"
+        ended = f"the runner ended (exit {proc.returncode}) before {what}"
+        assert proc.poll() is None, f"{ended}:\n{log.read_text()[-4000:]}"
         assert time.time() < deadline, f"timed out waiting for {what}:\n{log.read_text()[-4000:]}"
         time.sleep(0.3)
 
@@ -158,7 +160,8 @@ def run(source_cache):
             while any(r.exit_code is None for r in kubelet.runs) and time.time() < deadline:
                 time.sleep(0.2)
         yield {"scenario": scenario, "settings": settings, "plan": plan, "emulator": emulator, "kubelet": kubelet,
-               "killed_at": killed_at, "first": first_log.read_text(), "second": second_log.read_text(), "exit": second.returncode,
+               "killed_at": killed_at, "first": first_log.read_text(), "second": second_log.read_text(),
+               "exit": second.returncode,
                "all_requests": list(emulator.kmock), "requests": emulator.requests()}
     shutil.rmtree(base, ignore_errors=True)
 
@@ -195,7 +198,8 @@ def test_jobs_are_created_once_after_their_dependencies_completed_at_most_two_at
     names = [j["metadata"]["name"] for j in _posted_jobs(run["requests"])]
     broken = _job_of(run, BROKEN)
     assert all(names.count(n) == 1 for n in names if n != broken)  # a failed Job is retried by a new run only
-    assert NEEDS_BROKEN[1] not in {j["metadata"]["annotations"]["modlib.io/module"] for j in _posted_jobs(run["requests"])}
+    modules = {j["metadata"]["annotations"]["modlib.io/module"] for j in _posted_jobs(run["requests"])}
+    assert NEEDS_BROKEN[1] not in modules
     order = run["all_requests"]
     completed = {}
     for i, r in enumerate(order):
@@ -222,11 +226,13 @@ def test_failed_job_fails_at_once_and_its_pod_log_lands_in_the_build_record(run)
     assert len(pods) == creations  # podFailurePolicy FailJob: no retry of a failed sanity check
     job = run["emulator"].object("jobs", NS, broken)
     assert [c["reason"] for c in job["status"]["conditions"]] == ["PodFailurePolicy"]
-    records = sorted((run["scenario"].volume / ".modlib" / "records" / "cpu" / "broken--1.0-GCCcore-system").glob("*.json"))
+    records = sorted((run["scenario"].volume / ".modlib" / "records" / "cpu" / "broken--1.0-GCCcore-system")
+                     .glob("*.json"))
     record = json.loads(records[-1].read_text())
     assert record["exit_code"] == pods[-1].exit_code != 0
     log = Path(run["scenario"].volume / Path(record["log"]).relative_to(ROOT)).read_text()
-    assert "Sanity check failed" in log and log == (run["scenario"].base / "kubelet" / f"{pods[-1].pod}.log").read_text()
+    pod_log = run["scenario"].base / "kubelet" / f"{pods[-1].pod}.log"
+    assert "Sanity check failed" in log and log == pod_log.read_text()
 
 
 def test_every_request_is_namespaced_and_lists_ask_for_modlibs_labels(run):
@@ -252,7 +258,8 @@ def test_posted_jobs_are_the_rendered_ones(run, tmp_path):
         out = tmp_path / target
         result = modlib("render", "--config", str(run["scenario"].config), "--target", target, "--out", str(out))
         assert result.returncode == 0, result.stderr
-        rendered.update({d["metadata"]["name"]: d for d in (yaml.safe_load(p.read_text()) for p in out.glob("*.yaml")) if d["kind"] == "Job"})
+        docs = (yaml.safe_load(p.read_text()) for p in out.glob("*.yaml"))
+        rendered.update({d["metadata"]["name"]: d for d in docs if d["kind"] == "Job"})
     for job in _posted_jobs(run["requests"]):
         assert job == rendered[job["metadata"]["name"]]
 
