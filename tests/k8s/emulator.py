@@ -125,7 +125,7 @@ class Kubelet:
     claims: dict[str, Path]  # claimName -> host folder
     image_env: dict[str, str]  # what the image's ENV gives every container (PATH)
     work: Path  # pod specs and container logs
-    caps: tuple[str, ...] = ()  # kept by the container user; see test_executor_emulated.py
+    reveal: tuple[str, ...] = ()  # host folders the image stands on (pod_sandbox.py)
     runs: list[PodRun] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -231,7 +231,7 @@ class Kubelet:
         ctx = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
         env = {**self.image_env, **{e["name"]: e["value"] for e in container.get("env", [])}}
         return {"binds": binds, "empty_dirs": empty, "read_only_root": bool(ctx.get("readOnlyRootFilesystem")),
-                "uid": ctx["runAsUser"], "gid": ctx.get("runAsGroup", ctx["runAsUser"]), "caps": list(self.caps),
+                "uid": ctx["runAsUser"], "gid": ctx.get("runAsGroup", ctx["runAsUser"]), "reveal": list(self.reveal),
                 "workdir": container.get("workingDir", "/"), "env": env, "command": container["command"]}
 
 
@@ -239,12 +239,6 @@ def sandbox_argv(spec: dict, spec_file: Path) -> list[str]:
     """The command that runs ``spec`` (see pod_sandbox.py) in a private mount namespace of its own."""
     spec_file.write_text(json.dumps(spec))
     return ["unshare", "--mount", "--propagation", "private", sys.executable, str(POD_SANDBOX), str(spec_file)]
-
-
-def reachable_as(uid: int, paths: list[Path]) -> bool:
-    """Whether ``uid`` can read every path (a checkout below a private folder is not)."""
-    probe = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "test", "-r"]
-    return all(subprocess.run([*probe, str(p)]).returncode == 0 for p in paths)
 
 
 def own_folders(path: Path, uid: int) -> None:

@@ -27,7 +27,7 @@ from builder.build.k8s_objects import SELECTOR
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
 from tests.helpers import LMOD_INIT, REPO, bundle_easyconfig, copy_site_easyconfigs, write_config, write_easystack
-from tests.k8s.emulator import Emulator, Kubelet, own_folders, reachable_as, sandbox_argv
+from tests.k8s.emulator import Emulator, Kubelet, own_folders, sandbox_argv
 
 pytestmark = [
     pytest.mark.e2e,
@@ -81,15 +81,15 @@ def _volume(base: Path, source_cache: Path) -> Path:
 
 
 class Scenario:
-    def __init__(self, base: Path, volume: Path, config: Path, kubeconfig: Path, caps: tuple[str, ...]):
-        self.base, self.volume, self.config, self.kubeconfig, self.caps = base, volume, config, kubeconfig, caps
+    def __init__(self, base: Path, volume: Path, config: Path, kubeconfig: Path):
+        self.base, self.volume, self.config, self.kubeconfig = base, volume, config, kubeconfig
         self.image_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
 
     def spec(self, command: list[str], read_only: bool = False) -> dict:
         """A pod of the runner's kind (the CronJob's, or a notebook's with ``read_only``)."""
         claim = {str(self.volume): ROOT}
         return {"binds": {} if read_only else claim, "read_only_binds": claim if read_only else {},
-                "empty_dirs": [SCRATCH], "read_only_root": True, "uid": UID, "gid": UID, "caps": list(self.caps),
+                "empty_dirs": [SCRATCH], "read_only_root": True, "uid": UID, "gid": UID, "reveal": [str(REPO)],
                 "workdir": SCRATCH, "command": command,
                 "env": {**self.image_env, "HOME": SCRATCH, "MODLIB_CACHE": f"{SCRATCH}/cache",
                         "LMOD_CMD": "/usr/share/lmod/lmod/libexec/lmod"}}
@@ -130,14 +130,11 @@ def run(source_cache):
     volume = _volume(base, source_cache)
     settings = load_settings(config)
     plan = make_plan(settings, list(settings.targets.values()))
-    # A checkout below a private folder (CI's clone may be) is out of uid 1000's reach: then the
-    # sandboxes keep CAP_DAC_READ_SEARCH to read the checkout; writes are still checked as uid 1000.
-    needed = [Path(sys.executable), REPO / "builder" / "__init__.py", config]
-    caps = () if reachable_as(UID, needed) else ("dac_read_search",)
     with Emulator() as emulator:
-        scenario = Scenario(base, volume, config, emulator.write_kubeconfig(base / "kubeconfig"), caps)
+        scenario = Scenario(base, volume, config, emulator.write_kubeconfig(base / "kubeconfig"))
         (base / "kubelet").mkdir()
-        kubelet = Kubelet(emulator, NS, {settings.cluster.claim: volume}, scenario.image_env, base / "kubelet", caps)
+        kubelet = Kubelet(emulator, NS, {settings.cluster.claim: volume}, scenario.image_env, base / "kubelet",
+                          reveal=(str(REPO),))
         with kubelet:
             first, first_log = scenario.start_runner("runner-1")
             slow_installed = volume / "cpu" / "software" / "slow" / "1.0-GCCcore-system" / "bin" / "slow"
@@ -280,3 +277,27 @@ command -v saxpy nvcc""")
     assert "jinja2 3.1.4" in out.stdout and "broken" not in out.stdout
     owners = {p.stat().st_uid for p in (run["scenario"].volume / "cpu" / "software").iterdir()}
     assert owners == {UID}  # every install came from a pod running as the Job's user
+
+
+def _authorization(request) -> tuple[str, str, str, str | None]:
+    """(apiGroup, resource[/subresource], verb, name) as the API server's RBAC authorizer sees a request."""
+    parts = request.url.path.strip("/").split("/")
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    assert rest[0] == "namespaces", request.url.path
+    resource, name, sub = rest[2], (rest[3:4] or [None])[0], (rest[4:5] or [None])[0]
+    if request.method == "GET":
+        verb = "watch" if request.params.get("watch") == "true" else "get" if name else "list"
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[str(request.method.value)]
+    return group, f"{resource}/{sub}" if sub else resource, verb, name
+
+
+def test_the_runner_needs_nothing_beyond_its_role(run):
+    """Every request the runner sent is allowed by k8s-jobs/base/rbac.yaml's Role: least privilege holds."""
+    role = next(d for d in yaml.safe_load_all((REPO / "k8s-jobs" / "base" / "rbac.yaml").read_text())
+                if d["kind"] == "Role")
+    used = {_authorization(r) for r in run["requests"]}
+    assert {verb for _, _, verb, _ in used} >= {"create", "list", "watch", "get", "update", "delete"}
+    for group, resource, verb, name in used:
+        assert any(group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+                   and (name in rule.get("resourceNames", [name])) for rule in role["rules"]), (group, resource, verb)
