@@ -55,7 +55,6 @@ class RunLock:
     def __init__(self, root: Path, holder: str = "modlib build", wait: bool = False,
                  stale_after: float = STALE_AFTER, poll: float = 2.0):
         self.path = lock_path(root)
-        self.root = root
         self.info = {"holder": holder, "host": socket.gethostname(), "pid": os.getpid(),
                      "token": uuid.uuid4().hex, "started": time.time(), "heartbeat": time.time()}
         self.wait, self.stale_after, self.poll = wait, stale_after, poll

@@ -190,7 +190,7 @@ class Kubelet:
     def _run_pod(self, job) -> int:
         job_name = job.metadata.name
         pod_name = f"{job_name}-{uuid.uuid4().hex[:5]}"
-        template = client.ApiClient().sanitize_for_serialization(job.spec.template)
+        template = self.batch.api_client.sanitize_for_serialization(job.spec.template)
         labels = {**template["metadata"].get("labels", {}), "batch.kubernetes.io/job-name": job_name,
                   "job-name": job_name}
         self.core.create_namespaced_pod(self.namespace, {

@@ -26,7 +26,8 @@ import yaml
 from builder.build.k8s_objects import SELECTOR
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
-from tests.helpers import LMOD_INIT, REPO, bundle_easyconfig, copy_site_easyconfigs, write_config, write_easystack
+from tests.helpers import LMOD_INIT, REPO, bundle_easyconfig, copy_site_easyconfigs, modlib, write_config, \
+    write_easystack
 from tests.k8s.emulator import Emulator, Kubelet, own_folders, sandbox_argv
 
 pytestmark = [
@@ -156,20 +157,29 @@ def run(source_cache):
             deadline = time.time() + 60
             while any(r.exit_code is None for r in kubelet.runs) and time.time() < deadline:
                 time.sleep(0.2)
+        requests = emulator.requests()
         yield {"scenario": scenario, "settings": settings, "plan": plan, "emulator": emulator, "kubelet": kubelet,
                "killed_at": killed_at, "first": first_log.read_text(), "second": second_log.read_text(),
-               "exit": second.returncode,
-               "all_requests": list(emulator.kmock), "requests": emulator.requests()}
+               "exit": second.returncode, "all_requests": list(emulator.kmock), "requests": requests,
+               "posted": [r.data for r in requests if _creates_job(r)]}
     shutil.rmtree(base, ignore_errors=True)
 
 
-def _posted_jobs(requests) -> list[dict]:
-    return [r.data for r in requests if r.method == "POST" and r.url.path == f"/apis/batch/v1/namespaces/{NS}/jobs"]
+def _creates_job(request) -> bool:
+    return request.method == "POST" and request.url.path == f"/apis/batch/v1/namespaces/{NS}/jobs"
+
+
+def _node_key(job: dict) -> tuple[str, str]:
+    return job["metadata"]["labels"]["modlib.io/tree"], job["metadata"]["annotations"]["modlib.io/module"]
+
+
+def _names(run) -> list[str]:
+    """The names of the Jobs the runners created, once per creation."""
+    return [j["metadata"]["name"] for j in run["posted"]]
 
 
 def _job_of(run, key) -> str:
-    (name,) = {j["metadata"]["name"] for j in _posted_jobs(run["requests"])
-               if (j["metadata"]["labels"]["modlib.io/tree"], j["metadata"]["annotations"]["modlib.io/module"]) == key}
+    (name,) = {j["metadata"]["name"] for j in run["posted"] if _node_key(j) == key}
     return name
 
 
@@ -186,30 +196,28 @@ def test_second_run_exits_1_with_only_the_broken_branch_missing(run):
 def test_restarted_runner_adopts_the_running_job_instead_of_creating_another(run):
     slow = _job_of(run, SLOW)
     assert f"adopting active Job {slow}" in run["second"]
-    assert [j["metadata"]["name"] for j in _posted_jobs(run["requests"])].count(slow) == 1
+    assert _names(run).count(slow) == 1
     assert [r.job for r in run["kubelet"].runs].count(slow) == 1
     assert f"built    cpu/{SLOW[1]}" in run["second"]
 
 
 def test_jobs_are_created_once_after_their_dependencies_completed_at_most_two_at_once(run):
-    names = [j["metadata"]["name"] for j in _posted_jobs(run["requests"])]
+    names = _names(run)
     broken = _job_of(run, BROKEN)
     assert all(names.count(n) == 1 for n in names if n != broken)  # a failed Job is retried by a new run only
-    modules = {j["metadata"]["annotations"]["modlib.io/module"] for j in _posted_jobs(run["requests"])}
-    assert NEEDS_BROKEN[1] not in modules
+    assert NEEDS_BROKEN not in {_node_key(j) for j in run["posted"]}
     order = run["all_requests"]
-    completed = {}
+    completed = {}  # Job name -> index of the status patch that made it Complete
     for i, r in enumerate(order):
-        conditions = ((r.data or {}).get("status") or {}).get("conditions") or [] if r.method == "PATCH" else []
-        if any(c["type"] == "Complete" for c in conditions):
+        status = (r.data or {}).get("status") or {} if r.method == "PATCH" else {}
+        if any(c["type"] == "Complete" for c in status.get("conditions") or []):
             completed.setdefault(r.url.path.split("/")[-2], i)
+    job_of_node = {_node_key(j): j["metadata"]["name"] for j in run["posted"]}
     for i, r in enumerate(order):
-        if r.method == "POST" and r.url.path.endswith("/jobs"):
-            node = run["plan"].index[(r.data["metadata"]["labels"]["modlib.io/tree"],
-                                      r.data["metadata"]["annotations"]["modlib.io/module"])]
+        if _creates_job(r):
+            node = run["plan"].index[_node_key(r.data)]
             for dep in node.deps:
-                dep_job = next((j["metadata"]["name"] for j in _posted_jobs(order)
-                                if j["metadata"]["annotations"]["modlib.io/module"] == dep[1]), None)
+                dep_job = job_of_node.get(dep)
                 assert dep_job is None or completed.get(dep_job, len(order)) < i, (node.module, dep)
     # --jobs 2 while the first runner lived (after it, its orphans run on beside the second runner's)
     spans = [(r.start, r.end) for r in run["kubelet"].runs if r.start < run["killed_at"]]
@@ -219,7 +227,7 @@ def test_jobs_are_created_once_after_their_dependencies_completed_at_most_two_at
 def test_failed_job_fails_at_once_and_its_pod_log_lands_in_the_build_record(run):
     broken = _job_of(run, BROKEN)
     pods = [r for r in run["kubelet"].runs if r.job == broken]
-    creations = [j["metadata"]["name"] for j in _posted_jobs(run["requests"])].count(broken)
+    creations = _names(run).count(broken)
     assert len(pods) == creations  # podFailurePolicy FailJob: no retry of a failed sanity check
     job = run["emulator"].object("jobs", NS, broken)
     assert [c["reason"] for c in job["status"]["conditions"]] == ["PodFailurePolicy"]
@@ -239,7 +247,7 @@ def test_every_request_is_namespaced_and_lists_ask_for_modlibs_labels(run):
     assert job_lists and all(r.params.get("labelSelector") == SELECTOR for r in job_lists)
     assert any(r.params.get("watch") == "true" for r in job_lists)
     pod_lists = [r for r in requests if r.method == "GET" and r.url.path == f"/api/v1/namespaces/{NS}/pods"]
-    posted = {j["metadata"]["name"] for j in _posted_jobs(requests)}
+    posted = set(_names(run))
     assert pod_lists and {r.params["labelSelector"].removeprefix("batch.kubernetes.io/job-name=")
                           for r in pod_lists} <= posted
     lease = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
@@ -248,8 +256,6 @@ def test_every_request_is_namespaced_and_lists_ask_for_modlibs_labels(run):
 
 
 def test_posted_jobs_are_the_rendered_ones(run, tmp_path):
-    from tests.helpers import modlib
-
     rendered = {}
     for target in ("cpu", "cuda"):
         out = tmp_path / target
@@ -257,7 +263,7 @@ def test_posted_jobs_are_the_rendered_ones(run, tmp_path):
         assert result.returncode == 0, result.stderr
         docs = (yaml.safe_load(p.read_text()) for p in out.glob("*.yaml"))
         rendered.update({d["metadata"]["name"]: d for d in docs if d["kind"] == "Job"})
-    for job in _posted_jobs(run["requests"]):
+    for job in run["posted"]:
         assert job == rendered[job["metadata"]["name"]]
 
 
