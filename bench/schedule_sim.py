@@ -33,8 +33,7 @@ def simulate(nodes: list[Node], executors: int, cost: Callable[[Node], float]) -
     running: list[tuple[float, tuple[str, str]]] = []
     now = 0.0
     while not sched.done():
-        for node in sched.ready()[: executors - len(running)]:
-            sched.start(node.key)
+        for node in sched.take(executors - len(running)):
             heapq.heappush(running, (now + cost(node), node.key))
         now, key = heapq.heappop(running)
         sched.finish(key, True)
@@ -67,5 +66,6 @@ def compare(nodes: list[Node], executor_counts: list[int], cost: Callable[[Node]
         bound = max(cp, work / e)
         made = simulate(nodes, e, cost)
         rows.append({"executors": e, "modlib_min": round(made, 1), "bound_min": round(bound, 1),
-                     "waves_min": round(waves(nodes, e, cost), 1), "over_bound_pct": round(100 * (made / bound - 1), 2)})
+                     "waves_min": round(waves(nodes, e, cost), 1),
+                     "over_bound_pct": round(100 * (made / bound - 1), 2)})
     return rows

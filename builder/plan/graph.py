@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.errors import bad_input
+from builder.errors import BadInput
 
 #: Software names whose presence makes a node (and everything above it) CUDA-bound.
 CUDA_NAMES = frozenset({"CUDA"})
@@ -56,6 +56,17 @@ class Plan:
     def missing(self) -> list[Node]:
         return [n for n in self.nodes if not n.installed]
 
+    def select(self, rebuild: list[str]) -> list[Node]:
+        """What a run builds: missing nodes plus the installed ones the admin named (never implicitly)."""
+        by_module: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            by_module.setdefault(node.module, []).append(node)
+        unknown = [m for m in rebuild if m not in by_module]
+        if unknown:
+            raise BadInput("--rebuild", f"module(s) not in the plan: {', '.join(unknown)}")
+        wanted = {n.key for m in rebuild for n in by_module[m]}
+        return [n for n in self.nodes if not n.installed or n.key in wanted]
+
     def as_json(self) -> dict:
         return {"nodes": [n.as_json() for n in self.nodes]}
 
@@ -91,7 +102,7 @@ def topological(nodes: list[Node]) -> list[Node]:
         if key in path:
             cycle = path[path.index(key):] + [key]
             files = " -> ".join(index[k].easyconfig.name for k in cycle)
-            raise bad_input(index[key].easyconfig, f"dependency cycle: {files}")
+            raise BadInput(index[key].easyconfig, f"dependency cycle: {files}")
         path.append(key)
         for dep in sorted(index[key].deps):
             if dep in index:
@@ -103,13 +114,3 @@ def topological(nodes: list[Node]) -> list[Node]:
     for key in sorted(index):
         visit(key)
     return order
-
-
-def store_dir(root: Path, tree: str) -> Path:
-    """A tree's store: module files of finished builds, as builds and planning see them."""
-    return root / tree / "modules" / "all"
-
-
-def module_file(root: Path, tree: str, module: str) -> Path:
-    """Where a built module's file lives in the store; its presence is what "installed" means."""
-    return store_dir(root, tree) / f"{module}.lua"

@@ -37,8 +37,11 @@ class Scheduler:
         keys.sort(key=lambda k: (-self.priority[k], k))
         return [self._todo[k] for k in keys]
 
-    def start(self, key: NodeKey) -> None:
-        self.running.add(key)
+    def take(self, slots: int) -> list[Node]:
+        """Up to ``slots`` ready nodes, marked running: a node handed out once is never handed out again."""
+        nodes = self.ready()[: max(0, slots)]
+        self.running.update(n.key for n in nodes)
+        return nodes
 
     def finish(self, key: NodeKey, ok: bool) -> None:
         self.running.discard(key)

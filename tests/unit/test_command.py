@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from builder.build.command import host_env, invocation
+from builder.execute.command import host_env, invocation
 from builder.plan.graph import Node
 from builder.read.config import load_settings
 from tests.helpers import REPO

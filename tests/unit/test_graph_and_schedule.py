@@ -8,7 +8,8 @@ from builder.plan.schedule import Scheduler
 
 
 def node(module, deps=(), tree="cpu", installed=False):
-    return Node(tree=tree, module=module, name=module.split("/")[0], easyconfig=Path(f"/ec/{module.replace('/', '-')}.eb"),
+    return Node(tree=tree, module=module, name=module.split("/")[0],
+                easyconfig=Path(f"/ec/{module.replace('/', '-')}.eb"),
                 target=tree, deps=tuple((tree, d) for d in deps), installed=installed, sha256="0")
 
 
@@ -37,7 +38,7 @@ def test_scheduler_runs_longest_chain_first_and_waits_for_dependencies():
     a, b, c, x = node("A/1"), node("B/1", ["A/1"]), node("C/1", ["B/1"]), node("X/1")
     sched = Scheduler([a, b, c, x])
     assert [n.module for n in sched.ready()] == ["A/1", "X/1"]  # A heads a chain of 3
-    sched.start(a.key)
+    assert sched.take(1) == [a]
     assert [n.module for n in sched.ready()] == ["X/1"]
     sched.finish(a.key, True)
     assert "B/1" in [n.module for n in sched.ready()]
@@ -46,11 +47,12 @@ def test_scheduler_runs_longest_chain_first_and_waits_for_dependencies():
 def test_failure_stops_only_dependents():
     a, b, c, x = node("A/1"), node("B/1", ["A/1"]), node("C/1", ["B/1"]), node("X/1")
     sched = Scheduler([a, b, c, x])
-    sched.start(a.key)
+    assert sched.take(1) == [a]
     sched.finish(a.key, False)
     assert sched.blocked == {b.key: a.key, c.key: a.key}
     assert [n.module for n in sched.ready()] == ["X/1"]
-    sched.start(x.key)
+    assert sched.take(5) == [x]  # never more than is ready, never a node twice
+    assert sched.take(5) == []
     sched.finish(x.key, True)
     assert sched.done() and sched.failed == [a.key] and sched.succeeded == [x.key]
 

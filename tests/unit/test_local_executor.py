@@ -1,13 +1,18 @@
-"""The local executor's ordering and bounds, driven with tiny real processes in place of eb."""
+"""The run's dispatch loop with the local executor: ordering and bounds, driven with tiny real
+processes in place of eb (the loop and the executor are the real ones)."""
 
 import json
+import re
+import socket
 import sys
 from pathlib import Path
 
-from builder.build.command import Invocation
-from builder.build.local import LocalExecutor
+from builder.execute.command import Invocation
+from builder.execute.local import LocalExecutor
+from builder.layout import Layout
 from builder.plan.graph import Node
 from builder.plan.schedule import Scheduler
+from builder.run import dispatch
 
 STEP = "import json, sys, time; s = time.time(); time.sleep(0.3); " \
        "open(sys.argv[1], 'a').write(json.dumps([sys.argv[2], s, time.time()]) + '\\n'); sys.exit(int(sys.argv[3]))"
@@ -26,14 +31,16 @@ def run(tmp_path, nodes, jobs, fail=()):
         return Invocation(argv=(sys.executable, "-c", STEP, str(trace), n.module, "1" if n.module in fail else "0"),
                           env=(("MODLIB_TEST", "1"),))
 
-    def finished(n, r):
+    def finished(n, inv, r):
         results[n.module] = r
         return r.exit_code == 0
 
     sched = Scheduler(nodes)
-    LocalExecutor(jobs=jobs, cwd=tmp_path, root=tmp_path / "library",
-                  host_env={"PATH": "/usr/bin:/bin", "EASYBUILD_BUILDPATH": str(tmp_path / "build")}).run(
-        sched, invocation, lambda n: str(tmp_path / "logs" / f"{n.name}.log"), finished)
+    executor = LocalExecutor(cwd=tmp_path, layout=Layout(tmp_path / "library"),
+                             host_env={"PATH": "/usr/bin:/bin", "EASYBUILD_BUILDPATH": str(tmp_path / "build")})
+    with executor:
+        dispatch(sched, executor, jobs, invocation, lambda n: tmp_path / "logs" / f"{n.name}.log", finished,
+                 lambda: None)
     spans = {m: (s, e) for m, s, e in (json.loads(line) for line in trace.read_text().splitlines())}
     return sched, spans, results
 
@@ -48,6 +55,7 @@ def test_dependencies_finish_before_dependents_start_and_jobs_bound_holds(tmp_pa
     for t in {s for s, _ in spans.values()}:
         assert sum(1 for s, e in spans.values() if s <= t < e) <= 2
     assert all(Path(r.log).parent == tmp_path / "logs" for r in results.values())
+    assert all(re.fullmatch(rf"{re.escape(socket.gethostname())} \(pid \d+\)", r.where) for r in results.values())
 
 
 def test_failure_blocks_dependents_but_the_rest_runs(tmp_path):
@@ -61,3 +69,22 @@ def test_independent_nodes_run_at_the_same_time(tmp_path):
     _, spans, _ = run(tmp_path, [node(f"N{i}/1") for i in range(4)], jobs=4)
     latest_start = max(s for s, _ in spans.values())
     assert all(latest_start < e for _, e in spans.values())  # all four were running at once
+
+
+def test_a_lost_lock_starts_nothing_new_and_waits_for_what_runs(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    lost: list[str] = []
+
+    def finished(n, inv, r):
+        lost.append("lost the run lock")  # the lock goes while the first build runs
+        return r.exit_code == 0
+
+    nodes = [node("A/1"), node("B/1", ["A/1"]), node("X/1")]
+    sched = Scheduler(nodes)
+    with LocalExecutor(cwd=tmp_path, layout=Layout(tmp_path / "library"),
+                       host_env={"PATH": "/usr/bin:/bin", "EASYBUILD_BUILDPATH": str(tmp_path / "build")}) as ex:
+        dispatch(sched, ex, 1, lambda n: Invocation(argv=(sys.executable, "-c", STEP, str(trace), n.module, "0"),
+                                                    env=()),
+                 lambda n: tmp_path / f"{n.name}.log", finished, lambda: lost[0] if lost else None)
+    assert [json.loads(line)[0] for line in trace.read_text().splitlines()] == ["A/1"]
+    assert not sched.done() and sched.succeeded == [("cpu", "A/1")]

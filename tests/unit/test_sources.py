@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import sources
 from builder.ebadapter import SourceFile
 from builder.errors import ModlibError
+from builder.execute import sources
 
 PAYLOAD = b"not really a tarball, but bytes with a checksum\n"
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -18,7 +18,7 @@ EC = Path("/site/easyconfigs/d/demo/demo-1.0.eb")
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         if self.path == "/simple/demo-pkg/":
             body = json.dumps({"files": [{"filename": "demo_pkg-1.0.tar.gz", "url": "/files/ab/demo_pkg-1.0.tar.gz",
                                           "hashes": {"sha256": SHA}}]}).encode()
@@ -36,11 +36,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture()
-def pypi(monkeypatch):
+def pypi():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
-    monkeypatch.setattr(sources, "PYPI_SIMPLE", base + "/simple")
     yield base
     server.shutdown()
 
@@ -58,13 +57,13 @@ def test_pypi_project_names(filename, project):
 
 
 def test_failed_url_falls_back_to_pypi_simple_index(tmp_path, pypi):
-    assert sources.prefetch([src()], tmp_path, []) == 1
+    assert sources.prefetch([src()], tmp_path, [], pypi + "/simple") == 1
     assert (tmp_path / "d/demo/demo_pkg-1.0.tar.gz").read_bytes() == PAYLOAD
-    assert sources.prefetch([src()], tmp_path, []) == 0  # cached and verified: nothing to do
+    assert sources.prefetch([src()], tmp_path, [], pypi + "/simple") == 0  # cached and verified: nothing to do
 
 
 def test_direct_url_is_used_first(tmp_path, pypi):
-    assert sources.prefetch([src(urls=(pypi + "/files/ab",))], tmp_path, []) == 1
+    assert sources.prefetch([src(urls=(pypi + "/files/ab",))], tmp_path, [], pypi + "/simple") == 1
 
 
 def test_sources_kept_in_the_repository(tmp_path):
@@ -77,7 +76,7 @@ def test_sources_kept_in_the_repository(tmp_path):
 
 def test_wrong_checksum_stops_with_exit_2_and_caches_nothing(tmp_path, pypi):
     with pytest.raises(ModlibError) as err:
-        sources.prefetch([src(checksum="0" * 64)], tmp_path, [])
+        sources.prefetch([src(checksum="0" * 64)], tmp_path, [], pypi + "/simple")
     assert err.value.exit_code == 2
     assert str(EC) in str(err.value) and "checksum mismatch" in str(err.value) and SHA in str(err.value)
     assert list(tmp_path.rglob("*.tar.gz")) == [] and list(tmp_path.rglob(".part-*")) == []
@@ -85,13 +84,12 @@ def test_wrong_checksum_stops_with_exit_2_and_caches_nothing(tmp_path, pypi):
 
 def test_missing_checksum_is_refused(tmp_path, pypi):
     with pytest.raises(ModlibError, match="no checksum in the easyconfig"):
-        sources.prefetch([src(checksum=None)], tmp_path, [])
+        sources.prefetch([src(checksum=None)], tmp_path, [], pypi + "/simple")
 
 
-def test_missing_source_without_network_stops_with_exit_2(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "PYPI_SIMPLE", "http://127.0.0.1:9/simple")
+def test_missing_source_without_network_stops_with_exit_2(tmp_path):
     with pytest.raises(ModlibError) as err:
-        sources.prefetch([src()], tmp_path, [])
+        sources.prefetch([src()], tmp_path, [], "http://127.0.0.1:9/simple")
     assert err.value.exit_code == 2
     assert "source demo_pkg-1.0.tar.gz cannot be obtained" in str(err.value)
     assert "127.0.0.1:9/broken/demo_pkg-1.0.tar.gz" in str(err.value)
@@ -102,7 +100,7 @@ def test_two_runs_fetching_at_once_both_end_with_one_good_file(tmp_path, pypi):
 
     def fetch():
         try:
-            sources.prefetch([src()], tmp_path, [])
+            sources.prefetch([src()], tmp_path, [], pypi + "/simple")
         except Exception as err:  # pragma: no cover - reported below
             errors.append(err)
 

@@ -5,6 +5,10 @@ holds it; a heartbeat thread refreshes it. A holder that is gone (its process is
 host, or its heartbeat is older than ``stale_after`` seconds) is taken over. EasyBuild's own install
 locks are not cleared then: Kubernetes Jobs outlive the runner that created them, so a lock may still
 be held. A node's stale lock goes only right before a fresh build of that node (``clear_leftovers``).
+
+Losing the lock is never silent: a heartbeat that fails is retried and warned about, and once its
+failures span half the stale bound (before anyone may take over), or another run's token is found
+in the file, the lock counts as lost and the run creates no more work.
 """
 
 from __future__ import annotations
@@ -15,20 +19,50 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from builder.errors import EXIT_LOCKED, ModlibError
+from builder.errors import Locked
+from builder.layout import Layout
 
 HEARTBEAT = 10.0
 STALE_AFTER = 120.0
 
 
-def lock_path(root: Path) -> Path:
-    return root / ".modlib" / "run.lock"
+class Heartbeat:
+    """Renews a lock every ``interval`` seconds in a thread until stopped. ``renew`` returns False when
+    the lock is no longer ours and raises when it could not tell; consecutive failures are warned
+    about and, at ``max_failures``, the lock counts as lost (``lost`` says why)."""
 
+    def __init__(self, what: str, renew: Callable[[], bool], interval: float, max_failures: int,
+                 warn: Callable[[str], None]):
+        self.what, self.renew, self.interval, self.max_failures, self.warn = what, renew, interval, max_failures, warn
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat {what}", daemon=True)
 
-def eb_locks_dir(root: Path) -> Path:
-    return root / ".modlib" / "eb-locks"
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        failures = 0
+        while self.lost is None and not self._stop.wait(self.interval):
+            try:
+                if not self.renew():
+                    self.lost = f"{self.what} was taken over by another run"
+                failures = 0
+            except Exception as err:  # an OSError on a full disk, an API error: never kill the thread
+                failures += 1
+                self.warn(f"warning: could not renew {self.what} ({failures}/{self.max_failures}): {err}")
+                if failures >= self.max_failures:
+                    self.lost = f"{self.what} could not be renewed {failures} times in a row (last: {err})"
+        if self.lost:
+            self.warn(f"warning: lost {self.what}: no new builds start")
 
 
 def read_holder(path: Path) -> dict | None:
@@ -52,15 +86,20 @@ def holder_gone(holder: dict | None, now: float, stale_after: float = STALE_AFTE
 
 
 class RunLock:
-    def __init__(self, root: Path, holder: str = "modlib build", wait: bool = False,
-                 stale_after: float = STALE_AFTER, poll: float = 2.0):
-        self.path = lock_path(root)
+    def __init__(self, layout: Layout, holder: str = "modlib build", wait: bool = False,
+                 stale_after: float = STALE_AFTER, poll: float = 2.0, heartbeat: float = HEARTBEAT,
+                 warn: Callable[[str], None] = print):
+        self.path = layout.run_lock()
         self.info = {"holder": holder, "host": socket.gethostname(), "pid": os.getpid(),
                      "token": uuid.uuid4().hex, "started": time.time(), "heartbeat": time.time()}
         self.wait, self.stale_after, self.poll = wait, stale_after, poll
         self.took_over: dict | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.heartbeat = Heartbeat(f"the run lock {self.path}", self._renew, heartbeat,
+                                   max(1, int(stale_after / 2 / heartbeat)), warn)
+
+    @property
+    def lost(self) -> str | None:
+        return self.heartbeat.lost
 
     def _try_create(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,30 +133,29 @@ class RunLock:
                 break
             if not self.wait:
                 who = holder or {}
-                raise ModlibError(
+                raise Locked(
                     f"{self.path}: another run holds the library lock ({who.get('holder', '?')}, "
                     f"host {who.get('host', '?')}, process {who.get('pid', '?')}, "
                     f"last heartbeat {time.time() - float(who.get('heartbeat', 0)):.0f} s ago); "
-                    "try again later or pass --wait", EXIT_LOCKED)
+                    "try again later or pass --wait")
             time.sleep(self.poll)
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-        self._thread.start()
+        self.heartbeat.start()
         return self
 
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT):
-            self.info["heartbeat"] = time.time()
-            tmp = self.path.with_name(f".run.lock.{self.info['token']}")
+    def _renew(self) -> bool:
+        if (read_holder(self.path) or {}).get("token") != self.info["token"]:
+            return False
+        self.info["heartbeat"] = time.time()
+        tmp = self.path.with_name(f".run.lock.{self.info['token']}")
+        try:
             tmp.write_text(json.dumps(self.info))
-            if (read_holder(self.path) or {}).get("token") == self.info["token"]:
-                os.replace(tmp, self.path)
-            else:
-                tmp.unlink(missing_ok=True)
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
 
     def release(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
+        self.heartbeat.stop()
         if (read_holder(self.path) or {}).get("token") == self.info["token"]:
             self.path.unlink(missing_ok=True)
 
@@ -126,10 +164,3 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def eb_install_lock(root: Path, tree: str, module: str) -> Path:
-    """EasyBuild's lock of one install dir: the dir's path with '/' as '_' (easyblock.py, run_all_steps);
-    a hidden module installs without the dot of its version."""
-    installdir = root / tree / "software" / module.replace("/.", "/")
-    return eb_locks_dir(root) / (str(installdir).replace("/", "_") + ".lock")

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from builder import ebadapter
-from builder.build.command import Invocation
-from builder.build.inputs import pod_env
+from builder.execute.command import Invocation
+from builder.execute.inputs import pod_env
 from builder.plan.graph import Node
 from builder.read.config import Settings
 
@@ -48,7 +48,7 @@ def labels(node: Node) -> dict[str, str]:
 
 
 def _resources(settings: Settings, node: Node) -> dict:
-    placement = settings.targets[node.target].placement
+    placement = settings.targets[node.target].kubernetes
     limits = dict(placement.limits)
     if placement.gpus:
         limits["nvidia.com/gpu"] = str(placement.gpus)  # extended resources: limits only
@@ -56,7 +56,7 @@ def _resources(settings: Settings, node: Node) -> dict:
 
 
 def _container(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> dict:
-    cluster = settings.cluster
+    cluster = settings.kubernetes
     env = {**pod_env(settings, inputs), **dict(inv.env)}
     return {
         "name": CONTAINER, "image": cluster.image, "imagePullPolicy": cluster.image_pull_policy,
@@ -72,8 +72,8 @@ def _container(settings: Settings, node: Node, inv: Invocation, inputs: Path) ->
 
 
 def _pod_spec(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> dict:
-    cluster = settings.cluster
-    placement = settings.targets[node.target].placement
+    cluster = settings.kubernetes
+    placement = settings.targets[node.target].kubernetes
     spec = {
         "restartPolicy": "Never", "serviceAccountName": cluster.service_account,
         "automountServiceAccountToken": False,  # builds need no API access
@@ -89,7 +89,16 @@ def _pod_spec(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> 
         spec["nodeSelector"] = dict(placement.node_selector)
     if placement.tolerations:
         spec["tolerations"] = [dict(t) for t in placement.tolerations]
-    return spec
+    return merged(merged(spec, cluster.pod_overrides), placement.pod_overrides)
+
+
+def merged(base: dict, overrides: dict) -> dict:
+    """``overrides`` laid over ``base`` (kubespawner's extra_pod_config, but recursive): dicts merge key
+    by key, anything else replaces, so a site adds affinity or imagePullSecrets without restating the rest."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def failure_policy() -> dict:
@@ -103,7 +112,9 @@ def failure_policy() -> dict:
 
 
 def build_job(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> dict:
-    cluster = settings.cluster
+    """The node's Job, exactly as ``render`` writes it and the executor posts it: a pure function, so
+    the tests check the object against the upstream schemas and the emulated run compares bytes."""
+    cluster = settings.kubernetes
     node_labels = labels(node)
     return {
         "apiVersion": "batch/v1", "kind": "Job",
@@ -122,13 +133,13 @@ def build_job(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> 
 
 
 def micro_time(when: float) -> str:
-    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def lease(settings: Settings, holder: str, duration: int, now: float) -> dict:
     """The run lock as a coordination.k8s.io Lease: visible with kubectl, renewed while a run lives."""
     return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": LEASE, "namespace": settings.cluster.namespace,
+            "metadata": {"name": LEASE, "namespace": settings.kubernetes.namespace,
                          "labels": {"app.kubernetes.io/name": "modlib", "app.kubernetes.io/component": "runner",
                                     **MANAGED}},
             "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration,

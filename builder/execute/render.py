@@ -6,10 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from builder.build.command import invocation
-from builder.build.inputs import inputs_dir
-from builder.build.k8s_objects import build_job
-from builder.build.runner import select
+from builder.execute.command import invocation
+from builder.execute.inputs import inputs_dir
+from builder.execute.k8s_objects import build_job
 from builder.plan.planner import make_plan
 from builder.read.config import Settings, Target
 
@@ -17,7 +16,7 @@ from builder.read.config import Settings, Target
 def run_jobs(settings: Settings, target: Target) -> tuple[list[dict], Path]:
     """One Job per node still to build, in plan order; the same objects the executor creates."""
     inputs = inputs_dir(settings)
-    todo = select(make_plan(settings, [target]), [])
+    todo = make_plan(settings, [target]).select([])
     return [build_job(settings, node, invocation(settings, node), inputs) for node in todo], inputs
 
 

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from builder import ebadapter
-from builder.errors import bad_input
+from builder.errors import BadInput
+from builder.read.config import DEFAULT_PYPI_SIMPLE
 
-PYPI_SIMPLE = os.environ.get("MODLIB_PYPI_SIMPLE", "https://pypi.org/simple")
 _ARCHIVE = re.compile(r"\.(tar\.gz|tar\.bz2|tar\.xz|tgz|zip)$")
 TIMEOUT = 60
 
@@ -37,12 +37,12 @@ def pypi_project(filename: str) -> str | None:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pypi_url(filename: str, opener: Callable = urllib.request.urlopen) -> str | None:
+def pypi_url(filename: str, index_url: str, opener: Callable = urllib.request.urlopen) -> str | None:
     """Find ``filename`` in the PyPI simple index (JSON form, PEP 691); its hashed download URL or None."""
     project = pypi_project(filename)
     if project is None:
         return None
-    request = urllib.request.Request(f"{PYPI_SIMPLE}/{project}/",
+    request = urllib.request.Request(f"{index_url}/{project}/",
                                      headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     try:
         with opener(request, timeout=TIMEOUT) as resp:
@@ -52,7 +52,7 @@ def pypi_url(filename: str, opener: Callable = urllib.request.urlopen) -> str | 
     wanted = filename.lower().replace("_", "-")
     for entry in index.get("files", []):
         if entry["filename"].lower().replace("_", "-") == wanted:
-            return urllib.parse.urljoin(f"{PYPI_SIMPLE}/{project}/", entry["url"])
+            return urllib.parse.urljoin(f"{index_url}/{project}/", entry["url"])
     return None
 
 
@@ -70,7 +70,7 @@ def _download(url: str, dest: Path) -> str | None:
         return f"{url}: {getattr(err, 'reason', err)}"
 
 
-def _obtain(src: ebadapter.SourceFile, dest: Path, local_dirs: Iterable[Path]) -> None:
+def _obtain(src: ebadapter.SourceFile, dest: Path, local_dirs: Iterable[Path], index_url: str) -> None:
     """Fetch one file to a temporary name beside ``dest``, check it, rename: safe with concurrent runs."""
     # a private folder keeps the file's own name, which EasyBuild's checksum dicts are keyed by
     part_dir = dest.parent / f".part-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -81,29 +81,30 @@ def _obtain(src: ebadapter.SourceFile, dest: Path, local_dirs: Iterable[Path]) -
     candidates += list(src.urls)
     tried = []
     try:
-        for url in candidates + ["pypi"]:
-            if url == "pypi":
-                url = pypi_url(src.filename)
-                if url is None:
-                    break
+        for candidate in candidates + ["pypi"]:
+            url = pypi_url(src.filename, index_url) if candidate == "pypi" else candidate
+            if url is None:
+                break
             error = _download(url, tmp)
             if error:
                 tried.append(error)
                 continue
             problem = ebadapter.checksum_problem(tmp, src.checksum)
             if problem:
-                raise bad_input(src.owner, f"source {src.filename} from {url}: {problem}")
+                raise BadInput(src.owner, f"source {src.filename} from {url}: {problem}")
             os.replace(tmp, dest)
             return
         where = "; ".join(tried) or "no download URL and not found on PyPI"
-        raise bad_input(src.owner, f"source {src.filename} cannot be obtained ({where})")
+        raise BadInput(src.owner, f"source {src.filename} cannot be obtained ({where})")
     finally:
         shutil.rmtree(part_dir, ignore_errors=True)
 
 
 def prefetch(files: Iterable[ebadapter.SourceFile], cache: Path, local_dirs: Iterable[Path],
-             report: Callable[[str], None] = lambda msg: None) -> int:
-    """Make every file present and verified in ``cache``; returns how many were downloaded."""
+             index_url: str = DEFAULT_PYPI_SIMPLE, report: Callable[[str], None] = lambda msg: None) -> int:
+    """Make every file present and verified in ``cache``, before any build: returns how many were
+    downloaded. ``local_dirs`` (sources kept in the repository) come first, ``index_url`` (a PyPI
+    simple index) last."""
     fetched = 0
     local_dirs = list(local_dirs)
     for src in {(f.subdir, f.filename): f for f in files}.values():
@@ -111,6 +112,6 @@ def prefetch(files: Iterable[ebadapter.SourceFile], cache: Path, local_dirs: Ite
         if dest.is_file() and ebadapter.checksum_problem(dest, src.checksum) is None:
             continue
         report(f"fetching {src.filename}")
-        _obtain(src, dest, local_dirs)
+        _obtain(src, dest, local_dirs, index_url)
         fetched += 1
     return fetched

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder import ebadapter
-from builder.build.lock import eb_install_lock, eb_locks_dir
-from builder.plan.graph import Node, store_dir
+from builder.layout import Layout
+from builder.plan.graph import Node
 from builder.read.config import Settings
-
-LMOD_CMD = "/usr/share/lmod/lmod/libexec/lmod"
 
 
 @dataclass(frozen=True)
@@ -28,31 +26,24 @@ class Invocation:
     env: tuple[tuple[str, str], ...]
 
 
-def slug(module: str) -> str:
-    return module.replace("/", "--")
-
-
-def staging_dir(root: Path, node: Node) -> Path:
-    """Module files of one node are written here and made live only after the build succeeded."""
-    return root / node.tree / ".staging" / slug(node.module)
-
-
-def clear_leftovers(root: Path, node: Node) -> None:
+def clear_leftovers(layout: Layout, node: Node) -> None:
     """What a killed build of this node left behind: its staging dir and EasyBuild's install lock.
     Executors call it right before they start a fresh build of the node, when no other can run."""
-    shutil.rmtree(staging_dir(root, node), ignore_errors=True)
-    shutil.rmtree(eb_install_lock(root, node.tree, node.module), ignore_errors=True)
+    shutil.rmtree(layout.staging(node.tree, node.module), ignore_errors=True)
+    shutil.rmtree(layout.eb_install_lock(node.tree, node.module), ignore_errors=True)
 
 
 def store_modulepath(settings: Settings, target_name: str) -> list[Path]:
     """Published module files as builds see them: a dependency built a moment ago is already here."""
     target = settings.targets[target_name]
-    return [store_dir(settings.root, tree) for tree in settings.layered_trees(target)]
+    return [settings.layout.store(tree) for tree in settings.layered_trees(target)]
 
 
 def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocation:
+    """The node's ``eb`` command and the environment it needs from modlib, the same for every executor
+    and every host: only the node and its target go in, so a Job's name (a hash of it) is stable."""
     target = settings.targets[node.target]
-    root = settings.root
+    layout = settings.layout
     opts = dict(target.options())
     if target.parallel:
         opts.setdefault("parallel", str(target.parallel))
@@ -66,15 +57,15 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
         opts["optarch"] = "GENERIC"
     opts.update(dict(node.options))
     argv = ["eb", node.easyconfig.name,
-            f"--installpath-software={root / node.tree / 'software'}",
-            f"--installpath-modules={staging_dir(root, node)}",
-            f"--sourcepath={root / 'sources'}",
-            f"--locks-dir={eb_locks_dir(root)}",
+            f"--installpath-software={layout.software(node.tree)}",
+            f"--installpath-modules={layout.staging(node.tree, node.module)}",
+            f"--sourcepath={layout.sources()}",
+            f"--locks-dir={layout.eb_locks()}",
             "--logtostdout", "--disable-show-progress-bar", "--output-style=basic",
             *ebadapter.eb_cli_options(opts)]
     argv += ["--hidden"] if node.hidden else []
     argv += ["--rebuild"] if rebuild else []
-    env = {"MODLIB_ROOT": str(root), "MODLIB_TARGET": target.name, "MODLIB_TARGET_KIND": target.kind,
+    env = {"MODLIB_ROOT": str(layout.root), "MODLIB_TARGET": target.name, "MODLIB_TARGET_KIND": target.kind,
            "MODULEPATH": os.pathsep.join(str(p) for p in store_modulepath(settings, target.name))}
     return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())))
 
@@ -105,8 +96,7 @@ def host_env(settings: Settings, scratch: Path, base: dict[str, str] | None = No
     env.update(site_env(os.pathsep.join(str(p) for p in robot_paths(settings)), str(settings.hooks), str(scratch)))
     for sub in ("build", "tmp"):  # made once here: concurrent eb processes race creating them
         (scratch / sub).mkdir(parents=True, exist_ok=True)
-    if "LMOD_CMD" not in env:
-        env["LMOD_CMD"] = shutil.which("lmod") or LMOD_CMD
+    env["LMOD_CMD"] = str(settings.lmod_prefix / "libexec" / "lmod")
     if os.geteuid() == 0:
         env["EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES"] = "1"
     return env

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from builder.build.command import LMOD_CMD, site_env
+from builder.execute.command import site_env
 from builder.read.config import Settings
 
 
@@ -29,7 +29,7 @@ def inputs_dir(settings: Settings) -> Path:
     digest = hashlib.sha256()
     for place, path in _files(settings):
         digest.update(f"{place}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
-    return settings.root / ".modlib" / "inputs" / digest.hexdigest()[:16]
+    return settings.layout.inputs(digest.hexdigest()[:16])
 
 
 def stage_inputs(settings: Settings) -> Path:
@@ -53,7 +53,7 @@ def stage_inputs(settings: Settings) -> Path:
 def pod_env(settings: Settings, inputs: Path) -> dict[str, str]:
     """A build pod's site part of the environment; the trailing ':' appends EasyBuild's own
     easyconfigs (those of the image) to the robot path."""
-    scratch = settings.cluster.scratch_path
+    scratch = settings.kubernetes.scratch_path
     robot = [str(inputs / "easyconfigs" / str(i)) for i in range(len(settings.easyconfig_paths))]
     return {**site_env(os.pathsep.join(robot) + os.pathsep, str(inputs / "hooks" / settings.hooks.name), scratch),
-            "HOME": scratch, "TMPDIR": scratch, "LMOD_CMD": LMOD_CMD}
+            "HOME": scratch, "TMPDIR": scratch, "LMOD_CMD": settings.kubernetes.lmod_cmd}

@@ -1,0 +1,236 @@
+"""The cluster executor: one Job per node, created when its dependencies' Jobs succeeded.
+
+The runner holds a Lease while it drives the Jobs. It is restart-safe because a Job's name is a
+hash of its node: a rerun lists the Jobs already there and adopts the running and finished ones
+instead of creating duplicates; only failed Jobs (and finished ones whose output is gone) are
+created again. Pods reach nothing but the volume, so every source is fetched before (builder/run.py).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from builder.errors import BadInput, Locked, RunFailed
+from builder.execute import k8s_objects as objects
+from builder.execute.command import Invocation, clear_leftovers
+from builder.execute.executors import Executor, NodeRun
+from builder.execute.inputs import stage_inputs
+from builder.execute.lock import Heartbeat, holder_gone
+from builder.plan.graph import Node
+from builder.read.config import Settings
+
+try:
+    from kubernetes import client, config, watch
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+except ImportError:  # pragma: no cover - reported when the executor is chosen
+    raise RunFailed("--executor kubernetes needs the kubernetes client: pip install 'modlib[kubernetes]'") from None
+
+LEASE_SECONDS = 60
+
+
+def connect(kubeconfig: str | None) -> client.ApiClient:
+    """--kubeconfig / $KUBECONFIG, else the service account of the pod we run in, else ~/.kube/config."""
+    try:
+        if kubeconfig or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return config.new_client_from_config(config_file=kubeconfig)
+        cfg = client.Configuration()
+        config.load_incluster_config(client_configuration=cfg)
+        return client.ApiClient(cfg)
+    except (config.ConfigException, OSError) as err:
+        raise BadInput(kubeconfig or "kubeconfig", f"cannot load the cluster configuration: {err}") from None
+
+
+def _api_error(err: Exception) -> RunFailed:
+    """The API failing during a run (a 503, a dropped connection) is a failed run, never bad input."""
+    reason = f"HTTP {err.status} {err.reason}" if isinstance(err, ApiException) else str(err)
+    return RunFailed(f"Kubernetes API: {reason}")
+
+
+class LeaseLock:
+    """The run lock as a Lease: taken over only when its holder is gone (stale or dead here)."""
+
+    def __init__(self, settings: Settings, api: client.ApiClient, warn: Callable[[str], None]):
+        self.settings, self.leases = settings, client.CoordinationV1Api(api)
+        self.ns = settings.kubernetes.namespace
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.heartbeat = Heartbeat(f"Lease {self.ns}/{objects.LEASE}", self._renew, LEASE_SECONDS / 4, 2, warn)
+
+    def _holder(self, lease) -> dict:
+        host, _, rest = (lease.spec.holder_identity or "").partition(":")
+        renewed = lease.spec.renew_time.timestamp() if lease.spec.renew_time else 0.0
+        return {"host": host, "pid": rest.partition(":")[0] or 0, "heartbeat": renewed}
+
+    def acquire(self) -> None:
+        body = objects.lease(self.settings, self.identity, LEASE_SECONDS, time.time())
+        try:
+            self.leases.create_namespaced_lease(self.ns, body)
+        except ApiException as err:
+            if err.status != 409:
+                raise _api_error(err) from None
+            current = self.leases.read_namespaced_lease(objects.LEASE, self.ns)
+            if not holder_gone(self._holder(current), time.time(), LEASE_SECONDS):
+                raise Locked(f"another run holds Lease {self.ns}/{objects.LEASE} "
+                             f"({current.spec.holder_identity})") from None
+            body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            self.leases.replace_namespaced_lease(objects.LEASE, self.ns, body)  # 409: someone was faster
+        self.heartbeat.start()
+
+    def _renew(self) -> bool:
+        lease = self.leases.read_namespaced_lease(objects.LEASE, self.ns)
+        if lease.spec.holder_identity != self.identity:
+            return False
+        lease.spec.renew_time = objects.micro_time(time.time())
+        self.leases.replace_namespaced_lease(objects.LEASE, self.ns, lease)
+        return True
+
+    def release(self) -> None:
+        self.heartbeat.stop()
+        try:
+            if self.heartbeat.lost is None:
+                self.leases.delete_namespaced_lease(objects.LEASE, self.ns)
+        except (ApiException, HTTPError):
+            pass  # it expires by itself
+
+
+def job_state(job) -> str:
+    """'Complete', 'Failed' or 'active' from the Job controller's conditions."""
+    for cond in (job.status.conditions if job.status else None) or []:
+        if cond.type in ("Complete", "Failed") and cond.status == "True":
+            return cond.type
+    return "active"
+
+
+class KubernetesExecutor(Executor):
+    """One Job per submitted node. Closing leaves running Jobs alone: they own the node's install,
+    and the next run adopts them."""
+
+    name = "kubernetes"
+
+    def __init__(self, settings: Settings, api: client.ApiClient, report: Callable[[str], None] = print):
+        self.settings, self.api, self.report = settings, api, report
+        self.batch, self.core = client.BatchV1Api(api), client.CoreV1Api(api)
+        self.ns = settings.kubernetes.namespace
+        self.lease = LeaseLock(settings, api, report)
+        self.running: dict[str, tuple[Node, Path, float]] = {}  # Job name -> node, log, start
+        try:
+            self.inputs = stage_inputs(settings)
+            self.lease.acquire()
+            self.existing = {j.metadata.name: j for j in self.batch.list_namespaced_job(
+                self.ns, label_selector=objects.SELECTOR).items}
+        except (ApiException, HTTPError) as err:
+            self.lease.release()
+            raise _api_error(err) from None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, scratch: Path, report: Callable[[str], None]) -> KubernetesExecutor:
+        return cls(settings, connect(settings.kubernetes.kubeconfig), report)
+
+    def lost(self) -> str | None:
+        return self.lease.heartbeat.lost
+
+    def close(self) -> None:
+        self.lease.release()
+
+    def submit(self, node: Node, inv: Invocation, log: Path) -> None:
+        body = objects.build_job(self.settings, node, inv, self.inputs)
+        name = body["metadata"]["name"]
+        try:
+            start = self._adopt_or_create(body, self.existing.pop(name, None), node)
+        except (ApiException, HTTPError) as err:
+            raise _api_error(err) from None
+        self.running[name] = (node, log, start)
+
+    def wait(self) -> list[tuple[Node, NodeRun]]:
+        try:
+            finished = self._wait_finished()
+            out = []
+            for name, job in finished:
+                node, log, start = self.running.pop(name)
+                pod = self._last_pod(name)
+                code = 0 if job_state(job) == "Complete" else self._exit_code(pod)
+                self._copy_log(name, pod, log)
+                where = f"pod {self.ns}/{pod.metadata.name}" if pod is not None else f"Job {self.ns}/{name}"
+                if pod is not None and pod.spec and pod.spec.node_name:
+                    where += f" on node {pod.spec.node_name}"
+                out.append((node, NodeRun(code, start, time.time(), str(log), where)))
+            return out
+        except (ApiException, HTTPError) as err:
+            raise _api_error(err) from None
+
+    def _adopt_or_create(self, body: dict, job, node: Node) -> float:
+        """Adopt the node's Job where it can still give its module; else (re)create it. The start time."""
+        name = body["metadata"]["name"]
+        state = job_state(job) if job is not None else None
+        staged = any(self.settings.layout.staging(node.tree, node.module).glob("*"))
+        if state == "active" or (state == "Complete" and staged):
+            self.report(f"adopting {state} Job {name}")
+            return job.status.start_time.timestamp() if job.status and job.status.start_time else time.time()
+        if state is not None:
+            self.batch.delete_namespaced_job(name, self.ns, propagation_policy="Background")
+        clear_leftovers(self.settings.layout, node)  # no pod of this node runs now
+        for _ in range(30):
+            try:
+                self.batch.create_namespaced_job(self.ns, body)
+                return time.time()
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+                time.sleep(1)  # the deleted Job is still being removed
+        raise RunFailed(f"Job {self.ns}/{name} still exists after it was deleted")
+
+    def _wait_finished(self) -> list[tuple[str, object]]:
+        """Block until at least one running Job is finished; a watch wakes us, a relist catches
+        what a broken watch missed."""
+        while True:
+            jobs = self.batch.list_namespaced_job(self.ns, label_selector=objects.SELECTOR).items
+            done = [(j.metadata.name, j) for j in jobs if j.metadata.name in self.running and job_state(j) != "active"]
+            gone = [n for n in self.running if n not in {j.metadata.name for j in jobs}]
+            if gone:
+                raise RunFailed(f"Job {self.ns}/{gone[0]} was deleted while it ran")
+            if done:
+                return done
+            poll = self.settings.kubernetes.poll_seconds
+            try:
+                for event in watch.Watch().stream(self.batch.list_namespaced_job, self.ns,
+                                                  label_selector=objects.SELECTOR,
+                                                  timeout_seconds=max(1, int(poll)), _request_timeout=poll):
+                    job = event["object"]
+                    if job.metadata.name in self.running and job_state(job) != "active":
+                        break
+            except (HTTPError, ApiException):
+                time.sleep(min(poll, 1.0))
+
+    def _last_pod(self, name: str):
+        """The Job's newest pod, or None; the label is checked here too, as the selector does not
+        reach every API server (proxies and emulators drop it), and another Job's log must never
+        land in this node's record."""
+        label = "batch.kubernetes.io/job-name"
+        pods = [p for p in self.core.list_namespaced_pod(self.ns, label_selector=f"{label}={name}").items
+                if (p.metadata.labels or {}).get(label) == name]
+        pods.sort(key=lambda p: p.metadata.creation_timestamp.timestamp() if p.metadata.creation_timestamp else 0.0)
+        return pods[-1] if pods else None
+
+    @staticmethod
+    def _exit_code(pod) -> int:
+        for status in (pod.status.container_statuses or []) if pod is not None and pod.status else []:
+            if status.state and status.state.terminated:
+                return status.state.terminated.exit_code or 1
+        return 1  # no pod left to ask (deadline exceeded, or garbage collected)
+
+    def _copy_log(self, name: str, pod, log: Path) -> None:
+        """The pod goes away with the Job's TTL; its log stays in the build record on the volume."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        if pod is None:
+            log.write_text(f"Job {self.ns}/{name}: no pod left to read the log of\n")
+            return
+        try:
+            text = self.core.read_namespaced_pod_log(pod.metadata.name, self.ns, container=objects.CONTAINER)
+        except ApiException as err:
+            text = f"Job {self.ns}/{name}: the log of pod {pod.metadata.name} could not be read: HTTP {err.status}\n"
+        log.write_text(text if isinstance(text, str) else str(text))

@@ -1,0 +1,198 @@
+"""One builder run, end to end: take the run lock, plan, fetch every source, dispatch what is
+missing to an executor, and publish each success.
+
+The dispatch loop lives here and nowhere else: the scheduler says which nodes may start, the loop
+submits them (at most ``jobs`` at once) and hands each result to the publish step, so every
+executor builds the same nodes in the same order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder import ebadapter, proc
+from builder.errors import BadInput, ModlibError, RunFailed
+from builder.execute import records, sources
+from builder.execute.command import Invocation, invocation
+from builder.execute.executors import Executor, NodeRun, get_executor
+from builder.execute.lock import RunLock
+from builder.plan.graph import Node, NodeKey, Plan
+from builder.plan.planner import make_plan, robot_paths
+from builder.plan.schedule import Scheduler
+from builder.publish.live import publish_node, retract_node
+from builder.publish.view import current_inputs, inputs_digest, publish_view
+from builder.read.config import Settings, Target
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    todo: list[Node]
+    built: list[NodeKey] = field(default_factory=list)
+    failed: dict[NodeKey, str] = field(default_factory=dict)  # node -> log tail
+    blocked: dict[NodeKey, NodeKey] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # from the last publish
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        fmt = "/".join
+        return {"finished": time.time(), "host": socket.gethostname(), "seconds": round(self.seconds, 1),
+                "planned": len(self.plan.nodes), "to_build": len(self.todo),
+                "built": [fmt(k) for k in self.built], "failed": [fmt(k) for k in self.failed],
+                "blocked": {fmt(k): fmt(v) for k, v in self.blocked.items()}}
+
+
+def check_python(settings: Settings) -> None:
+    """Python packages must be built for the notebook's Python; refuse before building for another one."""
+    code = "import sys; print('%d.%d' % sys.version_info[:2])"
+    try:
+        found = proc.run([settings.python, "-c", code]).stdout.strip()
+    except OSError as err:
+        raise BadInput(settings.config_file, f"python.executable {settings.python}: {err.strerror}") from None
+    if found != settings.python_version:
+        raise BadInput(settings.config_file, f"python.executable {settings.python} is Python {found}, "
+                                             f"not the configured {settings.python_version}")
+
+
+def fetch_sources(settings: Settings, todo: list[Node], report: Report) -> None:
+    """Sources first, for every node of the run: a missing or tampered source is bad input found before
+    anything is built, and builds (pods included) then need no network."""
+    for target_name in sorted({n.target for n in todo}):
+        target = settings.targets[target_name]
+        with ebadapter.configured(robot_paths(settings), settings.hooks, target.options()) as eb:
+            files = [f for n in todo if n.target == target_name for f in eb.source_files(n.easyconfig)]
+        local = [p / "sources" for p in settings.easyconfig_paths]
+        sources.prefetch(files, settings.layout.sources(), local, settings.pypi_simple, report)
+
+
+def check_root(settings: Settings) -> None:
+    """A root that is not a readable folder is the admin's mistake (a wrong MODLIB_ROOT or mount),
+    found before anything is touched; one that cannot be written fails the run later, as a full disk does."""
+    root = settings.root
+    if root.exists() and not root.is_dir():
+        raise BadInput(root, "the library root is not a folder")
+    if root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
+        raise BadInput(root, "the library root cannot be read")
+
+
+def run_build(settings: Settings, targets: list[Target], *, executor: str = "local", jobs: int | None = None,
+              rebuild: list[str] | None = None, wait: bool = False, report: Report = print) -> RunResult:
+    """The whole of ``modlib build``. The plan is made under the run lock, so a run that waited sees
+    what the previous holder published. The volume failing under a run (full, read-only, gone) or a
+    tool missing here is a failed run, never bad input."""
+    check_root(settings)
+    try:
+        return _run(settings, targets, executor, jobs, rebuild or [], wait, report)
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        raise RunFailed(f"{where}{err.strerror or err}") from err
+
+
+def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | None, rebuild: list[str],
+         wait: bool, report: Report) -> RunResult:
+    t0 = time.time()
+    with RunLock(settings.layout, wait=wait, warn=report) as lock:
+        if lock.took_over is not None:
+            report(f"took over the run lock of a gone holder: {lock.took_over}")
+        plan = make_plan(settings, targets)
+        result = RunResult(plan=plan, todo=plan.select(rebuild))
+        stopped = None
+        if result.todo:
+            check_python(settings)
+            fetch_sources(settings, result.todo, report)
+            with tempfile.TemporaryDirectory(prefix="modlib-scratch-") as scratch, \
+                    get_executor(executor, settings, Path(scratch), report) as runner:
+                _execute(settings, result, runner, jobs or max(t.jobs for t in targets),
+                         set(rebuild), lambda: lock.lost or runner.lost(), report)
+                stopped = runner.lost()
+        stopped = lock.lost or stopped
+        if stopped:
+            raise RunFailed(f"the run stopped: {stopped}")
+        if current_inputs(settings.layout) != inputs_digest(settings):
+            result.warnings = _publish(settings, report)
+        result.seconds = time.time() - t0
+        records.write_last_run(settings.layout, result.summary())
+    return result
+
+
+def _execute(settings: Settings, result: RunResult, executor: Executor, jobs: int, rebuild: set[str],
+             lost: Callable[[], str | None], report: Report) -> None:
+    """Build ``result.todo`` with ``executor``: every node recorded, each success published."""
+    scheduler = Scheduler(result.todo)
+    dispatch(scheduler, executor, jobs,
+             lambda node: invocation(settings, node, rebuild=node.module in rebuild),
+             lambda node: records.new_log_path(settings.layout, node.tree, node.module, time.time()),
+             lambda node, inv, run: _finished(settings, result, node, inv, run, executor.name, lost(), report),
+             lost, report)
+    result.blocked = dict(scheduler.blocked)
+
+
+def dispatch(scheduler: Scheduler, executor: Executor, jobs: int, invocation: Callable[[Node], Invocation],
+             log_path: Callable[[Node], Path], finished: Callable[[Node, Invocation, NodeRun], bool],
+             lost: Callable[[], str | None], report: Report = lambda msg: None) -> None:
+    """The one dispatch loop: at most ``jobs`` nodes at once, each submitted once, when its dependencies
+    succeeded; ``finished`` says whether a node counts as succeeded (its publish can still fail it).
+    Once ``lost`` names a reason no new node starts; those running are waited for and finished."""
+    started: dict[NodeKey, Invocation] = {}
+    count = itertools.count(1)
+    while not scheduler.done():
+        if not lost():
+            for node in scheduler.take(jobs - len(started)):
+                started[node.key] = inv = invocation(node)
+                report(f"[{next(count)}/{scheduler.total}] building {node.tree}/{node.module}")
+                executor.submit(node, inv, log_path(node))
+        if not started:
+            break  # a lock is lost and nothing runs any more
+        for node, run in executor.wait():
+            scheduler.finish(node.key, finished(node, started.pop(node.key), run))
+
+
+def _finished(settings: Settings, result: RunResult, node: Node, inv: Invocation, run: NodeRun, executor: str,
+              lost: str | None, report: Report) -> bool:
+    """Record the node's run, publish it if it built; whether it counts as succeeded."""
+    rec = records.Record(module=node.module, tree=node.tree, target=node.target, easyconfig=str(node.easyconfig),
+                         sha256=node.sha256, command=list(inv.argv), exit_code=run.exit_code, start=run.start,
+                         end=run.end, log=run.log, executor=executor, where=run.where)
+    record_path = records.write(rec)
+    took = f"{run.end - run.start:.1f} s"
+    if run.exit_code != 0:
+        result.failed[node.key] = records.tail(run.log)
+        report(f"FAILED   {node.tree}/{node.module} (exit {run.exit_code}, {took}; log {run.log})")
+        return False
+    problem = f"not published: {lost}" if lost else _accept(settings, node, str(record_path), result, report)
+    if problem:
+        result.failed[node.key] = problem
+        report(f"failed   {node.tree}/{node.module}: {problem}")
+        return False
+    result.built.append(node.key)
+    report(f"built    {node.tree}/{node.module} ({took})")
+    return True
+
+
+def _accept(settings: Settings, node: Node, record: str, result: RunResult, report: Report) -> str | None:
+    """Store the node's module file and publish a view with it; what went wrong, or None."""
+    try:
+        publish_node(settings.layout, node, record)
+    except OSError as err:
+        return str(err)
+    try:
+        result.warnings = _publish(settings, report)
+    except (OSError, ModlibError) as err:  # e.g. Lmod cannot cache this module file: keep it out
+        retract_node(settings.layout, node)
+        return f"not published, the live view is unchanged: {err}"
+    return None
+
+
+def _publish(settings: Settings, report: Report) -> list[str]:
+    gen, warnings = publish_view(settings)
+    report(f"published {gen.name}")
+    return warnings
