@@ -53,7 +53,7 @@ def feature(settings: Settings, target: str, catalogue: list[dict], gpu_dirs: li
     out = Featuring(index={"target": target, "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "modules": []}, links={})
     for wanted in (f for f in settings.featured if not f.targets or target in f.targets):
-        package = packages.get(wanted.name)
+        package = packages.get(wanted.name) or {}
         version = _pick(package, wanted) if package else None
         label = wanted.name + (f"/{wanted.version}" if wanted.version else "")
         if version is None:

@@ -13,30 +13,26 @@ import shutil
 import time
 from pathlib import Path
 
-from builder.build.command import slug, staging_dir
-from builder.plan.graph import Node, module_file
+from builder.layout import Layout
+from builder.plan.graph import Node
 
 
-def manifest_path(root: Path, tree: str, module: str) -> Path:
-    return root / tree / ".modlib" / "manifest" / f"{slug(module)}.json"
-
-
-def read_manifest(root: Path, tree: str, module: str) -> dict | None:
+def read_manifest(layout: Layout, tree: str, module: str) -> dict | None:
     try:
-        return json.loads(manifest_path(root, tree, module).read_text())
+        return json.loads(layout.manifest(tree, module).read_text())
     except (FileNotFoundError, ValueError):
         return None
 
 
-def publish_node(root: Path, node: Node, record: str) -> Path:
+def publish_node(layout: Layout, node: Node, record: str) -> Path:
     """Move the staged module file (and a ``default`` marker EasyBuild wrote) into the live tree."""
-    staged_all = staging_dir(root, node) / "all"
+    staged_all = layout.staging(node.tree, node.module) / "all"
     staged = staged_all / f"{node.module}.lua"
     if not staged.is_file():
         raise FileNotFoundError(f"EasyBuild reported success but wrote no module file at {staged}")
-    live = module_file(root, node.tree, node.module)
+    live = layout.module_file(node.tree, node.module)
     live.parent.mkdir(parents=True, exist_ok=True)
-    manifest = manifest_path(root, node.tree, node.module)
+    manifest = layout.manifest(node.tree, node.module)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     tmp = manifest.with_name(manifest.name + ".tmp")
     tmp.write_text(json.dumps({"module": node.module, "easyconfig": str(node.easyconfig), "sha256": node.sha256,
@@ -47,13 +43,13 @@ def publish_node(root: Path, node: Node, record: str) -> Path:
     default = staged.parent / "default"
     if default.is_symlink():
         os.replace(default, live.parent / "default")
-    shutil.rmtree(staging_dir(root, node), ignore_errors=True)
+    shutil.rmtree(layout.staging(node.tree, node.module), ignore_errors=True)
     return live
 
 
-def retract_node(root: Path, node: Node) -> None:
+def retract_node(layout: Layout, node: Node) -> None:
     """Take a module back out of the store when no view could be published with it, so the next run
     builds it again instead of trusting it."""
-    module_file(root, node.tree, node.module).unlink(missing_ok=True)
-    manifest_path(root, node.tree, node.module).unlink(missing_ok=True)
+    layout.module_file(node.tree, node.module).unlink(missing_ok=True)
+    layout.manifest(node.tree, node.module).unlink(missing_ok=True)
 

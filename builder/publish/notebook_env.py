@@ -19,30 +19,19 @@ from builder.read.config import Settings
 USER_CACHE_THRESHOLD = "86400"
 
 
-def live_root(root: Path) -> Path:
-    return root / "live"
-
-
-def tree_modules(base: Path, tree: str) -> Path:
-    """Module files of a tree inside a view (``base`` is the live link or one generation)."""
-    return base / "trees" / tree / "modules" / "all"
-
-
-def target_dir(base: Path, target: str) -> Path:
-    return base / "targets" / target
-
-
 def modulepath(settings: Settings, target_name: str, base: Path | None = None) -> list[Path]:
-    base = live_root(settings.root) if base is None else base
-    return [tree_modules(base, t) for t in settings.layered_trees(settings.target(target_name))]
+    """A target's trees in a view (``base``: one generation; default the live link), highest priority first."""
+    layout = settings.layout
+    base = layout.live() if base is None else base
+    return [layout.view_tree(base, t) for t in settings.layered_trees(settings.target(target_name))]
 
 
 def env_lines(settings: Settings, target_name: str) -> list[str]:
     target = settings.target(target_name)
-    live = live_root(settings.root)
+    live = settings.layout.live()
     values = [
         ("MODULEPATH", ":".join(str(p) for p in modulepath(settings, target.name))),
-        ("LMOD_RC", str(target_dir(live, target.name) / "lmodrc.lua")),
+        ("LMOD_RC", str(settings.layout.view_target(live, target.name) / "lmodrc.lua")),
         ("LMOD_CACHED_LOADS", "yes" if settings.cached_loads else "no"),
         ("LMOD_SHORT_TIME", USER_CACHE_THRESHOLD),
         ("MODLIB_TARGET", target.name),

@@ -18,10 +18,10 @@ import time
 import uuid
 from pathlib import Path
 
-from builder.plan.graph import store_dir
+from builder.layout import Layout
 from builder.publish import featured, lmod
 from builder.publish.live import read_manifest
-from builder.publish.notebook_env import env_sh, live_root, lmodrc, modulepath, target_dir, tree_modules
+from builder.publish.notebook_env import env_sh, lmodrc, modulepath
 from builder.read.config import Settings
 
 #: Generations kept besides the live one, for shells that resolved ``live`` a moment before a swap.
@@ -32,16 +32,16 @@ def inputs_digest(settings: Settings) -> str:
     """Everything a view is made from: the config and the store's module files."""
     digest = hashlib.sha256(settings.config_file.read_bytes())
     for tree in sorted({t.tree for t in settings.targets.values()}):
-        base = store_dir(settings.root, tree)
+        base = settings.layout.store(tree)
         for path in sorted(base.rglob("*")) if base.is_dir() else []:
             st = path.lstat()
             digest.update(f"{path.relative_to(settings.root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
-def current_inputs(root: Path) -> str | None:
+def current_inputs(layout: Layout) -> str | None:
     try:
-        return json.loads((live_root(root) / "inputs.json").read_text())["digest"]
+        return json.loads(layout.view_inputs(layout.live()).read_text())["digest"]
     except (OSError, ValueError, KeyError):
         return None
 
@@ -66,7 +66,8 @@ def _modulerc(settings: Settings, gen: Path, trees: list[str]) -> list[str]:
     wanted += [(module, f'hide_version("{module}")') for module in settings.hidden]
     warnings = []
     for module, line in wanted:
-        homes = [tree_modules(gen, t) for t in trees if (tree_modules(gen, t) / f"{module}.lua").is_file()]
+        homes = [settings.layout.view_tree(gen, t) for t in trees
+                 if (settings.layout.view_tree(gen, t) / f"{module}.lua").is_file()]
         if not homes:
             warnings.append(f"modules: {module} is not published; its default/hidden setting waits for it")
         for home in homes:
@@ -79,22 +80,25 @@ def _modulerc(settings: Settings, gen: Path, trees: list[str]) -> list[str]:
 def _moduleclass(settings: Settings, gen: Path, path: Path) -> str:
     """The EasyBuild moduleclass recorded when the module file at ``path`` (in ``gen``) was stored."""
     for tree in {t.tree for t in settings.targets.values()}:
-        if path.is_relative_to(tree_modules(gen, tree)):
-            module = str(path.relative_to(tree_modules(gen, tree)))[: -len(".lua")]
-            return (read_manifest(settings.root, tree, module) or {}).get("moduleclass", "")
+        modules = settings.layout.view_tree(gen, tree)
+        if path.is_relative_to(modules):
+            module = str(path.relative_to(modules))[: -len(".lua")]
+            return (read_manifest(settings.layout, tree, module) or {}).get("moduleclass", "")
     return ""
 
 
 def _target_files(settings: Settings, gen: Path, name: str) -> list[str]:
-    folder = target_dir(gen, name)
+    layout = settings.layout
+    folder = layout.view_target(gen, name)
     paths = modulepath(settings, name, base=gen)
-    live = live_root(settings.root)
-    lmod.build_spider_cache(paths, folder / "cache", seen_as=(f"{gen}/", f"{live}/"))
-    (folder / "lmodrc.lua").write_text(lmodrc(lmod.default_lmodrc(), target_dir(live, name) / "cache"))
+    live = layout.live()
+    lmod.build_spider_cache(settings.lmod_prefix, paths, folder / "cache", seen_as=(f"{gen}/", f"{live}/"))
+    (folder / "lmodrc.lua").write_text(lmodrc(lmod.default_lmodrc(settings.lmod_prefix),
+                                              layout.view_target(live, name) / "cache"))
     (folder / "env.sh").write_text(env_sh(settings, name))
-    gpu = [tree_modules(gen, t) for t in settings.layered_trees(settings.target(name))
+    gpu = [layout.view_tree(gen, t) for t in settings.layered_trees(settings.target(name))
            if settings.target_of_tree(t).kind == "cuda"]
-    featuring = featured.feature(settings, name, lmod.spider_json(paths), gpu,
+    featuring = featured.feature(settings, name, lmod.spider_json(settings.lmod_prefix, paths), gpu,
                                  lambda path: _moduleclass(settings, gen, path))
     featured.write(featuring, folder)
     return featuring.warnings
@@ -102,27 +106,27 @@ def _target_files(settings: Settings, gen: Path, name: str) -> list[str]:
 
 def publish_view(settings: Settings) -> tuple[Path, list[str]]:
     """Make and swap in a new generation; returns it and the warnings for the admin."""
-    root = settings.root
-    gen = root / "views" / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    layout = settings.layout
+    gen = layout.views() / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     trees = sorted({t.tree for t in settings.targets.values()})
     for tree in trees:
-        _link_tree(store_dir(root, tree), tree_modules(gen, tree))
+        _link_tree(layout.store(tree), layout.view_tree(gen, tree))
     warnings = _modulerc(settings, gen, trees)
     for name in settings.targets:
         warnings += _target_files(settings, gen, name)
-    (gen / "inputs.json").write_text(json.dumps({"digest": inputs_digest(settings)}) + "\n")
-    _swap(root, gen)
-    _collect_garbage(root, gen)
+    layout.view_inputs(gen).write_text(json.dumps({"digest": inputs_digest(settings)}) + "\n")
+    _swap(layout, gen)
+    _collect_garbage(layout, gen)
     return gen, warnings
 
 
-def _swap(root: Path, gen: Path) -> None:
-    tmp = root / f".live-{uuid.uuid4().hex[:8]}"
-    tmp.symlink_to(os.path.relpath(gen, root))
-    os.replace(tmp, live_root(root))
+def _swap(layout: Layout, gen: Path) -> None:
+    tmp = layout.root / f".live-{uuid.uuid4().hex[:8]}"
+    tmp.symlink_to(os.path.relpath(gen, layout.root))
+    os.replace(tmp, layout.live())
 
 
-def _collect_garbage(root: Path, current: Path) -> None:
-    others = sorted((p for p in (root / "views").iterdir() if p != current), reverse=True)
+def _collect_garbage(layout: Layout, current: Path) -> None:
+    others = sorted((p for p in layout.views().iterdir() if p != current), reverse=True)
     for old in others[KEEP_PREVIOUS:]:
         shutil.rmtree(old, ignore_errors=True)

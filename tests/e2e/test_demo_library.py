@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.build.lock import RunLock
+from builder.execute.lock import RunLock
+from builder.layout import Layout
 from tests.helpers import REPO, lmod, modlib
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +86,7 @@ def test_second_run_has_nothing_to_do(library):
 
 def test_second_run_while_one_runs_is_refused(library):
     root, env, _ = library
-    with RunLock(root, holder="modlib build (test)"):
+    with RunLock(Layout(root), holder="modlib build (test)"):
         refused = modlib("build", "--config", CONFIG, env=env)
     assert refused.returncode == 3
     assert "another run holds the library lock (modlib build (test)" in refused.stderr

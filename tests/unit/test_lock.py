@@ -7,24 +7,25 @@ import time
 
 import pytest
 
-from builder.build.command import clear_leftovers, staging_dir
-from builder.build.lock import RunLock, eb_install_lock, eb_locks_dir, lock_path
-from builder.errors import EXIT_LOCKED, ModlibError
+from builder.errors import EXIT_LOCKED, Locked
+from builder.execute.command import clear_leftovers
+from builder.execute.lock import Heartbeat, RunLock
+from builder.layout import Layout
 from builder.plan.graph import Node
 
 
 def test_second_run_is_refused_with_exit_code_3(tmp_path):
-    with RunLock(tmp_path, holder="first"):
-        with pytest.raises(ModlibError) as err:
-            RunLock(tmp_path, holder="second").acquire()
+    with RunLock(Layout(tmp_path), holder="first"):
+        with pytest.raises(Locked) as err:
+            RunLock(Layout(tmp_path), holder="second").acquire()
     assert err.value.exit_code == EXIT_LOCKED
     assert "another run holds the library lock (first" in str(err.value)
-    assert not lock_path(tmp_path).exists()
+    assert not Layout(tmp_path).run_lock().exists()
 
 
 def test_lock_records_holder_host_process_heartbeat(tmp_path):
-    with RunLock(tmp_path, holder="cron"):
-        info = json.loads(lock_path(tmp_path).read_text())
+    with RunLock(Layout(tmp_path), holder="cron"):
+        info = json.loads(Layout(tmp_path).run_lock().read_text())
     assert info["holder"] == "cron" and info["host"] == socket.gethostname() and info["pid"] == os.getpid()
     assert abs(info["heartbeat"] - time.time()) < 5
 
@@ -32,42 +33,81 @@ def test_lock_records_holder_host_process_heartbeat(tmp_path):
 def test_dead_holder_is_taken_over_and_eb_locks_are_kept(tmp_path):
     """A Kubernetes Job outlives the runner that created it: its EasyBuild lock is still held."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    lock_path(tmp_path).parent.mkdir(parents=True)
-    lock_path(tmp_path).write_text(json.dumps({"holder": "killed", "host": socket.gethostname(),
+    Layout(tmp_path).run_lock().parent.mkdir(parents=True)
+    Layout(tmp_path).run_lock().write_text(json.dumps({"holder": "killed", "host": socket.gethostname(),
                                                "pid": int(dead.stdout), "heartbeat": time.time()}))
-    held = eb_install_lock(tmp_path, "cpu", "X/1")
+    held = Layout(tmp_path).eb_install_lock("cpu", "X/1")
     held.mkdir(parents=True)
-    with RunLock(tmp_path) as lock:
-        assert lock.took_over["holder"] == "killed"
+    with RunLock(Layout(tmp_path)) as lock:
+        assert (lock.took_over or {})["holder"] == "killed"
         assert held.exists()
 
 
 def test_a_fresh_build_clears_only_its_own_leftovers(tmp_path):
     mine, other = (Node(tree="cpu", module=m, name=m.split("/")[0], easyconfig=tmp_path / "x.eb", target="cpu",
                         deps=(), installed=False, sha256="0") for m in ("X/1", "Y/.2"))
+    layout = Layout(tmp_path)
     for node in (mine, other):
-        (staging_dir(tmp_path, node) / "all").mkdir(parents=True)
-        eb_install_lock(tmp_path, node.tree, node.module).mkdir(parents=True)
-    clear_leftovers(tmp_path, mine)
-    assert not staging_dir(tmp_path, mine).exists() and not eb_install_lock(tmp_path, "cpu", "X/1").exists()
-    assert staging_dir(tmp_path, other).exists()
+        (layout.staging(node.tree, node.module) / "all").mkdir(parents=True)
+        layout.eb_install_lock(node.tree, node.module).mkdir(parents=True)
+    clear_leftovers(layout, mine)
+    assert not layout.staging("cpu", "X/1").exists() and not layout.eb_install_lock("cpu", "X/1").exists()
+    assert layout.staging("cpu", "Y/.2").exists()
     # EasyBuild's own name: the install dir with '/' as '_'; a hidden module installs without the dot
-    assert {p.name for p in eb_locks_dir(tmp_path).iterdir()} == {
+    assert {p.name for p in layout.eb_locks().iterdir()} == {
         str(tmp_path / "cpu" / "software" / "Y" / "2").replace("/", "_") + ".lock"}
 
 
 def test_other_host_with_old_heartbeat_is_stale(tmp_path):
-    lock_path(tmp_path).parent.mkdir(parents=True)
-    lock_path(tmp_path).write_text(json.dumps({"holder": "pod", "host": "elsewhere", "pid": 1,
+    Layout(tmp_path).run_lock().parent.mkdir(parents=True)
+    Layout(tmp_path).run_lock().write_text(json.dumps({"holder": "pod", "host": "elsewhere", "pid": 1,
                                                "heartbeat": time.time() - 3600}))
-    with RunLock(tmp_path, stale_after=120) as lock:
-        assert lock.took_over["host"] == "elsewhere"
+    with RunLock(Layout(tmp_path), stale_after=120) as lock:
+        assert (lock.took_over or {})["host"] == "elsewhere"
 
 
 def test_wait_mode_gets_the_lock_when_the_holder_releases(tmp_path):
-    first = RunLock(tmp_path).acquire()
+    first = RunLock(Layout(tmp_path)).acquire()
     import threading
 
     threading.Timer(0.5, first.release).start()
-    with RunLock(tmp_path, wait=True, poll=0.1) as second:
-        assert json.loads(lock_path(tmp_path).read_text())["token"] == second.info["token"]
+    with RunLock(Layout(tmp_path), wait=True, poll=0.1) as second:
+        assert json.loads(Layout(tmp_path).run_lock().read_text())["token"] == second.info["token"]
+
+
+def test_a_heartbeat_that_keeps_failing_loses_the_lock_and_says_so():
+    """One failed write must not kill the heartbeat (another run would then take over a live run);
+    failures are warned about, and only a run of them counts as losing the lock."""
+    outcomes = iter([OSError(28, "No space left on device"), True, OSError(28, "No space left on device"),
+                     OSError(5, "Input/output error")])
+    warnings: list[str] = []
+
+    def renew() -> bool:
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return bool(outcome)
+
+    beat = Heartbeat("the test lock", renew, interval=0.01, max_failures=2, warn=warnings.append)
+    beat.start()
+    deadline = time.time() + 10
+    while beat.lost is None and time.time() < deadline:
+        time.sleep(0.01)
+    beat.stop()
+    assert beat.lost is not None and "could not be renewed 2 times in a row" in beat.lost
+    assert "Input/output error" in beat.lost
+    assert [w.split(" (")[1][:3] for w in warnings[:3]] == ["1/2", "1/2", "2/2"]  # the success reset the count
+    assert warnings[-1] == "warning: lost the test lock: no new builds start"
+
+
+def test_a_lock_taken_over_while_held_counts_as_lost(tmp_path):
+    """A holder stopped past the stale bound finds another run's token in the file at its next beat."""
+    warnings: list[str] = []
+    with RunLock(Layout(tmp_path), heartbeat=0.05, warn=warnings.append) as lock:
+        path = Layout(tmp_path).run_lock()
+        path.write_text(json.dumps({**json.loads(path.read_text()), "token": "someone else"}))
+        deadline = time.time() + 10
+        while lock.lost is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert lock.lost == f"the run lock {path} was taken over by another run"
+    assert json.loads(path.read_text())["token"] == "someone else"  # release leaves the new holder's lock

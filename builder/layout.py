@@ -1,0 +1,160 @@
+"""Every path under the library root, defined once.
+
+The volume outlives any one version of modlib, and builders, pods and notebooks all find things on it
+by path; a path spelled in two places drifts. Each entry below is the pattern and the one line of
+docs/library-volume.md that describes it (``python -m builder.layout`` prints that block, and a test
+checks the page against it), and the methods of ``Layout`` fill the patterns in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One documented path: ``pattern`` relative to the root (or to a view), ``depth`` for the drawing."""
+
+    pattern: str
+    about: str
+    depth: int = 0
+
+
+LIVE = Entry("live -> views/<generation>", "THE entry point for notebooks (one symlink)")
+VIEWS = Entry("views/<generation>/", "a complete, immutable snapshot of what notebooks see")
+VIEW_TREE = Entry("trees/<tree>/modules/all/...", "module files (hard links into the store)", 1)
+VIEW_MODULERC = Entry("<Name>/.modulerc.lua", "defaults and retirements from library.yaml", 2)
+VIEW_TARGET = Entry("targets/<target>/", "per target: what a notebook of that target reads", 1)
+VIEW_ENV = Entry("env.sh", "what a notebook image sources", 2)
+VIEW_LMODRC = Entry("lmodrc.lua", "Lmod's default rc + this target's spider cache", 2)
+VIEW_CACHE = Entry("cache/", "Lmod system spider cache (cuda tree + cpu tree together)", 2)
+VIEW_FEATURED = Entry("featured.json", "featured-modules index (schema: builder/schemas/featured.schema.json)", 2)
+VIEW_FEATURED_TREE = Entry("featured/", "links to the featured module files (`module use` it alone)", 2)
+VIEW_JUPYTER = Entry("jupyter_server_config.json", "jupyter-lmod: launcher_pins, launcher_module_map", 2)
+VIEW_INPUTS = Entry("inputs.json", "digest of what the generation was made from", 1)
+SOFTWARE = Entry("<tree>/software/...", "EasyBuild installs, in place (absolute paths: never moved)")
+STORE = Entry("<tree>/modules/all/...", "the store: module files of finished builds (builds see this)")
+STAGING = Entry("<tree>/.staging/<module>/", "module files of a build in progress")
+MANIFEST = Entry("<tree>/.modlib/manifest/<module>.json", "easyconfig digest and moduleclass of each stored module")
+SOURCES = Entry("sources/", "checksum-verified source cache (EasyBuild's sourcepath layout)")
+META = Entry(".modlib/", "modlib's own state")
+RUN_LOCK = Entry("run.lock", "the run lock: holder, host, process, heartbeat", 1)
+EB_LOCKS = Entry("eb-locks/...", "EasyBuild's per-install locks (named after the install folder)", 1)
+RECORDS = Entry("records/<tree>/<module>/", "one build record (JSON) per node run, its log beside it", 1)
+LAST_RUN = Entry("runs/last.json", "summary of the last run", 1)
+INPUTS = Entry("inputs/<digest>/", "site easyconfigs and hooks of a run, staged for build pods", 1)
+CACHE = Entry("cache/", "parsed-easyconfig cache, where MODLIB_CACHE points here (the CronJob)", 1)
+
+#: In the order the documentation draws them; the indented ones sit under the entry before.
+ENTRIES = (LIVE, VIEWS, VIEW_TREE, VIEW_MODULERC, VIEW_TARGET, VIEW_ENV, VIEW_LMODRC, VIEW_CACHE, VIEW_FEATURED,
+           VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_INPUTS, SOFTWARE, STORE, STAGING, MANIFEST, SOURCES, META,
+           RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
+
+
+def slug(module: str) -> str:
+    """A module name as one path component (``Jinja2/3.1.4`` -> ``Jinja2--3.1.4``)."""
+    return module.replace("/", "--")
+
+
+def _fill(entry: Entry, **values: str) -> str:
+    text = entry.pattern.split(" -> ")[0].strip().rstrip("/")
+    for key, value in values.items():
+        text = text.replace(f"<{key}>", value)
+    return text
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The library root's paths; view paths take the view (``live`` or one generation) as ``base``."""
+
+    root: Path
+
+    def live(self) -> Path:
+        return self.root / _fill(LIVE)
+
+    def views(self) -> Path:
+        return self.root / _fill(VIEWS).split("/")[0]
+
+    def view_tree(self, base: Path, tree: str) -> Path:
+        """Module files of a tree inside a view."""
+        return base / _fill(VIEW_TREE, tree=tree).removesuffix("/...")
+
+    def view_target(self, base: Path, target: str) -> Path:
+        return base / _fill(VIEW_TARGET, target=target)
+
+    def view_inputs(self, base: Path) -> Path:
+        return base / _fill(VIEW_INPUTS)
+
+    def software(self, tree: str) -> Path:
+        return self.root / _fill(SOFTWARE, tree=tree).removesuffix("/...")
+
+    def store(self, tree: str) -> Path:
+        """A tree's store: module files of finished builds, as builds and planning see them."""
+        return self.root / _fill(STORE, tree=tree).removesuffix("/...")
+
+    def module_file(self, tree: str, module: str) -> Path:
+        """Where a built module's file lives in the store; its presence is what "installed" means."""
+        return self.store(tree) / f"{module}.lua"
+
+    def staging(self, tree: str, module: str) -> Path:
+        """Module files of one node are written here and made live only after the build succeeded."""
+        return self.root / _fill(STAGING, tree=tree, module=slug(module))
+
+    def manifest(self, tree: str, module: str) -> Path:
+        return self.root / _fill(MANIFEST, tree=tree, module=slug(module))
+
+    def sources(self) -> Path:
+        return self.root / _fill(SOURCES)
+
+    def meta(self) -> Path:
+        return self.root / _fill(META)
+
+    def run_lock(self) -> Path:
+        return self.meta() / _fill(RUN_LOCK)
+
+    def eb_locks(self) -> Path:
+        return self.meta() / _fill(EB_LOCKS).removesuffix("/...")
+
+    def eb_install_lock(self, tree: str, module: str) -> Path:
+        """EasyBuild's lock of one install dir: the dir's path with '/' as '_' (easyblock.py,
+        run_all_steps); a hidden module installs without the dot of its version."""
+        installdir = self.software(tree) / module.replace("/.", "/")
+        return self.eb_locks() / (str(installdir).replace("/", "_") + ".lock")
+
+    def records(self, tree: str, module: str) -> Path:
+        return self.meta() / _fill(RECORDS, tree=tree, module=slug(module))
+
+    def last_run(self) -> Path:
+        return self.meta() / _fill(LAST_RUN)
+
+    def inputs(self, digest: str) -> Path:
+        return self.meta() / _fill(INPUTS, digest=digest)
+
+    def cache(self) -> Path:
+        return self.meta() / _fill(CACHE)
+
+
+def _is_last(i: int) -> bool:
+    """No later sibling: the next entry at the same depth comes only after the parent's subtree ended."""
+    for later in ENTRIES[i + 1:]:
+        if later.depth <= ENTRIES[i].depth:
+            return later.depth < ENTRIES[i].depth
+    return True
+
+
+def drawing() -> str:
+    """The layout as the tree drawing of docs/library-volume.md."""
+    lines = ["<root>/".ljust(44) + "the volume, mounted at the same absolute path everywhere"]
+    open_levels: list[bool] = []  # per depth: does the current ancestor there have siblings below it
+    for i, entry in enumerate(ENTRIES):
+        last = _is_last(i)
+        del open_levels[entry.depth:]
+        bars = "".join("│   " if more else "    " for more in open_levels)
+        lines.append((bars + ("└── " if last else "├── ") + entry.pattern).ljust(43) + " " + entry.about)
+        open_levels.append(not last)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(drawing())
