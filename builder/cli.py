@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import click
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from builder.errors import EXIT_BUILD_FAILED, ModlibError
+from builder.execute.executors import EXECUTORS
 from builder.read.config import Settings, load_settings
 
 config_option = click.option("--config", "config", type=click.Path(path_type=Path), default=None,
@@ -30,19 +32,32 @@ def _settings(config: Path | None, kubeconfig: str | None) -> Settings:
 
 
 class ModlibGroup(click.Group):
-    """Turns ModlibError into one message on stderr and its exit code; everything below only raises."""
+    """The one exit point: a ModlibError becomes one message on stderr and its class's exit code;
+    anything else is modlib's own bug (exit 1), with the traceback under --debug. Everything below
+    only raises."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except ModlibError as err:
+            if ctx.params.get("debug"):
+                traceback.print_exc()
             click.echo(f"modlib: error: {err}", err=True)
             sys.exit(err.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as err:
+            if ctx.params.get("debug"):
+                traceback.print_exc()
+            hint = "" if ctx.params.get("debug") else " (run with --debug for the traceback)"
+            click.echo(f"modlib: internal error: {type(err).__name__}: {err}{hint}", err=True)
+            sys.exit(EXIT_BUILD_FAILED)
 
 
 @click.group(cls=ModlibGroup)
 @click.version_option(package_name="modlib")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+def main(debug: bool) -> None:
     """Build a shared Lmod module library from curated EasyBuild easystacks."""
 
 
@@ -79,7 +94,7 @@ def plan(config: Path | None, target: str | None, easystack: Path | None, as_jso
 @main.command()
 @config_option
 @click.option("--target", help="Build this target only (default: all).")
-@click.option("--executor", type=click.Choice(["local", "kubernetes"]), default="local", show_default=True,
+@click.option("--executor", type=click.Choice(list(EXECUTORS)), default="local", show_default=True,
               help="local: a process pool here; kubernetes: one Job per module on the cluster.")
 @kubeconfig_option
 @click.option("--jobs", type=click.IntRange(min=1), help="Builds at once (default: the targets' jobs).")
@@ -92,15 +107,14 @@ def build(config: Path | None, target: str | None, executor: str, kubeconfig: st
     settings = _settings(config, kubeconfig)
     targets = _targets(settings, target)
     if dry_run:
-        from builder.build.runner import select
         from builder.plan.planner import make_plan
 
-        todo = select(make_plan(settings, targets), list(rebuild))
+        todo = make_plan(settings, targets).select(list(rebuild))
         for node in todo:
             click.echo(f"would build {node.tree}/{node.module}  ({node.easyconfig.name})")
         click.echo(f"{len(todo)} to build")
         return
-    from builder.build.runner import run_build
+    from builder.run import run_build
 
     console = Console(highlight=False, soft_wrap=True)
     result = run_build(settings, targets, executor=executor, jobs=jobs, rebuild=list(rebuild), wait=wait,
@@ -173,7 +187,7 @@ def env(config: Path | None, target: str) -> None:
               help="Folder for the manifests (one file per Job, plus kustomization.yaml).")
 def render(config: Path | None, target: str, out: Path) -> None:
     """Write the Kubernetes Jobs of one run: one per module still to build."""
-    from builder.build.render import render_run
+    from builder.execute.render import render_run
 
     settings = load_settings(config)
     files, inputs = render_run(settings, settings.target(target), out)

@@ -1,6 +1,11 @@
-"""One error type for everything modlib reports; the CLI alone turns it into a message and an exit code."""
+"""The errors modlib reports: one class per documented exit code, raised below, turned into a message
+and that code at the CLI only (cibuildwheel's errors.py). There is no default: whoever raises says
+which class of failure it is, so a failure during a run is never reported as bad input.
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 #: Exit codes of the CLI contract (design.md).
 EXIT_OK = 0
@@ -12,14 +17,40 @@ EXIT_LOCKED = 3
 class ModlibError(Exception):
     """An error meant for the user: ``str(err)`` is the whole message, ``exit_code`` the CLI's status."""
 
+    exit_code: ClassVar[int]
+
+    def __init__(self, message: str):
+        if type(self) is ModlibError:
+            raise TypeError("raise one of ModlibError's subclasses: they carry the exit code")
+        super().__init__(message)
+
+    def __reduce__(self):
+        """Errors cross process boundaries (the planner parses in forked workers): rebuild from the message."""
+        return _rebuilt, (type(self), str(self))
+
+
+def _rebuilt(cls: type[ModlibError], message: str) -> ModlibError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    return err
+
+
+class RunFailed(ModlibError):
+    """A build failed, or the run could not go on (cluster API, full disk, a tool missing, lock lost)."""
+
+    exit_code = EXIT_BUILD_FAILED
+
+
+class BadInput(ModlibError):
+    """The admin's input is wrong; always names the file (or option) it came from. Nothing was built or changed."""
+
     exit_code = EXIT_BAD_INPUT
 
-    def __init__(self, message: str, exit_code: int | None = None):
-        super().__init__(message)
-        if exit_code is not None:
-            self.exit_code = exit_code
+    def __init__(self, source: object, problem: str):
+        super().__init__(f"{source}: {problem}")
 
 
-def bad_input(source: object, problem: str) -> ModlibError:
-    """Bad input always names the file (or object) it came from, so admins know where to look."""
-    return ModlibError(f"{source}: {problem}", EXIT_BAD_INPUT)
+class Locked(ModlibError):
+    """Another run holds the library's run lock."""
+
+    exit_code = EXIT_LOCKED

@@ -32,15 +32,16 @@ def entry_key(path: Path, sha256: str) -> str:
 
 class ParseCache:
     def __init__(self, folder: Path | None, context: dict):
-        self.path = folder / f"parse-{_digest({'format': FORMAT, **context})[:24]}.json" if folder else None
+        name = f"parse-{_digest({'format': FORMAT, **context})[:24]}.json"
+        self.path: Path | None = folder / name if folder else None
         self.entries: dict[str, dict] = {}
         self.dirty = False
         if self.path is not None:
-            self._load()
+            self._load(self.path)
 
-    def _load(self) -> None:
+    def _load(self, path: Path) -> None:
         try:
-            stored = json.loads(self.path.read_text())
+            stored = json.loads(path.read_text())
         except (OSError, ValueError):
             return  # missing or unreadable as a whole: start empty
         for key, entry in (stored.get("entries", {}) if isinstance(stored, dict) else {}).items():
@@ -49,14 +50,14 @@ class ParseCache:
             else:
                 self.dirty = True  # rewrite the file without the entry that failed its digest
 
-    def get(self, key: str, path: Path) -> ebadapter.ParsedEasyconfig | None:
+    def get(self, eb: ebadapter.Session, key: str, path: Path) -> ebadapter.ParsedEasyconfig | None:
         """The cached parse of ``path`` with its dependencies looked up again, or None (then parse it)."""
         data = self.entries.get(key)
         if data is None:
             return None
         deps = []
         for dep in data["deps"]:
-            found = ebadapter.find(dep["name"], dep["version"])
+            found = eb.find(dep["name"], dep["version"])
             if found is None:
                 return None  # the robot path changed under it: let EasyBuild parse and report
             deps.append(ebadapter.Dependency(**{**dep, "easyconfig": found}))

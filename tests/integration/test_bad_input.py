@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, modlib, write_config, write_easystack
+from tests.helpers import modlib, write_config, write_easystack
 
 OFFLINE = {"MODLIB_PYPI_SIMPLE": "http://127.0.0.1:9/simple"}  # nothing listens on port 9: no network
 
@@ -102,3 +102,47 @@ def test_bad_easystack_entry(repo, entry, expected):
 
 def test_unknown_target(repo):
     assert "library.yaml: unknown target 'gpu' (targets: cpu)" in run_bad(repo, "build", "--target", "gpu")
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ("/nowhere/foo-1.0.eb", ["cpu.yaml: easyconfig '/nowhere/foo-1.0.eb' not found"]),
+    ({"GCCcore-system.eb": {"options": ["rebuild"]}}, ["cpu.yaml", "options"]),
+], ids=["entry-is-a-missing-path", "options-as-a-list"])
+def test_bad_easystack_structure(repo, entry, expected):
+    message = run_bad(repo, "plan", stack_entries=[entry])
+    assert all(text in message for text in expected), message
+
+
+def test_hooks_file_that_does_not_import(repo):
+    tmp, config = repo
+    hooks = tmp / "hooks.py"
+    hooks.write_text("import no_such_module_here\n")
+    text = config.read_text()
+    config.write_text("\n".join(f"hooks: {hooks}" if line.startswith("hooks:") else line
+                                for line in text.splitlines()) + "\n")
+    message = run_bad(repo, "plan")
+    assert f"{hooks}: the hooks file cannot be loaded" in message and "no_such_module_here" in message
+
+
+def test_library_root_that_is_not_a_folder(repo, tmp_path):
+    root = tmp_path / "not-a-folder"
+    root.write_text("")
+    result = modlib("build", "--config", str(repo[1]), env={**OFFLINE, "MODLIB_ROOT": str(root)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"modlib: error: {root}: the library root is not a folder"
+
+
+def test_failures_during_a_run_are_not_bad_input(repo, tmp_path):
+    """A run that cannot write its root fails (exit 1) with one message naming the path; it is not
+    the admin's input that is wrong. /proc refuses new folders even to root."""
+    result = modlib("build", "--config", str(repo[1]), env={**OFFLINE, "MODLIB_ROOT": "/proc/modlib-library"})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("modlib: error: /proc/modlib-library"), result.stderr
+
+
+def test_debug_shows_the_traceback_at_the_one_exit_point(repo):
+    result = modlib("--debug", "build", "--config", str(repo[1]), "--target", "gpu", env=OFFLINE)
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr and "builder.errors.BadInput" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("modlib: error: ")

@@ -15,8 +15,8 @@ def listed():
     settings = load_settings(REPO / "easyconfigs" / "library.yaml", env={})
     names = ["EasyBuild-5.4.0.eb", "Python-bundle-PyPI-2024.06-GCCcore-13.3.0.eb",
              "saxpy-1.0-GCCcore-system-CUDA-13.2.2.eb", "GCCcore-system.eb"]
-    with ebadapter.configured(robot_paths(settings), settings.hooks, {}):
-        return {n: ebadapter.source_files(p) for n, p in zip(names, ebadapter.locate(names, Path("test")))}
+    with ebadapter.configured(robot_paths(settings), settings.hooks, {}) as eb:
+        return {n: eb.source_files(p) for n, p in zip(names, eb.locate(names, Path("test")), strict=True)}
 
 
 def test_sources_with_per_source_checksums(listed):
@@ -41,3 +41,17 @@ def test_extension_sources_are_listed_with_resolved_urls(listed):
 def test_repository_sources_and_no_sources(listed):
     assert [f.filename for f in listed["saxpy-1.0-GCCcore-system-CUDA-13.2.2.eb"]] == ["saxpy.cu", "Makefile"]
     assert listed["GCCcore-system.eb"] == []
+
+
+def test_the_easybuild_session_works_only_inside_its_block():
+    """EasyBuild's configuration is process-wide: outside the block, parse() would blame the admin's
+    easyconfig for a missing configuration; a second session at once would reconfigure the first."""
+    settings = load_settings(REPO / "easyconfigs" / "library.yaml", env={})
+    with ebadapter.configured(robot_paths(settings), settings.hooks, {}) as eb:
+        (path,) = eb.locate(["GCCcore-system.eb"], Path("test"))
+        assert eb.parse(path).module == "GCCcore/system"
+        with pytest.raises(RuntimeError, match="already configured"):
+            with ebadapter.configured(robot_paths(settings), settings.hooks, {}):
+                pass
+    with pytest.raises(RuntimeError, match="after its `with configured"):
+        eb.parse(path)
