@@ -15,21 +15,27 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from builder.errors import bad_input
+from builder.errors import BadInput
+from builder.layout import Layout
 
 DEFAULT_CONFIG = Path("easyconfigs") / "library.yaml"
 DEFAULT_HOOKS = "hooks/modlib_hooks.py"
+DEFAULT_PYPI_SIMPLE = "https://pypi.org/simple"
+#: Where Debian's lmod package puts Lmod: the fallback when no LMOD_CMD names another install.
+DEBIAN_LMOD = Path("/usr/share/lmod/lmod")
 
 
 @dataclass(frozen=True)
-class Placement:
-    """Where a target's build Jobs run: GPUs are requested only by cuda targets, and only by default."""
+class KubernetesPlacement:
+    """Where a target's build Jobs run (Kubernetes only): GPUs are requested only by cuda targets,
+    and only by default."""
 
     requests: tuple[tuple[str, str], ...] = (("cpu", "2"), ("memory", "4Gi"))
     limits: tuple[tuple[str, str], ...] = (("cpu", "2"), ("memory", "8Gi"))
     gpus: int = 0
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[tuple[tuple[str, object], ...], ...] = ()
+    pod_overrides: dict = field(default_factory=dict, hash=False)  # merged last into the pod spec
 
 
 GPU_PLACEMENT = {"gpus": 1, "node_selector": {"nvidia.com/gpu.present": "true"},
@@ -37,8 +43,8 @@ GPU_PLACEMENT = {"gpus": 1, "node_selector": {"nvidia.com/gpu.present": "true"},
 
 
 @dataclass(frozen=True)
-class Cluster:
-    """The cluster side of the library: the image, the volume claim and the Jobs' limits."""
+class KubernetesSettings:
+    """The cluster side of the library (Kubernetes only): the image, the volume claim, the Jobs' limits."""
 
     namespace: str = "modlib"
     image: str = "ghcr.io/modlib/builder:0.1.0"
@@ -52,6 +58,8 @@ class Cluster:
     active_deadline_seconds: int = 86400
     ttl_seconds_after_finished: int = 604800
     poll_seconds: float = 10.0
+    lmod_cmd: str = str(DEBIAN_LMOD / "libexec" / "lmod")  # the builder image's Lmod
+    pod_overrides: dict = field(default_factory=dict, hash=False)  # merged last into every pod spec
     kubeconfig: str | None = None  # --kubeconfig / $KUBECONFIG; None: in-cluster or ~/.kube/config
 
 
@@ -66,7 +74,7 @@ class Target:
     arch: str = "generic"
     parallel: int | None = None
     jobs: int = 2
-    placement: Placement = Placement()
+    kubernetes: KubernetesPlacement = KubernetesPlacement()
 
     def options(self) -> dict[str, object]:
         return dict(self.easybuild_options)
@@ -96,12 +104,19 @@ class Settings:
     hidden: tuple[str, ...] = ()  # retired modules: hidden, still loadable
     cache_dir: Path | None = None  # parsed-easyconfig cache ($MODLIB_CACHE); None: no cache
     cached_loads: bool = True  # LMOD_CACHED_LOADS in notebooks' env.sh
-    cluster: Cluster = Cluster()
+    lmod_prefix: Path = DEBIAN_LMOD  # Lmod here (holds libexec/ and init/); builds and publishing use it
+    pypi_simple: str = DEFAULT_PYPI_SIMPLE  # where the source pre-fetch finds Python distributions
+    kubernetes: KubernetesSettings = KubernetesSettings()
+
+    @property
+    def layout(self) -> Layout:
+        """The library root's paths (builder/layout.py)."""
+        return Layout(self.root)
 
     def target(self, name: str) -> Target:
         if name not in self.targets:
             known = ", ".join(sorted(self.targets))
-            raise bad_input(self.config_file, f"unknown target '{name}' (targets: {known})")
+            raise BadInput(self.config_file, f"unknown target '{name}' (targets: {known})")
         return self.targets[name]
 
     def first_cpu_target(self) -> Target:
@@ -129,20 +144,22 @@ def _load_yaml(path: Path) -> object:
     try:
         return yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise bad_input(path, "configuration file not found") from None
+        raise BadInput(path, "configuration file not found") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise bad_input(path, f"malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+        raise BadInput(path, f"malformed YAML{where}: {getattr(err, 'problem', err)}") from None
 
 
-def _validate(path: Path, data: object) -> None:
+def _validated(path: Path, data: object) -> dict:
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise bad_input(path, f"invalid configuration at '{key}': {err.message}")
+        raise BadInput(path, f"invalid configuration at '{key}': {err.message}")
+    assert isinstance(data, dict)  # the schema's top level is an object
+    return data
 
 
 def _check_targets(path: Path, targets: dict[str, Target]) -> None:
@@ -150,21 +167,21 @@ def _check_targets(path: Path, targets: dict[str, Target]) -> None:
         if target.kind == "cuda":
             base = targets.get(target.layers_over or "")
             if base is None or base.kind != "cpu":
-                raise bad_input(path, f"target '{target.name}': layers_over must name a cpu target, "
+                raise BadInput(path, f"target '{target.name}': layers_over must name a cpu target, "
                                       f"not '{target.layers_over}'")
         if target.arch != "generic":
             import archspec.cpu
 
             if target.arch not in archspec.cpu.TARGETS:
-                raise bad_input(path, f"target '{target.name}': unknown CPU microarchitecture '{target.arch}'")
+                raise BadInput(path, f"target '{target.name}': unknown CPU microarchitecture '{target.arch}'")
     trees: dict[str, str] = {}
     for target in targets.values():
         if target.tree in trees:
-            raise bad_input(path, f"targets '{trees[target.tree]}' and '{target.name}' share tree '{target.tree}'")
+            raise BadInput(path, f"targets '{trees[target.tree]}' and '{target.name}' share tree '{target.tree}'")
         trees[target.tree] = target.name
         for stack in target.easystacks:
             if not stack.is_file():
-                raise bad_input(path, f"target '{target.name}': easystack file {stack} not found")
+                raise BadInput(path, f"target '{target.name}': easystack file {stack} not found")
 
 
 def default_cache_dir(env: dict[str, str]) -> Path:
@@ -173,20 +190,28 @@ def default_cache_dir(env: dict[str, str]) -> Path:
     return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modlib"
 
 
-def _placement(kind: str, data: dict) -> Placement:
+def _placement(kind: str, data: dict) -> KubernetesPlacement:
     data = {**(GPU_PLACEMENT if kind == "cuda" else {}), **data}
     res = data.get("resources", {})
-    base = Placement()
-    return Placement(requests=tuple(sorted(res.get("requests", dict(base.requests)).items())),
-                     limits=tuple(sorted(res.get("limits", dict(base.limits)).items())),
-                     gpus=data.get("gpus", 0),
-                     node_selector=tuple(sorted(data.get("node_selector", {}).items())),
-                     tolerations=tuple(tuple(sorted(t.items())) for t in data.get("tolerations", [])))
+    base = KubernetesPlacement()
+    return KubernetesPlacement(requests=tuple(sorted(res.get("requests", dict(base.requests)).items())),
+                               limits=tuple(sorted(res.get("limits", dict(base.limits)).items())),
+                               gpus=data.get("gpus", 0),
+                               node_selector=tuple(sorted(data.get("node_selector", {}).items())),
+                               tolerations=tuple(tuple(sorted(t.items())) for t in data.get("tolerations", [])),
+                               pod_overrides=data.get("pod_overrides", {}))
 
 
-def _cluster(data: dict, env: dict[str, str]) -> Cluster:
+def _kubernetes(data: dict, env: dict[str, str]) -> KubernetesSettings:
     scratch = data.pop("scratch", {})
-    return Cluster(**data, **{f"scratch_{k}": v for k, v in scratch.items()}, kubeconfig=env.get("KUBECONFIG"))
+    return KubernetesSettings(**data, **{f"scratch_{k}": v for k, v in scratch.items()},
+                              kubeconfig=env.get("KUBECONFIG"))
+
+
+def lmod_prefix(env: dict[str, str]) -> Path:
+    """Lmod's install prefix: that of $LMOD_CMD (Lmod's own variable, set by its init scripts and by
+    sites with Lmod elsewhere), else Debian's. Checked where it is used: ``plan`` needs no Lmod."""
+    return Path(env["LMOD_CMD"]).resolve().parent.parent if env.get("LMOD_CMD") else DEBIAN_LMOD
 
 
 def _python(executable: str, rel) -> str:
@@ -205,7 +230,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     env = dict(os.environ if env is None else env)
     path = Path(config_file or env.get("MODLIB_CONFIG") or DEFAULT_CONFIG)
     data = _load_yaml(path)
-    _validate(path, data)
+    data = _validated(path, data)
     repo = repo_root_of(path)
 
     def rel(value: str) -> Path:
@@ -218,16 +243,16 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
                      easybuild_options=tuple(sorted(t.get("easybuild_options", {}).items())),
                      layers_over=t.get("layers_over"), arch=t.get("arch", "generic"),
                      parallel=t.get("parallel"), jobs=t.get("jobs", 2),
-                     placement=_placement(t["kind"], t.get("kubernetes", {})))
+                     kubernetes=_placement(t["kind"], t.get("kubernetes", {})))
         for name, t in data["targets"].items()
     }
     _check_targets(path, targets)
     if not any(t.kind == "cpu" for t in targets.values()):
-        raise bad_input(path, "at least one cpu target is needed")
+        raise BadInput(path, "at least one cpu target is needed")
     for entry in data.get("featured", []):
         for name in entry.get("targets", []):
             if name not in targets:
-                raise bad_input(path, f"featured {entry['name']}: unknown target '{name}'")
+                raise BadInput(path, f"featured {entry['name']}: unknown target '{name}'")
     root = rel(env["MODLIB_ROOT"]) if env.get("MODLIB_ROOT") else rel(data["root"])
     return Settings(
         config_file=path.resolve(), repo_root=repo, root=root.resolve(),
@@ -241,5 +266,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         hidden=tuple(data.get("modules", {}).get("hidden", [])),
         cache_dir=default_cache_dir(env),
         cached_loads=data.get("notebook", {}).get("cached_loads", True),
-        cluster=_cluster(dict(data.get("kubernetes", {})), env),
+        lmod_prefix=lmod_prefix(env),
+        pypi_simple=(env.get("MODLIB_PYPI_SIMPLE") or data.get("sources", {}).get("pypi_simple")
+                     or DEFAULT_PYPI_SIMPLE).rstrip("/"),
+        kubernetes=_kubernetes(dict(data.get("kubernetes", {})), env),
     )

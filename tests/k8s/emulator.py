@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import kmock
@@ -34,7 +34,7 @@ RESOURCES = [(("batch", "v1", "jobs"), "Job", {"status"}), (("", "v1", "pods"), 
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Emulator:
@@ -60,7 +60,7 @@ class Emulator:
             await self._stop.wait()
 
     def _log(self, request: kmock.Request) -> kmock.Response:
-        path = self.logs.get(request.name)
+        path = self.logs.get(request.name or "")
         if path is None:
             return kmock.Response(status=404, payload=b"no such pod")
         return kmock.Response(status=200, payload=path.read_bytes(), headers={"Content-Type": "text/plain"})
@@ -68,6 +68,7 @@ class Emulator:
     def _replace(self, request: kmock.Request) -> dict:
         """PUT (update), which kmock 0.8 does not serve; the body is the whole object, so a merge
         into the stored one is a replace. No resourceVersion check: kmock keeps none."""
+        assert request.resource is not None and request.name is not None
         key = (request.resource, request.namespace, request.name)
         if key not in self.kmock.objects or self.kmock.objects[key].deleted:
             raise kmock.KubernetesObjectNotFoundError()

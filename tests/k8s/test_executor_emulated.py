@@ -23,11 +23,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder.build.k8s_objects import SELECTOR
+from builder.execute.k8s_objects import SELECTOR
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
-from tests.helpers import LMOD_INIT, REPO, bundle_easyconfig, copy_site_easyconfigs, modlib, write_config, \
-    write_easystack
+from tests.helpers import (
+    LMOD_INIT,
+    REPO,
+    bundle_easyconfig,
+    copy_site_easyconfigs,
+    modlib,
+    write_config,
+    write_easystack,
+)
 from tests.k8s.emulator import Emulator, Kubelet, own_folders, sandbox_argv
 
 pytestmark = [
@@ -134,7 +141,7 @@ def run(source_cache):
     with Emulator() as emulator:
         scenario = Scenario(base, volume, config, emulator.write_kubeconfig(base / "kubeconfig"))
         (base / "kubelet").mkdir()
-        kubelet = Kubelet(emulator, NS, {settings.cluster.claim: volume}, scenario.image_env, base / "kubelet",
+        kubelet = Kubelet(emulator, NS, {settings.kubernetes.claim: volume}, scenario.image_env, base / "kubelet",
                           reveal=(str(REPO),))
         with kubelet:
             first, first_log = scenario.start_runner("runner-1")
@@ -207,7 +214,7 @@ def test_jobs_are_created_once_after_their_dependencies_completed_at_most_two_at
     assert all(names.count(n) == 1 for n in names if n != broken)  # a failed Job is retried by a new run only
     assert NEEDS_BROKEN not in {_node_key(j) for j in run["posted"]}
     order = run["all_requests"]
-    completed = {}  # Job name -> index of the status patch that made it Complete
+    completed: dict[str, int] = {}  # Job name -> index of the status patch that made it Complete
     for i, r in enumerate(order):
         status = (r.data or {}).get("status") or {} if r.method == "PATCH" else {}
         if any(c["type"] == "Complete" for c in status.get("conditions") or []):
@@ -235,6 +242,7 @@ def test_failed_job_fails_at_once_and_its_pod_log_lands_in_the_build_record(run)
                      .glob("*.json"))
     record = json.loads(records[-1].read_text())
     assert record["exit_code"] == pods[-1].exit_code != 0
+    assert record["executor"] == "kubernetes" and record["where"] == f"pod {NS}/{pods[-1].pod}"
     log = Path(run["scenario"].volume / Path(record["log"]).relative_to(ROOT)).read_text()
     pod_log = run["scenario"].base / "kubelet" / f"{pods[-1].pod}.log"
     assert "Sanity check failed" in log and log == pod_log.read_text()

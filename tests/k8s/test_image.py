@@ -39,14 +39,14 @@ def containerfile() -> list[tuple[str, str]]:
         if not line.endswith("\\"):
             joined.append(pending.strip())
             pending = ""
-    return [tuple(line.split(None, 1)) for line in joined]
+    return [(words[0], words[1] if len(words) > 1 else "") for words in (line.split(None, 1) for line in joined)]
 
 
 def image_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for instruction, args in containerfile():
         if instruction == "ENV":
-            env.update(pair.split("=", 1) for pair in shlex.split(args))
+            env.update(pair.split("=", 1) for pair in shlex.split(args))  # type: ignore[misc]
     return env
 
 

@@ -11,8 +11,17 @@ import pytest
 import yaml
 
 from tests.helpers import REPO, modlib
-from tests.k8s.validate import (K8S_JOBS, K8S_VERSIONS, UnknownKind, kustomize, pod_templates, run_checkov,
-                                schema_errors, semantic_problems, write_manifests)
+from tests.k8s.validate import (
+    K8S_JOBS,
+    K8S_VERSIONS,
+    UnknownKind,
+    kustomize,
+    pod_templates,
+    run_checkov,
+    schema_errors,
+    semantic_problems,
+    write_manifests,
+)
 
 KUSTOMIZATIONS = ("base", "overlays/cpu-only", "overlays/gpu", "overlays/notebook", "examples/site")
 NOTEBOOK = K8S_JOBS / "overlays" / "notebook"

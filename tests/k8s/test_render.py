@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder.build.command import invocation
-from builder.build.inputs import inputs_dir
-from builder.build.k8s_objects import build_job, job_name
+from builder.execute.command import invocation
+from builder.execute.inputs import inputs_dir
+from builder.execute.k8s_objects import build_job, job_name
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
 from tests.helpers import REPO, modlib
@@ -96,8 +96,13 @@ def test_cpu_jobs_ask_for_no_gpu_and_placement_comes_from_the_config(tmp_path, d
     config = yaml.safe_load((REPO / "easyconfigs" / "library.yaml").read_text())
     config["targets"]["cuda"]["kubernetes"] = {
         "gpus": 0, "node_selector": {"node-role/compile": "yes"}, "tolerations": [],
-        "resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"memory": "32Gi"}}}
-    config["kubernetes"] = {"namespace": "builds", "claim": "software", "image": "registry.example/b:1"}
+        "resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"memory": "32Gi"}},
+        "pod_overrides": {"priorityClassName": "gpu-builds", "securityContext": {"fsGroup": 2000}}}
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}}
+    config["kubernetes"] = {"namespace": "builds", "claim": "software", "image": "registry.example/b:1",
+                            "pod_overrides": {"affinity": affinity, "imagePullSecrets": [{"name": "registry"}],
+                                              "priorityClassName": "builds"}}
     (tmp_path / "easyconfigs").mkdir()
     path = tmp_path / "easyconfigs" / "library.yaml"
     path.write_text(yaml.safe_dump({**config, "easyconfig_paths": [str(REPO / "easyconfigs")],
@@ -113,6 +118,12 @@ def test_cpu_jobs_ask_for_no_gpu_and_placement_comes_from_the_config(tmp_path, d
     assert pod["nodeSelector"] == {"node-role/compile": "yes"} and "tolerations" not in pod
     assert pod["containers"][0]["resources"] == {"requests": {"cpu": "8", "memory": "32Gi"},
                                                  "limits": {"memory": "32Gi"}}
+    # pod_overrides: library-wide, then the target's, merged last; dicts key by key, the rest replaced
+    assert pod["affinity"] == affinity and pod["imagePullSecrets"] == [{"name": "registry"}]
+    assert pod["priorityClassName"] == "gpu-builds"
+    assert pod["securityContext"]["fsGroup"] == 2000 and pod["securityContext"]["runAsNonRoot"] is True
+    for version in K8S_VERSIONS:
+        assert schema_errors(job, version) == []
 
 
 def test_job_names_hash_the_node_not_the_plan(demo):

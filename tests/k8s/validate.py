@@ -47,7 +47,7 @@ class UnknownKind(kubernetes_validate.SchemaNotFoundError):
         return self.message
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validator(api_version: str, kind: str, version: str) -> jsonschema.protocols.Validator:
     """One compiled strict validator per (apiVersion, kind, minor): loading a schema costs ~50 ms."""
     bundled = [v for v in all_versions() if _minor_key(major_minor(v)) <= _minor_key(version)]
@@ -59,7 +59,7 @@ def _validator(api_version: str, kind: str, version: str) -> jsonschema.protocol
     try:
         schema = schema_contents(f"{folder}/{kind.lower()}-{group}.json", version)
     except FileNotFoundError:
-        raise UnknownKind(kind=kind, version=version, api_version=api_version)
+        raise UnknownKind(kind=kind, version=version, api_version=api_version) from None
     definitions = schema_contents(f"{folder}/_definitions.json", version)
     registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
     return jsonschema.Draft202012Validator(schema, registry=registry)
@@ -97,7 +97,7 @@ LABEL_NAMED_KINDS = {"Job", "CronJob", "Namespace", "Service"}
 PSS_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
                     "projected", "secret"}
 CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-CRON_NAMES = ({}, {}, {}, {m: i + 1 for i, m in enumerate(
+CRON_NAMES: tuple[dict[str, int], ...] = ({}, {}, {}, {m: i + 1 for i, m in enumerate(
     "jan feb mar apr may jun jul aug sep oct nov dec".split())},
     {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())})
 CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
@@ -140,7 +140,7 @@ def _name_problems(doc: dict) -> list[str]:
     pattern = DNS_LABEL if kind in LABEL_NAMED_KINDS else DNS_SUBDOMAIN
     if not pattern.match(name):
         problems.append(f"metadata.name {name!r}: not a DNS-1123 {'label' if pattern is DNS_LABEL else 'subdomain'}")
-    limit = MAX_NAME.get(kind, 253)
+    limit = MAX_NAME.get(kind or "", 253)
     if len(name) > limit:
         problems.append(f"metadata.name {name!r}: {len(name)} characters, at most {limit} for a {kind}")
     return problems
@@ -261,8 +261,9 @@ def _cron_field_ok(field: str, index: int) -> bool:
         ends = base.split("-")
         if len(ends) > 2:
             return False
-        values = [names.get(e.lower(), int(e) if e.isdigit() else None) for e in ends]
-        if any(v is None or not low <= v <= high for v in values) or values != sorted(values):
+        found = [names.get(e.lower(), int(e) if e.isdigit() else None) for e in ends]
+        values = [v for v in found if v is not None]
+        if len(values) < len(found) or any(not low <= v <= high for v in values) or values != sorted(values):
             return False
     return True
 

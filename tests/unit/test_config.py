@@ -23,6 +23,18 @@ def test_modlib_root_overrides(tmp_path):
     assert settings.root == tmp_path / "vol"
 
 
+def test_lmod_and_the_pypi_index_are_settings_resolved_once(tmp_path):
+    cfg = write_config(tmp_path, {"cpu": CPU}, extra={"sources": {"pypi_simple": "https://mirror.example/simple/"}})
+    plain = load_settings(cfg, env={})
+    assert plain.lmod_prefix == Path("/usr/share/lmod/lmod") and plain.pypi_simple == "https://mirror.example/simple"
+    lmod = tmp_path / "opt" / "lmod" / "8.7" / "libexec"
+    lmod.mkdir(parents=True)
+    (lmod / "lmod").write_text("")
+    env = {"LMOD_CMD": str(lmod / "lmod"), "MODLIB_PYPI_SIMPLE": "http://127.0.0.1:9/simple"}
+    custom = load_settings(cfg, env=env)
+    assert custom.lmod_prefix == lmod.parent and custom.pypi_simple == "http://127.0.0.1:9/simple"
+
+
 @pytest.mark.parametrize("mutate, expect", [
     (lambda d: d.update(colour="blue"), "Additional properties are not allowed ('colour'"),
     (lambda d: d["targets"]["cpu"].update(kind="gpu"), "at 'targets.cpu.kind'"),
