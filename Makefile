@@ -8,7 +8,7 @@ LMOD_INIT := /usr/share/lmod/lmod/init/bash
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup test-tools apt-packages kubectl demo test bench clean-library
+.PHONY: setup test-tools apt-packages kubectl demo test lint bench clean-library
 
 APT_PACKAGES := lmod file python3-venv
 # mmdebstrap: tests/k8s/test_image.py runs the builder image's install script in a bookworm root file system
@@ -55,8 +55,13 @@ demo: setup
 	@echo "  source library/live/targets/cpu/env.sh          # or: eval \"\$$($(VENV)/bin/modlib env --target cpu)\"; cuda on a GPU node"
 	@echo "  module load Jinja2/3.1.4-GCCcore-system && $(VENV)/bin/python -c 'import jinja2; print(jinja2.__version__)'"
 
-test: setup test-tools
+test: setup test-tools lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# types and lint are part of the tests: mypy (packages and settings in pyproject.toml) and ruff
+lint: setup
+	$(VENV)/bin/ruff check builder tests bench
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(call apt_install,fuse libfuse2)

@@ -239,7 +239,7 @@ def _generate_share(args: tuple[list[Node], dict[str, Node], bool]) -> list[Node
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 generate_one(node, nodes, stubs)
-        except Exception:  # noqa: BLE001 - any easyblock that needs more than the fast path goes to eb
+        except Exception:
             failed.append(node)
     return failed
 

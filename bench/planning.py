@@ -88,7 +88,8 @@ def eb_robot_noop(root: Path) -> float:
                               f"--installpath-software={root / tree / 'software'}",
                               f"--installpath-modules={root / tree / 'modules'}", "--disable-show-progress-bar",
                               "--output-style=basic", "--cuda-compute-capabilities=8.0,9.0"],
-                             env={**EB_ENV, "MODULEPATH": modulepath, "PATH": f"{REPO / '.venv' / 'bin'}:{EB_ENV['PATH']}"})
+                             env={**EB_ENV, "MODULEPATH": modulepath,
+                                  "PATH": f"{REPO / '.venv' / 'bin'}:{EB_ENV['PATH']}"})
         if "already installed" not in result.stdout + result.stderr:
             raise RuntimeError("eb --robot did not find the demo library installed: " + result.stdout[-1000:])
         total += took

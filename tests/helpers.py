@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 LMOD_INIT = "/usr/share/lmod/lmod/init/bash"
-PYVER = "%d.%d" % sys.version_info[:2]
+PYVER = "{}.{}".format(*sys.version_info[:2])
 
 
 def write_config(repo: Path, targets: dict, *, easyconfig_paths: list[str] | None = None,

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import bundle_easyconfig, copy_site_easyconfigs, link_sources, lmod, modlib, write_config, write_easystack
+from tests.helpers import (
+    bundle_easyconfig,
+    copy_site_easyconfigs,
+    link_sources,
+    lmod,
+    modlib,
+    write_config,
+    write_easystack,
+)
 
 pytestmark = pytest.mark.e2e
 

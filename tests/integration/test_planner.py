@@ -52,7 +52,8 @@ def test_installed_is_decided_from_module_files(demo):
 
 def test_eessi_plan_lists_exactly_what_eb_dry_run_robot_lists(tmp_path):
     """The 1102 modules EasyBuild 5.4.1's `eb --dry-run --robot` resolves for EESSI 2025.06 (tests/data)."""
-    result = modlib("plan", "--config", str(REPO / "easyconfigs" / "library.yaml"), "--json", "--easystack", str(DATA / "eessi-2025.06.yml"),
+    result = modlib("plan", "--config", str(REPO / "easyconfigs" / "library.yaml"), "--json",
+                    "--easystack", str(DATA / "eessi-2025.06.yml"),
                     env={"MODLIB_ROOT": str(tmp_path)}, check=True)
     planned = [n["module"] for n in json.loads(result.stdout)["nodes"]]
     expected = {line.strip() for line in (DATA / "eessi-2025.06-eb-modules.txt").read_text().splitlines()

@@ -11,6 +11,7 @@ from tests.helpers import REPO
 @pytest.fixture(scope="module")
 def hooks():
     spec = importlib.util.spec_from_file_location("modlib_hooks", REPO / "hooks" / "modlib_hooks.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

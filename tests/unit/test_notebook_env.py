@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from builder.publish.notebook_env import env_lines, lmodrc
 from builder.read.config import load_settings
 from tests.helpers import REPO
@@ -27,7 +29,7 @@ def test_cpu_notebook_sees_only_the_cpu_tree_and_cached_loads_can_be_off():
 
 
 def test_lmodrc_keeps_lmods_properties_and_adds_the_cache():
-    text = lmodrc('propT = { arch = {} }\n', "/srv/lib/live/targets/cpu/cache")
+    text = lmodrc('propT = { arch = {} }\n', Path("/srv/lib/live/targets/cpu/cache"))
     assert text.startswith("propT = { arch = {} }")
     assert '["dir"] = "/srv/lib/live/targets/cpu/cache"' in text
     assert '["timestamp"] = "/srv/lib/live/targets/cpu/cache/timestamp"' in text
