@@ -40,7 +40,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-import latencyfs  # noqa: E402
+import latencyfs  # type: ignore[import-not-found]  # noqa: E402  (run as a script too)
 
 LMOD_INIT = "/usr/share/lmod/lmod/init/bash"
 LMOD_LIBEXEC = Path("/usr/share/lmod/lmod/libexec")
@@ -367,14 +367,14 @@ def check_results(cells: list[Cell], expected_loaded: int, places, work, args, s
         cell = next(c for c in cells if (c.place, c.mode, c.command) == (place, mode, command))
         return [listed(o) for o in cell.outputs]
 
-    checks = {}
+    checks: dict[str, object] = {}
     for command in ("avail", "spider"):
         ref = names("local", "no cache", command)[0]
         every = [lst for p in ("local", "fuse") for m in ("no cache", "cache") for lst in names(p, m, command)]
         checks[f"{command}_modules"] = len(ref)
         checks[f"{command}_all_runs_identical"] = all(lst == ref for lst in every)
     checks["load_expected_modules"] = expected_loaded
-    checks["load_loaded_modules"] = sorted({c.loaded for c in cells if c.command.startswith("load")})
+    checks["load_loaded_modules"] = sorted({c.loaded or 0 for c in cells if c.command.startswith("load")})
     source_modulepath = work / "tree" / "modules" / "all"
     checks["canary_local"] = canary_check(places["local"], source_modulepath, scratch)
     with fuse_mount(args, work, None):

@@ -59,8 +59,8 @@ def median_plan(easystack: Path, root: Path, caches: list[Path]) -> tuple[float,
 
 
 def plan_rows(easystack: Path, repeat: int = 3) -> list[dict]:
-    with tempfile.TemporaryDirectory(prefix="modlib-bench-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="modlib-bench-") as scratch:
+        tmp = Path(scratch)
         eb_time, eb_modules = eb_dry_run(easystack, tmp)
         cold, cold_modules = median_plan(easystack, tmp / "empty", [tmp / f"cold{i}" for i in range(repeat)])
         warm, warm_modules = median_plan(easystack, tmp / "empty", [tmp / "cold0"] * repeat)
