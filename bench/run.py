@@ -55,6 +55,19 @@ def notebook_rows(workdir: Path) -> list[dict]:
     return rows
 
 
+def publish_rows(workdir: Path) -> list[dict]:
+    """One built node's publish with 10, 100 and 1,000 modules in the store, from the live generation
+    against from scratch (what every publish did before)."""
+    out = workdir / "publish_cost.json"
+    subprocess.run([sys.executable, str(REPO / "bench" / "publish_cost.py"), "--workdir", str(workdir),
+                    "--json", str(out)], check=True, cwd=REPO)
+    results = {(r["size"], r["way"]): r["median_s"] for r in json.loads(out.read_text())["results"]}
+    return [{"benchmark": f"publish one built node, {size} modules in the store (cpu + cuda targets; median)",
+             "modlib_s": results[(size, "incremental")], "other": "same, generation from scratch",
+             "other_s": results[(size, "full")], "target": "<= 0.15 s" if size == 1000 else ""}
+            for size in sorted({size for size, _ in results})]
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| benchmark | modlib | compared with | their time | ratio | target |", "|---|---:|---|---:|---:|---|"]
     for r in rows:
@@ -77,6 +90,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "performance.md")
     args = parser.parse_args()
     rows = planning.plan_rows(EESSI) + [planning.noop_row(REPO / "library")] + schedule_rows()
+    rows += publish_rows(args.workdir)
     if not args.skip_notebook:
         rows += notebook_rows(args.workdir)
     text = table(rows)

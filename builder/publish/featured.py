@@ -1,7 +1,7 @@
 """The featured-modules index: what the notebook UI shows first, built from what is really published.
 
-Lmod's own catalogue (``spider -o jsonSoftwarePage``) of the new generation is the source, so the
-index can only name modules that load. A featured entry that is not published, or that was built for
+Lmod's own catalogue (``spider -o jsonSoftwarePage``) of the featured names in the new generation is
+the source, so the index can only name modules that load. A featured entry that is not published, or that was built for
 another Python than the notebook's, gives a warning and is left out: never a broken index.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import jsonschema
 
+from builder.publish import lmod, spider_cache
 from builder.read.config import Featured, Settings
 
 # EasyBuild writes either "lib/python3.11/site-packages" or pathJoin(root, "lib", "python3.11", "site-packages")
@@ -93,3 +96,25 @@ def write(featuring: Featuring, folder: Path) -> None:
     config = {"Lmod": {"launcher_pins": sorted(featuring.launchers),
                        "launcher_module_map": dict(sorted(featuring.launchers.items()))}}
     (folder / "jupyter_server_config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def catalogue(prefix: Path, names: list[str], modulepath: list[Path]) -> list[dict]:
+    """Lmod's catalogue of just ``names`` in ``modulepath``: spider walks links to their folders only (what
+    it says of a name depends on that name's folder alone), and the paths it gives are put back."""
+    with tempfile.TemporaryDirectory(prefix="modlib-featured-") as tmp:
+        farms = [spider_cache.link_farm(Path(tmp) / str(i), tree, names) for i, tree in enumerate(modulepath)]
+        packages = lmod.spider_json(prefix, farms)
+    for package in packages:
+        for version in package.get("versions", []):
+            path = Path(version["path"])
+            farm = next(f for f in farms if path.is_relative_to(f))
+            version["path"] = str(modulepath[farms.index(farm)] / path.relative_to(farm))
+    return packages
+
+
+def reuse(previous: Path, folder: Path) -> None:
+    """No featured name changed: the previous generation's index, links and jupyter config, unchanged."""
+    for name in ("featured.json", "jupyter_server_config.json"):
+        os.link(previous / name, folder / name)
+    if (previous / "featured").is_dir():
+        shutil.copytree(previous / "featured", folder / "featured", symlinks=True)

@@ -1,9 +1,8 @@
-"""Lmod's own tools, found beside the `lmod` command: the spider and the system-cache updater."""
+"""Lmod's own tools under its prefix (Settings.lmod_prefix): its default rc and its spider."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from builder import proc
@@ -24,29 +23,15 @@ def default_lmodrc(prefix: Path) -> str:
     return _tool(prefix, "init", "lmodrc.lua").read_text()
 
 
-def spider_json(prefix: Path, modulepath: list[Path]) -> list[dict]:
-    """Lmod's catalogue of a module tree (`spider -o jsonSoftwarePage`)."""
+def spider_output(prefix: Path, style: str, modulepath: list[Path]) -> str:
+    """What Lmod's spider writes for ``modulepath`` in one of its output styles (``spiderT``: the cache)."""
     spider = _tool(prefix, "libexec", "spider")
-    result = proc.run([str(spider), "-o", "jsonSoftwarePage", ":".join(str(p) for p in modulepath)])
+    result = proc.run([str(spider), "-o", style, ":".join(str(p) for p in modulepath)])
     if result.returncode != 0:
         raise RunFailed(f"{spider} failed on {modulepath}: {result.stderr.strip()[-500:]}")
-    return json.loads(result.stdout or "[]")
+    return result.stdout
 
 
-def build_spider_cache(prefix: Path, modulepath: list[Path], cache_dir: Path, seen_as: tuple[str, str]) -> None:
-    """Lmod's update_lmod_system_cache_files over ``modulepath``, then module paths rewritten from how
-    the builder sees them to how notebooks see them (``seen_as`` = (old prefix, new prefix)): Lmod matches
-    a cache to MODULEPATH entries by their literal text."""
-    tool = _tool(prefix, "libexec", "update_lmod_system_cache_files")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    result = proc.run([str(tool), "-d", str(cache_dir), "-t", str(cache_dir / "timestamp"),
-                       ":".join(str(p) for p in modulepath)])
-    if result.returncode != 0:
-        raise RunFailed(f"{tool} failed: {(result.stdout + result.stderr).strip()[-500:]}")
-    lua = cache_dir / "spiderT.lua"
-    lua.write_text(lua.read_text().replace(seen_as[0], seen_as[1]))
-    for compiled in cache_dir.glob("spiderT.luac_*"):  # keep the compiled twin in step with the text
-        luac = shutil.which("luac" + compiled.name.rsplit("_", 1)[1])
-        compiled.unlink()
-        if luac:
-            proc.run([luac, "-o", str(compiled), str(lua)], check=True)
+def spider_json(prefix: Path, modulepath: list[Path]) -> list[dict]:
+    """Lmod's catalogue of a module tree (`spider -o jsonSoftwarePage`)."""
+    return json.loads(spider_output(prefix, "jsonSoftwarePage", modulepath) or "[]")

@@ -39,9 +39,11 @@ def env_lines(settings: Settings, target_name: str) -> list[str]:
     return [f"export {name}={shlex.quote(value)}" for name, value in values]
 
 
-def lmodrc(default_rc: str, cache_dir: Path) -> str:
-    return (default_rc.rstrip("\n") + "\n\n-- modlib: the library's spider cache, rebuilt by every publish\n"
-            f'scDescriptT = {{\n  {{ ["dir"] = "{cache_dir}", ["timestamp"] = "{cache_dir}/timestamp" }},\n}}\n')
+def lmodrc(default_rc: str, *cache_dirs: Path | str) -> str:
+    """Lmod's default rc plus the system spider caches (one per tree the target sees; Lmod merges them)."""
+    entries = "".join(f'  {{ ["dir"] = "{d}", ["timestamp"] = "{d}/timestamp" }},\n' for d in cache_dirs)
+    return (default_rc.rstrip("\n") + "\n\n-- modlib: the library's spider caches, one per tree, kept current by every "
+            f"publish\nscDescriptT = {{\n{entries}}}\n")
 
 
 def env_sh(settings: Settings, target_name: str) -> str:

@@ -1,11 +1,18 @@
 """Publication: a new generation of the live view, swapped in with one symlink rename.
 
-What a notebook sees (module files, spider cache, featured index, the files it sources) lives in
+What a notebook sees (module files, spider caches, featured index, the files it sources) lives in
 ``<root>/views/<generation>``, and notebooks reach it only through ``<root>/live``. A publish builds
 a complete new generation beside the old one (module files are hard links to the store, which is
 only ever changed by renames, so old generations keep their bytes), then renames a new symlink over
 ``live``: readers see the old view or the new one, never a mix. A publish killed half-way leaves an
 unreferenced folder that the next publish removes.
+
+A run publishes after every built node, so a publish must not cost more as the library grows. It
+compares the store with what the live generation was made from (``publish.json``: each stored file's
+inode, size and time) and has Lmod work only on the module names that changed: their part of their
+tree's spider cache (builder/publish/spider_cache.py), and the featured index when a featured name is
+among them. Everything else is taken from the live generation as it is. A changed configuration, Lmod,
+library root or set of trees, or a live generation without ``publish.json``, means a publish from scratch.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import uuid
 from pathlib import Path
 
 from builder.layout import Layout
-from builder.publish import featured, lmod
+from builder.publish import featured, lmod, spider_cache
 from builder.publish.live import read_manifest
 from builder.publish.notebook_env import env_sh, lmodrc, modulepath
 from builder.read.config import Settings
@@ -27,16 +34,48 @@ from builder.read.config import Settings
 #: Generations kept besides the live one, for shells that resolved ``live`` a moment before a swap.
 KEEP_PREVIOUS = 2
 
+#: A store listing: path below the tree's store -> [inode, size, mtime_ns] of a file, "->target" of a
+#: link, or "dir".
+Listing = dict[str, "list[int] | str"]
+
+
+def _listing(base: Path) -> Listing:
+    """The store of one tree, walked with scandir (a file's type comes with its name; one lstat per file)."""
+    out: Listing = {}
+    pending = [""] if base.is_dir() else []
+    while pending:
+        rel = pending.pop()
+        with os.scandir(base / rel if rel else base) as entries:
+            for entry in entries:
+                key = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_symlink():
+                    out[key] = "->" + os.readlink(entry.path)
+                elif entry.is_dir():
+                    out[key] = "dir"
+                    pending.append(key)
+                else:
+                    st = entry.stat(follow_symlinks=False)
+                    out[key] = [entry.inode(), st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _trees(settings: Settings) -> list[str]:
+    return sorted({t.tree for t in settings.targets.values()})
+
+
+def _digest(settings: Settings, listings: dict[str, Listing]) -> str:
+    digest = hashlib.sha256(settings.config_file.read_bytes())
+    for tree in sorted(listings):
+        for rel, value in sorted(listings[tree].items()):
+            if value != "dir":
+                detail = value if isinstance(value, str) else f"{value[1]}:{value[2]}"
+                digest.update(f"{tree}/modules/all/{rel}:{detail}\n".encode())
+    return digest.hexdigest()
+
 
 def inputs_digest(settings: Settings) -> str:
     """Everything a view is made from: the config and the store's module files."""
-    digest = hashlib.sha256(settings.config_file.read_bytes())
-    for tree in sorted({t.tree for t in settings.targets.values()}):
-        base = settings.layout.store(tree)
-        for path in sorted(base.rglob("*")) if base.is_dir() else []:
-            st = path.lstat()
-            digest.update(f"{path.relative_to(settings.root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    return _digest(settings, {tree: _listing(settings.layout.store(tree)) for tree in _trees(settings)})
 
 
 def current_inputs(layout: Layout) -> str | None:
@@ -46,16 +85,53 @@ def current_inputs(layout: Layout) -> str | None:
         return None
 
 
-def _link_tree(src: Path, dest: Path) -> None:
+def _matching(dest: Path, listing: Listing) -> set[str]:
+    """What ``dest`` (a recycled tree of an old generation) already holds as ``listing`` wants it; the rest
+    of it is removed. A file matches when it is a hard link to the stored file (same inode)."""
+    matching: set[str] = set()
+    pending = [""] if dest.is_dir() else []
+    while pending:
+        rel = pending.pop()
+        stale = []
+        with os.scandir(dest / rel if rel else dest) as entries:
+            for entry in entries:
+                key = f"{rel}/{entry.name}" if rel else entry.name
+                want = listing.get(key)
+                if entry.is_symlink():
+                    ok = want == "->" + os.readlink(entry.path)
+                elif entry.is_dir():
+                    ok = want == "dir"
+                else:
+                    ok = isinstance(want, list) and want[0] == entry.inode()
+                if ok:
+                    matching.add(key)
+                    if want == "dir":
+                        pending.append(key)
+                else:
+                    stale.append(entry)
+        for entry in stale:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    return matching
+
+
+def _mirror(src: Path, dest: Path, listing: Listing) -> None:
+    """Make ``dest`` hold what ``listing`` says the store ``src`` holds: hard links to its files, its links
+    and folders. Only what a recycled ``dest`` lacks is made."""
+    present = _matching(dest, listing)
     dest.mkdir(parents=True, exist_ok=True)
-    for path in sorted(src.rglob("*")) if src.is_dir() else []:
-        target = dest / path.relative_to(src)
-        if path.is_symlink():
-            target.symlink_to(os.readlink(path))
-        elif path.is_dir():
-            target.mkdir(exist_ok=True)
+    for rel in sorted(listing):  # a folder sorts before what it holds
+        value = listing[rel]
+        if rel in present:
+            continue
+        if value == "dir":
+            os.mkdir(dest / rel)
+        elif isinstance(value, str):
+            os.symlink(value[2:], dest / rel)
         else:
-            os.link(path, target)
+            os.link(src / rel, dest / rel)
 
 
 def _modulerc(settings: Settings, gen: Path, trees: list[str]) -> list[str]:
@@ -73,13 +149,14 @@ def _modulerc(settings: Settings, gen: Path, trees: list[str]) -> list[str]:
         for home in homes:
             lines.setdefault(home / module.split("/")[0] / ".modulerc.lua", []).append(line)
     for path, content in lines.items():
+        path.unlink(missing_ok=True)  # a hard link into the store: write a new file, never through the link
         path.write_text("\n".join(content) + "\n")
     return warnings
 
 
 def _moduleclass(settings: Settings, gen: Path, path: Path) -> str:
     """The EasyBuild moduleclass recorded when the module file at ``path`` (in ``gen``) was stored."""
-    for tree in {t.tree for t in settings.targets.values()}:
+    for tree in _trees(settings):
         modules = settings.layout.view_tree(gen, tree)
         if path.is_relative_to(modules):
             module = str(path.relative_to(modules))[: -len(".lua")]
@@ -87,37 +164,124 @@ def _moduleclass(settings: Settings, gen: Path, path: Path) -> str:
     return ""
 
 
-def _target_files(settings: Settings, gen: Path, name: str) -> list[str]:
+def _previous(settings: Settings, trees: list[str], state_of_now: dict) -> tuple[Path, dict] | None:
+    """The live generation and what it was made from, when this publish can start from it."""
+    try:
+        gen = settings.layout.live().resolve(strict=True)
+        state = json.loads(settings.layout.view_state(gen).read_text())
+    except (OSError, ValueError):
+        return None
+    same = all(state.get(key) == value for key, value in state_of_now.items())
+    if not same or sorted(state.get("files", {})) != trees:
+        return None
+    return gen, state
+
+
+def _changed(old: Listing, new: Listing) -> list[str] | None:
+    """Top-level names (folders below modules/all) whose files differ; None when a file right in the tree
+    changed (a tree-wide .modulerc.lua, say): then the whole tree is made again."""
+    names = set()
+    for rel in old.keys() ^ new.keys() | {r for r in old.keys() & new.keys() if old[r] != new[r]}:
+        if "/" not in rel and new.get(rel, old.get(rel)) != "dir":
+            return None
+        names.add(rel.split("/")[0])
+    return sorted(names)
+
+
+def _tree_caches(settings: Settings, gen: Path, changes: dict[str, list[str] | None], previous: Path | None,
+                 scratch: Path) -> None:
+    """Each tree's spider cache: Lmod over the changed names (all of them for a tree made again), the
+    previous generation's cache for a tree with none."""
+    layout = settings.layout
+    for tree, names in changes.items():
+        if previous is not None and names == []:
+            spider_cache.reuse(layout.view_cache(previous, tree), layout.view_cache(gen, tree))
+            continue
+        previous_cache = layout.view_cache(previous, tree) if previous is not None and names is not None else None
+        walk = layout.view_tree(gen, tree)
+        if previous is not None and names is not None:
+            walk = spider_cache.link_farm(scratch / tree, walk, names)
+        source = spider_cache.TreeSource(walk, layout.view_tree(layout.live(), tree), names, previous_cache)
+        spider_cache.update(settings.lmod_prefix, source, layout.view_cache(gen, tree))
+
+
+def _target_files(settings: Settings, gen: Path, name: str, changes: dict[str, list[str] | None],
+                  previous: tuple[Path, dict] | None) -> list[str]:
     layout = settings.layout
     folder = layout.view_target(gen, name)
-    paths = modulepath(settings, name, base=gen)
+    folder.mkdir(parents=True)
     live = layout.live()
-    lmod.build_spider_cache(settings.lmod_prefix, paths, folder / "cache", seen_as=(f"{gen}/", f"{live}/"))
+    trees = settings.layered_trees(settings.target(name))
     (folder / "lmodrc.lua").write_text(lmodrc(lmod.default_lmodrc(settings.lmod_prefix),
-                                              layout.view_target(live, name) / "cache"))
+                                              *(layout.view_cache(live, t) for t in trees)))
     (folder / "env.sh").write_text(env_sh(settings, name))
-    gpu = [layout.view_tree(gen, t) for t in settings.layered_trees(settings.target(name))
-           if settings.target_of_tree(t).kind == "cuda"]
-    featuring = featured.feature(settings, name, lmod.spider_json(settings.lmod_prefix, paths), gpu,
-                                 lambda path: _moduleclass(settings, gen, path))
+    wanted = {f.name for f in settings.featured if not f.targets or name in f.targets}
+    touched = any(changes[t] is None or wanted & set(changes[t] or ()) for t in trees)
+    if previous is not None and not touched:
+        featured.reuse(layout.view_target(previous[0], name), folder)
+        return previous[1]["featured_warnings"][name]
+    gpu = [layout.view_tree(gen, t) for t in trees if settings.target_of_tree(t).kind == "cuda"]
+    catalogue = featured.catalogue(settings.lmod_prefix, sorted(wanted), modulepath(settings, name, base=gen))
+    featuring = featured.feature(settings, name, catalogue, gpu, lambda path: _moduleclass(settings, gen, path))
     featured.write(featuring, folder)
     return featuring.warnings
 
 
-def publish_view(settings: Settings) -> tuple[Path, list[str]]:
-    """Make and swap in a new generation; returns it and the warnings for the admin."""
+def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[str]]:
+    """Make and swap in a new generation; returns it and the warnings for the admin. ``full`` makes it
+    from scratch rather than from the live generation (the result is the same; benchmarks compare them)."""
     layout = settings.layout
-    gen = layout.views() / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-    trees = sorted({t.tree for t in settings.targets.values()})
+    gen = _new_generation(layout)
+    trees = _trees(settings)
+    listings = {tree: _listing(layout.store(tree)) for tree in trees}
+    state = {"config": hashlib.sha256(settings.config_file.read_bytes()).hexdigest(),
+             "lmod": str(settings.lmod_prefix.resolve()), "live": str(layout.live())}
+    previous = None if full else _previous(settings, trees, state)
+    changes = {tree: None if previous is None else _changed(previous[1]["files"][tree], listings[tree])
+               for tree in trees}
+    if previous is not None:
+        _recycle(layout, gen, trees)
     for tree in trees:
-        _link_tree(layout.store(tree), layout.view_tree(gen, tree))
+        _mirror(layout.store(tree), layout.view_tree(gen, tree), listings[tree])
     warnings = _modulerc(settings, gen, trees)
-    for name in settings.targets:
-        warnings += _target_files(settings, gen, name)
-    layout.view_inputs(gen).write_text(json.dumps({"digest": inputs_digest(settings)}) + "\n")
+    scratch = gen / ".scratch"
+    _tree_caches(settings, gen, changes, previous and previous[0], scratch)
+    shutil.rmtree(scratch, ignore_errors=True)
+    featured_warnings = {name: _target_files(settings, gen, name, changes, previous) for name in settings.targets}
+    layout.view_state(gen).write_text(json.dumps({**state, "files": listings, "featured_warnings": featured_warnings}))
+    layout.view_inputs(gen).write_text(json.dumps({"digest": _digest(settings, listings)}) + "\n")
     _swap(layout, gen)
     _collect_garbage(layout, gen)
-    return gen, warnings
+    return gen, warnings + [w for name in settings.targets for w in featured_warnings[name]]
+
+
+def _new_generation(layout: Layout) -> Path:
+    """Names sort in the order generations were made (to the nanosecond), which garbage collection relies on."""
+    now = time.time_ns()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
+    return layout.views() / f"{stamp}.{now % 10**9:09d}-{uuid.uuid4().hex[:8]}"
+
+
+def _expired(layout: Layout, current: Path) -> list[Path]:
+    """Generations the next garbage collection removes once ``current`` is live: every other one but the
+    KEEP_PREVIOUS newest complete ones (inputs.json is written last) and the one ``live`` points to now.
+    Folders of publishes killed half-way are incomplete, so they go first."""
+    views = layout.views()
+    others = sorted((p for p in views.iterdir() if p != current), reverse=True) if views.is_dir() else []
+    kept = [p for p in others if layout.view_inputs(p).is_file()][:KEEP_PREVIOUS] + [layout.live().resolve()]
+    return [p for p in others if p not in kept]
+
+
+def _recycle(layout: Layout, gen: Path, trees: list[str]) -> None:
+    """Move the module trees of a generation that expires with this publish into ``gen``: making the
+    generation then costs what changed since that one, not a folder and a hard link per module (and
+    removing it would have cost as much again)."""
+    for old in _expired(layout, gen):
+        if all(layout.view_tree(old, tree).is_dir() for tree in trees):
+            for tree in trees:
+                layout.view_tree(gen, tree).parent.mkdir(parents=True)
+                os.rename(layout.view_tree(old, tree), layout.view_tree(gen, tree))
+            return
 
 
 def _swap(layout: Layout, gen: Path) -> None:
@@ -127,6 +291,5 @@ def _swap(layout: Layout, gen: Path) -> None:
 
 
 def _collect_garbage(layout: Layout, current: Path) -> None:
-    others = sorted((p for p in layout.views().iterdir() if p != current), reverse=True)
-    for old in others[KEEP_PREVIOUS:]:
+    for old in _expired(layout, current):
         shutil.rmtree(old, ignore_errors=True)

@@ -66,7 +66,8 @@ if touch "$ROOT/live/write-test" 2>/dev/null; then echo "volume is writable"; ex
 source /usr/share/lmod/lmod/init/bash
 source "$ROOT/live/targets/cuda/env.sh"
 module -D -t avail > /tmp/modlib-avail-debug.$$ 2>&1
-grep -q "cacheFile found: $ROOT/live/targets/cuda/cache/spiderT" /tmp/modlib-avail-debug.$$
+grep -q "cacheFile found: $ROOT/live/trees/cuda/cache/spiderT" /tmp/modlib-avail-debug.$$
+grep -q "cacheFile found: $ROOT/live/trees/cpu/cache/spiderT" /tmp/modlib-avail-debug.$$
 grep -q "buildSpiderT: false" /tmp/modlib-avail-debug.$$
 rm -f /tmp/modlib-avail-debug.$$
 for m in $MODULES; do module load "$m"; done

@@ -1,0 +1,209 @@
+"""A publish made from the live generation gives exactly the view a publish from scratch gives, and Lmod
+really reads it: real Lmod (spider, serializer, `module`), module files written as EasyBuild writes them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from builder.layout import Layout
+from builder.publish import featured, lmod, view
+from builder.publish.notebook_env import modulepath
+from builder.read.config import load_settings
+from tests.helpers import lmod as lmod_shell
+from tests.helpers import write_config, write_easystack
+
+MODULE = '''help([==[
+
+Description
+===========
+{name} {version}, a test module.
+
+
+More information
+================
+ - Homepage: https://example.org/{name}
+]==])
+
+whatis([==[Description: {name} {version}, a test module.]==])
+whatis([==[Homepage: https://example.org/{name}]==])
+whatis([==[URL: https://example.org/{name}]==])
+
+local root = "/opt/test/{name}/{version}"
+
+conflict("{name}")
+{extra}
+prepend_path("PATH", pathJoin(root, "bin"))
+setenv("EBROOT{upper}", root)
+setenv("EBVERSION{upper}", "{version}")
+'''
+
+
+def put(root: Path, tree: str, module: str, extra: str = "", note: str = "") -> None:
+    """Store a module file the way a finished node is stored: written beside, renamed in."""
+    name, version = module.split("/")
+    path = Layout(root).store(tree) / f"{module}.lua"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(MODULE.format(name=name, version=version, upper=name.upper().replace("-", "_"),
+                                 extra=extra) + note)
+    os.replace(tmp, path)
+
+
+@pytest.fixture()
+def library(tmp_path):
+    (tmp_path / "easyconfigs").mkdir()
+    stack = str(write_easystack(tmp_path / "easyconfigs" / "cpu.yaml", []))
+    config = write_config(tmp_path, {
+        "cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [stack]},
+        "cuda": {"kind": "cuda", "tree": "cuda", "layers_over": "cpu", "easystacks": [stack]},
+    }, extra={"modules": {"defaults": {"zlib": "1.3.1-GCCcore-14.3.0"}, "hidden": ["zlib/1.2.13-GCCcore-12.3.0"]},
+              "featured": [{"name": "Python"}, {"name": "saxpy", "targets": ["cuda"], "launcher": "saxpy"}]})
+    settings = load_settings(config, env={"MODLIB_ROOT": str(tmp_path / "library")})
+    root = settings.root
+    for module in ("zlib/1.2.13-GCCcore-12.3.0", "zlib/1.3.1-GCCcore-14.3.0", "Python/3.13.1-GCCcore-14.2.0",
+                   "GCCcore/14.3.0", "Java/17.0.15"):
+        put(root, "cpu", module)
+    # EasyBuild's own .modulerc.lua (a version alias), in the store beside the module files
+    (Layout(root).store("cpu") / "Java" / ".modulerc.lua").write_text('module_version("Java/17.0.15", "17")\n')
+    put(root, "cuda", "saxpy/1.0-GCCcore-system-CUDA-13.2.2", extra='add_property("arch", "gpu")')
+    return settings
+
+
+def seen(settings) -> dict:
+    """Everything notebooks get from the live view, generation names aside."""
+    live = settings.root / "live"
+    gen = live.resolve()
+    out = {}
+    for path in sorted(gen.rglob("*")):
+        rel = str(path.relative_to(gen))
+        if path.is_symlink():
+            out[rel] = os.readlink(path)
+        elif path.is_file() and rel not in ("publish.json", "inputs.json") and not rel.endswith(".luac_5.3"):
+            text = path.read_text()
+            if path.name == "featured.json":
+                text = json.dumps({k: v for k, v in json.loads(text).items() if k != "generated"})
+            out[rel] = text.replace(str(gen), "GEN")
+    for target in settings.targets:
+        env_sh = gen / "targets" / target / "env.sh"
+        for command in ("-t avail", "-t spider", "-t --ignore_cache avail"):
+            out[f"{target}: module {command}"] = lmod_shell(f"source {env_sh}; module {command} 2>&1").stdout
+    return out
+
+
+def publish_both_ways(settings) -> tuple[dict, dict]:
+    view.publish_view(settings)
+    incremental = seen(settings)
+    view.publish_view(settings, full=True)
+    return incremental, seen(settings)
+
+
+CHANGES = {
+    "a version added to a published name": lambda root: put(root, "cpu", "zlib/1.3.2-GCCcore-15.1.0"),
+    "a new name": lambda root: put(root, "cpu", "Abseil/20250512.1-GCCcore-14.3.0"),
+    "a new name in the cuda tree": lambda root: put(root, "cuda", "NCCL/2.27.7-GCCcore-14.3.0-CUDA-13.2.2",
+                                                     extra='add_property("arch", "gpu")'),
+    "a featured name gets a newer version": lambda root: put(root, "cpu", "Python/3.14.0-GCCcore-15.1.0"),
+    "a module file replaced (rebuilt)": lambda root: put(root, "cpu", "GCCcore/14.3.0", note="-- rebuilt\n"),
+    "a module taken back out": lambda root: (Layout(root).store("cpu") / "Java" / "17.0.15.lua").unlink(),
+    "a name with an EasyBuild .modulerc.lua changes": lambda root: put(root, "cpu", "Java/21.0.8"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_incremental_publish_equals_publish_from_scratch(library, change):
+    view.publish_view(library)
+    CHANGES[change](library.root)
+    incremental, scratch = publish_both_ways(library)
+    assert incremental == scratch
+
+
+def test_a_run_of_publishes_stays_equal_to_one_from_scratch(library):
+    """Publishes one after another, as a run makes them: generations recycled, names added and replaced."""
+    view.publish_view(library)
+    for change in CHANGES.values():
+        change(library.root)
+        view.publish_view(library)
+    incremental = seen(library)
+    view.publish_view(library, full=True)
+    assert incremental == seen(library)
+    assert len(list((library.root / "views").iterdir())) == view.KEEP_PREVIOUS + 1
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_each_tree_cache_is_what_lmods_spider_writes(library, full):
+    view.publish_view(library)
+    put(library.root, "cpu", "zlib/1.3.2-GCCcore-15.1.0")
+    gen, _ = view.publish_view(library, full=full)
+    layout = library.layout
+    for tree in ("cpu", "cuda"):
+        ours = layout.view_cache(gen, tree).joinpath("spiderT.lua").read_text()
+        lmods = lmod.spider_output(library.lmod_prefix, "spiderT", [layout.view_tree(gen, tree)])
+        assert ours == lmods.replace(str(layout.view_tree(gen, tree)), str(layout.view_tree(layout.live(), tree)))
+
+
+def test_featured_index_is_what_the_whole_tree_catalogue_gives(library):
+    view.publish_view(library)
+    put(library.root, "cuda", "saxpy/1.1-GCCcore-system-CUDA-13.2.2", extra='add_property("arch", "gpu")')
+    gen, _ = view.publish_view(library)
+    paths = modulepath(library, "cuda", base=gen)
+    catalogue = lmod.spider_json(library.lmod_prefix, paths)
+    whole = featured.feature(library, "cuda", catalogue, [paths[0]], lambda path: "")
+    ours = json.loads((gen / "targets" / "cuda" / "featured.json").read_text())
+    assert [m["module"] for m in ours["modules"]] == ["Python/3.13.1-GCCcore-14.2.0",
+                                                       "saxpy/1.1-GCCcore-system-CUDA-13.2.2"]
+    assert ours["modules"] == whole.index["modules"]
+    assert os.readlink(gen / "targets" / "cuda" / "featured" / "saxpy" / "1.1-GCCcore-system-CUDA-13.2.2.lua")
+
+
+def test_lmod_reads_every_tree_cache_and_walks_nothing(library):
+    view.publish_view(library)
+    put(library.root, "cpu", "Abseil/20250512.1-GCCcore-14.3.0")
+    gen, _ = view.publish_view(library)
+    env_sh = library.root / "live" / "targets" / "cuda" / "env.sh"
+    debug = lmod_shell(f"source {env_sh}; module -D -t avail 2>&1").stdout
+    live = library.root / "live"
+    assert f"cacheFile found: {live}/trees/cuda/cache/spiderT" in debug
+    assert f"cacheFile found: {live}/trees/cpu/cache/spiderT" in debug
+    assert "buildSpiderT: false" in debug
+    # a module file slipped into the generation behind the cache's back: only a walk finds it
+    shutil.copy(library.layout.view_tree(gen, "cpu") / "Abseil" / "20250512.1-GCCcore-14.3.0.lua",
+                library.layout.view_tree(gen, "cpu") / "Abseil" / "99.lua")
+    assert "Abseil/99" not in lmod_shell(f"source {env_sh}; module -t avail 2>&1").stdout
+    assert "Abseil/99" in lmod_shell(f"source {env_sh}; module -t --ignore_cache avail 2>&1").stdout
+
+
+def digest_tree(gen: Path) -> dict:
+    return {str(p.relative_to(gen)): os.readlink(p) if p.is_symlink() else
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir" for p in sorted(gen.rglob("*"))}
+
+
+def test_kept_generations_keep_their_bytes(library):
+    kept: list[tuple[Path, dict]] = []
+    for version in ("1.0", "1.1", "1.2", "1.3", "1.4"):
+        put(library.root, "cpu", f"zlib/{version}", note=f"-- {version}\n")
+        gen, _ = view.publish_view(library)
+        kept = [*kept[-view.KEEP_PREVIOUS:], (gen, digest_tree(gen))]
+    for gen, digest in kept:
+        assert digest_tree(gen) == digest
+
+
+def test_a_publish_killed_before_the_swap_leaves_live_and_the_next_one_right(library, monkeypatch):
+    view.publish_view(library)
+    live_before = os.readlink(library.root / "live")
+    before = seen(library)
+    put(library.root, "cpu", "zlib/1.3.2-GCCcore-15.1.0")
+    with monkeypatch.context() as patch:
+        def killed(root, gen):
+            raise KeyboardInterrupt("killed")
+        patch.setattr(view, "_swap", killed)
+        with pytest.raises(KeyboardInterrupt):
+            view.publish_view(library)
+    assert os.readlink(library.root / "live") == live_before and seen(library) == before
+    incremental, scratch = publish_both_ways(library)
+    assert incremental == scratch and "zlib/1.3.2-GCCcore-15.1.0" in incremental["cpu: module -t avail"]
