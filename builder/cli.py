@@ -171,6 +171,17 @@ def status(config: Path | None, as_json: bool) -> None:
 
 @main.command()
 @config_option
+@click.argument("modules", nargs=-1, required=True, metavar="MODULE...")
+def remove(config: Path | None, modules: tuple[str, ...]) -> None:
+    """Unpublish modules (full names); their prefixes expire after the grace period."""
+    from builder.remove import remove as remove_modules
+
+    console = Console(highlight=False, soft_wrap=True)
+    remove_modules(load_settings(config), list(modules), lambda msg: console.print(msg, markup=False))
+
+
+@main.command()
+@config_option
 @click.option("--target", required=True, help="The target a notebook image uses.")
 def env(config: Path | None, target: str) -> None:
     """Print the shell lines a notebook image sources to see a target's modules."""

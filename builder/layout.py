@@ -23,6 +23,7 @@ class Entry:
 
 LIVE = Entry("live -> views/<generation>", "THE entry point for notebooks (one symlink)")
 VIEWS = Entry("views/<generation>/", "a complete, immutable snapshot of what notebooks see")
+VIEW_MARKER = Entry(".modlib-generation", "made first: marks the folder as modlib's (only such folders are removed)", 1)
 VIEW_TREE = Entry("trees/<tree>/modules/all/...", "module files (hard links into the store)", 1)
 VIEW_MODULERC = Entry("<Name>/.modulerc.lua", "defaults and retirements from library.yaml", 2)
 VIEW_TREE_CACHE = Entry("trees/<tree>/cache/", "the tree's Lmod spider cache (spiderT.lua and its compiled twin, "
@@ -35,7 +36,9 @@ VIEW_FEATURED_TREE = Entry("featured/", "links to the featured module files (`mo
 VIEW_JUPYTER = Entry("jupyter_server_config.json", "jupyter-lmod: launcher_pins, launcher_module_map", 2)
 VIEW_STATE = Entry("publish.json", "each stored file the generation holds, for the next publish to compare", 1)
 VIEW_INPUTS = Entry("inputs.json", "digest of what the generation was made from; written last", 1)
-SOFTWARE = Entry("<tree>/software/...", "EasyBuild installs, in place (absolute paths: never moved)")
+SOFTWARE = Entry("<tree>/software/<Name>-<build>/...", "installs, one fresh prefix per build (EasyBuild's "
+                 "<Name>/<version> below it), never written once published")
+UNREFERENCED = Entry("<tree>/software/.unreferenced.json", "when each prefix nothing names was first found so")
 STORE = Entry("<tree>/modules/all/...", "the store: module files of finished builds (builds see this)")
 STAGING = Entry("<tree>/.staging/<module>/", "module files of a build in progress")
 MANIFEST = Entry("<tree>/.modlib/manifest/<module>.json", "easyconfig digest and moduleclass of each stored module")
@@ -49,9 +52,9 @@ INPUTS = Entry("inputs/<digest>/", "site easyconfigs and hooks of a run, staged 
 CACHE = Entry("cache/", "parsed-easyconfig cache, where MODLIB_CACHE points here (the CronJob)", 1)
 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
-ENTRIES = (LIVE, VIEWS, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_TARGET, VIEW_ENV, VIEW_LMODRC,
-           VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_STATE, VIEW_INPUTS, SOFTWARE, STORE, STAGING,
-           MANIFEST, SOURCES, META, RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
+ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_TARGET, VIEW_ENV, VIEW_LMODRC,
+           VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_STATE, VIEW_INPUTS, SOFTWARE, UNREFERENCED, STORE,
+           STAGING, MANIFEST, SOURCES, META, RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
 
 
 def slug(module: str) -> str:
@@ -92,11 +95,28 @@ class Layout:
     def view_state(self, base: Path) -> Path:
         return base / _fill(VIEW_STATE)
 
+    def view_marker(self, base: Path) -> Path:
+        return base / _fill(VIEW_MARKER)
+
     def view_inputs(self, base: Path) -> Path:
         return base / _fill(VIEW_INPUTS)
 
     def software(self, tree: str) -> Path:
-        return self.root / _fill(SOFTWARE, tree=tree).removesuffix("/...")
+        """The folder of a tree's build prefixes."""
+        return self.root / _fill(SOFTWARE, tree=tree).split("/<")[0]
+
+    def prefix(self, tree: str, build: str) -> Path:
+        """One build's prefix (``--installpath-software``): EasyBuild installs into <Name>/<version> below it,
+        and the module file names that path, so a rebuild gets a new prefix and never touches a published one."""
+        return self.root / _fill(SOFTWARE, tree=tree).replace("<Name>-<build>", build).removesuffix("/...")
+
+    def unreferenced(self, tree: str) -> Path:
+        return self.root / _fill(UNREFERENCED, tree=tree)
+
+    @staticmethod
+    def install_dir(prefix: Path, module: str) -> Path:
+        """EasyBuild's install folder of ``module`` under ``prefix``: a hidden module's has no dot."""
+        return prefix / module.replace("/.", "/")
 
     def store(self, tree: str) -> Path:
         """A tree's store: module files of finished builds, as builds and planning see them."""
@@ -113,6 +133,9 @@ class Layout:
     def manifest(self, tree: str, module: str) -> Path:
         return self.root / _fill(MANIFEST, tree=tree, module=slug(module))
 
+    def manifests(self, tree: str) -> Path:
+        return self.manifest(tree, "x").parent
+
     def sources(self) -> Path:
         return self.root / _fill(SOURCES)
 
@@ -125,11 +148,9 @@ class Layout:
     def eb_locks(self) -> Path:
         return self.meta() / _fill(EB_LOCKS).removesuffix("/...")
 
-    def eb_install_lock(self, tree: str, module: str) -> Path:
-        """EasyBuild's lock of one install dir: the dir's path with '/' as '_' (easyblock.py,
-        run_all_steps); a hidden module installs without the dot of its version."""
-        installdir = self.software(tree) / module.replace("/.", "/")
-        return self.eb_locks() / (str(installdir).replace("/", "_") + ".lock")
+    def eb_install_lock(self, install_dir: Path) -> Path:
+        """EasyBuild's lock of one install dir: the dir's path with '/' as '_' (easyblock.py, run_all_steps)."""
+        return self.eb_locks() / (str(install_dir).replace("/", "_") + ".lock")
 
     def records(self, tree: str, module: str) -> Path:
         return self.meta() / _fill(RECORDS, tree=tree, module=slug(module))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import socket
 import tempfile
 import time
@@ -26,8 +27,9 @@ from builder.execute.lock import RunLock
 from builder.plan.graph import Node, NodeKey, Plan
 from builder.plan.planner import make_plan, robot_paths
 from builder.plan.schedule import Scheduler
-from builder.publish.live import publish_node, retract_node
-from builder.publish.view import current_inputs, inputs_digest, publish_view
+from builder.publish import prefixes
+from builder.publish.live import publish_node, retract_node, settle_node
+from builder.publish.view import current_inputs, generations, inputs_digest, publish_view
 from builder.read.config import Settings, Target
 
 Report = Callable[[str], None]
@@ -75,13 +77,22 @@ def fetch_sources(settings: Settings, todo: list[Node], report: Report) -> None:
 
 
 def check_root(settings: Settings) -> None:
-    """A root that is not a readable folder is the admin's mistake (a wrong MODLIB_ROOT or mount),
-    found before anything is touched; one that cannot be written fails the run later, as a full disk does."""
+    """A root that is not a readable folder, is ``/``, or holds what another tool put there (no modlib
+    state in it) is the admin's mistake (a wrong MODLIB_ROOT or mount), found before anything is touched:
+    modlib removes what it made there, and must never take a stranger's folder for its own. One that
+    cannot be written fails the run later, as a full disk does."""
     root = settings.root
+    if root == Path(root.anchor):
+        raise BadInput(root, "the library root cannot be the file system's root")
     if root.exists() and not root.is_dir():
         raise BadInput(root, "the library root is not a folder")
     if root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
         raise BadInput(root, "the library root cannot be read")
+    foreign = sorted(p.name for p in root.iterdir()) if root.is_dir() and not settings.layout.meta().is_dir() else []
+    foreign = [name for name in foreign if name != settings.layout.sources().name]  # a pre-seeded source cache
+    if foreign:
+        raise BadInput(root, f"the library root holds files modlib did not make ({', '.join(foreign[:5])}) "
+                             "and no .modlib/: choose an empty folder or the library's own root")
 
 
 def run_build(settings: Settings, targets: list[Target], *, executor: str = "local", jobs: int | None = None,
@@ -119,6 +130,8 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
             raise RunFailed(f"the run stopped: {stopped}")
         if current_inputs(settings.layout) != inputs_digest(settings):
             result.warnings = _publish(settings, report)
+        for gone in _collect_prefixes(settings):
+            report(f"removed {gone}: no published module named it for {settings.grace_period_hours:g} h")
         result.seconds = time.time() - t0
         records.write_last_run(settings.layout, result.summary())
     return result
@@ -168,7 +181,7 @@ def _finished(settings: Settings, result: RunResult, node: Node, inv: Invocation
         result.failed[node.key] = records.tail(run.log)
         report(f"FAILED   {node.tree}/{node.module} (exit {run.exit_code}, {took}; log {run.log})")
         return False
-    problem = f"not published: {lost}" if lost else _accept(settings, node, str(record_path), result, report)
+    problem = f"not published: {lost}" if lost else _accept(settings, node, inv, str(record_path), result, report)
     if problem:
         result.failed[node.key] = problem
         report(f"failed   {node.tree}/{node.module}: {problem}")
@@ -178,10 +191,13 @@ def _finished(settings: Settings, result: RunResult, node: Node, inv: Invocation
     return True
 
 
-def _accept(settings: Settings, node: Node, record: str, result: RunResult, report: Report) -> str | None:
+def _accept(settings: Settings, node: Node, inv: Invocation, record: str, result: RunResult,
+            report: Report) -> str | None:
     """Store the node's module file and publish a view with it; what went wrong, or None."""
+    layout, prefix = settings.layout, Path(inv.prefix)
     try:
-        publish_node(settings.layout, node, record)
+        refs = prefixes.references(layout.install_dir(prefix, node.module), _prefix_pattern(settings), prefix)
+        publish_node(layout, node, record, inv.prefix, refs)
     except OSError as err:
         return str(err)
     try:
@@ -189,7 +205,18 @@ def _accept(settings: Settings, node: Node, record: str, result: RunResult, repo
     except (OSError, ModlibError) as err:  # e.g. Lmod cannot cache this module file: keep it out
         retract_node(settings.layout, node)
         return f"not published, the live view is unchanged: {err}"
+    settle_node(settings.layout, node)
     return None
+
+
+def _prefix_pattern(settings: Settings) -> re.Pattern[bytes]:
+    return prefixes.prefix_pattern(settings.layout, [t.tree for t in settings.targets.values()])
+
+
+def _collect_prefixes(settings: Settings) -> list[Path]:
+    """Old prefixes go at the end of a run, under its lock; every generation still on the volume counts."""
+    return prefixes.collect(settings.layout, sorted({t.tree for t in settings.targets.values()}),
+                            generations(settings.layout), settings.grace_period_hours * 3600)
 
 
 def _publish(settings: Settings, report: Report) -> list[str]:

@@ -8,6 +8,8 @@ the root-only override) comes from ``site_env`` and ``host_env``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import sys
@@ -15,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder import ebadapter
+from builder.errors import RunFailed
 from builder.layout import Layout
 from builder.plan.graph import Node
+from builder.publish.live import read_manifest
 from builder.read.config import Settings
 
 
@@ -24,13 +28,28 @@ from builder.read.config import Settings
 class Invocation:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
+    prefix: str  # the build's own install prefix (in argv too): what it may write, what publishing records
 
 
-def clear_leftovers(layout: Layout, node: Node) -> None:
-    """What a killed build of this node left behind: its staging dir and EasyBuild's install lock.
-    Executors call it right before they start a fresh build of the node, when no other can run."""
+def build_prefix(layout: Layout, node: Node, rebuild: bool) -> Path:
+    """A fresh prefix for this build of the node, named by a digest of the node and of the prefix it
+    replaces: a rerun of the same build (a restarted runner adopting its Job) gets the same one, a
+    rebuild never the published one."""
+    replaces = (read_manifest(layout, node.tree, node.module) or {}).get("prefix", "") if rebuild else ""
+    digest = hashlib.sha256(json.dumps([node.tree, node.module, node.sha256, replaces]).encode()).hexdigest()
+    return layout.prefix(node.tree, f"{node.name}-{digest[:10]}")
+
+
+def clear_leftovers(layout: Layout, node: Node, inv: Invocation) -> None:
+    """What a killed build of this node left behind: its staging dir, EasyBuild's install lock and the
+    half-made prefix. Executors call it right before they start a fresh build of the node, when no
+    other can run; a prefix that a published module names is never touched."""
+    prefix = Path(inv.prefix)
+    if (read_manifest(layout, node.tree, node.module) or {}).get("prefix") == inv.prefix:
+        raise RunFailed(f"{prefix}: the build's prefix is the published one; refusing to build into it")
     shutil.rmtree(layout.staging(node.tree, node.module), ignore_errors=True)
-    shutil.rmtree(layout.eb_install_lock(node.tree, node.module), ignore_errors=True)
+    shutil.rmtree(layout.eb_install_lock(layout.install_dir(prefix, node.module)), ignore_errors=True)
+    shutil.rmtree(prefix, ignore_errors=True)
 
 
 def store_modulepath(settings: Settings, target_name: str) -> list[Path]:
@@ -44,6 +63,7 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
     and every host: only the node and its target go in, so a Job's name (a hash of it) is stable."""
     target = settings.targets[node.target]
     layout = settings.layout
+    prefix = build_prefix(layout, node, rebuild)
     opts = dict(target.options())
     if target.parallel:
         opts.setdefault("parallel", str(target.parallel))
@@ -57,7 +77,7 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
         opts["optarch"] = "GENERIC"
     opts.update(dict(node.options))
     argv = ["eb", node.easyconfig.name,
-            f"--installpath-software={layout.software(node.tree)}",
+            f"--installpath-software={prefix}",
             f"--installpath-modules={layout.staging(node.tree, node.module)}",
             f"--sourcepath={layout.sources()}",
             f"--locks-dir={layout.eb_locks()}",
@@ -67,7 +87,7 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
     argv += ["--rebuild"] if rebuild else []
     env = {"MODLIB_ROOT": str(layout.root), "MODLIB_TARGET": target.name, "MODLIB_TARGET_KIND": target.kind,
            "MODULEPATH": os.pathsep.join(str(p) for p in store_modulepath(settings, target.name))}
-    return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())))
+    return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())), prefix=str(prefix))
 
 
 def site_env(robot_path: str, hooks: str, scratch: str) -> dict[str, str]:

@@ -141,7 +141,7 @@ class KubernetesExecutor(Executor):
         body = objects.build_job(self.settings, node, inv, self.inputs)
         name = body["metadata"]["name"]
         try:
-            start = self._adopt_or_create(body, self.existing.pop(name, None), node)
+            start = self._adopt_or_create(body, self.existing.pop(name, None), node, inv)
         except (ApiException, HTTPError) as err:
             raise _api_error(err) from None
         self.running[name] = (node, log, start)
@@ -163,7 +163,7 @@ class KubernetesExecutor(Executor):
         except (ApiException, HTTPError) as err:
             raise _api_error(err) from None
 
-    def _adopt_or_create(self, body: dict, job, node: Node) -> float:
+    def _adopt_or_create(self, body: dict, job, node: Node, inv: Invocation) -> float:
         """Adopt the node's Job where it can still give its module; else (re)create it. The start time."""
         name = body["metadata"]["name"]
         state = job_state(job) if job is not None else None
@@ -173,7 +173,7 @@ class KubernetesExecutor(Executor):
             return job.status.start_time.timestamp() if job.status and job.status.start_time else time.time()
         if state is not None:
             self.batch.delete_namespaced_job(name, self.ns, propagation_policy="Background")
-        clear_leftovers(self.settings.layout, node)  # no pod of this node runs now
+        clear_leftovers(self.settings.layout, node, inv)  # no pod of this node runs now
         for _ in range(30):
             try:
                 self.batch.create_namespaced_job(self.ns, body)

@@ -30,7 +30,7 @@ class LocalExecutor(Executor):
         return cls(cwd=settings.repo_root, layout=settings.layout, host_env=host_env(settings, scratch))
 
     def submit(self, node: Node, inv: Invocation, log: Path) -> None:
-        clear_leftovers(self.layout, node)
+        clear_leftovers(self.layout, node, inv)
         # A build dir of its own, as each pod has: EasyBuild removes emptied parents of its build
         # dir (build/Jinja2/), which pulls the floor from under a second version building beside it.
         build = Path(self.host_env["EASYBUILD_BUILDPATH"]) / f"{node.tree}--{slug(node.module)}"

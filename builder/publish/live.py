@@ -24,8 +24,14 @@ def read_manifest(layout: Layout, tree: str, module: str) -> dict | None:
         return None
 
 
-def publish_node(layout: Layout, node: Node, record: str) -> Path:
-    """Move the staged module file (and a ``default`` marker EasyBuild wrote) into the live tree."""
+def _previous(manifest: Path) -> tuple[Path, Path]:
+    """Where a rebuild keeps the module file and manifest it replaces until its view is published."""
+    return manifest.with_name(manifest.name + ".previous"), manifest.with_name(manifest.name + ".previous.lua")
+
+
+def publish_node(layout: Layout, node: Node, record: str, prefix: str, references: list[str]) -> Path:
+    """Move the staged module file (and a ``default`` marker EasyBuild wrote) into the store, with a
+    manifest naming the build's prefix; what it replaces is kept aside until ``settle_node``."""
     staged_all = layout.staging(node.tree, node.module) / "all"
     staged = staged_all / f"{node.module}.lua"
     if not staged.is_file():
@@ -34,10 +40,14 @@ def publish_node(layout: Layout, node: Node, record: str) -> Path:
     live.parent.mkdir(parents=True, exist_ok=True)
     manifest = layout.manifest(node.tree, node.module)
     manifest.parent.mkdir(parents=True, exist_ok=True)
+    old_manifest, old_module = _previous(manifest)
+    if live.is_file() and manifest.is_file():
+        os.replace(manifest, old_manifest)
+        os.link(live, old_module)
     tmp = manifest.with_name(manifest.name + ".tmp")
     tmp.write_text(json.dumps({"module": node.module, "easyconfig": str(node.easyconfig), "sha256": node.sha256,
-                               "moduleclass": node.moduleclass, "published": time.time(), "record": record},
-                              indent=2, sort_keys=True))
+                               "moduleclass": node.moduleclass, "published": time.time(), "record": record,
+                               "prefix": prefix, "references": references}, indent=2, sort_keys=True))
     os.replace(tmp, manifest)
     os.replace(staged, live)
     default = staged.parent / "default"
@@ -47,9 +57,27 @@ def publish_node(layout: Layout, node: Node, record: str) -> Path:
     return live
 
 
+def settle_node(layout: Layout, node: Node) -> None:
+    """The node's view is live: what it replaced is no longer needed to take it back."""
+    for path in _previous(layout.manifest(node.tree, node.module)):
+        path.unlink(missing_ok=True)
+
+
 def retract_node(layout: Layout, node: Node) -> None:
-    """Take a module back out of the store when no view could be published with it, so the next run
-    builds it again instead of trusting it."""
-    layout.module_file(node.tree, node.module).unlink(missing_ok=True)
-    layout.manifest(node.tree, node.module).unlink(missing_ok=True)
+    """Take a module back out of the store when no view could be published with it: a rebuild puts back
+    the module it replaced (still published in the live view), a first build leaves nothing, so the
+    next run builds it again instead of trusting it."""
+    module, manifest = layout.module_file(node.tree, node.module), layout.manifest(node.tree, node.module)
+    old_manifest, old_module = _previous(manifest)
+    if old_module.is_file() and old_manifest.is_file():
+        os.replace(old_module, module)
+        os.replace(old_manifest, manifest)
+        return
+    retract_node_files(layout, node.tree, node.module)
+
+
+def retract_node_files(layout: Layout, tree: str, module: str) -> None:
+    """The module file and its manifest out of the store (older generations keep their links)."""
+    layout.module_file(tree, module).unlink(missing_ok=True)
+    layout.manifest(tree, module).unlink(missing_ok=True)
 

@@ -256,18 +256,29 @@ def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[
 
 
 def _new_generation(layout: Layout) -> Path:
-    """Names sort in the order generations were made (to the nanosecond), which garbage collection relies on."""
+    """Names sort in the order generations were made (to the nanosecond), which garbage collection relies
+    on; the marker comes first, so a folder modlib did not make is never taken for a generation."""
     now = time.time_ns()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
-    return layout.views() / f"{stamp}.{now % 10**9:09d}-{uuid.uuid4().hex[:8]}"
+    gen = layout.views() / f"{stamp}.{now % 10**9:09d}-{uuid.uuid4().hex[:8]}"
+    gen.mkdir(parents=True)
+    layout.view_marker(gen).touch()
+    return gen
+
+
+def generations(layout: Layout) -> list[Path]:
+    """modlib's generations on the volume, newest first: marked folders (and those of modlib versions
+    before the marker, which all have inputs.json); anything else under views/ is not modlib's to touch."""
+    views = layout.views()
+    folders = sorted(views.iterdir(), reverse=True) if views.is_dir() else []
+    return [p for p in folders if layout.view_marker(p).is_file() or layout.view_inputs(p).is_file()]
 
 
 def _expired(layout: Layout, current: Path) -> list[Path]:
     """Generations the next garbage collection removes once ``current`` is live: every other one but the
     KEEP_PREVIOUS newest complete ones (inputs.json is written last) and the one ``live`` points to now.
     Folders of publishes killed half-way are incomplete, so they go first."""
-    views = layout.views()
-    others = sorted((p for p in views.iterdir() if p != current), reverse=True) if views.is_dir() else []
+    others = [p for p in generations(layout) if p != current]
     kept = [p for p in others if layout.view_inputs(p).is_file()][:KEEP_PREVIOUS] + [layout.live().resolve()]
     return [p for p in others if p not in kept]
 

@@ -104,6 +104,7 @@ class Settings:
     hidden: tuple[str, ...] = ()  # retired modules: hidden, still loadable
     cache_dir: Path | None = None  # parsed-easyconfig cache ($MODLIB_CACHE); None: no cache
     cached_loads: bool = True  # LMOD_CACHED_LOADS in notebooks' env.sh
+    grace_period_hours: float = 24.0  # how long a prefix nothing names any more stays
     lmod_prefix: Path = DEBIAN_LMOD  # Lmod here (holds libexec/ and init/); builds and publishing use it
     pypi_simple: str = DEFAULT_PYPI_SIMPLE  # where the source pre-fetch finds Python distributions
     kubernetes: KubernetesSettings = KubernetesSettings()
@@ -266,6 +267,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         hidden=tuple(data.get("modules", {}).get("hidden", [])),
         cache_dir=default_cache_dir(env),
         cached_loads=data.get("notebook", {}).get("cached_loads", True),
+        grace_period_hours=data.get("installs", {}).get("grace_period_hours", 24.0),
         lmod_prefix=lmod_prefix(env),
         pypi_simple=(env.get("MODLIB_PYPI_SIMPLE") or data.get("sources", {}).get("pypi_simple")
                      or DEFAULT_PYPI_SIMPLE).rstrip("/"),

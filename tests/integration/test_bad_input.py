@@ -55,6 +55,7 @@ def repo(tmp_path):
     live = tmp_path / "library" / "cpu" / "modules" / "all" / "GCCcore" / "system.lua"
     live.parent.mkdir(parents=True)
     live.write_text("-- published before the bad run\n")
+    (tmp_path / "library" / ".modlib").mkdir()  # the library's own state: a root modlib made
     return tmp_path, config
 
 
@@ -146,3 +147,23 @@ def test_debug_shows_the_traceback_at_the_one_exit_point(repo):
     assert result.returncode == 2
     assert "Traceback" in result.stderr and "builder.errors.BadInput" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("modlib: error: ")
+
+
+@pytest.mark.parametrize("content", [["notes.txt"], ["views/", "notes.txt"]], ids=["a-file", "a-views-folder"])
+def test_a_root_with_foreign_content_is_refused_and_kept(repo, tmp_path, content):
+    """modlib removes what it made under its root: a folder that is not a library is never taken for one."""
+    root = tmp_path / "someone-elses"
+    for name in content:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).mkdir() if name.endswith("/") else (root / name).write_text("keep me\n")
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    result = modlib("build", "--config", str(repo[1]), env={**OFFLINE, "MODLIB_ROOT": str(root)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{root}: the library root holds files modlib did not make" in result.stderr
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
+
+
+def test_the_file_systems_root_is_refused(repo):
+    result = modlib("build", "--config", str(repo[1]), env={**OFFLINE, "MODLIB_ROOT": "/"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "modlib: error: /: the library root cannot be the file system's root"

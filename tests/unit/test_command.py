@@ -1,9 +1,13 @@
 """The per-node command is a function of the node and the target alone: Kubernetes runs the same one."""
 
+import json
 import os
 from pathlib import Path
 
-from builder.execute.command import host_env, invocation
+import pytest
+
+from builder.errors import RunFailed
+from builder.execute.command import clear_leftovers, host_env, invocation
 from builder.plan.graph import Node
 from builder.read.config import load_settings
 from tests.helpers import REPO
@@ -29,7 +33,8 @@ def test_command_has_no_host_paths_and_no_root_only_flags():
 
 def test_command_targets_the_nodes_tree_and_staging():
     argv = invocation(SETTINGS, saxpy()).argv
-    assert "--installpath-software=/srv/library/cuda/software" in argv
+    (software,) = [a for a in argv if a.startswith("--installpath-software=")]
+    assert software.startswith("--installpath-software=/srv/library/cuda/software/saxpy-")
     assert "--installpath-modules=/srv/library/cuda/.staging/saxpy--1.0-GCCcore-system-CUDA-13.2.2" in argv
     assert "--sourcepath=/srv/library/sources" in argv
     assert "--cuda-compute-capabilities=8.0,9.0" in argv and "--optarch=GENERIC" in argv
@@ -54,3 +59,17 @@ def test_host_env_carries_root_override_and_robot_path(tmp_path):
     assert env["PATH"].split(os.pathsep)[0] == str(Path(SETTINGS.python).parent)
     if os.geteuid() == 0:
         assert env["EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES"] == "1"
+
+
+def test_each_build_gets_a_fresh_prefix_and_a_rebuild_never_the_published_one(tmp_path):
+    settings = load_settings(REPO / "easyconfigs" / "library.yaml", env={"MODLIB_ROOT": str(tmp_path)})
+    first = invocation(settings, saxpy())
+    assert invocation(settings, saxpy()).prefix == first.prefix  # a restarted runner adopts the same Job
+    assert f"--installpath-software={first.prefix}" in first.argv
+    manifest = settings.layout.manifest("cuda", saxpy().module)
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"prefix": first.prefix}))
+    rebuild = invocation(settings, saxpy(), rebuild=True)
+    assert rebuild.prefix != first.prefix and Path(rebuild.prefix).parent == settings.layout.software("cuda")
+    with pytest.raises(RunFailed, match="is the published one"):
+        clear_leftovers(settings.layout, saxpy(), first)

@@ -29,7 +29,7 @@ def run(tmp_path, nodes, jobs, fail=()):
 
     def invocation(n):
         return Invocation(argv=(sys.executable, "-c", STEP, str(trace), n.module, "1" if n.module in fail else "0"),
-                          env=(("MODLIB_TEST", "1"),))
+                          env=(("MODLIB_TEST", "1"),), prefix=str(tmp_path / "prefixes" / n.name))
 
     def finished(n, inv, r):
         results[n.module] = r
@@ -84,7 +84,7 @@ def test_a_lost_lock_starts_nothing_new_and_waits_for_what_runs(tmp_path):
     with LocalExecutor(cwd=tmp_path, layout=Layout(tmp_path / "library"),
                        host_env={"PATH": "/usr/bin:/bin", "EASYBUILD_BUILDPATH": str(tmp_path / "build")}) as ex:
         dispatch(sched, ex, 1, lambda n: Invocation(argv=(sys.executable, "-c", STEP, str(trace), n.module, "0"),
-                                                    env=()),
+                                                    env=(), prefix=str(tmp_path / n.name)),
                  lambda n: tmp_path / f"{n.name}.log", finished, lambda: lost[0] if lost else None)
     assert [json.loads(line)[0] for line in trace.read_text().splitlines()] == ["A/1"]
     assert not sched.done() and sched.succeeded == [("cpu", "A/1")]

@@ -4,11 +4,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from builder.errors import EXIT_LOCKED, Locked
-from builder.execute.command import clear_leftovers
+from builder.execute.command import Invocation, clear_leftovers
 from builder.execute.lock import Heartbeat, RunLock
 from builder.layout import Layout
 from builder.plan.graph import Node
@@ -36,7 +37,7 @@ def test_dead_holder_is_taken_over_and_eb_locks_are_kept(tmp_path):
     Layout(tmp_path).run_lock().parent.mkdir(parents=True)
     Layout(tmp_path).run_lock().write_text(json.dumps({"holder": "killed", "host": socket.gethostname(),
                                                "pid": int(dead.stdout), "heartbeat": time.time()}))
-    held = Layout(tmp_path).eb_install_lock("cpu", "X/1")
+    held = Layout(tmp_path).eb_install_lock(tmp_path / "cpu" / "software" / "X-1" / "X" / "1")
     held.mkdir(parents=True)
     with RunLock(Layout(tmp_path)) as lock:
         assert (lock.took_over or {})["holder"] == "killed"
@@ -47,15 +48,19 @@ def test_a_fresh_build_clears_only_its_own_leftovers(tmp_path):
     mine, other = (Node(tree="cpu", module=m, name=m.split("/")[0], easyconfig=tmp_path / "x.eb", target="cpu",
                         deps=(), installed=False, sha256="0") for m in ("X/1", "Y/.2"))
     layout = Layout(tmp_path)
+    invs = {n.module: Invocation(argv=(), env=(), prefix=str(layout.prefix("cpu", f"{n.name}-0123")))
+            for n in (mine, other)}
     for node in (mine, other):
+        prefix = Path(invs[node.module].prefix)
         (layout.staging(node.tree, node.module) / "all").mkdir(parents=True)
-        layout.eb_install_lock(node.tree, node.module).mkdir(parents=True)
-    clear_leftovers(layout, mine)
-    assert not layout.staging("cpu", "X/1").exists() and not layout.eb_install_lock("cpu", "X/1").exists()
-    assert layout.staging("cpu", "Y/.2").exists()
+        layout.eb_install_lock(layout.install_dir(prefix, node.module)).mkdir(parents=True)
+        layout.install_dir(prefix, node.module).mkdir(parents=True)
+    clear_leftovers(layout, mine, invs["X/1"])
+    assert not layout.staging("cpu", "X/1").exists() and not Path(invs["X/1"].prefix).exists()
+    assert layout.staging("cpu", "Y/.2").exists() and Path(invs["Y/.2"].prefix).exists()
     # EasyBuild's own name: the install dir with '/' as '_'; a hidden module installs without the dot
     assert {p.name for p in layout.eb_locks().iterdir()} == {
-        str(tmp_path / "cpu" / "software" / "Y" / "2").replace("/", "_") + ".lock"}
+        str(tmp_path / "cpu" / "software" / "Y-0123" / "Y" / "2").replace("/", "_") + ".lock"}
 
 
 def test_other_host_with_old_heartbeat_is_stale(tmp_path):

@@ -1,0 +1,58 @@
+"""`modlib remove`: take a module out of the library on purpose, the one way a published module leaves.
+
+Dropping a module from the curated lists keeps it published (audits need the old tools); `remove`
+unpublishes it: its module file leaves the store, a new generation without it goes live, and its
+prefix expires after the grace period (builder/publish/prefixes.py), so kernels that loaded it keep
+working meanwhile. A module that another published module loads is refused: removing it would break
+the dependent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from builder.errors import BadInput
+from builder.execute.lock import RunLock
+from builder.publish.live import retract_node_files
+from builder.publish.view import publish_view
+from builder.read.config import Settings
+
+#: How EasyBuild's Lua module files load their dependencies.
+_LOADS = re.compile(r"""(?:depends_on|load)\(\s*["']([^"']+)["']""")
+
+
+def _trees(settings: Settings) -> list[str]:
+    return sorted({t.tree for t in settings.targets.values()})
+
+
+def dependents(settings: Settings, module: str) -> list[str]:
+    """Published modules whose module files load ``module``."""
+    out = []
+    for tree in _trees(settings):
+        store = settings.layout.store(tree)
+        for path in sorted(store.rglob("*.lua")) if store.is_dir() else []:
+            if module in _LOADS.findall(path.read_text(errors="replace")):
+                out.append(f"{tree}/{path.relative_to(store).with_suffix('')}")
+    return out
+
+
+def remove(settings: Settings, modules: list[str], report: Callable[[str], None]) -> None:
+    """Unpublish ``modules`` under the run lock and publish the view without them."""
+    layout = settings.layout
+    with RunLock(layout, holder="modlib remove", warn=report):
+        for module in modules:
+            homes = [t for t in _trees(settings) if layout.module_file(t, module).is_file()]
+            if not homes:
+                raise BadInput(module, "not published (nothing to remove)")
+            users = [d for d in dependents(settings, module) if not d.endswith(f"/{module}")]
+            if users:
+                raise BadInput(module, f"published modules load it: {', '.join(users)}; remove them first")
+        for module in modules:
+            for tree in _trees(settings):
+                if layout.module_file(tree, module).is_file():
+                    retract_node_files(layout, tree, module)
+                    report(f"removed {tree}/{module} from the store; its prefix expires after "
+                           f"{settings.grace_period_hours:g} h")
+        gen, _ = publish_view(settings)
+        report(f"published {gen.name}")

@@ -1,0 +1,103 @@
+"""Immutable installs: a rebuild goes to a fresh prefix, so notebooks using the published module never
+notice it, and a rebuild killed half-way leaves the published module working."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import LMOD_INIT, copy_site_easyconfigs, link_sources, modlib, write_config, write_easystack
+
+pytestmark = pytest.mark.e2e
+
+MARKUPSAFE = "MarkupSafe/3.0.2-GCCcore-system"
+
+
+@pytest.fixture()
+def library(tmp_path, source_cache):
+    site = copy_site_easyconfigs(tmp_path / "site")
+    (tmp_path / "easyconfigs").mkdir()
+    stack = write_easystack(tmp_path / "easyconfigs" / "cpu.yaml", ["MarkupSafe-3.0.2-GCCcore-system.eb"])
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
+                          easyconfig_paths=[str(site)])
+    root = tmp_path / "library"
+    link_sources(root, source_cache)
+    first = modlib("build", "--config", str(config))
+    assert first.returncode == 0, first.stdout + first.stderr
+    return root, config
+
+
+def prefix_of(root: Path, imported: str) -> Path:
+    """The build prefix an imported file lives in: <root>/cpu/software/<prefix>/MarkupSafe/<version>/..."""
+    software = root / "cpu" / "software"
+    return software / Path(imported).relative_to(software).parts[0]
+
+
+class Reader:
+    """A notebook user importing markupsafe from its module in a fresh shell, again and again."""
+
+    SCRIPT = (f"source {LMOD_INIT} && source {{root}}/live/targets/cpu/env.sh && module load {MARKUPSAFE} && "
+              f"{sys.executable} -c 'import markupsafe; print(markupsafe.__file__)'")
+
+    def __init__(self, root: Path):
+        self.root, self.seen, self.failures = root, [], []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LOADEDMODULES", "_LMFILES_")}
+        while not self._stop.is_set():
+            out = subprocess.run(["bash", "-c", self.SCRIPT.format(root=self.root)], capture_output=True,
+                                 text=True, env=env)
+            path = out.stdout.strip()
+            if out.returncode != 0 or not path.startswith(f"{self.root}/cpu/software/"):
+                self.failures.append(out.stdout + out.stderr)  # an error, or another markupsafe imported
+            else:
+                self.seen.append(path)
+
+    def __enter__(self) -> "Reader":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_a_rebuild_never_disturbs_a_reader_and_a_killed_one_leaves_the_old_module(library):
+    root, config = library
+    with Reader(root) as reader:
+        rebuilt = modlib("build", "--config", str(config), "--rebuild", MARKUPSAFE)
+        time.sleep(2)  # a few imports after the swap too
+    assert rebuilt.returncode == 0 and "built 1" in rebuilt.stdout, rebuilt.stdout + rebuilt.stderr
+    assert reader.failures == [] and len(reader.seen) >= 5
+    prefixes = list(dict.fromkeys(prefix_of(root, p) for p in reader.seen))
+    assert len(prefixes) == 2
+    old, new = prefixes
+    assert old.is_dir()  # kept generations and running kernels may still use it: removed only after the grace
+
+    exe = Path(sys.executable).parent / "modlib"
+    run = subprocess.Popen([str(exe), "build", "--config", str(config), "--rebuild", MARKUPSAFE],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p not in (old, new) for p in (root / "cpu" / "software").iterdir()
+                                             if p.is_dir()):
+        time.sleep(0.1)
+    time.sleep(1)  # into the build
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    with Reader(root) as after_kill:
+        time.sleep(3)
+    assert after_kill.failures == [] and after_kill.seen
+    assert all(p.startswith(f"{new}/") for p in after_kill.seen)  # the published build, untouched
+
+    again = modlib("build", "--config", str(config), "--rebuild", MARKUPSAFE)
+    assert again.returncode == 0 and "built 1" in again.stdout, again.stdout + again.stderr
+    with Reader(root) as last:
+        time.sleep(2)
+    assert last.failures == [] and {prefix_of(root, p) for p in last.seen} - {old, new}
