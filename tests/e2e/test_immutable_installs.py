@@ -1,6 +1,7 @@
 """Immutable installs: a rebuild goes to a fresh prefix, so notebooks using the published module never
 notice it, and a rebuild killed half-way leaves the published module working."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import LMOD_INIT, copy_site_easyconfigs, link_sources, modlib, write_config, write_easystack
+from tests.helpers import (
+    LMOD_INIT,
+    REPO,
+    bundle_easyconfig,
+    copy_site_easyconfigs,
+    link_sources,
+    lmod,
+    modlib,
+    write_config,
+    write_easystack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -101,3 +112,28 @@ def test_a_rebuild_never_disturbs_a_reader_and_a_killed_one_leaves_the_old_modul
     with Reader(root) as last:
         time.sleep(2)
     assert last.failures == [] and {prefix_of(root, p) for p in last.seen} - {old, new}
+
+
+def test_remove_unpublishes_only_what_nothing_published_loads(tmp_path, source_cache):
+    site = tmp_path / "site"
+    for name, extra in (("base", ""), ("app", "dependencies = [('base', '1.0')]")):
+        (site / name[0] / name).mkdir(parents=True)
+        (site / name[0] / name / f"{name}-1.0-GCCcore-system.eb").write_text(bundle_easyconfig(name, extra))
+    (tmp_path / "easyconfigs").mkdir()
+    stack = write_easystack(tmp_path / "easyconfigs" / "cpu.yaml", ["app-1.0-GCCcore-system.eb"])
+    config = str(write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
+                              easyconfig_paths=[str(site), str(REPO / "easyconfigs")]))
+    root = tmp_path / "library"
+    link_sources(root, source_cache)
+    assert modlib("build", "--config", config).returncode == 0
+
+    refused = modlib("remove", "--config", config, "base/1.0-GCCcore-system")
+    assert refused.returncode == 2
+    assert "published modules load it: cpu/app/1.0-GCCcore-system; remove them first" in refused.stderr
+    removed = modlib("remove", "--config", config, "app/1.0-GCCcore-system")
+    assert removed.returncode == 0, removed.stderr
+    avail = lmod(f"source {root}/live/targets/cpu/env.sh && module -t avail 2>&1").stdout
+    assert "app/1.0-GCCcore-system" not in avail and "base/1.0-GCCcore-system" in avail
+    assert list((root / "cpu" / "software").glob("app-*/app"))  # the prefix waits out the grace period
+    status = json.loads(modlib("status", "--config", config, "--json", check=True).stdout)
+    assert [m["module"] for m in status["targets"]["cpu"]["missing"]] == ["app/1.0-GCCcore-system"]
