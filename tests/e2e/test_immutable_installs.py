@@ -56,7 +56,9 @@ class Reader:
               f"{sys.executable} -c 'import markupsafe; print(markupsafe.__file__)'")
 
     def __init__(self, root: Path):
-        self.root, self.seen, self.failures = root, [], []
+        self.root = root
+        self.seen: list[str] = []
+        self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
