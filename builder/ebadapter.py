@@ -322,12 +322,43 @@ class Session:
         return files
 
 
-def checksum_problem(path: Path, spec: object) -> str | None:
-    """None when ``path`` matches the easyconfig's checksum spec; else what is wrong (missing or mismatch)."""
-    from easybuild.tools.filetools import compute_checksum, verify_checksum
+#: Checksum types that identify a file's content; size, crc32, adler32, md5 and sha1 can be forged.
+STRONG_CHECKSUMS = frozenset({"sha256", "sha512"})
 
+
+def checksum_weakness(spec: object) -> str | None:
+    """Why the easyconfig's checksum spec would let another file in, or None. EasyBuild's rules: a string
+    is sha256 (64 characters) or md5 (32); a list must all match, so one strong entry suffices; a tuple of
+    alternatives matches if any does, so each must be strong; a dict holds one spec per file name."""
     if spec is None or spec == [] or spec == "":
         return "no checksum in the easyconfig (modlib enforces checksums)"
+    if _strong(spec):
+        return None
+    return f"only sha256 or sha512 checksums are accepted, not {spec!r}"
+
+
+def _strong(spec: object) -> bool:
+    from easybuild.tools.filetools import CHECKSUM_FUNCTIONS
+
+    if isinstance(spec, str):
+        return len(spec) == 64
+    if isinstance(spec, dict):
+        return bool(spec) and all(_strong(v) for v in spec.values())
+    if isinstance(spec, list):
+        return any(_strong(v) for v in spec)
+    if isinstance(spec, tuple) and len(spec) == 2 and spec[0] in CHECKSUM_FUNCTIONS:  # (type, value)
+        return spec[0] in STRONG_CHECKSUMS
+    return isinstance(spec, tuple) and bool(spec) and all(_strong(v) for v in spec)  # alternatives
+
+
+def checksum_problem(path: Path, spec: object) -> str | None:
+    """None when ``path`` matches the easyconfig's checksum spec; else what is wrong (missing, too weak
+    to count, or a mismatch)."""
+    from easybuild.tools.filetools import compute_checksum, verify_checksum
+
+    weakness = checksum_weakness(spec)
+    if weakness:
+        return weakness
     if verify_checksum(str(path), spec):
         return None
     return f"checksum mismatch (sha256 of the file: {compute_checksum(str(path), 'sha256')}, expected {spec})"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from builder import proc
+from builder.execute import sandbox
 from builder.execute.command import Invocation, clear_leftovers, host_env
 from builder.execute.executors import Executor, NodeRun
 from builder.layout import Layout, slug
@@ -20,14 +21,18 @@ from builder.read.config import Settings
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, cwd: Path, layout: Layout, host_env: dict[str, str]):
-        self.cwd, self.layout, self.host_env = cwd, layout, host_env
+    def __init__(self, cwd: Path, layout: Layout, host_env: dict[str, str], isolated: bool = False):
+        self.cwd, self.layout, self.host_env, self.isolated = cwd, layout, host_env, isolated
         self._finished: queue.Queue[tuple[Node, NodeRun]] = queue.Queue()
         self._running: dict[int, proc.Process] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, scratch: Path, report: Callable[[str], None]) -> LocalExecutor:
-        return cls(cwd=settings.repo_root, layout=settings.layout, host_env=host_env(settings, scratch))
+        why_not = sandbox.unavailable()
+        if why_not:
+            report(f"warning: {why_not}")
+        return cls(cwd=settings.repo_root, layout=settings.layout, host_env=host_env(settings, scratch),
+                   isolated=why_not is None)
 
     def submit(self, node: Node, inv: Invocation, log: Path) -> None:
         clear_leftovers(self.layout, node, inv)
@@ -36,10 +41,20 @@ class LocalExecutor(Executor):
         build = Path(self.host_env["EASYBUILD_BUILDPATH"]) / f"{node.tree}--{slug(node.module)}"
         build.mkdir(parents=True, exist_ok=True)
         env = {**self.host_env, "EASYBUILD_BUILDPATH": str(build), **dict(inv.env)}
+        argv = list(inv.argv)
+        if self.isolated:
+            argv = sandbox.wrap(argv, self.layout.root, self._writable(node, inv, env))
         start = time.time()
-        child = proc.start(inv.argv, env=env, cwd=self.cwd, log_path=log)
+        child = proc.start(argv, env=env, cwd=self.cwd, log_path=log)
         self._running[child.pid] = child
         threading.Thread(target=self._reap, args=(node, child, start, log), daemon=True).start()
+
+    def _writable(self, node: Node, inv: Invocation, env: dict[str, str]) -> list[Path]:
+        """What this build may write under the library root: its prefix, its staging folder, EasyBuild's
+        locks, and this host's scratch space should it lie below the root."""
+        paths = [Path(inv.prefix), self.layout.staging(node.tree, node.module), self.layout.eb_locks()]
+        scratch = [Path(env[v]) for v in ("EASYBUILD_BUILDPATH", "EASYBUILD_TMPDIR", "EASYBUILD_REPOSITORYPATH")]
+        return paths + [p for p in scratch if p.is_relative_to(self.layout.root)]
 
     def _reap(self, node: Node, child: proc.Process, start: float, log: Path) -> None:
         code = child.wait()

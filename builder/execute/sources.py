@@ -108,6 +108,9 @@ def prefetch(files: Iterable[ebadapter.SourceFile], cache: Path, local_dirs: Ite
     fetched = 0
     local_dirs = list(local_dirs)
     for src in {(f.subdir, f.filename): f for f in files}.values():
+        weakness = ebadapter.checksum_weakness(src.checksum)
+        if weakness:
+            raise BadInput(src.owner, f"source {src.filename}: {weakness}")
         dest = cache / src.subdir / src.filename
         if dest.is_file() and ebadapter.checksum_problem(dest, src.checksum) is None:
             continue

@@ -87,6 +87,22 @@ def test_missing_checksum_is_refused(tmp_path, pypi):
         sources.prefetch([src(checksum=None)], tmp_path, [], pypi + "/simple")
 
 
+@pytest.mark.parametrize("weak", [("size", len(PAYLOAD)), "0" * 32, ("md5", "0" * 32), (SHA, ("size", 1)),
+                                  [("crc32", "1")], {"demo_pkg-1.0.tar.gz": ("sha1", "0" * 40)}],
+                         ids=["size", "md5-string", "md5", "sha256-or-size", "crc32-only", "sha1-by-name"])
+def test_a_checksum_an_attacker_can_satisfy_is_refused_before_any_download(tmp_path, pypi, weak):
+    with pytest.raises(ModlibError) as err:
+        sources.prefetch([src(checksum=weak)], tmp_path, [], pypi + "/simple")
+    assert err.value.exit_code == 2 and "only sha256 or sha512 checksums are accepted" in str(err.value)
+    assert str(EC) in str(err.value) and list(tmp_path.rglob("*")) == []
+
+
+@pytest.mark.parametrize("strong", [SHA, ("sha256", SHA), [("size", len(PAYLOAD)), SHA], (SHA, "1" * 64)],
+                         ids=["sha256", "typed-sha256", "size-and-sha256", "two-sha256-alternatives"])
+def test_sha256_checksums_count(tmp_path, pypi, strong):
+    assert sources.prefetch([src(checksum=strong)], tmp_path, [], pypi + "/simple") == 1
+
+
 def test_missing_source_without_network_stops_with_exit_2(tmp_path):
     with pytest.raises(ModlibError) as err:
         sources.prefetch([src()], tmp_path, [], "http://127.0.0.1:9/simple")

@@ -1,0 +1,65 @@
+"""A local build's view of the library: read-only but for its own paths, and no network.
+
+A build is untrusted code (an easyconfig is Python, its steps run shell commands). On a cluster its
+pod mounts the volume read-only but for its prefix and staging folder; here the same view comes from
+a private mount namespace: the root bound read-only over itself, the node's own paths bound writable
+over themselves first, so they stay writable inside it. A network namespace with nothing in it keeps
+the build offline: every source was fetched and verified before. Both need root; where the runner is
+not root, the run says once that its builds are not isolated.
+
+``python -m builder.execute.sandbox --root R --writable W ... -- eb ...`` runs inside ``unshare``: it
+makes the mounts, then becomes the build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from builder import proc
+
+
+def unavailable() -> str | None:
+    """Why builds here cannot be isolated, or None."""
+    if os.geteuid() != 0:
+        return "the runner is not root, so local builds are not isolated: a build can write the whole library"
+    missing = [tool for tool in ("unshare", "mount") if shutil.which(tool) is None]
+    if missing:
+        return f"{' and '.join(missing)} not found (util-linux), so local builds are not isolated"
+    return None
+
+
+def wrap(argv: Sequence[str], root: Path, writable: Sequence[Path]) -> list[str]:
+    """``argv`` run with the library read-only but for ``writable``, and without network."""
+    return ["unshare", "--mount", "--net", "--propagation", "private", sys.executable, "-m", "builder.execute.sandbox",
+            "--root", str(root), *(f"--writable={w}" for w in writable), "--", *argv]
+
+
+def _mount(*args: str) -> None:
+    result = proc.run(["mount", *args])
+    if result.returncode != 0:
+        sys.exit(f"modlib sandbox: mount {' '.join(args)} failed: {result.stderr.strip()}")
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m builder.execute.sandbox")
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--writable", type=Path, action="append", default=[])
+    parser.add_argument("argv", nargs=argparse.REMAINDER)
+    opts = parser.parse_args(args)
+    argv = opts.argv[1:] if opts.argv[:1] == ["--"] else opts.argv
+    for path in opts.writable:
+        path.mkdir(parents=True, exist_ok=True)
+    _mount("--bind", str(opts.root), str(opts.root))
+    for path in opts.writable:  # mounts of their own: the read-only remount below leaves them writable
+        _mount("--bind", str(path), str(path))
+    _mount("-o", "remount,bind,ro", str(opts.root))
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main()
