@@ -58,7 +58,11 @@ def main(args: Sequence[str] | None = None) -> None:
     for path in opts.writable:  # mounts of their own: the read-only remount below leaves them writable
         _mount("--bind", str(path), str(path))
     _mount("-o", "remount,bind,ro", str(opts.root))
-    os.execvp(argv[0], argv)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as err:  # the build's log says it in one line, as a shell would
+        sys.stderr.write(f"modlib sandbox: {argv[0]}: {err.strerror} (PATH={os.environ.get('PATH', '')})\n")
+        sys.exit(127)
 
 
 if __name__ == "__main__":
