@@ -105,18 +105,23 @@ def identity(child: Process) -> dict:
     return {"host": socket.gethostname(), "boot": boot_id(), "group": child.pid, "start": started(child.pid)}
 
 
+def group_members(group: int, since: int = 0) -> list[int]:
+    """The living processes of process group ``group`` on this host that started at ``since`` or later."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields and fields[0] not in ("Z", "X") and int(fields[2]) == group and int(fields[19]) >= since:
+            members.append(int(entry.name))
+    return members
+
+
 def running(ident: dict | None) -> bool:
     """Whether the group that ``identity`` named still has a living process on this host. A member
     started before the group's leader cannot be ours; one started after may only be another group of
     the same id if our whole group ended first, and then the leader's pid was reused for a new group."""
     if not ident or ident.get("host") != socket.gethostname() or ident.get("boot") != boot_id():
         return False
-    group, since = int(ident["group"]), int(ident.get("start") or 0)
-    for entry in Path("/proc").iterdir():
-        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
-        if fields and fields[0] not in ("Z", "X") and int(fields[2]) == group and int(fields[19]) >= since:
-            return True
-    return False
+    return bool(group_members(int(ident["group"]), int(ident.get("start") or 0)))
 
 
 def _guard(parent: int, argv: list[str]) -> int:
