@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -94,7 +95,7 @@ def race(trials: int, workers: int = 8, hold: float = 0.002, crash_every: int = 
 
 def summarize(holds: list[dict], workers: int, seconds: float) -> dict:
     spans = sorted((h["start"], h["end"]) for h in holds)
-    overlaps = sum(1 for (_, end), (start, _) in zip(spans, spans[1:]) if start < end)
+    overlaps = sum(1 for (_, end), (start, _) in itertools.pairwise(spans) if start < end)
     return {"trials": len(holds), "workers": workers, "seconds": round(seconds, 1),
             "double_holders": sum(h["double"] for h in holds), "overlapping_holds": overlaps,
             "takeovers": sum(h["took_over"] for h in holds)}

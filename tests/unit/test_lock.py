@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from builder import proc
 from builder.errors import EXIT_LOCKED, Locked
 from builder.execute.command import Invocation, clear_leftovers
-from builder import proc
 from builder.execute.lock import Heartbeat, RunLock, read_holder
 from builder.layout import Layout
 from builder.plan.graph import Node
