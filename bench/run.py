@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import planning, schedule_sim
+from bench import lock_race, planning, schedule_sim
 
 REPO = planning.REPO
 EESSI = REPO / "tests" / "data" / "eessi-2025.06.yml"
@@ -68,9 +68,22 @@ def publish_rows(workdir: Path) -> list[dict]:
             for size in sorted({size for size, _ in results})]
 
 
+def lock_rows(trials: int = 3000) -> list[dict]:
+    """The run-lock race (bench/lock_race.py): a correctness result, so it fails the benchmark if broken."""
+    r = lock_race.race(trials)
+    if r["double_holders"] or r["overlapping_holds"]:
+        raise SystemExit(f"the run lock had two holders at once: {r}")
+    return [{"benchmark": f"run-lock race: {r['trials']} holds by {r['workers']} processes, {r['takeovers']} "
+                          f"takeovers of holders that died ({r['double_holders']} double holders)",
+             "modlib_s": r["seconds"], "other": "", "other_s": None, "target": "0 double holders"}]
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| benchmark | modlib | compared with | their time | ratio | target |", "|---|---:|---|---:|---:|---|"]
     for r in rows:
+        if r["other_s"] is None:
+            lines.append(f"| {r['benchmark']} | {r['modlib_s']:.2f} | | | | {r['target']} |")
+            continue
         ratio = r["other_s"] / r["modlib_s"] if r["modlib_s"] else float("inf")
         lines.append(f"| {r['benchmark']} | {r['modlib_s']:.2f} | {r['other']} | {r['other_s']:.2f} | "
                      f"{ratio:.1f}x | {r['target']} |")
@@ -90,7 +103,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "performance.md")
     args = parser.parse_args()
     rows = planning.plan_rows(EESSI) + [planning.noop_row(REPO / "library")] + schedule_rows()
-    rows += publish_rows(args.workdir)
+    rows += publish_rows(args.workdir) + lock_rows()
     if not args.skip_notebook:
         rows += notebook_rows(args.workdir)
     text = table(rows)

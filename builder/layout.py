@@ -41,10 +41,12 @@ SOFTWARE = Entry("<tree>/software/<Name>-<build>/...", "installs, one fresh pref
 UNREFERENCED = Entry("<tree>/software/.unreferenced.json", "when each prefix nothing names was first found so")
 STORE = Entry("<tree>/modules/all/...", "the store: module files of finished builds (builds see this)")
 STAGING = Entry("<tree>/.staging/<module>/", "module files of a build in progress")
+BUILD_PROCESS = Entry("<tree>/.staging/<module>.process", "host, process group and start time of the node's local "
+                      "build (none starts beside a live one)")
 MANIFEST = Entry("<tree>/.modlib/manifest/<module>.json", "easyconfig digest and moduleclass of each stored module")
 SOURCES = Entry("sources/", "checksum-verified source cache (EasyBuild's sourcepath layout)")
 META = Entry(".modlib/", "modlib's own state")
-RUN_LOCK = Entry("run.lock", "the run lock: holder, host, process, heartbeat", 1)
+RUN_LOCK = Entry("run.lock", "the run lock: holder, host, process (its mtime is the heartbeat)", 1)
 EB_LOCKS = Entry("eb-locks/...", "EasyBuild's per-install locks (named after the install folder)", 1)
 RECORDS = Entry("records/<tree>/<module>/", "one build record (JSON) per node run, its log beside it", 1)
 LAST_RUN = Entry("runs/last.json", "summary of the last run", 1)
@@ -54,7 +56,7 @@ CACHE = Entry("cache/", "parsed-easyconfig cache, where MODLIB_CACHE points here
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_TARGET, VIEW_ENV, VIEW_LMODRC,
            VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_STATE, VIEW_INPUTS, SOFTWARE, UNREFERENCED, STORE,
-           STAGING, MANIFEST, SOURCES, META, RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
+           STAGING, BUILD_PROCESS, MANIFEST, SOURCES, META, RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
 
 
 def slug(module: str) -> str:
@@ -129,6 +131,10 @@ class Layout:
     def staging(self, tree: str, module: str) -> Path:
         """Module files of one node are written here and made live only after the build succeeded."""
         return self.root / _fill(STAGING, tree=tree, module=slug(module))
+
+    def build_process(self, tree: str, module: str) -> Path:
+        """Which process group builds the node locally: a run must not start a build beside a live one."""
+        return self.root / _fill(BUILD_PROCESS, tree=tree, module=slug(module))
 
     def manifest(self, tree: str, module: str) -> Path:
         return self.root / _fill(MANIFEST, tree=tree, module=slug(module))

@@ -40,7 +40,7 @@ def dependents(settings: Settings, module: str) -> list[str]:
 def remove(settings: Settings, modules: list[str], report: Callable[[str], None]) -> None:
     """Unpublish ``modules`` under the run lock and publish the view without them."""
     layout = settings.layout
-    with RunLock(layout, holder="modlib remove", warn=report):
+    with RunLock(layout, holder="modlib remove", warn=report) as lock:
         for module in modules:
             homes = [t for t in _trees(settings) if layout.module_file(t, module).is_file()]
             if not homes:
@@ -51,8 +51,10 @@ def remove(settings: Settings, modules: list[str], report: Callable[[str], None]
         for module in modules:
             for tree in _trees(settings):
                 if layout.module_file(tree, module).is_file():
+                    lock.fence()
                     retract_node_files(layout, tree, module)
                     report(f"removed {tree}/{module} from the store; its prefix expires after "
                            f"{settings.grace_period_hours:g} h")
+        lock.fence()
         gen, _ = publish_view(settings)
         report(f"published {gen.name}")

@@ -123,13 +123,15 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
             with tempfile.TemporaryDirectory(prefix="modlib-scratch-") as scratch, \
                     get_executor(executor, settings, Path(scratch), report) as runner:
                 _execute(settings, result, runner, jobs or max(t.jobs for t in targets),
-                         set(rebuild), lambda: lock.lost or runner.lost(), report)
+                         set(rebuild), lambda: lock.lost or runner.lost(), lock.fence, report)
                 stopped = runner.lost()
         stopped = lock.lost or stopped
         if stopped:
             raise RunFailed(f"the run stopped: {stopped}")
         if current_inputs(settings.layout) != inputs_digest(settings):
+            lock.fence()
             result.warnings = _publish(settings, report)
+        lock.fence()
         for gone in _collect_prefixes(settings):
             report(f"removed {gone}: no published module named it for {settings.grace_period_hours:g} h")
         result.seconds = time.time() - t0
@@ -138,13 +140,15 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
 
 
 def _execute(settings: Settings, result: RunResult, executor: Executor, jobs: int, rebuild: set[str],
-             lost: Callable[[], str | None], report: Report) -> None:
-    """Build ``result.todo`` with ``executor``: every node recorded, each success published."""
+             lost: Callable[[], str | None], fence: Callable[[], None], report: Report) -> None:
+    """Build ``result.todo`` with ``executor``: every node recorded, each success published; ``fence``
+    raises RunFailed before a publish once the run lock is no longer ours."""
     scheduler = Scheduler(result.todo)
     dispatch(scheduler, executor, jobs,
              lambda node: invocation(settings, node, rebuild=node.module in rebuild),
              lambda node: records.new_log_path(settings.layout, node.tree, node.module, time.time()),
-             lambda node, inv, run: _finished(settings, result, node, inv, run, executor.name, lost(), report),
+             lambda node, inv, run: _finished(settings, result, node, inv, run, executor.name, lost(), fence,
+                                              report),
              lost, report)
     result.blocked = dict(scheduler.blocked)
 
@@ -170,7 +174,7 @@ def dispatch(scheduler: Scheduler, executor: Executor, jobs: int, invocation: Ca
 
 
 def _finished(settings: Settings, result: RunResult, node: Node, inv: Invocation, run: NodeRun, executor: str,
-              lost: str | None, report: Report) -> bool:
+              lost: str | None, fence: Callable[[], None], report: Report) -> bool:
     """Record the node's run, publish it if it built; whether it counts as succeeded."""
     rec = records.Record(module=node.module, tree=node.tree, target=node.target, easyconfig=str(node.easyconfig),
                          sha256=node.sha256, command=list(inv.argv), exit_code=run.exit_code, start=run.start,
@@ -181,7 +185,8 @@ def _finished(settings: Settings, result: RunResult, node: Node, inv: Invocation
         result.failed[node.key] = records.tail(run.log)
         report(f"FAILED   {node.tree}/{node.module} (exit {run.exit_code}, {took}; log {run.log})")
         return False
-    problem = f"not published: {lost}" if lost else _accept(settings, node, inv, str(record_path), result, report)
+    problem = f"not published: {lost}" if lost else _accept(settings, node, inv, str(record_path), result, fence,
+                                                             report)
     if problem:
         result.failed[node.key] = problem
         report(f"failed   {node.tree}/{node.module}: {problem}")
@@ -192,14 +197,17 @@ def _finished(settings: Settings, result: RunResult, node: Node, inv: Invocation
 
 
 def _accept(settings: Settings, node: Node, inv: Invocation, record: str, result: RunResult,
-            report: Report) -> str | None:
-    """Store the node's module file and publish a view with it; what went wrong, or None."""
+            fence: Callable[[], None], report: Report) -> str | None:
+    """Store the node's module file and publish a view with it; what went wrong, or None. A run that
+    lost its lock raises RunFailed from ``fence`` before either step, and changes nothing."""
     layout, prefix = settings.layout, Path(inv.prefix)
     try:
         refs = prefixes.references(layout.install_dir(prefix, node.module), _prefix_pattern(settings), prefix)
+        fence()
         publish_node(layout, node, record, inv.prefix, refs)
     except OSError as err:
         return str(err)
+    fence()
     try:
         result.warnings = _publish(settings, report)
     except (OSError, ModlibError) as err:  # e.g. Lmod cannot cache this module file: keep it out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import socket
 import threading
@@ -35,6 +36,16 @@ class LocalExecutor(Executor):
                    isolated=why_not is None)
 
     def submit(self, node: Node, inv: Invocation, log: Path) -> None:
+        """Start the node's build, unless an earlier ``eb`` of the node still runs here (a runner that
+        was killed before it could stop it): building beside it, in the same prefix, would corrupt both,
+        so the node fails with a message instead."""
+        marker = self.layout.build_process(node.tree, node.module)
+        earlier = _read_json(marker)
+        if proc.running(earlier):
+            self._refuse(node, log, f"an earlier build of {node.tree}/{node.module} still runs on this host "
+                                    f"(process group {(earlier or {}).get('group')}, see {marker}); "
+                                    "not building beside it: stop it or wait for it to end")
+            return
         clear_leftovers(self.layout, node, inv)
         # A build dir of its own, as each pod has: EasyBuild removes emptied parents of its build
         # dir (build/Jinja2/), which pulls the floor from under a second version building beside it.
@@ -47,7 +58,9 @@ class LocalExecutor(Executor):
         start = time.time()
         child = proc.start(argv, env=env, cwd=self.cwd, log_path=log)
         self._running[child.pid] = child
-        threading.Thread(target=self._reap, args=(node, child, start, log), daemon=True).start()
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(proc.identity(child)))
+        threading.Thread(target=self._reap, args=(node, child, start, log, marker), daemon=True).start()
 
     def _writable(self, node: Node, inv: Invocation, env: dict[str, str]) -> list[Path]:
         """What this build may write under the library root: its prefix, its staging folder, EasyBuild's
@@ -56,8 +69,16 @@ class LocalExecutor(Executor):
         scratch = [Path(env[v]) for v in ("EASYBUILD_BUILDPATH", "EASYBUILD_TMPDIR", "EASYBUILD_REPOSITORYPATH")]
         return paths + [p for p in scratch if p.is_relative_to(self.layout.root)]
 
-    def _reap(self, node: Node, child: proc.Process, start: float, log: Path) -> None:
-        code = child.wait()
+    def _refuse(self, node: Node, log: Path, message: str) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as out:
+            out.write(message + "\n")
+        now = time.time()
+        self._finished.put((node, NodeRun(exit_code=1, start=now, end=now, log=str(log), where=socket.gethostname())))
+
+    def _reap(self, node: Node, child: proc.Process, start: float, log: Path, marker: Path) -> None:
+        code = proc.reap(child)
+        marker.unlink(missing_ok=True)
         self._running.pop(child.pid, None)
         where = f"{socket.gethostname()} (pid {child.pid})"
         self._finished.put((node, NodeRun(exit_code=code, start=start, end=time.time(), log=str(log), where=where)))
@@ -72,3 +93,10 @@ class LocalExecutor(Executor):
         """A run that stops early (an error, Ctrl-C) takes its builds with it: nobody would publish them."""
         for child in list(self._running.values()):
             proc.stop(child)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None

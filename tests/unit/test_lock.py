@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from builder import proc
 from builder.errors import EXIT_LOCKED, Locked
 from builder.execute.command import Invocation, clear_leftovers
-from builder.execute.lock import Heartbeat, RunLock
+from builder.execute.lock import Heartbeat, RunLock, read_holder
 from builder.layout import Layout
 from builder.plan.graph import Node
 
@@ -24,11 +25,16 @@ def test_second_run_is_refused_with_exit_code_3(tmp_path):
     assert not Layout(tmp_path).run_lock().exists()
 
 
-def test_lock_records_holder_host_process_heartbeat(tmp_path):
-    with RunLock(Layout(tmp_path), holder="cron"):
-        info = json.loads(Layout(tmp_path).run_lock().read_text())
+def test_lock_records_holder_host_process_and_its_mtime_is_the_heartbeat(tmp_path):
+    with RunLock(Layout(tmp_path), holder="cron", heartbeat=0.05) as lock:
+        path = Layout(tmp_path).run_lock()
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+        time.sleep(0.3)
+        info = read_holder(path) or {}
+        assert lock.lost is None
     assert info["holder"] == "cron" and info["host"] == socket.gethostname() and info["pid"] == os.getpid()
-    assert abs(info["heartbeat"] - time.time()) < 5
+    assert info["process_start"] == proc.started(os.getpid()) and info["token"] == info["id"]
+    assert abs(info["heartbeat"] - time.time()) < 5  # renewed through the holder's open file
 
 
 def test_dead_holder_is_taken_over_and_eb_locks_are_kept(tmp_path):
@@ -65,8 +71,8 @@ def test_a_fresh_build_clears_only_its_own_leftovers(tmp_path):
 
 def test_other_host_with_old_heartbeat_is_stale(tmp_path):
     Layout(tmp_path).run_lock().parent.mkdir(parents=True)
-    Layout(tmp_path).run_lock().write_text(json.dumps({"holder": "pod", "host": "elsewhere", "pid": 1,
-                                               "heartbeat": time.time() - 3600}))
+    Layout(tmp_path).run_lock().write_text(json.dumps({"holder": "pod", "host": "elsewhere", "pid": 1}))
+    os.utime(Layout(tmp_path).run_lock(), (time.time() - 3600, time.time() - 3600))
     with RunLock(Layout(tmp_path), stale_after=120) as lock:
         assert (lock.took_over or {})["host"] == "elsewhere"
 
