@@ -364,6 +364,15 @@ def checksum_problem(path: Path, spec: object) -> str | None:
     return f"checksum mismatch (sha256 of the file: {compute_checksum(str(path), 'sha256')}, expected {spec})"
 
 
+def config_guess_dir(sources: Path) -> Path:
+    """Where EasyBuild's ConfigureMake looks for (and downloads) a recent config.guess in the source
+    cache. Builds see the cache read-only and offline: the folder must exist, so that the download
+    fails as EasyBuild expects (a warning, the tarball's own config.guess used) rather than on mkdir."""
+    from easybuild.easyblocks import VERSION as EASYBLOCKS_VERSION
+
+    return sources / "generic" / f"eb_v{EASYBLOCKS_VERSION}" / "ConfigureMake"
+
+
 def permanent_exit_codes() -> list[int]:
     """EasyBuild's exit codes that the same command cannot escape by running again: broken
     options or easyconfigs, failed build steps, bad checksums. Generic errors, fetch and download

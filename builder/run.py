@@ -74,6 +74,7 @@ def fetch_sources(settings: Settings, todo: list[Node], report: Report) -> None:
             files = [f for n in todo if n.target == target_name for f in eb.source_files(n.easyconfig)]
         local = [p / "sources" for p in settings.easyconfig_paths]
         sources.prefetch(files, settings.layout.sources(), local, settings.pypi_simple, report)
+    ebadapter.config_guess_dir(settings.layout.sources()).mkdir(parents=True, exist_ok=True)
 
 
 def check_root(settings: Settings) -> None:
