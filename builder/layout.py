@@ -37,6 +37,7 @@ SOFTWARE = Entry("<tree>/software/...", "EasyBuild installs, in place (absolute 
 STORE = Entry("<tree>/modules/all/...", "the store: module files of finished builds (builds see this)")
 STAGING = Entry("<tree>/.staging/<module>/", "module files of a build in progress")
 MANIFEST = Entry("<tree>/.modlib/manifest/<module>.json", "easyconfig digest and moduleclass of each stored module")
+INTEGRITY = Entry("<tree>/.modlib/integrity/<module>.jsonl", "each install at publish: every file, sha256")
 SOURCES = Entry("sources/", "checksum-verified source cache (EasyBuild's sourcepath layout)")
 META = Entry(".modlib/", "modlib's own state")
 RUN_LOCK = Entry("run.lock", "the run lock: holder, host, process, heartbeat", 1)
@@ -48,7 +49,8 @@ CACHE = Entry("cache/", "parsed-easyconfig cache, where MODLIB_CACHE points here
 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_TREE, VIEW_MODULERC, VIEW_TARGET, VIEW_ENV, VIEW_LMODRC, VIEW_CACHE, VIEW_FEATURED,
-           VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_INPUTS, SOFTWARE, STORE, STAGING, MANIFEST, SOURCES, META,
+           VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_INPUTS, SOFTWARE, STORE, STAGING, MANIFEST, INTEGRITY, SOURCES,
+           META,
            RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
 
 
@@ -103,6 +105,10 @@ class Layout:
 
     def manifest(self, tree: str, module: str) -> Path:
         return self.root / _fill(MANIFEST, tree=tree, module=slug(module))
+
+    def integrity(self, tree: str, module: str) -> Path:
+        """What a published install held: ``modlib verify`` and ``status`` compare the volume with it."""
+        return self.root / _fill(INTEGRITY, tree=tree, module=slug(module))
 
     def sources(self) -> Path:
         return self.root / _fill(SOURCES)

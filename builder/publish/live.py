@@ -15,6 +15,7 @@ from pathlib import Path
 
 from builder.layout import Layout
 from builder.plan.graph import Node
+from builder.publish.integrity import install_prefix, write_record
 
 
 def read_manifest(layout: Layout, tree: str, module: str) -> dict | None:
@@ -39,6 +40,7 @@ def publish_node(layout: Layout, node: Node, record: str) -> Path:
                                "moduleclass": node.moduleclass, "published": time.time(), "record": record},
                               indent=2, sort_keys=True))
     os.replace(tmp, manifest)
+    write_record(layout, node.tree, node.module, install_prefix(layout, node.tree, node.module), staged)
     os.replace(staged, live)
     default = staged.parent / "default"
     if default.is_symlink():

@@ -1,0 +1,147 @@
+"""Integrity records: what a published install and its module file held at the moment of publishing.
+
+The library lives for years on a volume that many hands can write, and "published" must keep
+meaning the same bytes. At publish each install gets one record, a JSON-lines file: the first line
+names the install's prefix and the module file's digest (so checking module files, which every
+publish does, reads one line per module), each further line one entry of the prefix: a folder, a
+symbolic link (its target, never followed) or a file (size, mode, mtime, sha256).
+
+Checks read the prefix from the record, never from the layout: where a build installs may change
+(``install_prefix``), what a record says it checked may not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from builder.layout import Layout
+
+#: Bumped when a record's shape changes; a reader refuses shapes it does not know.
+VERSION = 1
+
+#: How many paths of one kind (deleted, altered, added) a finding lists before it only counts them.
+LISTED = 5
+
+
+def install_prefix(layout: Layout, tree: str, module: str) -> Path:
+    """Where a node's build installed: the one function that knows it. Today that is EasyBuild's
+    install dir, whose name drops the dot of a hidden module's version (as ``Layout.eb_install_lock``)."""
+    return layout.software(tree) / module.replace("/.", "/")
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def describe(path: Path, st: os.stat_result, digest: bool = True) -> dict:
+    """One entry as a record holds it (``st`` from lstat); a file's digest only when ``digest``."""
+    if stat.S_ISLNK(st.st_mode):
+        return {"type": "link", "target": os.readlink(path)}
+    if stat.S_ISDIR(st.st_mode):
+        return {"type": "dir", "mode": stat.S_IMODE(st.st_mode)}
+    if not stat.S_ISREG(st.st_mode):
+        return {"type": "other", "mode": st.st_mode}  # a fifo or socket: never opened
+    entry = {"type": "file", "size": st.st_size, "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns}
+    return {**entry, "sha256": sha256(path)} if digest else entry
+
+
+def matches(path: Path, st: os.stat_result, recorded: dict, thorough: bool) -> bool:
+    """Whether ``path`` still holds what was recorded. A file is read only when ``thorough`` or when its
+    size or mtime moved: a quick check trusts an unchanged mtime, a thorough one trusts nothing."""
+    now = describe(path, st, digest=False)
+    if now["type"] != "file" or recorded["type"] != "file":
+        return now == {k: v for k, v in recorded.items() if k != "path"}
+    if (now["size"], now["mode"]) != (recorded["size"], recorded["mode"]):
+        return False
+    if not thorough and now["mtime_ns"] == recorded["mtime_ns"]:
+        return True
+    return sha256(path) == recorded["sha256"]
+
+
+def walk(prefix: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every entry below ``prefix`` as (relative path, lstat), links not followed."""
+    folders = [""]
+    while folders:
+        rel = folders.pop()
+        with os.scandir(prefix / rel) as found:
+            for entry in found:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                st = entry.stat(follow_symlinks=False)
+                yield path, st
+                if stat.S_ISDIR(st.st_mode):
+                    folders.append(path)
+
+
+def write_record(layout: Layout, tree: str, module: str, prefix: Path, module_file: Path) -> Path:
+    """Record ``prefix`` and ``module_file`` (its store path, whether or not it was moved there yet);
+    the record replaces the previous one in one rename."""
+    store_file = layout.module_file(tree, module)
+    header = {"version": VERSION, "tree": tree, "module": module, "prefix": str(prefix), "recorded": time.time(),
+              "module_file": {"path": str(store_file), **describe(module_file, module_file.lstat())}}
+    path = layout.integrity(tree, module)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as out:
+        out.write(json.dumps(header) + "\n")
+        for rel, st in sorted(walk(prefix)) if prefix.is_dir() else []:
+            out.write(json.dumps({"path": rel, **describe(prefix / rel, st)}) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_header(path: Path) -> dict | None:
+    """A record's first line, or None when there is no record (modules published before records existed)."""
+    try:
+        with open(path) as f:
+            header = json.loads(f.readline())
+    except (FileNotFoundError, ValueError):
+        return None
+    return header if header.get("version") == VERSION else None
+
+
+def read_entries(path: Path) -> Iterator[dict]:
+    with open(path) as f:
+        f.readline()
+        for line in f:
+            yield json.loads(line)
+
+
+def check_module_file(header: dict, thorough: bool = True) -> str | None:
+    """What is wrong with the store's module file of a record, or None."""
+    recorded = header["module_file"]
+    path = Path(recorded["path"])
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return f"module file {path} is missing from the store"
+    if not matches(path, st, recorded, thorough):
+        return f"module file {path} was altered since publish (every kept generation shares it)"
+    return None
+
+
+def check_prefix(prefix: Path, entries: Iterable[dict], thorough: bool) -> list[str]:
+    """What differs between the install prefix and its record: deleted, altered and added entries."""
+    if not prefix.is_dir():
+        return [f"install folder {prefix} is gone"]
+    found = dict(walk(prefix))
+    changed: dict[str, list[str]] = {"deleted": [], "altered": [], "added": []}
+    for recorded in entries:
+        st = found.pop(recorded["path"], None)
+        if st is None:
+            changed["deleted"].append(recorded["path"])
+        elif not matches(prefix / recorded["path"], st, recorded, thorough):
+            changed["altered"].append(recorded["path"])
+    changed["added"] = sorted(found)
+    return [_listed(kind, prefix, paths) for kind, paths in changed.items() if paths]
+
+
+def _listed(kind: str, prefix: Path, paths: list[str]) -> str:
+    shown = ", ".join(paths[:LISTED]) + (f" and {len(paths) - LISTED} more" if len(paths) > LISTED else "")
+    return f"{len(paths)} {'entry' if len(paths) == 1 else 'entries'} of {prefix} {kind}: {shown}"
