@@ -24,8 +24,9 @@ from builder.plan.graph import NodeKey
 from builder.publish.integrity import check_module_file, check_prefix, read_entries, read_header, sha256
 from builder.read.config import Settings
 
-#: Modules checked at once; the work is waiting on the file system, not the CPU.
-THREADS = 8
+#: Modules checked at once: the work is waiting on the file system, not the CPU (through a 1 ms FUSE
+#: mount, 1,099 modules took 37 s with 8 threads and 24 s with 32; see docs/performance.md).
+THREADS = 32
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -19,6 +19,7 @@ import stat
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from builder.layout import Layout
 
@@ -35,48 +36,60 @@ def install_prefix(layout: Layout, tree: str, module: str) -> Path:
     return layout.software(tree) / module.replace("/.", "/")
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as f:
+class Found(NamedTuple):
+    """One entry on disk: ``name`` is opened relative to ``folder`` (a descriptor of its folder, so a
+    network file system resolves one name per call, not every component of the path), or is a whole path
+    when ``folder`` is None; ``path`` is relative to the prefix, as records hold it."""
+
+    path: str
+    name: str
+    st: os.stat_result
+    folder: int | None = None
+
+
+def found(path: Path) -> Found:
+    return Found(str(path), str(path), path.lstat())
+
+
+def sha256(name: str | Path, folder: int | None = None) -> str:
+    with os.fdopen(os.open(name, os.O_RDONLY, dir_fd=folder), "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def describe(path: Path, st: os.stat_result, digest: bool = True) -> dict:
-    """One entry as a record holds it (``st`` from lstat); a file's digest only when ``digest``."""
-    if stat.S_ISLNK(st.st_mode):
-        return {"type": "link", "target": os.readlink(path)}
-    if stat.S_ISDIR(st.st_mode):
-        return {"type": "dir", "mode": stat.S_IMODE(st.st_mode)}
-    if not stat.S_ISREG(st.st_mode):
-        return {"type": "other", "mode": st.st_mode}  # a fifo or socket: never opened
-    entry = {"type": "file", "size": st.st_size, "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns}
-    return {**entry, "sha256": sha256(path)} if digest else entry
+def describe(entry: Found, digest: bool = True) -> dict:
+    """One entry as a record holds it (links not followed); a file's digest only when ``digest``."""
+    mode = entry.st.st_mode
+    if stat.S_ISLNK(mode):
+        return {"type": "link", "target": os.readlink(entry.name, dir_fd=entry.folder)}
+    if stat.S_ISDIR(mode):
+        return {"type": "dir", "mode": stat.S_IMODE(mode)}
+    if not stat.S_ISREG(mode):
+        return {"type": "other", "mode": mode}  # a fifo or socket: never opened
+    described = {"type": "file", "size": entry.st.st_size, "mode": stat.S_IMODE(mode), "mtime_ns": entry.st.st_mtime_ns}
+    return {**described, "sha256": sha256(entry.name, entry.folder)} if digest else described
 
 
-def matches(path: Path, st: os.stat_result, recorded: dict, thorough: bool) -> bool:
-    """Whether ``path`` still holds what was recorded. A file is read only when ``thorough`` or when its
+def matches(entry: Found, recorded: dict, thorough: bool) -> bool:
+    """Whether ``entry`` still holds what was recorded. A file is read only when ``thorough`` or when its
     size or mtime moved: a quick check trusts an unchanged mtime, a thorough one trusts nothing."""
-    now = describe(path, st, digest=False)
+    now = describe(entry, digest=False)
     if now["type"] != "file" or recorded["type"] != "file":
         return now == {k: v for k, v in recorded.items() if k != "path"}
     if (now["size"], now["mode"]) != (recorded["size"], recorded["mode"]):
         return False
     if not thorough and now["mtime_ns"] == recorded["mtime_ns"]:
         return True
-    return sha256(path) == recorded["sha256"]
+    return sha256(entry.name, entry.folder) == recorded["sha256"]
 
 
-def walk(prefix: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Every entry below ``prefix`` as (relative path, lstat), links not followed."""
-    folders = [""]
-    while folders:
-        rel = folders.pop()
-        with os.scandir(prefix / rel) as found:
-            for entry in found:
-                path = f"{rel}/{entry.name}" if rel else entry.name
-                st = entry.stat(follow_symlinks=False)
-                yield path, st
-                if stat.S_ISDIR(st.st_mode):
-                    folders.append(path)
+def walk(prefix: Path) -> Iterator[Found]:
+    """Every entry below ``prefix``, links not followed; each is valid (its folder open) only until the
+    next one is asked for."""
+    base = str(prefix)
+    for folder, dirs, files, fd in os.fwalk(base, follow_symlinks=False):
+        rel = folder[len(base) + 1:]
+        for name in dirs + files:
+            yield Found(f"{rel}/{name}" if rel else name, name, os.stat(name, dir_fd=fd, follow_symlinks=False), fd)
 
 
 def write_record(layout: Layout, tree: str, module: str, prefix: Path, module_file: Path) -> Path:
@@ -84,14 +97,14 @@ def write_record(layout: Layout, tree: str, module: str, prefix: Path, module_fi
     the record replaces the previous one in one rename."""
     store_file = layout.module_file(tree, module)
     header = {"version": VERSION, "tree": tree, "module": module, "prefix": str(prefix), "recorded": time.time(),
-              "module_file": {"path": str(store_file), **describe(module_file, module_file.lstat())}}
+              "module_file": {"path": str(store_file), **describe(found(module_file))}}
     path = layout.integrity(tree, module)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as out:
         out.write(json.dumps(header) + "\n")
-        for rel, st in sorted(walk(prefix)) if prefix.is_dir() else []:
-            out.write(json.dumps({"path": rel, **describe(prefix / rel, st)}) + "\n")
+        for rel, entry in sorted((e.path, describe(e)) for e in walk(prefix)):
+            out.write(json.dumps({"path": rel, **entry}) + "\n")
     os.replace(tmp, path)
     return path
 
@@ -118,10 +131,10 @@ def check_module_file(header: dict, thorough: bool = True) -> str | None:
     recorded = header["module_file"]
     path = Path(recorded["path"])
     try:
-        st = path.lstat()
+        entry = found(path)
     except FileNotFoundError:
         return f"module file {path} is missing from the store"
-    if not matches(path, st, recorded, thorough):
+    if not matches(entry, recorded, thorough):
         return f"module file {path} was altered since publish (every kept generation shares it)"
     return None
 
@@ -130,16 +143,16 @@ def check_prefix(prefix: Path, entries: Iterable[dict], thorough: bool) -> list[
     """What differs between the install prefix and its record: deleted, altered and added entries."""
     if not prefix.is_dir():
         return [f"install folder {prefix} is gone"]
-    found = dict(walk(prefix))
+    expected = {recorded["path"]: recorded for recorded in entries}
     changed: dict[str, list[str]] = {"deleted": [], "altered": [], "added": []}
-    for recorded in entries:
-        st = found.pop(recorded["path"], None)
-        if st is None:
-            changed["deleted"].append(recorded["path"])
-        elif not matches(prefix / recorded["path"], st, recorded, thorough):
-            changed["altered"].append(recorded["path"])
-    changed["added"] = sorted(found)
-    return [_listed(kind, prefix, paths) for kind, paths in changed.items() if paths]
+    for entry in walk(prefix):
+        recorded = expected.pop(entry.path, None)
+        if recorded is None:
+            changed["added"].append(entry.path)
+        elif not matches(entry, recorded, thorough):
+            changed["altered"].append(entry.path)
+    changed["deleted"] = list(expected)
+    return [_listed(kind, prefix, sorted(paths)) for kind, paths in changed.items() if paths]
 
 
 def _listed(kind: str, prefix: Path, paths: list[str]) -> str:
