@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import lock_race, planning, schedule_sim
+from bench import lock_race, planning, schedule_sim, verify_tree
 
 REPO = planning.REPO
 EESSI = REPO / "tests" / "data" / "eessi-2025.06.yml"
@@ -99,11 +99,13 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/modlib-bench"))
-    parser.add_argument("--skip-notebook", action="store_true", help="no FUSE here: leave out the Lmod rows")
+    parser.add_argument("--skip-notebook", action="store_true",
+                        help="no FUSE here: leave out the Lmod rows and verify's FUSE rows")
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "performance.md")
     args = parser.parse_args()
     rows = planning.plan_rows(EESSI) + [planning.noop_row(REPO / "library")] + schedule_rows()
     rows += publish_rows(args.workdir) + lock_rows()
+    rows += verify_tree.verify_rows(args.workdir, fuse=not args.skip_notebook)
     if not args.skip_notebook:
         rows += notebook_rows(args.workdir)
     text = table(rows)

@@ -72,22 +72,25 @@ def _targets(settings: Settings, name: str | None):
               help="Plan this easystack alone, for --target (default: the first cpu target).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (the CLI contract's shape).")
 def plan(config: Path | None, target: str | None, easystack: Path | None, as_json: bool) -> None:
-    """Resolve the curated lists into one dependency graph and show what is missing."""
+    """Resolve the curated lists into one dependency graph and show what is missing and what drifted."""
     from builder.plan.planner import make_plan
+    from builder.status import drifted
 
     settings = load_settings(config)
     targets = _targets(settings, target)
     if easystack is not None:
         targets = [settings.target(target) if target else settings.first_cpu_target()]
     result = make_plan(settings, targets, easystack)
+    drift = {n.key: drifted(settings.layout, n) is not None for n in result.nodes}
     if as_json:
-        click.echo(json.dumps(result.as_json(), indent=1))
+        click.echo(json.dumps({"nodes": [{**n.as_json(), "drift": drift[n.key]} for n in result.nodes]}, indent=1))
         return
     table = Table("module", "tree", "target", "deps", "state", title=f"plan: {len(result.nodes)} modules, "
-                  f"{len(result.missing())} to build")
+                  f"{len(result.missing())} to build, {sum(drift.values())} drifted")
     for node in result.nodes:
-        table.add_row(node.module, node.tree, node.target, str(len(node.deps)),
-                      "installed" if node.installed else "[bold]to build[/]")
+        state = "[bold]to build[/]" if not node.installed else "installed, [bold]drifted[/]" if drift[node.key] \
+            else "installed"
+        table.add_row(node.module, node.tree, node.target, str(len(node.deps)), state)
     Console().print(table)
 
 
@@ -120,7 +123,7 @@ def build(config: Path | None, target: str | None, executor: str, kubeconfig: st
     result = run_build(settings, targets, executor=executor, jobs=jobs, rebuild=list(rebuild), wait=wait,
                        report=lambda msg: console.print(msg, markup=False))
     _summary(console, result)
-    if result.failed or result.blocked:
+    if result.failed or result.blocked or result.altered:
         sys.exit(EXIT_BUILD_FAILED)
 
 
@@ -131,6 +134,10 @@ def _summary(console: Console, result) -> None:
                   markup=False)
     for warning in result.warnings:
         console.print(f"warning: {warning}", markup=False)
+    for module in result.altered:
+        console.print(f"warning: {module}: its module file in the store differs from its integrity record, so "
+                      "no generation was published with it (`modlib verify` shows the damage, `modlib build "
+                      "--rebuild` of the module stores a fresh file)", markup=False)
     for key, tail in result.failed.items():
         console.print(f"\n--- {'/'.join(key)} failed; last lines of its log:\n{tail}", markup=False)
     for key, cause in result.blocked.items():
@@ -141,32 +148,81 @@ def _summary(console: Console, result) -> None:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(config: Path | None, as_json: bool) -> None:
-    """Per target: published, missing, failed (with build record), drifted, and the last run."""
-    from builder.plan.planner import make_plan
-    from builder.status import library_status
+    """Per target: published, missing, failed (with build record), drifted, damaged, not live, orphaned;
+    the run in progress and the last run. A target whose easyconfigs do not parse shows its error."""
+    from builder.status import library_status, plan_targets
 
     settings = load_settings(config)
-    plans = {t.name: make_plan(settings, [t]) for t in settings.targets.values()}
-    info = library_status(settings, plans)
+    info = library_status(settings, plan_targets(settings))
     if as_json:
         click.echo(json.dumps(info, indent=1, default=str))
         return
     for name, t in info["targets"].items():
         click.echo(f"{name}: {len(t['published'])} published, {len(t['missing'])} missing, "
-                   f"{len(t['failed'])} failed, {len(t['drifted'])} drifted")
-        for d in t["drifted"]:
-            click.echo(f"  drift: {d['module']} ({d['easyconfig']} changed since it was built)")
-        for p in t["python_mismatch"]:
-            click.echo(f"  python: {p['module']} was built for Python {p['python']}, notebooks run another")
-        for f in t["failed"]:
-            click.echo(f"  failed: {f['module']} (exit {f['record']['exit_code']}, log {f['record']['log']})")
+                   f"{len(t['failed'])} failed, {len(t['drifted'])} drifted, {len(t['damaged'])} damaged, "
+                   f"{len(t['not_live'])} not live, {len(t['orphaned'])} orphaned")
+        for line in _target_lines(t):
+            click.echo(f"  {line}")
+    run = info["run_in_progress"]
+    if run:
+        click.echo(f"run in progress: {run['holder']} on {run['host']}, process {run['pid']}, "
+                   f"since {_when(run['started'])}, last heartbeat {time.time() - run['heartbeat']:.0f} s ago"
+                   + (" (its holder looks gone: the next run takes the lock over)" if run["gone"] else ""))
     last = info["last_run"]
     if last:
-        when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(last["finished"]))
-        click.echo(f"last run: {when} on {last['host']}, {len(last['built'])} built, {len(last['failed'])} failed, "
-                   f"{len(last['blocked'])} not built ({last['seconds']} s)")
+        click.echo(f"last run: {_when(last['finished'])} on {last['host']}, {len(last['built'])} built, "
+                   f"{len(last['failed'])} failed, {len(last['blocked'])} not built ({last['seconds']} s)")
     else:
         click.echo("last run: none")
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(stamp))
+
+
+def _target_lines(t: dict) -> list[str]:
+    """One line per thing an admin should look at in one target's status."""
+    lines = [f"error: {t['error']} (this target could not be planned; its trees' published modules are listed)"
+             ] if t["error"] else []
+    lines += [f"drift: {d['module']} ({d['easyconfig']} changed since it was built)" for d in t["drifted"]]
+    lines += [f"damaged: {d['tree']}/{d['module']}: {'; '.join(d['problems'])}" for d in t["damaged"]]
+    lines += [f"not live: {d['tree']}/{d['module']}: {d['why']}" for d in t["not_live"]]
+    lines += [f"orphaned: {d['tree']}/{d['module']} (published, in no curated list any more)" for d in t["orphaned"]]
+    lines += [f"unrecorded: {d['tree']}/{d['module']} (published before integrity records; verify cannot check it)"
+              for d in t["unrecorded"]]
+    lines += [f"python: {p['module']} was built for Python {p['python']}, notebooks run another"
+              for p in t["python_mismatch"]]
+    lines += [f"failed: {f['module']} (exit {f['record']['exit_code']}, log {f['record']['log']})" for f in t["failed"]]
+    return lines
+
+
+@main.command()
+@config_option
+@click.option("--quick", is_flag=True, help="Read only files whose size or mtime differ from the record.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.argument("modules", nargs=-1, metavar="[MODULE]...")
+def verify(config: Path | None, quick: bool, as_json: bool, modules: tuple[str, ...]) -> None:
+    """Check published modules (all, or these: full names or bare software names) against their integrity
+    records and the live view; exit 1 when any is damaged."""
+    from builder.verify import library_trees, select
+    from builder.verify import verify as check
+
+    settings = load_settings(config)
+    report = check(settings.layout, select(settings.layout, library_trees(settings), list(modules)),
+                   thorough=not quick)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=1))
+    else:
+        for finding in report.damaged():
+            click.echo(f"damaged: {finding.tree}/{finding.module}")
+            for problem in finding.as_json()["problems"]:
+                click.echo(f"  {problem}")
+        for finding in report.unrecorded():
+            click.echo(f"unrecorded: {finding.tree}/{finding.module} (published before integrity records)")
+        click.echo(f"verified {len(report.findings)} modules in {report.seconds:.2f} s: {len(report.damaged())} "
+                   f"damaged, {len(report.unrecorded())} without a record")
+    if report.damaged():
+        sys.exit(EXIT_BUILD_FAILED)
 
 
 @main.command()

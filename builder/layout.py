@@ -44,6 +44,7 @@ STAGING = Entry("<tree>/.staging/<module>/", "module files of a build in progres
 BUILD_PROCESS = Entry("<tree>/.staging/<module>.process", "host, process group and start time of the node's local "
                       "build (none starts beside a live one)")
 MANIFEST = Entry("<tree>/.modlib/manifest/<module>.json", "easyconfig digest and moduleclass of each stored module")
+INTEGRITY = Entry("<tree>/.modlib/integrity/<module>.jsonl", "each install at publish: every file, sha256")
 SOURCES = Entry("sources/", "checksum-verified source cache (EasyBuild's sourcepath layout)")
 META = Entry(".modlib/", "modlib's own state")
 RUN_LOCK = Entry("run.lock", "the run lock: holder, host, process (its mtime is the heartbeat)", 1)
@@ -56,7 +57,8 @@ CACHE = Entry("cache/", "parsed-easyconfig cache, where MODLIB_CACHE points here
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_TARGET, VIEW_ENV, VIEW_LMODRC,
            VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_STATE, VIEW_INPUTS, SOFTWARE, UNREFERENCED, STORE,
-           STAGING, BUILD_PROCESS, MANIFEST, SOURCES, META, RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
+           STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META, RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN,
+           INPUTS, CACHE)
 
 
 def slug(module: str) -> str:
@@ -141,6 +143,10 @@ class Layout:
 
     def manifests(self, tree: str) -> Path:
         return self.manifest(tree, "x").parent
+
+    def integrity(self, tree: str, module: str) -> Path:
+        """What a published install held: ``modlib verify`` and ``status`` compare the volume with it."""
+        return self.root / _fill(INTEGRITY, tree=tree, module=slug(module))
 
     def sources(self) -> Path:
         return self.root / _fill(SOURCES)

@@ -31,6 +31,7 @@ from builder.publish import prefixes
 from builder.publish.live import publish_node, retract_node, settle_node
 from builder.publish.view import current_inputs, generations, inputs_digest, publish_view
 from builder.read.config import Settings, Target
+from builder.verify import altered_module_files, library_trees
 
 Report = Callable[[str], None]
 
@@ -43,6 +44,7 @@ class RunResult:
     failed: dict[NodeKey, str] = field(default_factory=dict)  # node -> log tail
     blocked: dict[NodeKey, NodeKey] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # from the last publish
+    altered: list[str] = field(default_factory=list)  # store module files that stopped a publish
     seconds: float = 0.0
 
     def summary(self) -> dict:
@@ -50,7 +52,7 @@ class RunResult:
         return {"finished": time.time(), "host": socket.gethostname(), "seconds": round(self.seconds, 1),
                 "planned": len(self.plan.nodes), "to_build": len(self.todo),
                 "built": [fmt(k) for k in self.built], "failed": [fmt(k) for k in self.failed],
-                "blocked": {fmt(k): fmt(v) for k, v in self.blocked.items()}}
+                "blocked": {fmt(k): fmt(v) for k, v in self.blocked.items()}, "altered": self.altered}
 
 
 def check_python(settings: Settings) -> None:
@@ -124,12 +126,13 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
             with tempfile.TemporaryDirectory(prefix="modlib-scratch-") as scratch, \
                     get_executor(executor, settings, Path(scratch), report) as runner:
                 _execute(settings, result, runner, jobs or max(t.jobs for t in targets),
-                         set(rebuild), lambda: lock.lost or runner.lost(), lock.fence, report)
+                         {n.module for n in result.todo if n.installed}, lambda: lock.lost or runner.lost(),
+                         lock.fence, report)
                 stopped = runner.lost()
         stopped = lock.lost or stopped
         if stopped:
             raise RunFailed(f"the run stopped: {stopped}")
-        if current_inputs(settings.layout) != inputs_digest(settings):
+        if current_inputs(settings.layout) != inputs_digest(settings) and not _refused(settings, result):
             lock.fence()
             result.warnings = _publish(settings, report)
         lock.fence()
@@ -209,6 +212,10 @@ def _accept(settings: Settings, node: Node, inv: Invocation, record: str, result
     except OSError as err:
         return str(err)
     fence()
+    if _refused(settings, result):
+        report(f"stored   {node.tree}/{node.module}, not published while module files in the store are altered: "
+               f"{', '.join(result.altered)}")
+        return None
     try:
         result.warnings = _publish(settings, report)
     except (OSError, ModlibError) as err:  # e.g. Lmod cannot cache this module file: keep it out
@@ -226,6 +233,16 @@ def _collect_prefixes(settings: Settings) -> list[Path]:
     """Old prefixes go at the end of a run, under its lock; every generation still on the volume counts."""
     return prefixes.collect(settings.layout, sorted({t.tree for t in settings.targets.values()}),
                             generations(settings.layout), settings.grace_period_hours * 3600)
+
+
+def _refused(settings: Settings, result: RunResult) -> bool:
+    """No generation is published while a module file in the store differs from its integrity record:
+    the publish would link the altered bytes into it. The live view stays as it is; what the run built
+    stays in the store (later builds use it) and goes live with the first publish after the damage is
+    undone, in this run (``--rebuild`` of the altered module) or a later one. Each check replaces the
+    last, so ``altered`` says what still stopped the run's last publish."""
+    result.altered = altered_module_files(settings.layout, library_trees(settings))
+    return bool(result.altered)
 
 
 def _publish(settings: Settings, report: Report) -> list[str]:

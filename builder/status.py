@@ -1,36 +1,104 @@
-"""What the library holds per target: published, missing, failed, drifted, and the last run."""
+"""What the library holds per target: published, missing, failed, drifted, damaged, not live, orphaned,
+and the run in progress or the last run.
+
+Status must work when the library needs attention most: a target whose easyconfigs do not parse is
+reported with its error and the store's modules instead of stopping the report, and damage comes from
+the quick integrity check (sizes and mtimes, digests only where they moved; ``modlib verify`` reads
+everything).
+"""
 
 from __future__ import annotations
 
+import time
+
+from builder.errors import BadInput
 from builder.execute import records
-from builder.plan.graph import Plan
+from builder.execute.lock import holder_gone, read_holder
+from builder.layout import Layout
+from builder.plan.graph import Node, Plan
 from builder.publish.featured import python_minor
 from builder.publish.live import read_manifest
 from builder.read.config import Settings
+from builder.verify import Finding, library_trees, select, store_modules, verify
 
 
-def library_status(settings: Settings, plans: dict[str, Plan]) -> dict:
-    """``plans`` maps each target name to its plan (made by the caller: planning is the only EasyBuild part)."""
-    out: dict = {"root": str(settings.root), "targets": {}, "last_run": records.read_last_run(settings.layout)}
+def plan_targets(settings: Settings) -> dict[str, Plan | BadInput]:
+    """Each target's plan, or the bad input that stopped it: one bad easyconfig hides only its target."""
+    from builder.plan.planner import make_plan
+
+    plans: dict[str, Plan | BadInput] = {}
+    for target in settings.targets.values():
+        try:
+            plans[target.name] = make_plan(settings, [target])
+        except BadInput as err:
+            plans[target.name] = err
+    return plans
+
+
+def drifted(layout: Layout, node: Node) -> dict | None:
+    """The recorded build of an installed node whose easyconfig changed since, or None."""
+    manifest = read_manifest(layout, node.tree, node.module) if node.installed else None
+    return manifest if manifest and manifest["sha256"] != node.sha256 else None
+
+
+def library_status(settings: Settings, plans: dict[str, Plan | BadInput]) -> dict:
+    """``plans`` maps each target name to its plan or its planning error (see ``plan_targets``)."""
+    layout = settings.layout
+    integrity = verify(layout, select(layout, library_trees(settings), []), thorough=False)
+    planned = {n.key for p in plans.values() if isinstance(p, Plan) for n in p.nodes}
+    unplanned = {tree for name, p in plans.items() if not isinstance(p, Plan)
+                 for tree in settings.layered_trees(settings.target(name))}
+    out: dict = {"root": str(settings.root), "targets": {}, "run_in_progress": run_in_progress(layout),
+                 "last_run": records.read_last_run(layout)}
     for name, plan in plans.items():
-        published, missing, failed, drifted = [], [], [], []
-        for node in plan.nodes:
-            entry = {"module": node.module, "tree": node.tree}
-            if node.installed:
-                published.append(entry)
-                manifest = read_manifest(settings.layout, node.tree, node.module)
-                if manifest and manifest["sha256"] != node.sha256:
-                    drifted.append({**entry, "easyconfig": str(node.easyconfig),
-                                    "built_from": manifest["sha256"], "now": node.sha256})
-                continue
-            missing.append(entry)
-            record = records.latest(settings.layout, node.tree, node.module)
-            if record and record["exit_code"] not in (0, None):
-                failed.append({**entry, "record": record})
-        out["targets"][name] = {"published": published, "missing": missing, "failed": failed,
-                                "drifted": drifted, "python_mismatch": _python_mismatch(settings, name),
-                                "last_run": _for_trees(out["last_run"], plan)}
+        mine = settings.layered_trees(settings.target(name))
+        stored = [f for f in integrity.findings if f.tree in mine]  # every published module of its trees
+        state = _planned(layout, plan) if isinstance(plan, Plan) else _unplanned(stored, plan)
+        state.update(_integrity(stored))
+        state["orphaned"] = [{"module": f.module, "tree": f.tree} for f in stored
+                             if f.tree not in unplanned and (f.tree, f.module) not in planned]
+        state["python_mismatch"] = _python_mismatch(settings, name)
+        state["last_run"] = _for_trees(out["last_run"], plan) if isinstance(plan, Plan) else None
+        out["targets"][name] = state
     return out
+
+
+def _planned(layout: Layout, plan: Plan) -> dict:
+    published_, missing, failed, drift = [], [], [], []
+    for node in plan.nodes:
+        entry = {"module": node.module, "tree": node.tree}
+        if node.installed:
+            published_.append(entry)
+            manifest = drifted(layout, node)
+            if manifest:
+                drift.append({**entry, "easyconfig": str(node.easyconfig), "built_from": manifest["sha256"],
+                              "now": node.sha256})
+            continue
+        missing.append(entry)
+        record = records.latest(layout, node.tree, node.module)
+        if record and record["exit_code"] not in (0, None):
+            failed.append({**entry, "record": record})
+    return {"error": None, "published": published_, "missing": missing, "failed": failed, "drifted": drift}
+
+
+def _unplanned(stored: list[Finding], err: BadInput) -> dict:
+    """A target that could not be planned: its error, and what its trees' stores hold."""
+    return {"error": str(err), "published": [{"module": f.module, "tree": f.tree} for f in stored],
+            "missing": [], "failed": [], "drifted": []}
+
+
+def _integrity(mine: list[Finding]) -> dict:
+    return {"damaged": [{"module": f.module, "tree": f.tree, "problems": f.problems} for f in mine if f.problems],
+            "not_live": [{"module": f.module, "tree": f.tree, "why": f.not_live} for f in mine if f.not_live],
+            "unrecorded": [{"module": f.module, "tree": f.tree} for f in mine if not f.recorded]}
+
+
+def run_in_progress(layout: Layout) -> dict | None:
+    """The run lock's holder (without its token), and whether it looks gone (the next run takes over)."""
+    holder = read_holder(layout.run_lock())
+    if holder is None:
+        return None
+    return {**{k: v for k, v in holder.items() if k != "token"}, "gone": holder_gone(holder, time.time())}
 
 
 def _for_trees(last_run: dict | None, plan: Plan) -> dict | None:
@@ -47,10 +115,9 @@ def _python_mismatch(settings: Settings, target: str) -> list[dict]:
     """Published modules (planned or not) whose Python packages would not import in the notebook's Python."""
     out = []
     for tree in settings.layered_trees(settings.target(target)):
-        base = settings.layout.store(tree)
-        for path in sorted(base.rglob("*.lua")) if base.is_dir() else []:
+        for module in store_modules(settings.layout, tree):
+            path = settings.layout.module_file(tree, module)
             built_for = python_minor(path.read_text())
             if built_for and built_for != settings.python_version:
-                module = str(path.relative_to(base))[: -len(".lua")]
                 out.append({"module": module, "tree": tree, "python": built_for})
     return out

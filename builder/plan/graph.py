@@ -58,14 +58,22 @@ class Plan:
 
     def select(self, rebuild: list[str]) -> list[Node]:
         """What a run builds: missing nodes plus the installed ones the admin named (never implicitly)."""
-        by_module: dict[str, list[Node]] = {}
-        for node in self.nodes:
-            by_module.setdefault(node.module, []).append(node)
-        unknown = [m for m in rebuild if m not in by_module]
-        if unknown:
-            raise BadInput("--rebuild", f"module(s) not in the plan: {', '.join(unknown)}")
-        wanted = {n.key for m in rebuild for n in by_module[m]}
+        wanted = {n.key for name in rebuild for n in self.named(name, "--rebuild")}
         return [n for n in self.nodes if not n.installed or n.key in wanted]
+
+    def named(self, name: str, source: str) -> list[Node]:
+        """The nodes of one module (in every tree that holds it), by its full name or, when only one
+        module of that software is planned, by the bare name (``tabulate``); anything else is bad input
+        from ``source``, an ambiguous name listing its choices."""
+        exact = [n for n in self.nodes if n.module == name]
+        if exact:
+            return exact
+        modules = sorted({n.module for n in self.nodes if n.name == name})
+        if len(modules) > 1:
+            raise BadInput(source, f"{name} is ambiguous, name one of: {', '.join(modules)}")
+        if not modules:
+            raise BadInput(source, f"module(s) not in the plan: {name}")
+        return [n for n in self.nodes if n.module == modules[0]]
 
     def as_json(self) -> dict:
         return {"nodes": [n.as_json() for n in self.nodes]}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from builder.layout import Layout
 from builder.plan.graph import Node
+from builder.publish.integrity import write_record
 
 
 def read_manifest(layout: Layout, tree: str, module: str) -> dict | None:
@@ -24,9 +25,11 @@ def read_manifest(layout: Layout, tree: str, module: str) -> dict | None:
         return None
 
 
-def _previous(manifest: Path) -> tuple[Path, Path]:
-    """Where a rebuild keeps the module file and manifest it replaces until its view is published."""
-    return manifest.with_name(manifest.name + ".previous"), manifest.with_name(manifest.name + ".previous.lua")
+def _kept(layout: Layout, tree: str, module: str) -> list[tuple[Path, Path]]:
+    """(current, kept aside) for the module file, its manifest and its integrity record: what a rebuild
+    replaces stays aside until its view is published, and goes back if it is not."""
+    current = [layout.module_file(tree, module), layout.manifest(tree, module), layout.integrity(tree, module)]
+    return [(path, layout.manifest(tree, module).with_name(f".{path.name}.previous")) for path in current]
 
 
 def publish_node(layout: Layout, node: Node, record: str, prefix: str, references: list[str]) -> Path:
@@ -40,15 +43,16 @@ def publish_node(layout: Layout, node: Node, record: str, prefix: str, reference
     live.parent.mkdir(parents=True, exist_ok=True)
     manifest = layout.manifest(node.tree, node.module)
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    old_manifest, old_module = _previous(manifest)
     if live.is_file() and manifest.is_file():
-        os.replace(manifest, old_manifest)
-        os.link(live, old_module)
+        for path, aside in _kept(layout, node.tree, node.module):
+            if path.exists():
+                os.link(path, aside)  # a link: the store's file itself is replaced by a rename below
     tmp = manifest.with_name(manifest.name + ".tmp")
     tmp.write_text(json.dumps({"module": node.module, "easyconfig": str(node.easyconfig), "sha256": node.sha256,
                                "moduleclass": node.moduleclass, "published": time.time(), "record": record,
                                "prefix": prefix, "references": references}, indent=2, sort_keys=True))
     os.replace(tmp, manifest)
+    write_record(layout, node.tree, node.module, layout.install_dir(Path(prefix), node.module), staged)
     os.replace(staged, live)
     default = staged.parent / "default"
     if default.is_symlink():
@@ -59,25 +63,26 @@ def publish_node(layout: Layout, node: Node, record: str, prefix: str, reference
 
 def settle_node(layout: Layout, node: Node) -> None:
     """The node's view is live: what it replaced is no longer needed to take it back."""
-    for path in _previous(layout.manifest(node.tree, node.module)):
-        path.unlink(missing_ok=True)
+    for _, aside in _kept(layout, node.tree, node.module):
+        aside.unlink(missing_ok=True)
 
 
 def retract_node(layout: Layout, node: Node) -> None:
     """Take a module back out of the store when no view could be published with it: a rebuild puts back
     the module it replaced (still published in the live view), a first build leaves nothing, so the
     next run builds it again instead of trusting it."""
-    module, manifest = layout.module_file(node.tree, node.module), layout.manifest(node.tree, node.module)
-    old_manifest, old_module = _previous(manifest)
-    if old_module.is_file() and old_manifest.is_file():
-        os.replace(old_module, module)
-        os.replace(old_manifest, manifest)
+    kept = _kept(layout, node.tree, node.module)
+    if all(aside.exists() for _, aside in kept[:2]):
+        for path, aside in kept:
+            if aside.exists():
+                os.replace(aside, path)
         return
     retract_node_files(layout, node.tree, node.module)
 
 
 def retract_node_files(layout: Layout, tree: str, module: str) -> None:
-    """The module file and its manifest out of the store (older generations keep their links)."""
-    layout.module_file(tree, module).unlink(missing_ok=True)
-    layout.manifest(tree, module).unlink(missing_ok=True)
+    """The module file, its manifest and integrity record out of the store (older generations keep
+    their links)."""
+    for path, _ in _kept(layout, tree, module):
+        path.unlink(missing_ok=True)
 

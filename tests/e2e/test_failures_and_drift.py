@@ -70,6 +70,8 @@ def test_drift_is_reported_and_rebuilt_only_on_request(small):
     ec.write_text(ec.read_text() + "\n# an admin's edit under an installed module\n")
 
     assert [d["module"] for d in status(config)["drifted"]] == [MARKUPSAFE]
+    planned = json.loads(modlib("plan", "--config", str(config), "--json", check=True).stdout)["nodes"]
+    assert {n["module"]: n["drift"] for n in planned} == {"GCCcore/system": False, MARKUPSAFE: True}
     again = modlib("build", "--config", str(config))
     assert again.returncode == 0 and "built 0" in again.stdout and live.stat().st_mtime_ns == first
 

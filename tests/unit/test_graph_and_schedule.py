@@ -61,3 +61,14 @@ def test_installed_dependencies_do_not_hold_a_node_back():
     b = node("B/1", ["A/1"])
     sched = Scheduler([b])  # A/1 is installed, so it is not part of the work
     assert [n.module for n in sched.ready()] == ["B/1"]
+
+
+def test_rebuild_takes_a_bare_name_when_one_module_of_it_is_planned():
+    plan = Plan.of([node("tabulate/0.9", installed=True), node("Jinja2/3.1.4", installed=True),
+                    node("Jinja2/3.1.5", installed=True), node("Jinja2/3.1.4", tree="x86", installed=True)])
+    assert [n.key for n in plan.select(["tabulate"])] == [("cpu", "tabulate/0.9")]
+    assert {n.key for n in plan.select(["Jinja2/3.1.4"])} == {("cpu", "Jinja2/3.1.4"), ("x86", "Jinja2/3.1.4")}
+    with pytest.raises(ModlibError) as err:
+        plan.select(["Jinja2"])
+    assert err.value.exit_code == 2
+    assert str(err.value) == "--rebuild: Jinja2 is ambiguous, name one of: Jinja2/3.1.4, Jinja2/3.1.5"

@@ -1,0 +1,154 @@
+"""Integrity records: what a published install and its module file held at the moment of publishing.
+
+The library lives for years on a volume that many hands can write, and "published" must keep
+meaning the same bytes. At publish each install gets one record, a JSON-lines file: the first line
+names the install's prefix and the module file's digest (so checking module files, which every
+publish does, reads one line per module), each further line one entry of the prefix: a folder, a
+symbolic link (its target, never followed) or a file (size, mode, mtime, sha256).
+
+Checks read the install folder from the record, never from the layout: each build installs into a
+prefix of its own (builder/execute/command.py), and what a record says it checked may not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from builder.layout import Layout
+
+#: Bumped when a record's shape changes; a reader refuses shapes it does not know.
+VERSION = 1
+
+#: How many paths of one kind (deleted, altered, added) a finding lists before it only counts them.
+LISTED = 5
+
+
+class Found(NamedTuple):
+    """One entry on disk: ``name`` is opened relative to ``folder`` (a descriptor of its folder, so a
+    network file system resolves one name per call, not every component of the path), or is a whole path
+    when ``folder`` is None; ``path`` is relative to the prefix, as records hold it."""
+
+    path: str
+    name: str
+    st: os.stat_result
+    folder: int | None = None
+
+
+def found(path: Path) -> Found:
+    return Found(str(path), str(path), path.lstat())
+
+
+def sha256(name: str | Path, folder: int | None = None) -> str:
+    with os.fdopen(os.open(name, os.O_RDONLY, dir_fd=folder), "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def describe(entry: Found, digest: bool = True) -> dict:
+    """One entry as a record holds it (links not followed); a file's digest only when ``digest``."""
+    mode = entry.st.st_mode
+    if stat.S_ISLNK(mode):
+        return {"type": "link", "target": os.readlink(entry.name, dir_fd=entry.folder)}
+    if stat.S_ISDIR(mode):
+        return {"type": "dir", "mode": stat.S_IMODE(mode)}
+    if not stat.S_ISREG(mode):
+        return {"type": "other", "mode": mode}  # a fifo or socket: never opened
+    described = {"type": "file", "size": entry.st.st_size, "mode": stat.S_IMODE(mode), "mtime_ns": entry.st.st_mtime_ns}
+    return {**described, "sha256": sha256(entry.name, entry.folder)} if digest else described
+
+
+def matches(entry: Found, recorded: dict, thorough: bool) -> bool:
+    """Whether ``entry`` still holds what was recorded. A file is read only when ``thorough`` or when its
+    size or mtime moved: a quick check trusts an unchanged mtime, a thorough one trusts nothing."""
+    now = describe(entry, digest=False)
+    if now["type"] != "file" or recorded["type"] != "file":
+        return now == {k: v for k, v in recorded.items() if k != "path"}
+    if (now["size"], now["mode"]) != (recorded["size"], recorded["mode"]):
+        return False
+    if not thorough and now["mtime_ns"] == recorded["mtime_ns"]:
+        return True
+    return sha256(entry.name, entry.folder) == recorded["sha256"]
+
+
+def walk(prefix: Path) -> Iterator[Found]:
+    """Every entry below ``prefix``, links not followed; each is valid (its folder open) only until the
+    next one is asked for."""
+    base = str(prefix)
+    for folder, dirs, files, fd in os.fwalk(base, follow_symlinks=False):
+        rel = folder[len(base) + 1:]
+        for name in dirs + files:
+            yield Found(f"{rel}/{name}" if rel else name, name, os.stat(name, dir_fd=fd, follow_symlinks=False), fd)
+
+
+def write_record(layout: Layout, tree: str, module: str, prefix: Path, module_file: Path) -> Path:
+    """Record ``prefix`` and ``module_file`` (its store path, whether or not it was moved there yet);
+    the record replaces the previous one in one rename."""
+    store_file = layout.module_file(tree, module)
+    header = {"version": VERSION, "tree": tree, "module": module, "prefix": str(prefix), "recorded": time.time(),
+              "module_file": {"path": str(store_file), **describe(found(module_file))}}
+    path = layout.integrity(tree, module)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as out:
+        out.write(json.dumps(header) + "\n")
+        for rel, entry in sorted((e.path, describe(e)) for e in walk(prefix)):
+            out.write(json.dumps({"path": rel, **entry}) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_header(path: Path) -> dict | None:
+    """A record's first line, or None when there is no record (modules published before records existed)."""
+    try:
+        with open(path) as f:
+            header = json.loads(f.readline())
+    except (FileNotFoundError, ValueError):
+        return None
+    return header if header.get("version") == VERSION else None
+
+
+def read_entries(path: Path) -> Iterator[dict]:
+    with open(path) as f:
+        f.readline()
+        for line in f:
+            yield json.loads(line)
+
+
+def check_module_file(header: dict, thorough: bool = True) -> str | None:
+    """What is wrong with the store's module file of a record, or None."""
+    recorded = header["module_file"]
+    path = Path(recorded["path"])
+    try:
+        entry = found(path)
+    except FileNotFoundError:
+        return f"module file {path} is missing from the store"
+    if not matches(entry, recorded, thorough):
+        return f"module file {path} was altered since publish (every kept generation shares it)"
+    return None
+
+
+def check_prefix(prefix: Path, entries: Iterable[dict], thorough: bool) -> list[str]:
+    """What differs between the install prefix and its record: deleted, altered and added entries."""
+    if not prefix.is_dir():
+        return [f"install folder {prefix} is gone"]
+    expected = {recorded["path"]: recorded for recorded in entries}
+    changed: dict[str, list[str]] = {"deleted": [], "altered": [], "added": []}
+    for entry in walk(prefix):
+        recorded = expected.pop(entry.path, None)
+        if recorded is None:
+            changed["added"].append(entry.path)
+        elif not matches(entry, recorded, thorough):
+            changed["altered"].append(entry.path)
+    changed["deleted"] = list(expected)
+    return [_listed(kind, prefix, sorted(paths)) for kind, paths in changed.items() if paths]
+
+
+def _listed(kind: str, prefix: Path, paths: list[str]) -> str:
+    shown = ", ".join(paths[:LISTED]) + (f" and {len(paths) - LISTED} more" if len(paths) > LISTED else "")
+    return f"{len(paths)} {'entry' if len(paths) == 1 else 'entries'} of {prefix} {kind}: {shown}"
