@@ -3,7 +3,7 @@
 ``argv`` and ``portable_env`` depend on the plan node and the target settings alone (paths on
 the library volume are the same in every pod), so a Kubernetes Job runs exactly what the local
 pool runs. Whatever differs per host (where the site's easyconfigs and hooks are, scratch space,
-the root-only override) comes from ``site_env`` and ``host_env``.
+EasyBuild's locks, the root-only override) comes from ``site_env`` and ``host_env``.
 """
 
 from __future__ import annotations
@@ -40,14 +40,20 @@ def build_prefix(layout: Layout, node: Node, rebuild: bool) -> Path:
     return layout.prefix(node.tree, f"{node.name}-{digest[:10]}")
 
 
+def outputs(layout: Layout, node: Node, inv: Invocation) -> tuple[Path, Path]:
+    """The two folders a build writes on the volume (its prefix and its staging folder): all of the
+    library an isolated build may change; its log is written by the runner."""
+    return Path(inv.prefix), layout.staging(node.tree, node.module)
+
+
 def clear_leftovers(layout: Layout, node: Node, inv: Invocation) -> None:
     """What a killed build of this node left behind: its staging dir, EasyBuild's install lock and the
     half-made prefix. Executors call it right before they start a fresh build of the node, when no
     other can run; a prefix that a published module names is never touched."""
-    prefix = Path(inv.prefix)
+    prefix, staging = outputs(layout, node, inv)
     if (read_manifest(layout, node.tree, node.module) or {}).get("prefix") == inv.prefix:
         raise RunFailed(f"{prefix}: the build's prefix is the published one; refusing to build into it")
-    shutil.rmtree(layout.staging(node.tree, node.module), ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(layout.eb_install_lock(layout.install_dir(prefix, node.module)), ignore_errors=True)
     shutil.rmtree(prefix, ignore_errors=True)
 
@@ -80,7 +86,6 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
             f"--installpath-software={prefix}",
             f"--installpath-modules={layout.staging(node.tree, node.module)}",
             f"--sourcepath={layout.sources()}",
-            f"--locks-dir={layout.eb_locks()}",
             "--logtostdout", "--disable-show-progress-bar", "--output-style=basic",
             *ebadapter.eb_cli_options(opts)]
     argv += ["--hidden"] if node.hidden else []
@@ -90,10 +95,11 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
     return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())), prefix=str(prefix))
 
 
-def site_env(robot_path: str, hooks: str, scratch: str) -> dict[str, str]:
-    """Where a build finds the site's inputs and its scratch space: the part of the environment
-    that differs between this host and a pod, while ``Invocation`` stays the same."""
+def site_env(robot_path: str, hooks: str, scratch: str, locks: str) -> dict[str, str]:
+    """Where a build finds the site's inputs, its scratch space and EasyBuild's locks: the part of the
+    environment that differs between this host and a pod, while ``Invocation`` stays the same."""
     return {
+        "EASYBUILD_LOCKS_DIR": locks,
         "EASYBUILD_ROBOT_PATHS": robot_path,
         "EASYBUILD_HOOKS": hooks,
         "EASYBUILD_BUILDPATH": f"{scratch}/build",
@@ -113,7 +119,9 @@ def host_env(settings: Settings, scratch: Path, base: dict[str, str] | None = No
     env["PATH"] = os.pathsep.join([*tools, env.get("PATH", "/usr/bin:/bin")])
     from builder.plan.planner import robot_paths
 
-    env.update(site_env(os.pathsep.join(str(p) for p in robot_paths(settings)), str(settings.hooks), str(scratch)))
+    # the library's locks folder, where clear_leftovers finds a killed build's lock
+    env.update(site_env(os.pathsep.join(str(p) for p in robot_paths(settings)), str(settings.hooks), str(scratch),
+                        str(settings.layout.eb_locks())))
     for sub in ("build", "tmp"):  # made once here: concurrent eb processes race creating them
         (scratch / sub).mkdir(parents=True, exist_ok=True)
     env["LMOD_CMD"] = str(settings.lmod_prefix / "libexec" / "lmod")

@@ -52,8 +52,11 @@ def stage_inputs(settings: Settings) -> Path:
 
 def pod_env(settings: Settings, inputs: Path) -> dict[str, str]:
     """A build pod's site part of the environment; the trailing ':' appends EasyBuild's own
-    easyconfigs (those of the image) to the robot path."""
+    easyconfigs (those of the image) to the robot path. EasyBuild's locks go to the pod's emptyDir:
+    the volume is read-only there outside the build's own folders, modlib already runs one build per
+    node, and a SIGKILLed pod's lock must not fail the retry pod of its Job (which gets a fresh emptyDir)."""
     scratch = settings.kubernetes.scratch_path
     robot = [str(inputs / "easyconfigs" / str(i)) for i in range(len(settings.easyconfig_paths))]
-    return {**site_env(os.pathsep.join(robot) + os.pathsep, str(inputs / "hooks" / settings.hooks.name), scratch),
+    hooks = str(inputs / "hooks" / settings.hooks.name)
+    return {**site_env(os.pathsep.join(robot) + os.pathsep, hooks, scratch, f"{scratch}/eb-locks"),
             "HOME": scratch, "TMPDIR": scratch, "LMOD_CMD": settings.kubernetes.lmod_cmd}

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from builder import ebadapter
-from builder.execute.command import Invocation
+from builder.execute.command import Invocation, outputs
 from builder.execute.inputs import pod_env
 from builder.plan.graph import Node
 from builder.read.config import Settings
@@ -66,9 +66,18 @@ def _container(settings: Settings, node: Node, inv: Invocation, inputs: Path) ->
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "runAsNonRoot": True, "runAsUser": cluster.user, "runAsGroup": cluster.user,
                             "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "library", "mountPath": str(settings.root)},
-                         {"name": "scratch", "mountPath": cluster.scratch_path}],
+        "volumeMounts": [*library_mounts(settings, node, inv), {"name": "scratch", "mountPath": cluster.scratch_path}],
     }
+
+
+def library_mounts(settings: Settings, node: Node, inv: Invocation) -> list[dict]:
+    """The claim read-only at the library root, and writable only where this build writes: its prefix
+    and its staging folder (subPath mounts of the same claim, made by the runner before the Job), so a
+    build step cannot change the store, the live view, another install, the sources or the records."""
+    root = settings.root
+    writable = [{"name": "library", "mountPath": str(path), "subPath": str(path.relative_to(root))}
+                for path in outputs(settings.layout, node, inv)]
+    return [{"name": "library", "mountPath": str(root), "readOnly": True}, *writable]
 
 
 def _pod_spec(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from builder.errors import BadInput, Locked, RunFailed
 from builder.execute import k8s_objects as objects
-from builder.execute.command import Invocation, clear_leftovers
+from builder.execute.command import Invocation, clear_leftovers, outputs
 from builder.execute.executors import Executor, NodeRun
 from builder.execute.inputs import stage_inputs
 from builder.execute.lock import Heartbeat, holder_gone
@@ -174,6 +174,7 @@ class KubernetesExecutor(Executor):
         if state is not None:
             self.batch.delete_namespaced_job(name, self.ns, propagation_policy="Background")
         clear_leftovers(self.settings.layout, node, inv)  # no pod of this node runs now
+        self._make_outputs(node, inv)
         for _ in range(30):
             try:
                 self.batch.create_namespaced_job(self.ns, body)
@@ -183,6 +184,15 @@ class KubernetesExecutor(Executor):
                     raise
                 time.sleep(1)  # the deleted Job is still being removed
         raise RunFailed(f"Job {self.ns}/{name} still exists after it was deleted")
+
+    def _make_outputs(self, node: Node, inv: Invocation) -> None:
+        """The build pod's writable subPath mounts, made here: a kubelet would make a missing one as
+        root, which the pod's user cannot write, and the read-only root mount could not hold its mount point."""
+        uid = self.settings.kubernetes.user
+        for path in outputs(self.settings.layout, node, inv):
+            path.mkdir(mode=0o755, parents=True)
+            if os.geteuid() == 0:  # a runner on a workstation, as root; in the cluster it is the pods' user
+                os.chown(path, uid, uid)
 
     def _wait_finished(self) -> list[tuple[str, object]]:
         """Block until at least one running Job is finished; a watch wakes us, a relist catches

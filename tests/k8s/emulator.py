@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +119,17 @@ class PodRun:
     exit_code: int | None = None
 
 
+@dataclass(frozen=True)
+class OomKill:
+    """The kernel's OOM killer, for the first pod of one module's Job: SIGKILL to every process of the
+    pod (exit 137) once ``ready()`` (the build has left a partial install), then ``release`` is removed,
+    which the build waits on, so that the Job's retry pod runs through."""
+
+    module: str
+    ready: Callable[[], bool]
+    release: Path
+
+
 @dataclass
 class Kubelet:
     """One node of the cluster with unlimited room; every claim is a folder on this host."""
@@ -127,6 +140,7 @@ class Kubelet:
     image_env: dict[str, str]  # what the image's ENV gives every container (PATH)
     work: Path  # pod specs and container logs
     reveal: tuple[str, ...] = ()  # host folders the image stands on (pod_sandbox.py)
+    oom: OomKill | None = None
     runs: list[PodRun] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -206,34 +220,65 @@ class Kubelet:
         log = self.work / f"{pod_name}.log"
         argv = sandbox_argv(self.sandbox_spec(template["spec"], container), self.work / f"{pod_name}.json")
         with log.open("wb") as out:
-            code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT).returncode
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            oom_killed = self._oom_kill(job, proc)
+            code = proc.wait()
+        code = 128 - code if code < 0 else code  # killed by a signal: what a container runtime reports
         self.emulator.logs[pod_name] = log
-        phase = "Succeeded" if code == 0 else "Failed"
+        reason = "OOMKilled" if oom_killed else "Completed" if code == 0 else "Error"
         self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {
-            "phase": phase, "containerStatuses": [{
+            "phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [{
                 "name": container["name"], "image": container["image"], "imageID": "", "ready": False,
-                "restartCount": 0, "state": {"terminated": {"exitCode": code, "reason": phase}}}]}})
+                "restartCount": 0, "state": {"terminated": {"exitCode": code, "reason": reason}}}]}})
         with self._lock:
             run.end, run.exit_code = time.time(), code
         return code
 
+    def _oom_kill(self, job, proc: subprocess.Popen) -> bool:
+        """Play ``oom`` on this pod if it is the first of the module's Job; whether it was killed."""
+        oom = self.oom
+        with self._lock:
+            first = [r.job for r in self.runs].count(job.metadata.name) == 1
+        if oom is None or not first or (job.metadata.annotations or {}).get("modlib.io/module") != oom.module:
+            return False
+        while proc.poll() is None:
+            if oom.ready():
+                os.killpg(proc.pid, signal.SIGKILL)  # the pod's every process, as its cgroup's are
+                proc.wait()
+                oom.release.unlink()
+                return True
+            time.sleep(0.1)
+        return False
+
     def sandbox_spec(self, pod: dict, container: dict) -> dict:
         """What pod_sandbox.py needs: the volumes as mounts, the security context as uid/gid."""
         volumes = {v["name"]: v for v in pod["volumes"]}
-        binds, empty = {}, []
+        mounts, empty = [], []
         for mount in container["volumeMounts"]:
             volume = volumes[mount["name"]]
             if "persistentVolumeClaim" in volume:
-                binds[str(self.claims[volume["persistentVolumeClaim"]["claimName"]])] = mount["mountPath"]
+                claim = volume["persistentVolumeClaim"]
+                mounts.append({"source": str(self._claim_path(claim["claimName"], mount.get("subPath", ""))),
+                               "target": mount["mountPath"],
+                               "read_only": bool(mount.get("readOnly") or claim.get("readOnly"))})
             elif "emptyDir" in volume:
                 empty.append(mount["mountPath"])
             else:
                 raise AssertionError(f"the emulated kubelet mounts claims and emptyDirs only, not {volume}")
         ctx = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
         env = {**self.image_env, **{e["name"]: e["value"] for e in container.get("env", [])}}
-        return {"binds": binds, "empty_dirs": empty, "read_only_root": bool(ctx.get("readOnlyRootFilesystem")),
+        return {"mounts": mounts, "empty_dirs": empty, "read_only_root": bool(ctx.get("readOnlyRootFilesystem")),
                 "uid": ctx["runAsUser"], "gid": ctx.get("runAsGroup", ctx["runAsUser"]), "reveal": list(self.reveal),
                 "workdir": container.get("workingDir", "/"), "env": env, "command": container["command"]}
+
+
+    def _claim_path(self, claim: str, sub_path: str) -> Path:
+        """A mount's source on the claim; a missing subPath folder is made as the kubelet makes it: by
+        root, so that a pod running as another user cannot write it."""
+        path = self.claims[claim] / sub_path
+        if sub_path and not path.exists():
+            path.mkdir(mode=0o755, parents=True)
+        return path
 
 
 def sandbox_argv(spec: dict, spec_file: Path) -> list[str]:

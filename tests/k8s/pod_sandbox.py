@@ -3,8 +3,9 @@
 Run as root inside a fresh private mount namespace (``unshare --mount --propagation private``),
 with the path of a JSON spec the emulated kubelet wrote:
 
-- ``binds``: {host folder: mount path}, the PersistentVolumeClaims; ``read_only_binds`` likewise,
-  for claims a pod mounts ``readOnly`` (notebooks);
+- ``mounts``: [{source, target, read_only}], the PersistentVolumeClaims (a host folder, or one below
+  it for a ``subPath``), bound parents first as a container runtime does, so a writable subPath
+  mount sits inside a read-only mount of its claim's root;
 - ``empty_dirs``: mount paths that get a fresh tmpfs (emptyDir volumes);
 - ``read_only_root``: the container's readOnlyRootFilesystem;
 - ``reveal``: host folders the container user must reach even below a private folder (the checkout
@@ -61,14 +62,19 @@ def enter(spec: dict) -> None:
     for path in spec.get("reveal", []):
         _reveal(Path(path))
     overlaid: set[Path] = set()
-    read_only = spec.get("read_only_binds", {})
-    for target in [*spec["binds"].values(), *read_only.values(), *spec["empty_dirs"]]:
-        _mount_point(Path(target), overlaid)
-    for source, target in spec["binds"].items():
-        _mount("--bind", source, target)
-    for source, target in read_only.items():
-        _mount("--bind", source, target)
-        _mount("-o", "remount,bind,ro", target)
+    mounts = sorted(spec["mounts"], key=lambda m: len(Path(m["target"]).parts))
+    done: list[Path] = []
+    for target in [Path(m["target"]) for m in mounts] + [Path(t) for t in spec["empty_dirs"]]:
+        if any(target.is_relative_to(d) for d in done):
+            continue  # inside a claim: made below, once the claim is mounted
+        _mount_point(target, overlaid)
+        done.append(target)
+    for mount in mounts:
+        if not os.path.isdir(mount["target"]):  # a subPath's mount point must be on the claim already
+            raise SystemExit(f"pod sandbox: mount point {mount['target']} does not exist")
+        _mount("--bind", mount["source"], mount["target"])
+        if mount["read_only"]:
+            _mount("-o", "remount,bind,ro", mount["target"])
     for target in spec["empty_dirs"]:
         _mount("-t", "tmpfs", "-o", "mode=0777", "empty-dir", target)
     if spec["read_only_root"]:

@@ -1,11 +1,15 @@
 """`modlib build --executor kubernetes` end to end against an emulated API server.
 
-The demo library (both targets) plus three test easyconfigs is built as Jobs: `broken` fails its
-sanity check, `needsbroken` depends on it, `slow` waits in its install step until the test lets it
-go. The runner runs as the CronJob's pod would: uid 1000, the claim's folder mounted at the library
-root /srv/modlib. Midway through, while `slow`'s pod runs, the runner is killed with SIGKILL and a
-second one started; it must adopt the running Job, not create another. The kubelet (emulator.py)
-runs every Job's own command in its own sandbox, as uid 1000 with a read-only root file system.
+The demo library (both targets) plus test easyconfigs is built as Jobs: `broken` fails its sanity
+check, `needsbroken` depends on it, `slow` waits in its install step until the test lets it go,
+`oomer`'s first pod is SIGKILLed (as by the OOM killer) half-way through its install. The runner
+runs as the CronJob's pod would: uid 1000, the claim's folder mounted at the library root
+/srv/modlib. Midway through, while `slow`'s pod runs, the runner is killed with SIGKILL and a second
+one started; it must adopt the running Job, not create another. Then a third run builds `tamper`,
+whose post-install step writes into another module's file in the store, another module's install
+and the live env.sh. The kubelet (emulator.py) runs every Job's own command in its own sandbox, as
+uid 1000 with a read-only root file system and the pod's volume mounts as written: the claim
+read-only, the build's prefix and staging folder writable.
 """
 
 from __future__ import annotations
@@ -13,9 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,16 +27,24 @@ import yaml
 from builder.execute.k8s_objects import SELECTOR
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
-from tests.helpers import (
-    LMOD_INIT,
-    REPO,
-    bundle_easyconfig,
-    copy_site_easyconfigs,
-    modlib,
-    write_config,
-    write_easystack,
+from tests.helpers import REPO, modlib
+from tests.k8s.emulator import Emulator, Kubelet, OomKill
+from tests.k8s.scenario import (
+    BROKEN,
+    NEEDS_BROKEN,
+    NS,
+    OOMER,
+    ROOT,
+    SLOW,
+    TAMPER,
+    UID,
+    Scenario,
+    first_two_runs,
+    installed,
+    make_volume,
+    tampering_run,
+    write_scenario_config,
 )
-from tests.k8s.emulator import Emulator, Kubelet, own_folders, sandbox_argv
 
 pytestmark = [
     pytest.mark.e2e,
@@ -43,131 +52,35 @@ pytestmark = [
     pytest.mark.skipif(not all(shutil.which(t) for t in ("unshare", "setpriv", "mount")), reason="util-linux missing"),
 ]
 
-ROOT, SCRATCH, NS, UID = "/srv/modlib", "/srv/scratch", "modlib", 1000
-BROKEN, NEEDS_BROKEN, SLOW = ("cpu", "broken/1.0-GCCcore-system"), ("cpu", "needsbroken/1.0-GCCcore-system"), \
-    ("cpu", "slow/1.0-GCCcore-system")
-FIXTURES = {
-    "broken": bundle_easyconfig("broken", "sanity_check_paths = {'files': ['bin/never-there'], 'dirs': []}"),
-    "needsbroken": bundle_easyconfig("needsbroken", "dependencies = [('broken', '1.0')]"),
-    "slow": bundle_easyconfig("slow", "postinstallcmds = ['mkdir -p %(installdir)s/bin && touch %(installdir)s/bin/slow"
-                                      " && while [ -e {marker} ]; do sleep 0.2; done']\n"
-                                      "sanity_check_paths = {'files': ['bin/slow'], 'dirs': []}"),
-}
-
-
-def _config(base: Path, marker: Path) -> Path:
-    site = copy_site_easyconfigs(base / "site")
-    for name, text in FIXTURES.items():
-        (site / name[0] / name).mkdir(parents=True)
-        (site / name[0] / name / f"{name}-1.0-GCCcore-system.eb").write_text(text.replace("{marker}", str(marker)))
-    (base / "easyconfigs").mkdir()
-    fixtures = write_easystack(base / "easyconfigs" / "fixtures.yaml",
-                               ["needsbroken-1.0-GCCcore-system.eb", "slow-1.0-GCCcore-system.eb"])
-    demo = yaml.safe_load((REPO / "easyconfigs" / "library.yaml").read_text())
-    targets = {name: {**t, "easystacks": [str(REPO / s) for s in t["easystacks"]]}
-               for name, t in demo["targets"].items()}
-    targets["cpu"]["easystacks"].append(str(fixtures))
-    return write_config(base, targets, easyconfig_paths=[str(site)], root=ROOT, extra={
-        "kubernetes": {"namespace": NS, "scratch": {"path": SCRATCH}, "poll_seconds": 1, "backoff_limit": 1},
-        "modules": demo["modules"], "featured": demo["featured"]})
-
-
-def _volume(base: Path, source_cache: Path) -> Path:
-    """The claim's folder, with the session's downloads hard-linked in (build pods have no network)."""
-    volume = base / "volume"
-    for path in source_cache.rglob("*"):
-        if path.is_file():
-            dest = volume / "sources" / path.relative_to(source_cache)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(path, dest)
-            except OSError:  # another file system
-                shutil.copy2(path, dest)
-    volume.mkdir(exist_ok=True)
-    own_folders(volume, UID)
-    return volume
-
-
-class Scenario:
-    def __init__(self, base: Path, volume: Path, config: Path, kubeconfig: Path):
-        self.base, self.volume, self.config, self.kubeconfig = base, volume, config, kubeconfig
-        self.image_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
-
-    def spec(self, command: list[str], read_only: bool = False) -> dict:
-        """A pod of the runner's kind (the CronJob's, or a notebook's with ``read_only``)."""
-        claim = {str(self.volume): ROOT}
-        return {"binds": {} if read_only else claim, "read_only_binds": claim if read_only else {},
-                "empty_dirs": [SCRATCH], "read_only_root": True, "uid": UID, "gid": UID, "reveal": [str(REPO)],
-                "workdir": SCRATCH, "command": command,
-                "env": {**self.image_env, "HOME": SCRATCH, "MODLIB_CACHE": f"{SCRATCH}/cache",
-                        "LMOD_CMD": "/usr/share/lmod/lmod/libexec/lmod"}}
-
-    def start_runner(self, name: str) -> tuple[subprocess.Popen, Path]:
-        modlib = str(Path(sys.executable).parent / "modlib")
-        argv = sandbox_argv(self.spec([modlib, "build", "--config", str(self.config), "--executor", "kubernetes",
-                                       "--kubeconfig", str(self.kubeconfig), "--jobs", "2"]),
-                            self.base / f"{name}.json")
-        log = self.base / f"{name}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        return proc, log
-
-    def notebook(self, script: str) -> subprocess.CompletedProcess:
-        argv = sandbox_argv(self.spec(["bash", "-c", f"source {LMOD_INIT}\n{script}"], read_only=True),
-                            self.base / "notebook.json")
-        return subprocess.run(argv, capture_output=True, text=True, timeout=300)
-
-
-def _wait_for(what: str, check, timeout: float, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.time() + timeout
-    while not check():
-        ended = f"the runner ended (exit {proc.returncode}) before {what}"
-        assert proc.poll() is None, f"{ended}:\n{log.read_text()[-4000:]}"
-        assert time.time() < deadline, f"timed out waiting for {what}:\n{log.read_text()[-4000:]}"
-        time.sleep(0.3)
-
 
 @pytest.fixture(scope="module")
 def run(source_cache):
     """The whole scenario, once; the tests below read what it left."""
     base = Path(tempfile.mkdtemp(prefix="modlib-k8s-", dir="/var/tmp"))  # not below /tmp: pods get their own
     base.chmod(0o755)
-    marker = base / "slow.marker"
+    marker, oom_marker = base / "slow.marker", base / "oom.marker"
     marker.touch()
-    config = _config(base, marker)
-    volume = _volume(base, source_cache)
+    oom_marker.touch()
+    config = write_scenario_config(base, marker, oom_marker)
+    volume = make_volume(base, source_cache)
     settings = load_settings(config)
     plan = make_plan(settings, list(settings.targets.values()))
     with Emulator() as emulator:
         scenario = Scenario(base, volume, config, emulator.write_kubeconfig(base / "kubeconfig"))
         (base / "kubelet").mkdir()
+        oom = OomKill(OOMER[1], lambda: bool(installed(volume, OOMER, "attempt-*")), oom_marker)
         kubelet = Kubelet(emulator, NS, {settings.kubernetes.claim: volume}, scenario.image_env, base / "kubelet",
-                          reveal=(str(REPO),))
+                          reveal=(str(REPO),), oom=oom)
         with kubelet:
-            first, first_log = scenario.start_runner("runner-1")
-            slow_installed = volume / "cpu" / "software" / "slow" / "1.0-GCCcore-system" / "bin" / "slow"
-            try:
-                _wait_for("slow's pod reached its install step", slow_installed.exists, 600, first, first_log)
-            finally:
-                os.killpg(first.pid, signal.SIGKILL)  # the runner's pod is gone; its Jobs run on
-                first.wait()
-                killed_at = time.time()
-            second, second_log = scenario.start_runner("runner-2")
-            try:
-                _wait_for("the second runner adopted slow's Job",
-                          lambda: "adopting active Job cpu-slow-1-0" in second_log.read_text(), 300, second, second_log)
-                marker.unlink()
-                second.wait(timeout=1500)
-            finally:
-                if second.poll() is None:
-                    os.killpg(second.pid, signal.SIGKILL)
+            killed_at, first, second, second_exit = first_two_runs(scenario, marker)
+            tampering = tampering_run(scenario)
             deadline = time.time() + 60
             while any(r.exit_code is None for r in kubelet.runs) and time.time() < deadline:
                 time.sleep(0.2)
         requests = emulator.requests()
         yield {"scenario": scenario, "settings": settings, "plan": plan, "emulator": emulator, "kubelet": kubelet,
-               "killed_at": killed_at, "first": first_log.read_text(), "second": second_log.read_text(),
-               "exit": second.returncode, "all_requests": list(emulator.kmock), "requests": requests,
+               "killed_at": killed_at, "first": first, "second": second, "exit": second_exit,
+               "tampering": tampering, "all_requests": list(emulator.kmock), "requests": requests,
                "posted": [r.data for r in requests if _creates_job(r)]}
     shutil.rmtree(base, ignore_errors=True)
 
@@ -208,6 +121,38 @@ def test_restarted_runner_adopts_the_running_job_instead_of_creating_another(run
     assert f"built    cpu/{SLOW[1]}" in run["second"]
 
 
+def test_a_sigkilled_pod_is_retried_by_its_job_and_its_partial_install_discarded(run):
+    """Exit 137 (the OOM killer) counts against backoffLimit; the retry pod finds no EasyBuild lock of
+    the killed one (it was in that pod's emptyDir) and EasyBuild empties the half-made install dir."""
+    oomer = _job_of(run, OOMER)
+    assert _names(run).count(oomer) == 1
+    assert [r.exit_code for r in run["kubelet"].runs if r.job == oomer] == [137, 0]
+    job = run["emulator"].object("jobs", NS, oomer)
+    assert [c["type"] for c in job["status"]["conditions"]] == ["Complete"]
+    volume = run["scenario"].volume
+    assert (volume / "cpu" / "modules" / "all" / f"{OOMER[1]}.lua").is_file()
+    assert len(installed(volume, OOMER, "attempt-*")) == 1  # the retry's own; the killed pod's is gone
+    assert f"built    cpu/{OOMER[1]}" in run["first"] + run["second"]
+
+
+def test_a_tampering_build_changes_nothing_outside_its_own_folders(run):
+    """Its pod sees the claim read-only but for its prefix and staging folder: the three appends fail,
+    EasyBuild fails the post-install step, the run exits 1 and the library is as it was."""
+    tampering = run["tampering"]
+    assert tampering["exit"] == 1, tampering["output"][-4000:]
+    assert f"FAILED   cpu/{TAMPER[1]}" in tampering["output"]
+    assert tampering["before"] == tampering["after"]
+    volume = run["scenario"].volume
+    assert installed(volume, ("cpu", "MarkupSafe/3.0.2-GCCcore-system"), "easybuild", "*.eb")  # a real target
+    records = sorted((volume / ".modlib" / "records" / "cpu" / "tamper--1.0-GCCcore-system").glob("*.json"))
+    log = (volume / Path(json.loads(records[-1].read_text())["log"]).relative_to(ROOT)).read_text()
+    assert log.count("Read-only file system") == 3, log[-3000:]
+    assert "postinstallcmds" in log or "post-install" in log, log[-3000:]
+    assert not (volume / "cpu" / "modules" / "all" / f"{TAMPER[1]}.lua").exists()
+    (prefix,) = volume.glob("cpu/software/tamper-*")
+    assert prefix.name in json.loads((volume / "cpu" / "software" / ".unreferenced.json").read_text())
+
+
 def test_jobs_are_created_once_after_their_dependencies_completed_at_most_two_at_once(run):
     names = _names(run)
     broken = _job_of(run, BROKEN)
@@ -221,7 +166,7 @@ def test_jobs_are_created_once_after_their_dependencies_completed_at_most_two_at
             completed.setdefault(r.url.path.split("/")[-2], i)
     job_of_node = {_node_key(j): j["metadata"]["name"] for j in run["posted"]}
     for i, r in enumerate(order):
-        if _creates_job(r):
+        if _creates_job(r) and _node_key(r.data) in run["plan"].index:  # tamper: the third run, not this plan
             node = run["plan"].index[_node_key(r.data)]
             for dep in node.deps:
                 dep_job = job_of_node.get(dep)

@@ -6,10 +6,15 @@ design promises (least-privilege RBAC, the scheduled run, read-only notebook mou
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
 
+from builder.execute import k8s_objects
+from builder.execute.command import invocation
+from builder.plan.planner import make_plan
+from builder.read.config import load_settings
 from tests.helpers import REPO, modlib
 from tests.k8s.validate import (
     K8S_JOBS,
@@ -74,7 +79,8 @@ def test_checkov_passes(built, name, tmp_path):
 def test_base_objects(built):
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in built["base"])
     assert kinds == [("ConfigMap", "modlib-site-repo"), ("CronJob", "modlib-rebuild"), ("Namespace", "modlib"),
-                     ("NetworkPolicy", "modlib-deny-ingress"), ("PersistentVolumeClaim", "modlib-library"),
+                     ("NetworkPolicy", "modlib-builds-deny-egress"), ("NetworkPolicy", "modlib-deny-ingress"),
+                     ("PersistentVolumeClaim", "modlib-library"),
                      ("Role", "modlib-runner"), ("RoleBinding", "modlib-runner"),
                      ("ServiceAccount", "modlib-builder"), ("ServiceAccount", "modlib-runner")]
     assert {d["metadata"].get("namespace") for d in built["base"] if d["kind"] != "Namespace"} == {"modlib"}
@@ -93,6 +99,26 @@ def test_library_claim(built):
     assert pvc["metadata"]["labels"]["app.kubernetes.io/component"] == "library"
     site = one(built["examples/site"], "PersistentVolumeClaim", "modlib-library")
     assert site["spec"]["storageClassName"] == "nfs-client"
+
+
+def _selects(policy: dict, labels: dict[str, str]) -> bool:
+    wanted = policy["spec"]["podSelector"].get("matchLabels", {})
+    return not policy["spec"]["podSelector"].get("matchExpressions") and wanted.items() <= labels.items()
+
+
+def test_build_pods_reach_no_network_and_the_runner_keeps_its_egress(built):
+    """Build pods (labels as builder.execute.k8s_objects gives them) get no egress at all; the runner's
+    pod is not selected, so it still reaches the API server, the source mirrors and the site repository."""
+    settings = load_settings(REPO / "easyconfigs" / "library.yaml", env={"MODLIB_ROOT": ROOT})
+    node = make_plan(settings, [settings.target("cpu")]).nodes[0]
+    build_pod = k8s_objects.build_job(settings, node, invocation(settings, node), Path(ROOT))["spec"]["template"]
+    runner = one(built["base"], "CronJob", "modlib-rebuild")["spec"]["jobTemplate"]["spec"]["template"]
+    policy = one(built["base"], "NetworkPolicy", "modlib-builds-deny-egress")
+    assert policy["spec"]["policyTypes"] == ["Egress"] and "egress" not in policy["spec"]
+    assert _selects(policy, build_pod["metadata"]["labels"])
+    assert not _selects(policy, runner["metadata"]["labels"])
+    egress = [p for p in built["base"] if p["kind"] == "NetworkPolicy" and "Egress" in p["spec"]["policyTypes"]]
+    assert [p["metadata"]["name"] for p in egress if _selects(p, runner["metadata"]["labels"])] == []
 
 
 # --- RBAC --------------------------------------------------------------------------------------

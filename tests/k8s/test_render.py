@@ -76,6 +76,9 @@ def test_pods_are_restricted_and_run_the_local_command(demo):
         "drop": ["ALL"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts[ROOT] == "library" and mounts["/tmp"] == "scratch"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["EASYBUILD_LOCKS_DIR"].startswith("/tmp/")  # the pod's emptyDir: a retry pod gets a fresh one
+    assert not any(a.startswith("--locks-dir") for a in container["command"])
     assert pod["volumes"][0] == {"name": "library", "persistentVolumeClaim": {"claimName": "modlib-library"}}
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
@@ -84,6 +87,22 @@ def test_pods_are_restricted_and_run_the_local_command(demo):
     fail_at_once = rules[0]["onExitCodes"]["values"]
     assert 42 in fail_at_once and 16 in fail_at_once  # checksum and build step failures
     assert 41 not in fail_at_once and 1 not in fail_at_once  # download failures are retried
+
+
+def test_pods_write_only_their_prefix_and_staging_folder(demo):
+    """The claim read-only at the root; the build's own two folders writable, as subPaths of the claim."""
+    node = make_plan(demo, [demo.target("cpu")]).index[("cpu", "Jinja2/3.1.4-GCCcore-system")]
+    inv = invocation(demo, node)
+    (container,) = build_job(demo, node, inv, inputs_dir(demo))["spec"]["template"]["spec"]["containers"]
+    library = [m for m in container["volumeMounts"] if m["name"] == "library"]
+    staging = f"cpu/.staging/{node.module.replace('/', '--')}"
+    prefix = inv.prefix.removeprefix(ROOT + "/")
+    assert library == [{"name": "library", "mountPath": ROOT, "readOnly": True},
+                       {"name": "library", "mountPath": inv.prefix, "subPath": prefix},
+                       {"name": "library", "mountPath": f"{ROOT}/{staging}", "subPath": staging}]
+    assert prefix.startswith("cpu/software/Jinja2-")
+    assert f"--installpath-software={inv.prefix}" in container["command"]
+    assert f"--installpath-modules={ROOT}/{staging}" in container["command"]
 
 
 def test_cpu_jobs_ask_for_no_gpu_and_placement_comes_from_the_config(tmp_path, demo):
