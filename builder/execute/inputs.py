@@ -25,18 +25,32 @@ def _files(settings: Settings) -> list[tuple[str, Path]]:
     return files
 
 
-def inputs_dir(settings: Settings) -> Path:
+def _digest(files: list[tuple[str, Path]]) -> str:
     digest = hashlib.sha256()
-    for place, path in _files(settings):
+    for place, path in files:
         digest.update(f"{place}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
-    return settings.layout.inputs(digest.hexdigest()[:16])
+    return digest.hexdigest()[:16]
+
+
+def inputs_dir(settings: Settings) -> Path:
+    return settings.layout.inputs(_digest(_files(settings)))
+
+
+def _intact(folder: Path) -> bool:
+    """A staged folder still holds exactly what its name is the digest of: anything that could write the
+    volume (a build before isolation, a hand) may have changed it, and pods would run what it holds."""
+    staged = sorted((str(p.relative_to(folder)), p) for p in folder.rglob("*") if p.is_file())
+    return _digest(staged) == folder.name
 
 
 def stage_inputs(settings: Settings) -> Path:
-    """Copy the inputs once; a partly copied folder is never visible under its final name."""
+    """Copy the inputs once; a partly copied folder is never visible under its final name, and one that
+    no longer matches its digest is replaced, never reused."""
     dest = inputs_dir(settings)
     if dest.is_dir():
-        return dest
+        if _intact(dest):
+            return dest
+        shutil.rmtree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest.parent))
     for place, path in _files(settings):

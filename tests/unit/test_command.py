@@ -8,6 +8,7 @@ import pytest
 
 from builder.errors import RunFailed
 from builder.execute.command import clear_leftovers, host_env, invocation
+from builder.execute.inputs import stage_inputs
 from builder.plan.graph import Node
 from builder.read.config import load_settings
 from tests.helpers import REPO
@@ -73,3 +74,12 @@ def test_each_build_gets_a_fresh_prefix_and_a_rebuild_never_the_published_one(tm
     assert rebuild.prefix != first.prefix and Path(rebuild.prefix).parent == settings.layout.software("cuda")
     with pytest.raises(RunFailed, match="is the published one"):
         clear_leftovers(settings.layout, saxpy(), first)
+
+
+def test_staged_inputs_that_no_longer_match_their_digest_are_staged_again(tmp_path):
+    settings = load_settings(REPO / "easyconfigs" / "library.yaml", env={"MODLIB_ROOT": str(tmp_path)})
+    staged = stage_inputs(settings)
+    hooks = staged / "hooks" / settings.hooks.name
+    original = hooks.read_text()
+    hooks.write_text(original + "\nimport os; os.system('echo poisoned')\n")  # pods would run this
+    assert stage_inputs(settings) == staged and hooks.read_text() == original
