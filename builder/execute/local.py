@@ -19,11 +19,22 @@ from builder.plan.graph import Node
 from builder.read.config import Settings
 
 
+def _protected(settings: Settings) -> tuple[Path, ...]:
+    """What a local build must not write: the library, and what the runner itself reads and runs
+    later (the repository: site easyconfigs, hooks, its venv; the parse cache)."""
+    paths = [settings.root, settings.repo_root, *settings.easyconfig_paths, settings.hooks.parent]
+    paths += [settings.cache_dir] if settings.cache_dir else []
+    for path in paths:
+        path.mkdir(parents=True, exist_ok=True)
+    return tuple(sorted({p.resolve() for p in paths}))
+
+
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, cwd: Path, layout: Layout, host_env: dict[str, str], isolated: bool = False):
-        self.cwd, self.layout, self.host_env, self.isolated = cwd, layout, host_env, isolated
+    def __init__(self, cwd: Path, layout: Layout, host_env: dict[str, str], readonly: tuple[Path, ...] = ()):
+        self.cwd, self.layout, self.host_env = cwd, layout, host_env
+        self.readonly = readonly  # empty: builds are not isolated
         self._finished: queue.Queue[tuple[Node, NodeRun]] = queue.Queue()
         self._running: dict[int, proc.Process] = {}
 
@@ -33,7 +44,7 @@ class LocalExecutor(Executor):
         if why_not:
             report(f"warning: {why_not}")
         return cls(cwd=settings.repo_root, layout=settings.layout, host_env=host_env(settings, scratch),
-                   isolated=why_not is None)
+                   readonly=() if why_not else _protected(settings))
 
     def submit(self, node: Node, inv: Invocation, log: Path) -> None:
         """Start the node's build, unless an earlier ``eb`` of the node still runs here (a runner that
@@ -53,8 +64,8 @@ class LocalExecutor(Executor):
         build.mkdir(parents=True, exist_ok=True)
         env = {**self.host_env, "EASYBUILD_BUILDPATH": str(build), **dict(inv.env)}
         argv = list(inv.argv)
-        if self.isolated:
-            argv = sandbox.wrap(argv, self.layout.root, self._writable(node, inv, env))
+        if self.readonly:
+            argv = sandbox.wrap(argv, self.readonly, self._writable(node, inv, env))
         start = time.time()
         child = proc.start(argv, env=env, cwd=self.cwd, log_path=log)
         self._running[child.pid] = child
@@ -63,11 +74,11 @@ class LocalExecutor(Executor):
         threading.Thread(target=self._reap, args=(node, child, start, log, marker), daemon=True).start()
 
     def _writable(self, node: Node, inv: Invocation, env: dict[str, str]) -> list[Path]:
-        """What this build may write under the library root: its prefix, its staging folder, EasyBuild's
-        locks, and this host's scratch space should it lie below the root."""
+        """What this build may write of what is read-only to it: its prefix, its staging folder, EasyBuild's
+        locks, and this host's scratch space should it lie below one of those folders."""
         paths = [Path(inv.prefix), self.layout.staging(node.tree, node.module), self.layout.eb_locks()]
         scratch = [Path(env[v]) for v in ("EASYBUILD_BUILDPATH", "EASYBUILD_TMPDIR", "EASYBUILD_REPOSITORYPATH")]
-        return paths + [p for p in scratch if p.is_relative_to(self.layout.root)]
+        return paths + [p for p in scratch if any(p.is_relative_to(r) for r in self.readonly)]
 
     def _refuse(self, node: Node, log: Path, message: str) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
-"""A build is untrusted: locally it runs with the library read-only but for its own prefix and staging
-folder, and without network. A tampering easyconfig's writes fail and nothing else changes."""
+"""A build is untrusted: locally it runs with the library (and the site's easyconfigs and the parse cache
+the runner reads) read-only but for its own prefix and staging folder, and without network. A
+tampering easyconfig's writes fail and nothing else changes."""
 
 import hashlib
 import os
@@ -13,7 +14,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0, reason="loc
 
 TAMPER = """postinstallcmds = ['''sh -c 'failed=0
   for f in {root}/cpu/modules/all/MarkupSafe/*.lua {root}/cpu/software/MarkupSafe-*/MarkupSafe/*/easybuild/*.eb \\
-           {root}/live/targets/cpu/env.sh; do
+           {root}/live/targets/cpu/env.sh {site}/m/MarkupSafe/*.eb {cache}/parse-*.json; do
     echo "tampered by a build" >> "$f" && echo "WROTE $f" || failed=$((failed + 1))
   done
   echo "$failed writes failed"; exit 1' ''']"""
@@ -31,7 +32,9 @@ def library_digest(root: Path) -> dict[str, str]:
 def test_a_tampering_build_writes_nothing_outside_its_prefix_and_a_downloading_one_fails(tmp_path, source_cache):
     root = tmp_path / "library"
     site = copy_site_easyconfigs(tmp_path / "site")
-    for name, extra in (("tamper", TAMPER.format(root=root)), ("download", DOWNLOAD)):
+    cache = tmp_path / "cache"  # the parse cache the runner trusts on its next run
+    tamper = TAMPER.format(root=root, site=site, cache=cache)
+    for name, extra in (("tamper", tamper), ("download", DOWNLOAD)):
         (site / name[0] / name).mkdir(parents=True)
         (site / name[0] / name / f"{name}-1.0-GCCcore-system.eb").write_text(bundle_easyconfig(name, extra))
     (tmp_path / "easyconfigs").mkdir()
@@ -39,12 +42,14 @@ def test_a_tampering_build_writes_nothing_outside_its_prefix_and_a_downloading_o
     config = str(write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
                               easyconfig_paths=[str(site)]))
     link_sources(root, source_cache)
-    assert modlib("build", "--config", config).returncode == 0
+    env = {"MODLIB_CACHE": str(cache)}
+    assert modlib("build", "--config", config, env=env).returncode == 0
     before = library_digest(root)
+    easyconfigs = {p: p.read_bytes() for p in site.rglob("MarkupSafe*.eb")}
 
     write_easystack(stack, ["MarkupSafe-3.0.2-GCCcore-system.eb", "tamper-1.0-GCCcore-system.eb",
                             "download-1.0-GCCcore-system.eb"])
-    result = modlib("build", "--config", config)
+    result = modlib("build", "--config", config, env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "failed 2" in result.stdout
     after = library_digest(root)
@@ -54,6 +59,10 @@ def test_a_tampering_build_writes_nothing_outside_its_prefix_and_a_downloading_o
     assert {k: v for k, v in after.items() if k not in own} == before  # not a byte outside its own prefix
     logs = {name: next((root / ".modlib" / "records" / "cpu").glob(f"{name}--1.0-GCCcore-system/*.log")).read_text()
             for name in ("tamper", "download")}
-    assert "3 writes failed" in logs["tamper"] and "WROTE /" not in logs["tamper"]
+    assert "5 writes failed" in logs["tamper"] and "WROTE /" not in logs["tamper"]
+    # what the runner parses next time: the site's easyconfigs as they were, the parse cache only as the
+    # runner itself rewrote it (it parsed the two new easyconfigs)
+    assert all(path.read_bytes() == data for path, data in easyconfigs.items())
+    assert all(b"tampered" not in path.read_bytes() for path in cache.glob("parse-*.json"))
     assert "Read-only file system" in logs["tamper"]
     assert "urlopen error" in logs["download"] or "URLError" in logs["download"]
