@@ -31,7 +31,7 @@ from builder.publish import prefixes
 from builder.publish.live import publish_node, retract_node, settle_node
 from builder.publish.view import current_inputs, generations, inputs_digest, publish_view
 from builder.read.config import Settings, Target
-from builder.verify import altered_module_files, library_trees
+from builder.verify import altered_module_files, library_trees, module_file_stats
 
 Report = Callable[[str], None]
 
@@ -46,6 +46,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)  # from the last publish
     altered: list[str] = field(default_factory=list)  # store module files that stopped a publish
     seconds: float = 0.0
+    checked: dict[NodeKey, tuple[int, int, int]] = field(default_factory=dict)  # module files last found intact
 
     def summary(self) -> dict:
         fmt = "/".join
@@ -240,8 +241,13 @@ def _refused(settings: Settings, result: RunResult) -> bool:
     the publish would link the altered bytes into it. The live view stays as it is; what the run built
     stays in the store (later builds use it) and goes live with the first publish after the damage is
     undone, in this run (``--rebuild`` of the altered module) or a later one. Each check replaces the
-    last, so ``altered`` says what still stopped the run's last publish."""
-    result.altered = altered_module_files(settings.layout, library_trees(settings))
+    last, so ``altered`` says what still stopped the run's last publish. The run's first check reads
+    every module file in full; later ones (before each node's publish) only those whose inode, size or
+    mtime moved since, so a publish keeps costing what changed rather than the library's size."""
+    stats = module_file_stats(settings.layout, library_trees(settings))
+    moved = [key for key, stat in stats.items() if result.checked.get(key) != stat]
+    result.altered = altered_module_files(settings.layout, moved if result.checked else stats)
+    result.checked = {} if result.altered else stats  # damage found: check everything again next time
     return bool(result.altered)
 
 

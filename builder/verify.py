@@ -145,12 +145,22 @@ def verify(layout: Layout, keys: list[NodeKey], thorough: bool = True) -> Report
     return Report(findings, time.monotonic() - t0)
 
 
-def altered_module_files(layout: Layout, trees: Iterable[str]) -> list[str]:
-    """``tree/module`` of each store module file whose bytes differ from its record: a publish would
-    make it live again. Every file is read in full; module files are small."""
+def module_file_stats(layout: Layout, trees: Iterable[str]) -> dict[NodeKey, tuple[int, int, int]]:
+    """(inode, size, mtime) of every store module file: what moved since the last check."""
+    out = {}
+    for tree in trees:
+        for module in store_modules(layout, tree):
+            st = layout.module_file(tree, module).lstat()
+            out[(tree, module)] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
+
+
+def altered_module_files(layout: Layout, keys: Iterable[NodeKey]) -> list[str]:
+    """``tree/module`` of each of these store module files whose bytes differ from its record: a publish
+    would make it live again. Every file is read in full; module files are small."""
     def altered(key: NodeKey) -> bool:
         header = read_header(layout.integrity(*key))
         return bool(header and check_module_file(header))
 
-    keys = [(tree, module) for tree in trees for module in store_modules(layout, tree)]
+    keys = list(keys)
     return [f"{tree}/{module}" for (tree, module), bad in zip(keys, in_threads(altered, keys), strict=True) if bad]
