@@ -54,13 +54,17 @@ class SourceFile:
 
 
 def upstream_easyconfigs() -> Path:
+    """EasyBuild's own easyconfigs: where pip puts the easybuild-easyconfigs package data, found without
+    importing EasyBuild (its configuration machinery costs 0.3 s, what a cached plan must not pay);
+    EasyBuild's own search (``get_paths_for``) only where that folder is missing."""
+    wheel_data = Path(sys.prefix) / "easybuild" / "easyconfigs"
+    if wheel_data.is_dir():
+        return wheel_data
     from easybuild.framework.easyconfig.tools import get_paths_for
 
     with _quiet_and_restored():
         os.environ.setdefault("EB_SCRIPT_PATH", str(Path(sys.prefix) / "bin" / "eb"))
         paths = get_paths_for(subdir="easyconfigs", robot_path=None) or []
-    wheel_data = Path(sys.prefix) / "easybuild" / "easyconfigs"  # where pip puts it; found without eb on PATH
-    paths += [str(wheel_data)] if wheel_data.is_dir() else []
     if not paths:
         raise BadInput("easybuild-easyconfigs", "EasyBuild's easyconfigs package is not installed")
     return Path(paths[0])

@@ -16,6 +16,7 @@ from pathlib import Path
 from builder import ebadapter
 from builder.plan.graph import Node, Plan, cuda_bound
 from builder.plan.parse_cache import ParseCache, entry_key
+from builder.plan.plan_cache import PlanCache
 from builder.read.config import Settings, Target
 
 
@@ -126,7 +127,13 @@ def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = 
 
 def make_plan(settings: Settings, targets: list[Target], easystack: Path | None = None) -> Plan:
     """One DAG over all entries of all given targets, deduplicated by (tree, module): the pure input of
-    ``plan``, ``build --dry-run``, ``render``, ``status`` and every executor."""
+    ``plan``, ``build --dry-run``, ``render``, ``status`` and every executor. Taken from the plan cache
+    when none of its inputs moved, so that asking again costs no EasyBuild."""
+    cache = PlanCache(settings, targets, easystack, robot_paths(settings))
+    return cache.load() or cache.make(lambda: _fresh_plan(settings, targets, easystack))
+
+
+def _fresh_plan(settings: Settings, targets: list[Target], easystack: Path | None) -> Plan:
     merged: dict[tuple[str, str], Node] = {}
     for target in targets:
         for node in plan_target(settings, target, [easystack] if easystack else None):

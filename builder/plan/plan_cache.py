@@ -1,0 +1,217 @@
+"""A cache of whole plans, so that ``plan``, ``status`` and a no-op ``build`` whose inputs did not change
+answer without importing or configuring EasyBuild (about 0.45 s of every such command otherwise).
+
+What a plan depends on, and how each part is checked on a hit:
+
+* by content, in the entry's key: modlib's planning code, library.yaml and the settings read from it,
+  every easystack, the hooks file, EasyBuild's installed versions, ``EASYBUILD_*`` variables, the
+  working folder (an easystack may name a relative path);
+* the robot paths' listings: every folder under them by inode and mtime, its listing re-read and
+  compared by digest when either moved or when its mtime is too recent to trust (a file added in the
+  same clock tick as the snapshot leaves the mtime unchanged);
+* every easyconfig in the plan by size, mtime, inode and ctime, its sha256 compared when any moved
+  (``os.utime`` can restore an mtime, never a ctime);
+* the installed state is not cached at all: ``installed`` is asked of the store again on every hit,
+  exactly as the planner asks it.
+
+Entries live in ``$MODLIB_CACHE``, which may be a shared volume: each is written to a temporary file
+and renamed into place, and carries a digest of itself; a torn or edited entry is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from builder.plan.graph import Node, Plan
+from builder.read.config import Settings, Target
+
+FORMAT = 1
+#: A folder or file whose timestamps are this close to the snapshot may have changed within the same tick.
+RACY_NS = 2_000_000_000
+#: modlib's own files whose code decides what a plan holds.
+_PLANNING_CODE = ("plan/planner.py", "plan/graph.py", "plan/parse_cache.py", "plan/plan_cache.py", "ebadapter.py")
+_EASYBUILD = ("easybuild-framework", "easybuild-easyblocks", "easybuild-easyconfigs")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _json_digest(data: object) -> str:
+    return _sha(json.dumps(data, sort_keys=True).encode())
+
+
+def _read(path: Path | None) -> str | None:
+    try:
+        return _sha(path.read_bytes()) if path is not None else None
+    except OSError:
+        return None
+
+
+def _easybuild_versions() -> list[str]:
+    """The installed EasyBuild, by its packages' metadata: importing EasyBuild is what the cache avoids."""
+    from importlib import metadata
+
+    versions = []
+    for name in _EASYBUILD:
+        try:
+            versions.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name}=none")
+    return versions
+
+
+def plan_key(settings: Settings, targets: list[Target], easystack: Path | None, robot: list[Path]) -> str:
+    """Everything a plan depends on that is read whole on every look-up, as one digest."""
+    code = Path(__file__).resolve().parent.parent
+    stacks = [easystack] if easystack else [s for t in targets for s in t.easystacks]
+    inputs = {
+        "format": FORMAT, "code": [_read(code / rel) for rel in _PLANNING_CODE],
+        "config": _read(settings.config_file), "settings": repr((settings.root, settings.hooks,
+                                                                 settings.easyconfig_paths, settings.targets)),
+        "targets": [t.name for t in targets], "easystacks": [(str(s), _read(s)) for s in stacks],
+        "hooks": _read(settings.hooks), "easybuild": _easybuild_versions(), "robot": [str(p) for p in robot],
+        "env": sorted((k, v) for k, v in os.environ.items() if k.startswith("EASYBUILD_")),
+        "cwd": os.getcwd(), "python": sys.prefix,
+    }
+    return _json_digest(inputs)
+
+
+def _listing(folder: str) -> str:
+    try:
+        return _json_digest(sorted(os.listdir(folder)))
+    except OSError:
+        return "gone"
+
+
+def snapshot_folders(robot: list[Path]) -> list[list]:
+    """Every folder under the robot paths (as EasyBuild's index walks them): path, inode, mtime, listing."""
+    folders = []
+    for top in robot:
+        for path, _, _ in os.walk(top, followlinks=True):
+            st = os.stat(path)
+            folders.append([path, st.st_ino, st.st_mtime_ns, _listing(path)])
+        if not os.path.isdir(top):
+            folders.append([str(top), 0, 0, _listing(str(top))])
+    return folders
+
+
+def _file_stat(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+def _trusted(stamps: list[int], taken_ns: int) -> bool:
+    return all(stamp < taken_ns - RACY_NS for stamp in stamps)
+
+
+def folders_unchanged(folders: list[list], taken_ns: int) -> bool:
+    for path, ino, mtime, listing in folders:
+        try:
+            st = os.stat(path)
+        except OSError:
+            if listing != "gone":
+                return False
+            continue
+        if [st.st_ino, st.st_mtime_ns] != [ino, mtime] or not _trusted([mtime], taken_ns):
+            if _listing(path) != listing:
+                return False
+    return True
+
+
+def files_unchanged(files: list[list], taken_ns: int) -> bool:
+    for path, stat, sha256 in files:
+        try:
+            now = _file_stat(path)
+            if now != stat or not _trusted(stat[1:2] + stat[3:], taken_ns):
+                if _sha(Path(path).read_bytes()) != sha256:
+                    return False
+        except OSError:
+            return False
+    return True
+
+
+def _node_data(node: Node) -> list:
+    return [node.tree, node.module, node.name, str(node.easyconfig), node.target, [list(d) for d in node.deps],
+            node.sha256, node.hidden, [list(o) for o in node.options], node.moduleclass]
+
+
+def _node(settings: Settings, data: list) -> Node:
+    """A cached node; ``installed`` asked of the store now, as the planner asks it."""
+    tree, module, name, easyconfig, target, deps, sha256, hidden, options, moduleclass = data
+    return Node(tree=tree, module=module, name=name, easyconfig=Path(easyconfig), target=target,
+                deps=tuple((t, m) for t, m in deps),
+                installed=settings.layout.module_file(tree, module).is_file(),
+                sha256=sha256, hidden=hidden, options=tuple((k, v) for k, v in options), moduleclass=moduleclass)
+
+
+def _easyconfig_stamps(plan: Plan) -> list[list] | None:
+    """Each easyconfig's stat with the digest the plan recorded; None when one changed while planning
+    (stat first, then the content: a change in between shows as a different digest)."""
+    files = []
+    for path in sorted({str(n.easyconfig): n.sha256 for n in plan.nodes}.items()):
+        try:
+            stat = _file_stat(path[0])
+            if _sha(Path(path[0]).read_bytes()) != path[1]:
+                return None
+        except OSError:
+            return None
+        files.append([path[0], stat, path[1]])
+    return files
+
+
+class PlanCache:
+    """One entry per (inputs key): load it when nothing moved, store a fresh plan otherwise."""
+
+    def __init__(self, settings: Settings, targets: list[Target], easystack: Path | None, robot: list[Path]):
+        self.settings = settings
+        self.robot = robot
+        self.key = plan_key(settings, targets, easystack, robot)
+        folder = settings.cache_dir
+        self.path = folder / f"plan-{self.key[:32]}.json" if folder else None
+
+    def load(self) -> Plan | None:
+        """The cached plan, or None when there is none, it fails its digest, or any input moved."""
+        if self.path is None:
+            return None
+        try:
+            stored = json.loads(self.path.read_text())
+            body = stored["body"]
+            if stored["digest"] != _json_digest(body) or body["key"] != self.key:
+                return None
+            fresh = folders_unchanged(body["folders"], body["taken_ns"]) and \
+                files_unchanged(body["files"], body["taken_ns"])
+            return Plan.of(_node(self.settings, n) for n in body["nodes"]) if fresh else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # missing, torn or edited: plan afresh
+
+    def make(self, fresh: Callable[[], Plan]) -> Plan:
+        """The fresh plan, stored with the robot paths' snapshot taken before it was made (what changes
+        while planning shows as a change on the next look-up)."""
+        if self.path is None:
+            return fresh()
+        taken_ns = time.time_ns()
+        folders = snapshot_folders(self.robot)
+        plan = fresh()
+        files = _easyconfig_stamps(plan)
+        if files is not None:
+            self._store({"key": self.key, "taken_ns": taken_ns, "folders": folders, "files": files,
+                         "nodes": [_node_data(n) for n in plan.nodes]})
+        return plan
+
+    def _store(self, body: dict) -> None:
+        assert self.path is not None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}")
+            tmp.write_text(json.dumps({"body": body, "digest": _json_digest(body)}))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a cache that cannot be written costs the next run its speed, never its result
