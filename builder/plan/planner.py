@@ -130,10 +130,11 @@ def make_plan(settings: Settings, targets: list[Target], easystack: Path | None 
     ``plan``, ``build --dry-run``, ``render``, ``status`` and every executor. Taken from the plan cache
     when none of its inputs moved, so that asking again costs no EasyBuild."""
     cache = PlanCache(settings, targets, easystack, robot_paths(settings))
-    return cache.load() or cache.make(lambda: _fresh_plan(settings, targets, easystack))
+    return cache.load() or cache.make(lambda: fresh_plan(settings, targets, easystack))
 
 
-def _fresh_plan(settings: Settings, targets: list[Target], easystack: Path | None) -> Plan:
+def fresh_plan(settings: Settings, targets: list[Target], easystack: Path | None) -> Plan:
+    """The plan made by asking EasyBuild (parses from the parse cache): what the plan cache must equal."""
     merged: dict[tuple[str, str], Node] = {}
     for target in targets:
         for node in plan_target(settings, target, [easystack] if easystack else None):

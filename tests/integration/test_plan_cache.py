@@ -1,0 +1,157 @@
+"""The whole-plan cache: answers without EasyBuild when nothing moved, and every kind of change falls
+back to the planner, whose plan it must equal exactly."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from builder.plan import planner
+from builder.read.config import load_settings
+from tests.helpers import REPO, write_easystack
+
+
+@pytest.fixture()
+def fresh_calls(monkeypatch):
+    """How many plans the planner made (cache misses)."""
+    calls = []
+    made = planner.fresh_plan
+
+    def counting(*args):
+        calls.append(args)
+        return made(*args)
+
+    monkeypatch.setattr(planner, "fresh_plan", counting)
+    return calls
+
+
+def plans(config, env):
+    """The plan as the commands get it (cache first) and the planner's own plan made now, as JSON; the
+    nodes themselves (digests, module classes and options included) must be equal too."""
+    settings = load_settings(config, env=env)
+    targets = [settings.first_cpu_target()]
+    cached, fresh = planner.make_plan(settings, targets), planner.fresh_plan(settings, targets, None)
+    assert cached.nodes == fresh.nodes
+    return cached.as_json(), fresh.as_json()
+
+
+def cached_plan_changes(lib, fresh_calls, change) -> tuple[dict, dict, dict]:
+    """The plan before ``change``, after it (through the cache), and the planner's fresh one after it;
+    asserts that the change made the cache miss."""
+    tmp, site, hooks, config, env = lib
+    before, _ = plans(config, env)
+    assert plans(config, env)[0] == before
+    misses = len(fresh_calls)
+    change(tmp, site, hooks)
+    after, fresh = plans(config, env)
+    assert len(fresh_calls) == misses + 2, "the change must make the cached plan miss"
+    return before, after, fresh
+
+
+def test_unchanged_inputs_answer_from_the_cache_as_the_planner_would(lib, fresh_calls):
+    tmp, site, hooks, config, env = lib
+    cold, fresh = plans(config, env)
+    assert len(fresh_calls) == 2  # the miss, and the comparison
+    warm, _ = plans(config, env)
+    assert len(fresh_calls) == 3  # only the comparison: the warm plan came from the cache
+    assert warm == cold == fresh
+    assert len(list((tmp / "cache").glob("plan-*.json"))) == 1
+
+
+def test_cached_plan_imports_no_easybuild(lib):
+    tmp, site, hooks, config, env = lib
+    code = ("import sys, json; from builder.cli import main; "
+            "main(['plan', '--json', '--config', sys.argv[1]], standalone_mode=False); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('easybuild'))))")
+    runs = [subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True,
+                           env={**os.environ, **env}, check=True).stdout for _ in range(2)]
+    assert json.loads(runs[0].splitlines()[-1]) != []  # the cold plan asked EasyBuild
+    assert json.loads(runs[1].splitlines()[-1]) == []
+    assert runs[0].rsplit("\n", 2)[0] == runs[1].rsplit("\n", 2)[0]
+
+
+def test_easystack_line(lib, fresh_calls):
+    def add_entry(tmp, site, hooks):
+        shutil.copytree(REPO / "easyconfigs" / "m", site / "m")
+        write_easystack(tmp / "easyconfigs" / "cpu.yaml",
+                        ["app-1.0-GCCcore-system.eb", "MarkupSafe-3.0.2-GCCcore-system.eb"])
+
+    before, after, fresh = cached_plan_changes(lib, fresh_calls, add_entry)
+    assert after == fresh != before
+    assert "MarkupSafe/3.0.2-GCCcore-system" in {n["module"] for n in after["nodes"]}
+
+
+def test_easyconfig_content_with_same_size_and_mtime(lib, fresh_calls):
+    def same_size_same_mtime(tmp, site, hooks):
+        ec = site / "a" / "app" / "app-1.0-GCCcore-system.eb"
+        st = ec.stat()
+        text = ec.read_text()
+        ec.write_text(text.replace("moduleclass = 'tools'", "moduleclass = 'tool2'"))
+        os.utime(ec, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert (ec.stat().st_size, ec.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+    before, after, fresh = cached_plan_changes(lib, fresh_calls, same_size_same_mtime)
+    assert after == fresh
+
+
+def test_new_site_easyconfig_shadowing_another(lib, fresh_calls):
+    def shadow(tmp, site, hooks):
+        (site / "g" / "GCCcore").mkdir(parents=True)
+        shutil.copy(REPO / ".venv/easybuild/easyconfigs/g/GCCcore/GCCcore-system.eb", site / "g" / "GCCcore")
+
+    before, after, fresh = cached_plan_changes(lib, fresh_calls, shadow)
+    assert after == fresh != before
+    assert str(site_of(after, "GCCcore/system")).startswith(str(lib[1]))
+
+
+def site_of(plan_json: dict, module: str) -> str:
+    return next(n["easyconfig"] for n in plan_json["nodes"] if n["module"] == module)
+
+
+def test_hooks_change(lib, fresh_calls):
+    def new_hook(tmp, site, hooks):
+        hooks.write_text(hooks.read_text() + "\n\ndef parse_hook(ec, *args, **kwargs):\n"
+                         "    if ec.name == 'app':\n        ec['dependencies'] = [('MarkupSafe', '3.0.2')]\n")
+        shutil.copytree(REPO / "easyconfigs" / "m", site / "m")
+
+    before, after, fresh = cached_plan_changes(lib, fresh_calls, new_hook)
+    assert after == fresh != before
+
+
+@pytest.mark.parametrize("publish", [True, False])
+def test_module_published_or_removed_by_another_run(lib, fresh_calls, publish):
+    """``installed`` is never cached: the store is asked again on every hit, as the planner asks it."""
+    tmp, site, hooks, config, env = lib
+    settings = load_settings(config, env=env)
+    module_file = settings.layout.module_file("cpu", "app/1.0-GCCcore-system")
+    if not publish:
+        module_file.parent.mkdir(parents=True)
+        module_file.write_text("-- stored by another run\n")
+    plans(config, env)
+    if publish:
+        module_file.parent.mkdir(parents=True)
+        module_file.write_text("-- stored by another run\n")
+    else:
+        module_file.unlink()
+    after, fresh = plans(config, env)
+    assert after == fresh
+    assert {n["module"]: n["installed"] for n in after["nodes"]}["app/1.0-GCCcore-system"] is publish
+
+
+@pytest.mark.parametrize("damage", ["torn", "tampered"])
+def test_torn_or_tampered_entry_is_ignored(lib, fresh_calls, damage):
+    tmp, site, hooks, config, env = lib
+    good, _ = plans(config, env)
+    entry = next((tmp / "cache").glob("plan-*.json"))
+    if damage == "torn":
+        entry.write_text(entry.read_text()[:100])
+    else:
+        stored = json.loads(entry.read_text())
+        stored["body"]["nodes"][0][1] = "app/9.9-forged"  # the entry's digest no longer matches
+        entry.write_text(json.dumps(stored))
+    misses = len(fresh_calls)
+    assert plans(config, env)[0] == good
+    assert len(fresh_calls) == misses + 2
