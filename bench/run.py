@@ -103,7 +103,7 @@ def main() -> None:
                         help="no FUSE here: leave out the Lmod rows and verify's FUSE rows")
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "performance.md")
     args = parser.parse_args()
-    rows = planning.plan_rows(EESSI) + [planning.noop_row(REPO / "library")] + schedule_rows()
+    rows = planning.plan_rows(EESSI) + planning.noop_rows(REPO / "library") + schedule_rows()
     rows += publish_rows(args.workdir) + lock_rows()
     rows += verify_tree.verify_rows(args.workdir, fuse=not args.skip_notebook)
     if not args.skip_notebook:
