@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import queue
 import socket
 import threading
@@ -10,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from builder import proc
+from builder import jsonfile, proc
 from builder.execute import sandbox
 from builder.execute.command import Invocation, clear_leftovers, host_env
 from builder.execute.executors import Executor, NodeRun
@@ -51,7 +50,7 @@ class LocalExecutor(Executor):
         was killed before it could stop it): building beside it, in the same prefix, would corrupt both,
         so the node fails with a message instead."""
         marker = self.layout.build_process(node.tree, node.module)
-        earlier = _read_json(marker)
+        earlier = jsonfile.read(marker)
         if proc.running(earlier):
             self._refuse(node, log, f"an earlier build of {node.tree}/{node.module} still runs on this host "
                                     f"(process group {(earlier or {}).get('group')}, see {marker}); "
@@ -69,8 +68,7 @@ class LocalExecutor(Executor):
         start = time.time()
         child = proc.start(argv, env=env, cwd=self.cwd, log_path=log)
         self._running[child.pid] = child
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps(proc.identity(child)))
+        jsonfile.write(marker, proc.identity(child))
         threading.Thread(target=self._reap, args=(node, child, start, log, marker), daemon=True).start()
 
     def _writable(self, node: Node, inv: Invocation, env: dict[str, str]) -> list[Path]:
@@ -105,9 +103,3 @@ class LocalExecutor(Executor):
         for child in list(self._running.values()):
             proc.stop(child)
 
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None

@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from builder import jsonfile
 from builder.layout import Layout
 
 
@@ -37,18 +38,10 @@ def new_log_path(layout: Layout, tree: str, module: str, start: float) -> Path:
     return layout.records(tree, module) / f"{stamp}.log"
 
 
-def _write_json(path: Path, data: dict) -> None:
-    """Readers (status, audits) see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def write(record: Record) -> Path:
     """The record goes beside its log, under the same name."""
     path = Path(record.log).with_suffix(".json")
-    _write_json(path, asdict(record))
+    jsonfile.write(path, asdict(record), indent=2, sort_keys=True)
     return path
 
 
@@ -67,11 +60,8 @@ def tail(log: str, lines: int = 15) -> str:
 
 
 def write_last_run(layout: Layout, summary: dict) -> None:
-    _write_json(layout.last_run(), summary)
+    jsonfile.write(layout.last_run(), summary, indent=2, sort_keys=True)
 
 
 def read_last_run(layout: Layout) -> dict | None:
-    try:
-        return json.loads(layout.last_run().read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+    return jsonfile.read(layout.last_run())

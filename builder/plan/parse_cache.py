@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from builder import ebadapter
+from builder import ebadapter, jsonfile
 
 FORMAT = 1
 
@@ -74,8 +72,5 @@ class ParseCache:
     def save(self) -> None:
         if self.path is None or not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}")
         entries = {k: {"parsed": v, "digest": _digest(v)} for k, v in self.entries.items()}
-        tmp.write_text(json.dumps({"format": FORMAT, "entries": entries}))
-        os.replace(tmp, self.path)
+        jsonfile.write(self.path, {"format": FORMAT, "entries": entries})

@@ -25,10 +25,10 @@ import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from builder import jsonfile
 from builder.plan.graph import Node, Plan
 from builder.read.config import Settings, Target
 
@@ -209,9 +209,6 @@ class PlanCache:
     def _store(self, body: dict) -> None:
         assert self.path is not None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}")
-            tmp.write_text(json.dumps({"body": body, "digest": _json_digest(body)}))
-            os.replace(tmp, self.path)
+            jsonfile.write(self.path, {"body": body, "digest": _json_digest(body)})
         except OSError:
             pass  # a cache that cannot be written costs the next run its speed, never its result

@@ -7,22 +7,19 @@ store never holds half a module file, and older views keep the bytes they linked
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 
+from builder import jsonfile
 from builder.layout import Layout
 from builder.plan.graph import Node
 from builder.publish.integrity import write_record
 
 
 def read_manifest(layout: Layout, tree: str, module: str) -> dict | None:
-    try:
-        return json.loads(layout.manifest(tree, module).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+    return jsonfile.read(layout.manifest(tree, module))
 
 
 def _kept(layout: Layout, tree: str, module: str) -> list[tuple[Path, Path]]:
@@ -47,11 +44,9 @@ def publish_node(layout: Layout, node: Node, record: str, prefix: str, reference
         for path, aside in _kept(layout, node.tree, node.module):
             if path.exists():
                 os.link(path, aside)  # a link: the store's file itself is replaced by a rename below
-    tmp = manifest.with_name(manifest.name + ".tmp")
-    tmp.write_text(json.dumps({"module": node.module, "easyconfig": str(node.easyconfig), "sha256": node.sha256,
-                               "moduleclass": node.moduleclass, "published": time.time(), "record": record,
-                               "prefix": prefix, "references": references}, indent=2, sort_keys=True))
-    os.replace(tmp, manifest)
+    jsonfile.write(manifest, {"module": node.module, "easyconfig": str(node.easyconfig), "sha256": node.sha256,
+                              "moduleclass": node.moduleclass, "published": time.time(), "record": record,
+                              "prefix": prefix, "references": references}, indent=2, sort_keys=True)
     write_record(layout, node.tree, node.module, layout.install_dir(Path(prefix), node.module), staged)
     os.replace(staged, live)
     default = staged.parent / "default"

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from builder import jsonfile
 from builder.layout import Layout
 
 
@@ -71,10 +72,7 @@ def collect(layout: Layout, trees: list[str], generations: list[Path], grace_sec
     for tree in trees:
         software = layout.software(tree)
         markers_path = layout.unreferenced(tree)
-        try:
-            markers = json.loads(markers_path.read_text())
-        except (OSError, ValueError):
-            markers = {}
+        markers = jsonfile.read(markers_path) or {}
         current = {}
         for prefix in sorted(p for p in software.iterdir() if p.is_dir()) if software.is_dir() else []:
             if str(prefix) in keep or any(k.startswith(f"{prefix}/") for k in keep):
@@ -86,7 +84,5 @@ def collect(layout: Layout, trees: list[str], generations: list[Path], grace_sec
             else:
                 current[prefix.name] = since
         if current or markers_path.exists():
-            tmp = markers_path.with_name(markers_path.name + ".tmp")
-            tmp.write_text(json.dumps(current, indent=1, sort_keys=True))
-            os.replace(tmp, markers_path)
+            jsonfile.write(markers_path, current, indent=1, sort_keys=True)
     return removed

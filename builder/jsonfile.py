@@ -1,0 +1,29 @@
+"""modlib's state on the volume as JSON files, written whole: readers on other hosts see the old file
+or the new one, never half of one, and two writers never share a temporary file."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+
+def write(path: Path, data: object, *, indent: int | None = None, sort_keys: bool = False) -> None:
+    """``data`` as JSON at ``path``, by a rename of a temporary file beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(json.dumps(data, indent=indent, sort_keys=sort_keys))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read(path: Path) -> Any:
+    """The JSON at ``path``, or None where there is no such file or it is not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
