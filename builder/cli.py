@@ -204,11 +204,11 @@ def _target_lines(t: dict) -> list[str]:
 def verify(config: Path | None, quick: bool, as_json: bool, modules: tuple[str, ...]) -> None:
     """Check published modules (all, or these: full names or bare software names) against their integrity
     records and the live view; exit 1 when any is damaged."""
-    from builder.verify import library_trees, select
+    from builder.verify import select
     from builder.verify import verify as check
 
     settings = load_settings(config)
-    report = check(settings.layout, select(settings.layout, library_trees(settings), list(modules)),
+    report = check(settings.layout, select(settings.layout, settings.trees(), list(modules)),
                    thorough=not quick)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=1))

@@ -17,24 +17,17 @@ from builder.execute.lock import RunLock
 from builder.publish.live import retract_node_files
 from builder.publish.view import publish_view
 from builder.read.config import Settings
+from builder.verify import store_modules
 
 #: How EasyBuild's Lua module files load their dependencies.
 _LOADS = re.compile(r"""(?:depends_on|load)\(\s*["']([^"']+)["']""")
 
 
-def _trees(settings: Settings) -> list[str]:
-    return sorted({t.tree for t in settings.targets.values()})
-
-
 def dependents(settings: Settings, module: str) -> list[str]:
     """Published modules whose module files load ``module``."""
-    out = []
-    for tree in _trees(settings):
-        store = settings.layout.store(tree)
-        for path in sorted(store.rglob("*.lua")) if store.is_dir() else []:
-            if module in _LOADS.findall(path.read_text(errors="replace")):
-                out.append(f"{tree}/{path.relative_to(store).with_suffix('')}")
-    return out
+    layout = settings.layout
+    return [f"{tree}/{name}" for tree in settings.trees() for name in store_modules(layout, tree)
+            if module in _LOADS.findall(layout.module_file(tree, name).read_text(errors="replace"))]
 
 
 def remove(settings: Settings, modules: list[str], report: Callable[[str], None]) -> None:
@@ -42,14 +35,14 @@ def remove(settings: Settings, modules: list[str], report: Callable[[str], None]
     layout = settings.layout
     with RunLock(layout, holder="modlib remove", warn=report) as lock:
         for module in modules:
-            homes = [t for t in _trees(settings) if layout.module_file(t, module).is_file()]
+            homes = [t for t in settings.trees() if layout.module_file(t, module).is_file()]
             if not homes:
                 raise BadInput(module, "not published (nothing to remove)")
             users = [d for d in dependents(settings, module) if not d.endswith(f"/{module}")]
             if users:
                 raise BadInput(module, f"published modules load it: {', '.join(users)}; remove them first")
         for module in modules:
-            for tree in _trees(settings):
+            for tree in settings.trees():
                 if layout.module_file(tree, module).is_file():
                     lock.fence()
                     retract_node_files(layout, tree, module)

@@ -31,7 +31,7 @@ from builder.publish import prefixes
 from builder.publish.live import publish_node, retract_node, settle_node
 from builder.publish.view import current_inputs, generations, inputs_digest, publish_view
 from builder.read.config import Settings, Target
-from builder.verify import altered_module_files, library_trees, module_file_stats
+from builder.verify import altered_module_files, module_file_stats
 
 Report = Callable[[str], None]
 
@@ -227,12 +227,12 @@ def _accept(settings: Settings, node: Node, inv: Invocation, record: str, result
 
 
 def _prefix_pattern(settings: Settings) -> re.Pattern[bytes]:
-    return prefixes.prefix_pattern(settings.layout, [t.tree for t in settings.targets.values()])
+    return prefixes.prefix_pattern(settings.layout, settings.trees())
 
 
 def _collect_prefixes(settings: Settings) -> list[Path]:
     """Old prefixes go at the end of a run, under its lock; every generation still on the volume counts."""
-    return prefixes.collect(settings.layout, sorted({t.tree for t in settings.targets.values()}),
+    return prefixes.collect(settings.layout, settings.trees(),
                             generations(settings.layout), settings.grace_period_hours * 3600)
 
 
@@ -244,7 +244,7 @@ def _refused(settings: Settings, result: RunResult) -> bool:
     last, so ``altered`` says what still stopped the run's last publish. The run's first check reads
     every module file in full; later ones (before each node's publish) only those whose inode, size or
     mtime moved since, so a publish keeps costing what changed rather than the library's size."""
-    stats = module_file_stats(settings.layout, library_trees(settings))
+    stats = module_file_stats(settings.layout, settings.trees())
     moved = [key for key, stat in stats.items() if result.checked.get(key) != stat]
     result.altered = altered_module_files(settings.layout, moved if result.checked else stats)
     result.checked = {} if result.altered else stats  # damage found: check everything again next time

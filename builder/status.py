@@ -19,7 +19,7 @@ from builder.plan.graph import Node, Plan
 from builder.publish.featured import python_minor
 from builder.publish.live import read_manifest
 from builder.read.config import Settings
-from builder.verify import Finding, library_trees, select, store_modules, verify
+from builder.verify import Finding, select, store_modules, verify
 
 
 def plan_targets(settings: Settings) -> dict[str, Plan | BadInput]:
@@ -44,7 +44,7 @@ def drifted(layout: Layout, node: Node) -> dict | None:
 def library_status(settings: Settings, plans: dict[str, Plan | BadInput]) -> dict:
     """``plans`` maps each target name to its plan or its planning error (see ``plan_targets``)."""
     layout = settings.layout
-    integrity = verify(layout, select(layout, library_trees(settings), []), thorough=False)
+    integrity = verify(layout, select(layout, settings.trees(), []), thorough=False)
     planned = {n.key for p in plans.values() if isinstance(p, Plan) for n in p.nodes}
     unplanned = {tree for name, p in plans.items() if not isinstance(p, Plan)
                  for tree in settings.layered_trees(settings.target(name))}

@@ -22,7 +22,6 @@ from builder.errors import BadInput
 from builder.layout import Layout, slug
 from builder.plan.graph import NodeKey
 from builder.publish.integrity import check_module_file, check_prefix, read_entries, read_header, sha256
-from builder.read.config import Settings
 
 #: Modules checked at once: the work is waiting on the file system, not the CPU (through a 1 ms FUSE
 #: mount, 1,099 modules took 37 s with 8 threads and 24 s with 32; see docs/performance.md).
@@ -71,10 +70,6 @@ class Report:
 def in_threads(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
     with ThreadPoolExecutor(THREADS) as pool:
         return list(pool.map(work, items))
-
-
-def library_trees(settings: Settings) -> list[str]:
-    return sorted({t.tree for t in settings.targets.values()})
 
 
 def store_modules(layout: Layout, tree: str) -> list[str]:

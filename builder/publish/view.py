@@ -59,10 +59,6 @@ def _listing(base: Path) -> Listing:
     return out
 
 
-def _trees(settings: Settings) -> list[str]:
-    return sorted({t.tree for t in settings.targets.values()})
-
-
 def _digest(settings: Settings, listings: dict[str, Listing]) -> str:
     digest = hashlib.sha256(settings.config_file.read_bytes())
     for tree in sorted(listings):
@@ -75,7 +71,7 @@ def _digest(settings: Settings, listings: dict[str, Listing]) -> str:
 
 def inputs_digest(settings: Settings) -> str:
     """Everything a view is made from: the config and the store's module files."""
-    return _digest(settings, {tree: _listing(settings.layout.store(tree)) for tree in _trees(settings)})
+    return _digest(settings, {tree: _listing(settings.layout.store(tree)) for tree in settings.trees()})
 
 
 def current_inputs(layout: Layout) -> str | None:
@@ -156,7 +152,7 @@ def _modulerc(settings: Settings, gen: Path, trees: list[str]) -> list[str]:
 
 def _moduleclass(settings: Settings, gen: Path, path: Path) -> str:
     """The EasyBuild moduleclass recorded when the module file at ``path`` (in ``gen``) was stored."""
-    for tree in _trees(settings):
+    for tree in settings.trees():
         modules = settings.layout.view_tree(gen, tree)
         if path.is_relative_to(modules):
             module = str(path.relative_to(modules))[: -len(".lua")]
@@ -232,7 +228,7 @@ def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[
     from scratch rather than from the live generation (the result is the same; benchmarks compare them)."""
     layout = settings.layout
     gen = _new_generation(layout)
-    trees = _trees(settings)
+    trees = settings.trees()
     listings = {tree: _listing(layout.store(tree)) for tree in trees}
     state = {"config": hashlib.sha256(settings.config_file.read_bytes()).hexdigest(),
              "lmod": str(settings.lmod_prefix.resolve()), "live": str(layout.live())}

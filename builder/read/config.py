@@ -128,6 +128,10 @@ class Settings:
         owners = [t for t in self.targets.values() if t.tree == tree]
         return next((t for t in owners if t.kind == "cpu"), owners[0])
 
+    def trees(self) -> list[str]:
+        """Every tree of the library, sorted: what publishing, checks and clean-up go over."""
+        return sorted({t.tree for t in self.targets.values()})
+
     def layered_trees(self, target: Target) -> list[str]:
         """Trees a target sees, highest priority first: a cuda tree before the cpu tree it layers over."""
         trees = [target.tree]
