@@ -71,7 +71,10 @@ def _targets(settings: Settings, name: str | None):
 @click.option("--easystack", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Plan this easystack alone, for --target (default: the first cpu target).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (the CLI contract's shape).")
-def plan(config: Path | None, target: str | None, easystack: Path | None, as_json: bool) -> None:
+@click.option("--check-sources", is_flag=True,
+              help="Fetch and verify (checksums) into the source cache what building the plan would fetch; "
+                   "build nothing.")
+def plan(config: Path | None, target: str | None, easystack: Path | None, as_json: bool, check_sources: bool) -> None:
     """Resolve the curated lists into one dependency graph and show what is missing and what drifted."""
     from builder.plan.planner import make_plan
     from builder.status import drifted
@@ -81,6 +84,11 @@ def plan(config: Path | None, target: str | None, easystack: Path | None, as_jso
     if easystack is not None:
         targets = [settings.target(target) if target else settings.first_cpu_target()]
     result = make_plan(settings, targets, easystack)
+    if check_sources:
+        from builder.run import check_root, fetch_sources
+
+        check_root(settings)
+        fetch_sources(settings, result.missing(), lambda msg: click.echo(msg, err=True))
     drift = {n.key: drifted(settings.layout, n) is not None for n in result.nodes}
     if as_json:
         click.echo(json.dumps({"nodes": [{**n.as_json(), "drift": drift[n.key]} for n in result.nodes]}, indent=1))

@@ -25,7 +25,7 @@ _BUILD_ONLY = {"parallel", "set-default-module", "hidden", "rebuild", "force"}
 @dataclass(frozen=True)
 class Dependency:
     module: str
-    easyconfig: Path
+    easyconfig: Path | None  # None: no easyconfig in any robot path (reported with its chain by the planner)
     hidden: bool
     build_only: bool
     name: str = ""
@@ -176,44 +176,85 @@ class Session:
             raise RuntimeError("EasyBuild session used after its `with configured(...)` block ended")
 
     def robot_index(self, path: str) -> list[str]:
-        """EasyBuild's index of a robot path (made in memory where none is stored), read once per session."""
+        """EasyBuild's index of a robot path (made in memory where none is stored), read once per session,
+        without the folders ``eb`` skips when it locates easyconfigs (``--ignore-dirs``: ``.git``, ``.svn``;
+        ``__archive__`` unless ``--consider-archived-easyconfigs``)."""
+        from easybuild.framework.easyconfig.easyconfig import EASYCONFIGS_ARCHIVE_DIR
         from easybuild.tools.config import build_option
         from easybuild.tools.filetools import create_index, load_index
 
         self._check()
         if path not in self._indexes:
-            index = None if build_option("ignore_index") else load_index(path)
-            self._indexes[path] = list(index) if index is not None else list(create_index(path))
+            ignored = list(build_option("ignore_dirs") or [])
+            if not build_option("consider_archived_easyconfigs"):
+                ignored.append(EASYCONFIGS_ARCHIVE_DIR)
+            index = None if build_option("ignore_index") else load_index(path, ignore_dirs=ignored)
+            self._indexes[path] = sorted(index if index is not None else create_index(path, ignore_dirs=ignored))
         return self._indexes[path]
 
     def locate(self, filenames: list[str], origin: Path) -> list[Path]:
-        """Find easyconfigs by file name as ``eb NAME.eb`` does (EasyBuild's locate_files): robot paths in
-        order, each through EasyBuild's own path index, first hit wins. Indexed by name once here;
-        EasyBuild compares every name with every index entry, 3 million comparisons for EESSI's list."""
+        """Find easystack entries as ``eb`` finds them (EasyBuild's locate_files): a file name in the robot
+        paths in order, through EasyBuild's own path index, the first path that holds it wins. Stricter
+        than ``eb`` where it guesses: a path (``../x.eb``) is read relative to the easystack ``origin``,
+        never to the working folder, and a name held twice in one robot path (``eb`` takes whichever its
+        index lists first) is bad input naming both. Indexed by name once here; EasyBuild compares every
+        name with every index entry, 3 million comparisons for EESSI's list."""
         self._check()
         from easybuild.tools.config import build_option
 
         found: dict[str, Path] = {}
-        for name in filenames:
-            if name != os.path.basename(name) or os.path.exists(name):  # a path, as `eb PATH` takes it
-                if not os.path.isfile(name):
-                    raise BadInput(origin, f"easyconfig '{name}' not found")
-                found[name] = Path(name).resolve()
-        for path in build_option("robot_path") or []:
-            missing = {n for n in filenames if n not in found}
-            if not missing or not os.path.exists(path):
-                continue
+        paths = {n for n in filenames if n != os.path.basename(n)}
+        for name in paths:
+            file = (origin.parent / name).resolve()
+            if not file.is_file():
+                raise BadInput(origin, f"easyconfig '{name}' not found (read relative to the easystack: {file})")
+            found[name] = file
+        robot = [p for p in build_option("robot_path") or [] if os.path.isdir(p)]
+        for path in robot:
+            hits: dict[str, list[str]] = {}
             for rel in self.robot_index(path):
-                name = os.path.basename(rel)
-                if name in missing and name not in found:
-                    found[name] = Path(os.path.abspath(os.path.join(path, rel)))
-        unknown = [n for n in filenames if n not in found]
+                hits.setdefault(os.path.basename(rel), []).append(rel)
+            for name in sorted({n for n in filenames if n not in found} & hits.keys()):
+                if len(hits[name]) > 1:
+                    both = " and ".join(os.path.join(path, rel) for rel in hits[name])
+                    raise BadInput(origin, f"easyconfig '{name}' is in two folders of the robot path {path}: {both}")
+                found[name] = Path(os.path.abspath(os.path.join(path, hits[name][0])))
+        unknown = [n for n in dict.fromkeys(filenames) if n not in found]
         if unknown:
-            raise BadInput(origin, f"unknown easyconfig '{unknown[0]}' (not in any robot path)")
+            raise BadInput(origin, "; ".join(f"unknown easyconfig '{n}' (not in any robot path{self.did_you_mean(n)})"
+                                             for n in unknown))
+        for name in paths:
+            self._check_path_entry(name, found[name], robot, origin)
         return [found[n] for n in filenames]
 
+    def did_you_mean(self, filename: str, software: str = "") -> str:
+        """``; did you mean X?`` for the easyconfig names in the robot paths closest to ``filename``, only
+        among those of ``software`` where that is known (a missing dependency's version)."""
+        import difflib
+
+        from easybuild.tools.config import build_option
+
+        names = {os.path.basename(rel) for p in build_option("robot_path") or [] if os.path.isdir(p)
+                 for rel in self.robot_index(p) if rel.endswith(".eb")}
+        names = {n for n in names if n.startswith(f"{software}-")} if software else names
+        close = difflib.get_close_matches(filename, sorted(names), n=3, cutoff=0.8)
+        return f"; did you mean {' or '.join(close)}?" if close else ""
+
+    def _check_path_entry(self, name: str, file: Path, robot: list[str], origin: Path) -> None:
+        """A path entry inside a robot path is built by its file name, as every robot-path easyconfig is:
+        refused when that name would find another file there (the plan and the build would part ways)."""
+        inside = [p for p in robot if file.is_relative_to(os.path.realpath(p))]
+        if not inside:
+            return
+        by_name = self.locate([file.name], origin)[0].resolve()
+        if by_name != file:
+            raise BadInput(origin, f"entry '{name}' is {file}, inside the robot path {inside[0]}, but EasyBuild "
+                                   f"finds {by_name} by its name there; name the easyconfig by its file name, "
+                                   "or keep the file outside the robot paths")
+
     def parse(self, path: Path) -> ParsedEasyconfig:
-        """Parse with EasyBuild (templates, hooks, filters) and look each dependency up with its robot."""
+        """Parse with EasyBuild (templates, hooks, filters) and look each dependency up with its robot; one
+        that has no easyconfig is kept (``easyconfig=None``), so that the planner reports all of them."""
         self._check()
         from easybuild.framework.easyconfig.easyconfig import ActiveMNS, process_easyconfig, robot_find_easyconfig
         from easybuild.tools.build_log import EasyBuildError
@@ -231,9 +272,8 @@ class Session:
                 version = det_full_ec_version(dep)
                 found = robot_find_easyconfig(dep["name"], version)
                 dep_mod = mns.det_full_module_name(dep)
-                if found is None:
-                    raise BadInput(path, f"no easyconfig for dependency {dep_mod} in any robot path")
-                deps.append(Dependency(module=dep_mod, easyconfig=Path(found), hidden=bool(dep.get("hidden")),
+                deps.append(Dependency(module=dep_mod, easyconfig=Path(found) if found else None,
+                                       hidden=bool(dep.get("hidden")),
                                        build_only=dep_mod in build_only, name=dep["name"], version=version))
             return ParsedEasyconfig(path=path, name=ec.name, version=ec.version, module=module,
                                     moduleclass=ec["moduleclass"], deps=tuple(deps))
@@ -244,6 +284,13 @@ class Session:
         except Exception as err:  # raised by a site hook, or by EasyBuild itself: not the easyconfig's fault
             raise RunFailed(f"{path}: parsing failed in EasyBuild or the site hooks ({self.hooks}): "
                             f"{type(err).__name__}: {err}") from err
+
+    @staticmethod
+    def hidden_name(module: str) -> str:
+        """The module name EasyBuild installs a hidden module under (``SQLite/.3.45.3``)."""
+        from easybuild.tools.module_naming_scheme.utilities import det_hidden_modname
+
+        return det_hidden_modname(module)
 
     def find(self, name: str, version: str) -> Path | None:
         """EasyBuild's robot look-up: the easyconfig for a name and full version, site folders first."""

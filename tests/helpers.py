@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,11 +34,29 @@ def write_easystack(path: Path, entries: list[str]) -> Path:
     return path
 
 
-def modlib(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+def modlib(*args: str, env: dict | None = None, check: bool = False,
+           cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real console script, as admins and CronJobs do."""
     full_env = {**os.environ, **(env or {})}
     exe = Path(sys.executable).parent / "modlib"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, check=check)
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, check=check, cwd=cwd)
+
+
+#: ``eb --dry-run``'s line for one module
+EB_MODULE = re.compile(r"^\s*\* \[.\] (\S+) \(module: (\S+)\)$", re.M)
+
+
+def eb_dry_run(args: list[str], robot: list[Path], scratch: Path) -> subprocess.CompletedProcess:
+    """``eb --dry-run --robot`` with these robot paths, run in ``scratch``: what the planner is compared with
+    (``EB_MODULE`` finds its easyconfigs and modules)."""
+    env = {**os.environ, "LMOD_CMD": "/usr/share/lmod/lmod/libexec/lmod", "MODULEPATH": "",
+           "EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES": "1",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "eb"), *args, "--robot", "--dry-run",
+         "--robot-paths=" + os.pathsep.join(map(str, robot)), f"--installpath={scratch / 'eb-install'}",
+         f"--tmpdir={scratch}", "--disable-show-progress-bar", "--output-style=basic"],
+        capture_output=True, text=True, env=env, cwd=scratch)
 
 
 def lmod(script: str, env: dict | None = None) -> subprocess.CompletedProcess:

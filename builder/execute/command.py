@@ -64,6 +64,22 @@ def store_modulepath(settings: Settings, target_name: str) -> list[Path]:
     return [settings.layout.store(tree) for tree in settings.layered_trees(target)]
 
 
+def staged_easyconfig(layout: Layout, node: Node) -> Path:
+    """Where a build reads a node's easyconfig that lies outside the robot paths (an easystack entry given
+    by a path): a copy on the library volume named by its digest, the same path on every host."""
+    return layout.staged_easyconfig(node.sha256, node.easyconfig.name)
+
+
+def easyconfig_argument(settings: Settings, node: Node) -> str:
+    """The easyconfig as the node's ``eb`` command names it: one in the robot paths by its file name, as
+    the planner found it; any other by its staged copy."""
+    from builder.plan.planner import robot_paths
+
+    if any(node.easyconfig.is_relative_to(p) for p in robot_paths(settings)):
+        return node.easyconfig.name
+    return str(staged_easyconfig(settings.layout, node))
+
+
 def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocation:
     """The node's ``eb`` command and the environment it needs from modlib, the same for every executor
     and every host: only the node and its target go in, so a Job's name (a hash of it) is stable."""
@@ -82,7 +98,7 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
     elif "optarch" not in opts:
         opts["optarch"] = "GENERIC"
     opts.update(dict(node.options))
-    argv = ["eb", node.easyconfig.name,
+    argv = ["eb", easyconfig_argument(settings, node),
             f"--installpath-software={prefix}",
             f"--installpath-modules={layout.staging(node.tree, node.module)}",
             f"--sourcepath={layout.sources()}",

@@ -13,7 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from builder.execute.command import site_env
+from builder.errors import BadInput
+from builder.execute.command import easyconfig_argument, site_env, staged_easyconfig
+from builder.plan.graph import Node
 from builder.read.config import Settings
 
 
@@ -62,6 +64,23 @@ def stage_inputs(settings: Settings) -> Path:
     except OSError:  # another run staged the same inputs first
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def stage_easyconfigs(settings: Settings, nodes: list[Node]) -> None:
+    """Copy the easyconfigs that lie outside the robot paths to where their command names them, for local
+    builds and pods alike: the content the plan was made from, or bad input if it changed since."""
+    for node in nodes:
+        dest = staged_easyconfig(settings.layout, node)
+        if easyconfig_argument(settings, node) != str(dest) or \
+                (dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == node.sha256):
+            continue
+        data = node.easyconfig.read_bytes()
+        if hashlib.sha256(data).hexdigest() != node.sha256:
+            raise BadInput(node.easyconfig, "the easyconfig changed since it was planned; run again")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.{os.getpid()}"
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
 
 
 def pod_env(settings: Settings, inputs: Path) -> dict[str, str]:

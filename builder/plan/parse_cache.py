@@ -53,12 +53,8 @@ class ParseCache:
         data = self.entries.get(key)
         if data is None:
             return None
-        deps = []
-        for dep in data["deps"]:
-            found = eb.find(dep["name"], dep["version"])
-            if found is None:
-                return None  # the robot path changed under it: let EasyBuild parse and report
-            deps.append(ebadapter.Dependency(**{**dep, "easyconfig": found}))
+        deps = [ebadapter.Dependency(**{**dep, "easyconfig": eb.find(dep["name"], dep["version"])})
+                for dep in data["deps"]]  # one not found is reported by the planner, as a fresh parse's is
         return ebadapter.ParsedEasyconfig(**{**data, "path": path, "deps": tuple(deps)})
 
     def put(self, key: str, parsed: ebadapter.ParsedEasyconfig) -> None:

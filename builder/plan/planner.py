@@ -10,10 +10,12 @@ import hashlib
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from builder import ebadapter
+from builder.errors import BadInput
+from builder.plan import diagnostics
 from builder.plan.graph import Node, Plan, cuda_bound
 from builder.plan.parse_cache import ParseCache, entry_key
 from builder.plan.plan_cache import PlanCache
@@ -26,6 +28,7 @@ class Entry:
 
     easyconfig: Path
     options: tuple[tuple[str, object], ...]
+    stack: Path
 
 
 def robot_paths(settings: Settings) -> list[Path]:
@@ -42,7 +45,8 @@ def _entries(eb: ebadapter.Session, stacks: list[Path]) -> list[Entry]:
     for stack in stacks:
         listed = ebadapter.read_easystack(stack)
         paths = eb.locate([filename for filename, _ in listed], stack)
-        entries += [Entry(path, tuple(sorted(opts.items()))) for path, (_, opts) in zip(paths, listed, strict=True)]
+        entries += [Entry(path, tuple(sorted(opts.items())), stack)
+                    for path, (_, opts) in zip(paths, listed, strict=True)]
     return entries
 
 
@@ -84,17 +88,26 @@ def _parse_all(eb: ebadapter.Session, paths: list[Path], cache: ParseCache,
 
 def _resolve(eb: ebadapter.Session, entries: list[Entry], cache: ParseCache,
              digests: dict[Path, str]) -> dict[str, ebadapter.ParsedEasyconfig]:
-    """Every module reachable from the entries, parsed once each (keyed by module name), level by level."""
-    by_module: dict[str, ebadapter.ParsedEasyconfig] = {}
-    seen: set[Path] = set()
+    """Every module reachable from the entries, each easyconfig parsed once, level by level, and keyed by
+    the module each wants (a hidden dependency is its easyconfig under the hidden name, as ``eb`` plans
+    it); what cannot be planned is bad input, all of it in one error naming the easystacks."""
+    by_path: dict[Path, ebadapter.ParsedEasyconfig] = {}
     level = list(dict.fromkeys(e.easyconfig for e in entries))
     while level:
-        seen.update(level)
         following = []
         for parsed in _parse_all(eb, level, cache, digests):
-            by_module.setdefault(parsed.module, parsed)
-            following += [d.easyconfig for d in parsed.deps if d.easyconfig not in seen]
+            by_path[parsed.path] = parsed
+            following += [d.easyconfig for d in parsed.deps if d.easyconfig is not None and d.easyconfig not in by_path]
         level = list(dict.fromkeys(following))
+    problems = diagnostics.problems(eb, [e.easyconfig for e in entries], by_path)
+    if problems:
+        stacks = ", ".join(str(s) for s in dict.fromkeys(e.stack for e in entries))
+        raise BadInput(stacks, f"{len(problems)} dependencies cannot be planned: " + "; ".join(problems))
+    wanted = [(by_path[e.easyconfig].module, e.easyconfig) for e in entries]
+    wanted += [(d.module, d.easyconfig) for p in by_path.values() for d in p.deps if d.easyconfig is not None]
+    by_module: dict[str, ebadapter.ParsedEasyconfig] = {}
+    for module, path in wanted:
+        by_module.setdefault(module, replace(by_path[path], module=module))
     return by_module
 
 

@@ -33,7 +33,7 @@ def _paths() -> dict[str, Path]:
     """Every path method of Layout, called with sample arguments."""
     lay, out = Layout(ROOT), {}
     samples = {"tree": "cpu", "module": "Jinja2/3.1.4-GCCcore-system", "base": GEN, "target": "cuda",
-               "digest": "0123abcd", "build": "Jinja2-0123abcd",
+               "digest": "0123abcd", "build": "Jinja2-0123abcd", "filename": "x-1.0.eb",
                "prefix": ROOT / "cpu/software/Jinja2-0123abcd",
                "install_dir": ROOT / "cpu/software/Jinja2-0123abcd/Jinja2/3.1.4-GCCcore-system"}
     for name, method in inspect.getmembers(lay, inspect.ismethod):
