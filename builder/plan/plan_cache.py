@@ -5,7 +5,7 @@ What a plan depends on, and how each part is checked on a hit:
 
 * by content, in the entry's key: modlib's planning code, library.yaml and the settings read from it,
   every easystack, the hooks file, EasyBuild's installed versions, ``EASYBUILD_*`` variables, the
-  working folder (an easystack may name a relative path);
+  working folder (the command line may name the easystack by a relative path);
 * the robot paths' listings: every folder under them by inode and mtime, its listing re-read and
   compared by digest when either moved or when its mtime is too recent to trust (a file added in the
   same clock tick as the snapshot leaves the mtime unchanged);

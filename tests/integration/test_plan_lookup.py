@@ -144,9 +144,16 @@ def test_the_working_folder_is_never_looked_into(tmp_path):
     config, env, _ = _library(tmp_path, ["wd-1.0-GCCcore-system.eb"])
     cwd = tmp_path / "cwd"
     _site_file(cwd, "wd-1.0-GCCcore-system.eb", bundle_easyconfig("wd", "", description="not the site's"))
-    nodes = {n["module"]: n for n in _plan(config, env, cwd=cwd)}
-    assert nodes["wd/1.0-GCCcore-system"]["easyconfig"] == str(site_file)
-    assert not nodes["wd/1.0-GCCcore-system"]["drift"]
+    layout = load_settings(config, env).layout  # installed from the site's file, as a build records it
+    layout.module_file("cpu", "wd/1.0-GCCcore-system").parent.mkdir(parents=True)
+    layout.module_file("cpu", "wd/1.0-GCCcore-system").write_text("-- installed\n")
+    layout.manifest("cpu", "wd/1.0-GCCcore-system").parent.mkdir(parents=True)
+    layout.manifest("cpu", "wd/1.0-GCCcore-system").write_text(
+        json.dumps({"sha256": hashlib.sha256(site_file.read_bytes()).hexdigest()}))
+    node = {n["module"]: n for n in _plan(config, env, cwd=cwd)}["wd/1.0-GCCcore-system"]
+    assert node["easyconfig"] == str(site_file) and node["installed"] and not node["drift"]
+    site_file.write_text(bundle_easyconfig("wd", "", description="changed"))
+    assert {n["module"]: n for n in _plan(config, env, cwd=cwd)}["wd/1.0-GCCcore-system"]["drift"]
 
 
 def test_a_name_held_twice_in_one_robot_path_is_bad_input_naming_both(tmp_path):
