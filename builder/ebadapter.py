@@ -202,23 +202,13 @@ class Session:
         self._check()
         from easybuild.tools.config import build_option
 
-        found: dict[str, Path] = {}
-        paths = {n for n in filenames if n != os.path.basename(n)}
-        for name in paths:
-            file = (origin.parent / name).resolve()
+        paths = [n for n in dict.fromkeys(filenames) if n != os.path.basename(n)]
+        found = {name: (origin.parent / name).resolve() for name in paths}
+        for name, file in found.items():
             if not file.is_file():
                 raise BadInput(origin, f"easyconfig '{name}' not found (read relative to the easystack: {file})")
-            found[name] = file
         robot = [p for p in build_option("robot_path") or [] if os.path.isdir(p)]
-        for path in robot:
-            hits: dict[str, list[str]] = {}
-            for rel in self.robot_index(path):
-                hits.setdefault(os.path.basename(rel), []).append(rel)
-            for name in sorted({n for n in filenames if n not in found} & hits.keys()):
-                if len(hits[name]) > 1:
-                    both = " and ".join(os.path.join(path, rel) for rel in hits[name])
-                    raise BadInput(origin, f"easyconfig '{name}' is in two folders of the robot path {path}: {both}")
-                found[name] = Path(os.path.abspath(os.path.join(path, hits[name][0])))
+        found.update(self._by_name({n for n in filenames if n not in found}, robot, origin))
         unknown = [n for n in dict.fromkeys(filenames) if n not in found]
         if unknown:
             raise BadInput(origin, "; ".join(f"unknown easyconfig '{n}' (not in any robot path{self.did_you_mean(n)})"
@@ -226,6 +216,20 @@ class Session:
         for name in paths:
             self._check_path_entry(name, found[name], robot, origin)
         return [found[n] for n in filenames]
+
+    def _by_name(self, names: set[str], robot: list[str], origin: Path) -> dict[str, Path]:
+        """The file each name is in the first robot path that holds it; one held twice there is bad input."""
+        found: dict[str, Path] = {}
+        for path in robot:
+            hits: dict[str, list[str]] = {}
+            for rel in self.robot_index(path):
+                hits.setdefault(os.path.basename(rel), []).append(rel)
+            for name in sorted((names - found.keys()) & hits.keys()):
+                if len(hits[name]) > 1:
+                    both = " and ".join(os.path.join(path, rel) for rel in hits[name])
+                    raise BadInput(origin, f"easyconfig '{name}' is in two folders of the robot path {path}: {both}")
+                found[name] = Path(os.path.abspath(os.path.join(path, hits[name][0])))
+        return found
 
     def did_you_mean(self, filename: str, software: str = "") -> str:
         """``; did you mean X?`` for the easyconfig names in the robot paths closest to ``filename``, only
@@ -246,11 +250,11 @@ class Session:
         inside = [p for p in robot if file.is_relative_to(os.path.realpath(p))]
         if not inside:
             return
-        by_name = self.locate([file.name], origin)[0].resolve()
-        if by_name != file:
+        by_name = self._by_name({file.name}, robot, origin).get(file.name)
+        if by_name is None or by_name.resolve() != file:
             raise BadInput(origin, f"entry '{name}' is {file}, inside the robot path {inside[0]}, but EasyBuild "
-                                   f"finds {by_name} by its name there; name the easyconfig by its file name, "
-                                   "or keep the file outside the robot paths")
+                                   f"finds {by_name or 'nothing'} by its name there; name the easyconfig by its "
+                                   "file name, or keep the file outside the robot paths")
 
     def parse(self, path: Path) -> ParsedEasyconfig:
         """Parse with EasyBuild (templates, hooks, filters) and look each dependency up with its robot; one

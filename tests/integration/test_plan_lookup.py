@@ -139,6 +139,19 @@ def test_path_entries_are_read_beside_the_easystack_and_built_from_that_file(tmp
         assert {f for f, m in listed if m == node.module} == {argv[1]}  # eb builds the staged copy
 
 
+def test_a_path_entry_inside_the_robot_paths_must_be_what_its_name_finds(tmp_path):
+    _site_file(tmp_path / "site", f"s/SQLite/{SQLITE}", (UPSTREAM / "s" / "SQLite" / SQLITE).read_text())
+    config, env, stack = _library(tmp_path, [str(UPSTREAM / "s" / "SQLite" / SQLITE)])
+    result = modlib("plan", "--config", str(config), env=env)
+    assert result.returncode == 2 and str(stack) in result.stderr and "inside the robot path" in result.stderr
+
+    config, env, _ = _library(tmp_path, [f"../site/s/SQLite/{SQLITE}"])  # the site's own: built by its name
+    settings = load_settings(config, env)
+    node = make_plan(settings, [settings.target("cpu")]).index[("cpu", "SQLite/3.45.3-GCCcore-13.3.0")]
+    assert node.easyconfig == tmp_path / "site" / "s" / "SQLite" / SQLITE
+    assert invocation(settings, node).argv[1] == SQLITE
+
+
 def test_the_working_folder_is_never_looked_into(tmp_path):
     site_file = _site_file(tmp_path / "site", "w/wd/wd-1.0-GCCcore-system.eb", bundle_easyconfig("wd", ""))
     config, env, _ = _library(tmp_path, ["wd-1.0-GCCcore-system.eb"])
