@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from builder import jsonfile
-from builder.layout import Layout
+from builder.layout import Layout, slug
 
 
 @dataclass
@@ -99,3 +99,11 @@ def write_last_run(layout: Layout, summary: dict) -> None:
 
 def read_last_run(layout: Layout) -> dict | None:
     return jsonfile.read(layout.last_run())
+
+
+def of_software(layout: Layout, name: str) -> list[dict]:
+    """Every recorded run of any version of software ``name``, in any tree, oldest first by start."""
+    top = layout.records("tree", "module").parent.parent
+    files = top.glob(f"*/{slug(name)}--*/*.json") if top.is_dir() else []
+    runs = [jsonfile.read(path) for path in files]
+    return sorted((r for r in runs if r), key=lambda r: r["start"])

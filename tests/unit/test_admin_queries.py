@@ -1,0 +1,48 @@
+"""The admin's queries without a library: which module a typed name means, and --where conditions."""
+
+import pytest
+
+from builder.errors import BadInput
+from builder.report.published import resolve
+from builder.report.where import built_with, items, parse
+
+KEYS = [("cpu", "Jinja2/3.1.4-GCCcore-system"), ("cpu", "Jinja2/3.1.5-GCCcore-system"),
+        ("cpu", "GCCcore/system"), ("cuda", "saxpy/1.0-GCCcore-system-CUDA-13.2.2"),
+        ("cpu", "tool/1.0"), ("cuda", "tool/1.0")]
+
+
+@pytest.mark.parametrize("name, key", [
+    ("Jinja2/3.1.4-GCCcore-system", KEYS[0]), ("Jinja2/3.1.5", KEYS[1]), ("saxpy", KEYS[3]),
+    ("GCCcore", KEYS[2]), ("cuda/tool", KEYS[5]), ("cpu/tool/1.0", KEYS[4])])
+def test_names_people_type_resolve_to_one_module(name, key):
+    assert resolve(KEYS, name, "modlib show") == key
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("Jinja2", "Jinja2 is ambiguous, name one of: cpu/Jinja2/3.1.4-GCCcore-system, cpu/Jinja2/3.1.5-GCCcore-system"),
+    ("tool/1.0", "ambiguous, name one of: cpu/tool/1.0, cuda/tool/1.0"),
+    ("Jinja2/3.1", "no such module: Jinja2/3.1"), ("cuda/Jinja2", "no such module: cuda/Jinja2")])
+def test_unknown_or_ambiguous_names_are_bad_input(name, problem):
+    with pytest.raises(BadInput, match=problem) as err:
+        resolve(KEYS, name, "modlib show")
+    assert str(err.value).startswith("modlib show: ")
+
+
+def test_where_conditions_and_values():
+    cond = parse("cuda-compute-capabilities!=9.0")
+    assert (cond.key, cond.equal, cond.value, str(cond)) == ("cuda-compute-capabilities", False, "9.0",
+                                                            "cuda-compute-capabilities!=9.0")
+    assert parse("optarch=GENERIC").equal
+    assert items(["8.0", "9.0"]) == ["8.0", "9.0"] and items("8.0, 9.0") == ["8.0", "9.0"] and items(None) == []
+    assert items(True) == ["true"]
+    for bad in ("cuda-compute-capabilities", "=9.0", "a b=c"):
+        with pytest.raises(BadInput, match="expected KEY=VALUE"):
+            parse(bad)
+
+
+def test_a_record_without_options_cannot_answer():
+    assert built_with(None, "optarch") == (False, None)
+    assert built_with({"exit_code": 0}, "optarch") == (False, None)  # written before records kept options
+    assert built_with({"options": {}}, "optarch") == (True, None)  # built without it
+    assert built_with({"options": {"optarch": "GENERIC"}}, "optarch") == (True, "GENERIC")
+    assert built_with({"easybuild_version": "5.4.1"}, "easybuild-version") == (True, "5.4.1")
