@@ -73,7 +73,7 @@ def _targets(settings: Settings, name: str | None):
               help="Plan this easystack alone, for --target (default: the first cpu target).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (the CLI contract's shape).")
 @click.option("--diff", "ref", metavar="REF", help="Compare with the plan at this git ref of the site repository: "
-              "what a merge adds, drops and would rebuild, per target.")
+              "what a merge adds, drops and would rebuild, per target (--target: that one).")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
               help="With --diff: Markdown for a merge-request comment, JSON for bots.")
 def plan(config: Path | None, target: str | None, easystack: Path | None, as_json: bool, ref: str | None,
@@ -83,14 +83,17 @@ def plan(config: Path | None, target: str | None, easystack: Path | None, as_jso
     from builder.status import drifted
 
     settings = load_settings(config)
+    targets = _targets(settings, target)
     if ref is not None:
         from builder.report.diff_markdown import render
         from builder.report.plan_diff import plan_diff
 
         diff = plan_diff(settings, ref)
+        if target:
+            diff.targets = {target: diff.targets[target]}
+        fmt = "json" if as_json else fmt
         click.echo(json.dumps(diff.as_json(), indent=1) if fmt == "json" else render(diff), nl=fmt == "json")
         return
-    targets = _targets(settings, target)
     if easystack is not None:
         targets = [settings.target(target) if target else settings.first_cpu_target()]
     result = make_plan(settings, targets, easystack)

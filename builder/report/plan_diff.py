@@ -92,9 +92,9 @@ class PlanDiff:
 
 def plan_diff(settings: Settings, ref: str) -> PlanDiff:
     """The working tree's plan against REF's; the working tree not planning is bad input (exit 2)."""
-    new = make_plan(settings, list(settings.targets.values()))
     repo = repository_of(settings.config_file)
     with checked_out(repo, ref) as (tree, commit):
+        new = make_plan(settings, list(settings.targets.values()))
         old_settings = _settings_at(settings, repo, tree, ref)
         try:
             old = make_plan(old_settings, list(old_settings.targets.values()))

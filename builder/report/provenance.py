@@ -53,6 +53,8 @@ def provenance(settings: Settings, key: NodeKey) -> dict:
         raise BadInput(module, f"published in {tree} without a manifest: modlib has no provenance for it")
     record = records.read(manifest["record"]) if manifest.get("record") else None
     build = {field: (record or {}).get(field) for field in _RECORDED}
+    if build["sources"] is not None:
+        build["sources"] = [{**s, "digest": digest(s["checksum"])} for s in build["sources"]]
     if build["start"] is not None and build["end"] is not None:
         build["seconds"] = round(build["end"] - build["start"], 1)
     now = _now_sha256(manifest["easyconfig"])
@@ -71,12 +73,15 @@ def _when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp)) if stamp is not None else "not recorded"
 
 
-def _checksum(spec: object) -> str:
-    """EasyBuild's checksum spec as people read it: a bare 64-character string is a sha256."""
+def digest(spec: object) -> str:
+    """EasyBuild's checksum spec as people read it: a bare 64-character string is a sha256, a
+    (type, value) pair is that type's, a dict keyed by the one file names its checksum."""
     if isinstance(spec, str):
         return {64: "sha256:", 128: "sha512:"}.get(len(spec), "") + spec
     if isinstance(spec, list | tuple) and len(spec) == 2 and all(isinstance(s, str) for s in spec):
         return f"{spec[0]}:{spec[1]}"
+    if isinstance(spec, dict) and len(spec) == 1:
+        return digest(next(iter(spec.values())))
     return "none" if spec is None else json.dumps(spec)
 
 
@@ -104,6 +109,6 @@ def lines(info: dict) -> list[str]:
     out += [f"    {problem}" for problem in info["integrity"]["problems"]]
     sources = build["sources"]
     out.append(f"  sources         {len(sources)}" if sources is not None else f"  sources         {missing}")
-    out += [f"    {s['file']}  {_checksum(s['checksum'])}" for s in sources or []]
+    out += [f"    {s['file']}  {s['digest']}" for s in sources or []]
     out.append(f"  dependents      {', '.join(info['dependents']) or 'none'}")
     return out

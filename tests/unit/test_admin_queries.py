@@ -46,3 +46,17 @@ def test_a_record_without_options_cannot_answer():
     assert built_with({"options": {}}, "optarch") == (True, None)  # built without it
     assert built_with({"options": {"optarch": "GENERIC"}}, "optarch") == (True, "GENERIC")
     assert built_with({"easybuild_version": "5.4.1"}, "easybuild-version") == (True, "5.4.1")
+
+
+def test_ci_examples_post_the_plan_diff():
+    import yaml
+
+    from tests.helpers import REPO
+
+    gitlab = yaml.safe_load((REPO / "docs" / "ci" / "gitlab-ci.yml").read_text())["modlib-plan"]
+    assert gitlab["rules"][0]["if"] == '$CI_PIPELINE_SOURCE == "merge_request_event"'
+    assert any("modlib plan --diff" in line for line in gitlab["script"])
+    github = yaml.safe_load((REPO / "docs" / "ci" / "github-actions.yml").read_text())
+    steps = github["jobs"]["plan"]["steps"]
+    assert "modlib plan --diff" in steps[1]["run"] and "createComment" in steps[2]["with"]["script"]
+    assert github["permissions"]["pull-requests"] == "write"
