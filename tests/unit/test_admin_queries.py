@@ -60,3 +60,44 @@ def test_ci_examples_post_the_plan_diff():
     steps = github["jobs"]["plan"]["steps"]
     assert "modlib plan --diff" in steps[1]["run"] and "createComment" in steps[2]["with"]["script"]
     assert github["permissions"]["pull-requests"] == "write"
+
+
+def test_a_module_recorded_before_provenance_fields_shows_them_as_not_recorded(tmp_path):
+    """A library published by an older modlib: its record lacks EasyBuild's version, the hooks, the options
+    and the sources, and it has no integrity record; show says so, --where lists it apart."""
+    import json
+
+    from builder.layout import Layout
+    from builder.read.config import load_settings
+    from builder.report.provenance import lines, provenance
+    from builder.report.where import query
+    from tests.helpers import write_config, write_easystack
+
+    stack = write_easystack(tmp_path / "cpu.yaml", ["tool-1.0.eb"])
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}})
+    settings = load_settings(config)
+    layout = Layout(settings.root)
+    easyconfig = tmp_path / "tool-1.0.eb"
+    easyconfig.write_text("name = 'tool'\n")
+    module_file = layout.module_file("cpu", "tool/1.0")
+    module_file.parent.mkdir(parents=True)
+    module_file.write_text("-- tool\n")
+    log = layout.records("cpu", "tool/1.0") / "20250101T000000-1.log"
+    log.parent.mkdir(parents=True)
+    old = {"module": "tool/1.0", "tree": "cpu", "target": "cpu", "easyconfig": str(easyconfig), "sha256": "0" * 64,
+           "command": ["eb"], "exit_code": 0, "start": 10.0, "end": 12.5, "log": str(log), "executor": "local",
+           "where": "old-host (pid 1)", "host": "old-host"}
+    log.with_suffix(".json").write_text(json.dumps(old))
+    layout.manifest("cpu", "tool/1.0").parent.mkdir(parents=True)
+    layout.manifest("cpu", "tool/1.0").write_text(json.dumps(
+        {"module": "tool/1.0", "easyconfig": str(easyconfig), "sha256": "0" * 64,
+         "record": str(log.with_suffix(".json")), "prefix": str(layout.prefix("cpu", "tool-0123")), "published": 13.0}))
+    info = provenance(settings, ("cpu", "tool/1.0"))
+    assert info["not_recorded"] == ["easybuild_version", "hooks_sha256", "options", "sources"]
+    assert info["easyconfig"]["changed_since"] and info["build"]["seconds"] == 2.5
+    assert info["integrity"] == {"state": "unrecorded", "problems": []}
+    text = "\n".join(lines(info))
+    assert "  EasyBuild       not recorded" in text and "  options         not recorded" in text
+    assert "(the file has changed since: drifted)" in text and "local on old-host (pid 1)" in text
+    found = query(settings, [parse("cuda-compute-capabilities!=9.0")])
+    assert found["modules"] == [] and found["not_recorded"] == [{"tree": "cpu", "module": "tool/1.0", "values": {}}]
