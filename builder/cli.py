@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from builder.errors import EXIT_BUILD_FAILED, ModlibError
+from builder.errors import EXIT_BUILD_FAILED, BadInput, ModlibError
 from builder.execute.executors import EXECUTORS
 from builder.read.config import Settings, load_settings
 
@@ -88,6 +88,8 @@ def plan(config: Path | None, target: str | None, easystack: Path | None, as_jso
         from builder.report.diff_markdown import render
         from builder.report.plan_diff import plan_diff
 
+        if easystack is not None:
+            raise BadInput("--easystack", "--diff compares the whole site repository; it takes no --easystack")
         diff = plan_diff(settings, ref)
         if target:
             diff.targets = {target: diff.targets[target]}
