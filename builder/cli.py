@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -13,7 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from builder.errors import EXIT_BUILD_FAILED, ModlibError
+from builder.errors import EXIT_BUILD_FAILED, BadInput, ModlibError
 from builder.execute.executors import EXECUTORS
 from builder.read.config import Settings, load_settings
 
@@ -71,16 +72,33 @@ def _targets(settings: Settings, name: str | None):
 @click.option("--easystack", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Plan this easystack alone, for --target (default: the first cpu target).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (the CLI contract's shape).")
+@click.option("--diff", "ref", metavar="REF", help="Compare with the plan at this git ref of the site repository: "
+              "what a merge adds, drops and would rebuild, per target (--target: that one).")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
+              help="With --diff: Markdown for a merge-request comment, JSON for bots.")
 @click.option("--check-sources", is_flag=True,
               help="Fetch and verify (checksums) into the source cache what building the plan would fetch; "
                    "build nothing.")
-def plan(config: Path | None, target: str | None, easystack: Path | None, as_json: bool, check_sources: bool) -> None:
+def plan(config: Path | None, target: str | None, easystack: Path | None, as_json: bool, ref: str | None,
+         fmt: str, check_sources: bool) -> None:
     """Resolve the curated lists into one dependency graph and show what is missing and what drifted."""
     from builder.plan.planner import make_plan
     from builder.status import drifted
 
     settings = load_settings(config)
     targets = _targets(settings, target)
+    if ref is not None:
+        from builder.report.diff_markdown import render
+        from builder.report.plan_diff import plan_diff
+
+        if easystack is not None:
+            raise BadInput("--easystack", "--diff compares the whole site repository; it takes no --easystack")
+        diff = plan_diff(settings, ref)
+        if target:
+            diff.targets = {target: diff.targets[target]}
+        fmt = "json" if as_json else fmt
+        click.echo(json.dumps(diff.as_json(), indent=1) if fmt == "json" else render(diff), nl=fmt == "json")
+        return
     if easystack is not None:
         targets = [settings.target(target) if target else settings.first_cpu_target()]
     result = make_plan(settings, targets, easystack)
@@ -155,12 +173,18 @@ def _summary(console: Console, result) -> None:
 @main.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(config: Path | None, as_json: bool) -> None:
+@click.option("--where", "where", multiple=True, metavar="KEY=VALUE|KEY!=VALUE",
+              help="Only list published modules built with (=) or without (!=) an option value, such as "
+                   "cuda-compute-capabilities!=9.0 or easybuild-version=5.4.1 (repeatable: all must hold).")
+def status(config: Path | None, as_json: bool, where: tuple[str, ...]) -> None:
     """Per target: published, missing, failed (with build record), drifted, damaged, not live, orphaned;
     the run in progress and the last run. A target whose easyconfigs do not parse shows its error."""
     from builder.status import library_status, plan_targets
 
     settings = load_settings(config)
+    if where:
+        _where(settings, list(where), as_json)
+        return
     info = library_status(settings, plan_targets(settings))
     if as_json:
         click.echo(json.dumps(info, indent=1, default=str))
@@ -182,6 +206,58 @@ def status(config: Path | None, as_json: bool) -> None:
                    f"{len(last['failed'])} failed, {len(last['blocked'])} not built ({last['seconds']} s)")
     else:
         click.echo("last run: none")
+
+
+def _where(settings: Settings, conditions: list[str], as_json: bool) -> None:
+    from builder.report.where import parse, query
+
+    found = query(settings, [parse(c) for c in conditions])
+    if as_json:
+        click.echo(json.dumps(found, indent=1))
+        return
+    click.echo(f"{len(found['modules'])} published modules built with {' and '.join(found['where'])}")
+    for m in found["modules"]:
+        click.echo(f"  {m['tree']}/{m['module']}  ({', '.join(f'{k}={v}' for k, v in m['values'].items())})")
+    for m in found["not_recorded"]:
+        click.echo(f"  not recorded: {m['tree']}/{m['module']} (its build record predates recorded options)")
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the provenance as JSON.")
+@click.argument("module")
+def show(config: Path | None, as_json: bool, module: str) -> None:
+    """Where a published module came from: easyconfig and digest, EasyBuild, hooks, options, sources,
+    when and where it was built, its prefix, its integrity now and what loads it."""
+    from builder.report.provenance import lines, provenance
+    from builder.report.published import published_keys, resolve
+
+    settings = load_settings(config)
+    info = provenance(settings, resolve(published_keys(settings.layout, settings.trees()), module, "modlib show"))
+    click.echo(json.dumps(info, indent=1) if as_json else "\n".join(lines(info)))
+
+
+@main.command()
+@config_option
+@click.option("--path", "path_only", is_flag=True, help="Print the log's path, not the log.")
+@click.option("--all", "every", is_flag=True, help="List every recorded run of the module.")
+@click.argument("module")
+def logs(config: Path | None, path_only: bool, every: bool, module: str) -> None:
+    """The last build log of a module (built or failed)."""
+    from builder.report.build_logs import last_log, run_lines, runs
+    from builder.report.published import recorded_keys, resolve
+
+    settings = load_settings(config)
+    key = resolve(recorded_keys(settings.layout, settings.trees()), module, "modlib logs")
+    if every:
+        click.echo("\n".join(run_lines(runs(settings.layout, key))))
+        return
+    log = last_log(settings.layout, key)
+    if path_only:
+        click.echo(str(log))
+        return
+    with open(log, "rb") as fh:
+        shutil.copyfileobj(fh, sys.stdout.buffer)
 
 
 def _when(stamp: float) -> str:

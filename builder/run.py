@@ -21,7 +21,7 @@ from pathlib import Path
 from builder import ebadapter, proc
 from builder.errors import BadInput, ModlibError, RunFailed
 from builder.execute import records, sources
-from builder.execute.command import Invocation, invocation
+from builder.execute.command import Invocation, effective_options, invocation
 from builder.execute.executors import Executor, NodeRun, get_executor
 from builder.execute.inputs import stage_easyconfigs
 from builder.execute.lock import RunLock
@@ -48,6 +48,8 @@ class RunResult:
     altered: list[str] = field(default_factory=list)  # store module files that stopped a publish
     seconds: float = 0.0
     checked: dict[NodeKey, tuple[int, int, int]] = field(default_factory=dict)  # module files last found intact
+    sources: dict[NodeKey, list[dict]] = field(default_factory=dict)  # each node's files, as checked before builds
+    made_with: dict[str, str] = field(default_factory=dict)  # EasyBuild's version, the hooks' digest
 
     def summary(self) -> dict:
         fmt = "/".join
@@ -69,16 +71,22 @@ def check_python(settings: Settings) -> None:
                                              f"not the configured {settings.python_version}")
 
 
-def fetch_sources(settings: Settings, todo: list[Node], report: Report) -> None:
+def fetch_sources(settings: Settings, todo: list[Node], report: Report) -> dict[NodeKey, list[dict]]:
     """Sources first, for every node of the run: a missing or tampered source is bad input found before
-    anything is built, and builds (pods included) then need no network."""
+    anything is built, and builds (pods included) then need no network. Returns each node's files with
+    the checksum they were verified against, for its build record."""
+    checked: dict[NodeKey, list[dict]] = {}
     for target_name in sorted({n.target for n in todo}):
         target = settings.targets[target_name]
         with ebadapter.configured(robot_paths(settings), settings.hooks, target.options()) as eb:
-            files = [f for n in todo if n.target == target_name for f in eb.source_files(n.easyconfig)]
+            per_node = {n.key: eb.source_files(n.easyconfig) for n in todo if n.target == target_name}
         local = [p / "sources" for p in settings.easyconfig_paths]
+        files = [f for node_files in per_node.values() for f in node_files]
         sources.prefetch(files, settings.layout.sources(), local, settings.pypi_simple, report)
+        checked.update({key: [{"file": f"{f.subdir}/{f.filename}", "checksum": f.checksum} for f in node_files]
+                        for key, node_files in per_node.items()})
     ebadapter.config_guess_dir(settings.layout.sources()).mkdir(parents=True, exist_ok=True)
+    return checked
 
 
 def check_root(settings: Settings) -> None:
@@ -120,11 +128,11 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
         if lock.took_over is not None:
             report(f"took over the run lock of a gone holder: {lock.took_over}")
         plan = make_plan(settings, targets)
-        result = RunResult(plan=plan, todo=plan.select(rebuild))
+        result = RunResult(plan=plan, todo=plan.select(rebuild), made_with=records.toolchain(settings.hooks))
         stopped = None
         if result.todo:
             check_python(settings)
-            fetch_sources(settings, result.todo, report)
+            result.sources = fetch_sources(settings, result.todo, report)
             stage_easyconfigs(settings, result.todo)
             with tempfile.TemporaryDirectory(prefix="modlib-scratch-") as scratch, \
                     get_executor(executor, settings, Path(scratch), report) as runner:
@@ -185,7 +193,10 @@ def _finished(settings: Settings, result: RunResult, node: Node, inv: Invocation
     """Record the node's run, publish it if it built; whether it counts as succeeded."""
     rec = records.Record(module=node.module, tree=node.tree, target=node.target, easyconfig=str(node.easyconfig),
                          sha256=node.sha256, command=list(inv.argv), exit_code=run.exit_code, start=run.start,
-                         end=run.end, log=run.log, executor=executor, where=run.where)
+                         end=run.end, log=run.log, executor=executor, where=run.where,
+                         easybuild_version=result.made_with["easybuild_version"],
+                         hooks_sha256=result.made_with["hooks_sha256"],
+                         options=effective_options(settings, node), sources=result.sources.get(node.key, []))
     record_path = records.write(rec)
     took = f"{run.end - run.start:.1f} s"
     if run.exit_code != 0:

@@ -80,12 +80,11 @@ def easyconfig_argument(settings: Settings, node: Node) -> str:
     return str(staged_easyconfig(settings.layout, node))
 
 
-def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocation:
-    """The node's ``eb`` command and the environment it needs from modlib, the same for every executor
-    and every host: only the node and its target go in, so a Job's name (a hash of it) is stable."""
+def effective_options(settings: Settings, node: Node) -> dict[str, object]:
+    """The EasyBuild options the node is built with (its target's, the arch's optarch, its easystack
+    entry's last): what the build record keeps, so `modlib status --where` can ask which modules were
+    built without a value."""
     target = settings.targets[node.target]
-    layout = settings.layout
-    prefix = build_prefix(layout, node, rebuild)
     opts = dict(target.options())
     if target.parallel:
         opts.setdefault("parallel", str(target.parallel))
@@ -98,12 +97,21 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
     elif "optarch" not in opts:
         opts["optarch"] = "GENERIC"
     opts.update(dict(node.options))
+    return opts
+
+
+def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocation:
+    """The node's ``eb`` command and the environment it needs from modlib, the same for every executor
+    and every host: only the node and its target go in, so a Job's name (a hash of it) is stable."""
+    target = settings.targets[node.target]
+    layout = settings.layout
+    prefix = build_prefix(layout, node, rebuild)
     argv = ["eb", easyconfig_argument(settings, node),
             f"--installpath-software={prefix}",
             f"--installpath-modules={layout.staging(node.tree, node.module)}",
             f"--sourcepath={layout.sources()}",
             "--logtostdout", "--disable-show-progress-bar", "--output-style=basic",
-            *ebadapter.eb_cli_options(opts)]
+            *ebadapter.eb_cli_options(effective_options(settings, node))]
     argv += ["--hidden"] if node.hidden else []
     argv += ["--rebuild"] if rebuild else []
     env = {"MODLIB_ROOT": str(layout.root), "MODLIB_TARGET": target.name, "MODLIB_TARGET_KIND": target.kind,

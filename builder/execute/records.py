@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 from builder import jsonfile
-from builder.layout import Layout
+from builder.layout import Layout, slug
 
 
 @dataclass
 class Record:
     """One node run: what ran (command, easyconfig digest), how it ended, and who ran it: the executor,
-    the host or pod that built (``where``) and the runner's host that recorded it (``host``)."""
+    the host or pod that built (``where``) and the runner's host that recorded it (``host``). The run
+    also records what the build was made with (EasyBuild's version, the hooks' digest, the effective
+    options, the sources as checked before the build), so an audit needs neither the log nor the repo.
+    Records written before these fields existed lack them."""
 
     module: str
     tree: str
@@ -31,6 +36,24 @@ class Record:
     executor: str
     where: str
     host: str = field(default_factory=socket.gethostname)
+    easybuild_version: str = ""
+    hooks_sha256: str = ""
+    options: dict = field(default_factory=dict)
+    sources: list[dict] = field(default_factory=list)  # {"file": subdir/filename, "checksum": the verified spec}
+
+
+def toolchain(hooks: Path) -> dict[str, str]:
+    """What every build of a run is made with, beyond its easyconfig: the runner's EasyBuild (the builder
+    image's, in a cluster) and the hooks file passed to every ``eb``."""
+    try:
+        version = metadata.version("easybuild-framework")
+    except metadata.PackageNotFoundError:
+        version = ""
+    try:
+        digest = hashlib.sha256(hooks.read_bytes()).hexdigest()
+    except OSError:
+        digest = ""
+    return {"easybuild_version": version, "hooks_sha256": digest}
 
 
 def new_log_path(layout: Layout, tree: str, module: str, start: float) -> Path:
@@ -46,9 +69,20 @@ def write(record: Record) -> Path:
 
 
 def latest(layout: Layout, tree: str, module: str) -> dict | None:
+    runs = every(layout, tree, module)
+    return runs[-1] if runs else None
+
+
+def every(layout: Layout, tree: str, module: str) -> list[dict]:
+    """Every recorded run of a node, oldest first (record names start with their UTC start time)."""
     folder = layout.records(tree, module)
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    return json.loads(files[-1].read_text()) if files else None
+    return [json.loads(path.read_text()) for path in files]
+
+
+def read(path: str | Path) -> dict | None:
+    """One record by its path (as a manifest names it), or None when it is gone or unreadable."""
+    return jsonfile.read(Path(path))
 
 
 def tail(log: str, lines: int = 15) -> str:
@@ -65,3 +99,11 @@ def write_last_run(layout: Layout, summary: dict) -> None:
 
 def read_last_run(layout: Layout) -> dict | None:
     return jsonfile.read(layout.last_run())
+
+
+def of_software(layout: Layout, name: str) -> list[dict]:
+    """Every recorded run of any version of software ``name``, in any tree, oldest first by start."""
+    top = layout.records("tree", "module").parent.parent
+    files = top.glob(f"*/{slug(name)}--*/*.json") if top.is_dir() else []
+    runs = [jsonfile.read(path) for path in files]
+    return sorted((r for r in runs if r), key=lambda r: r["start"])
