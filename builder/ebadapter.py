@@ -112,8 +112,9 @@ def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str
             args.append(f"--hooks={hooks}")
         for cache in (ecmod._easyconfigs_cache, ecmod._easyconfig_files_cache, eb_hooks._cached_hooks):
             cache.clear()  # EasyBuild keeps these per process; a new configuration must not see old ones
-        _set_up(set_up_configuration, args, hooks)
+        settings = _set_up(set_up_configuration, args, hooks)
         _active = session = Session(hooks)
+        session.build_specs, session.tweak_dirs = (settings[0], settings[8]) if settings[6] else ({}, None)
         try:
             yield session
         finally:
@@ -121,21 +122,22 @@ def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str
             _active = None
 
 
-def _set_up(set_up_configuration, args: list[str], hooks: Path | None) -> None:
-    """EasyBuild's configuration, with its failures told apart: a hooks file that does not import is the
-    admin's input, and so is an option EasyBuild rejects."""
+def _set_up(set_up_configuration, args: list[str], hooks: Path | None) -> tuple:
+    """EasyBuild's configuration (its ``cfg_settings``), with its failures told apart: a hooks file that
+    does not import is the admin's input, and so is an option EasyBuild rejects."""
     try:
-        set_up_configuration(args=args, silent=True, reconfigure=True)
+        _, settings = set_up_configuration(args=args, silent=True, reconfigure=True)
     except (Exception, SystemExit) as err:  # EasyBuildError, or optparse's exit on a bad option
         raise BadInput("easybuild_options", f"EasyBuild rejects the options {args[5:]}: {err}") from None
     if hooks is None:
-        return
+        return settings
     from easybuild.tools.hooks import load_hooks
 
     try:
         load_hooks(str(hooks))
     except (Exception, SystemExit) as err:  # the hooks file's own import error, whatever it is
         raise BadInput(hooks, f"the hooks file cannot be loaded: {err}") from None
+    return settings
 
 
 #: The configured session, while one is: EasyBuild's configuration is process-wide, so is this.
@@ -170,6 +172,42 @@ class Session:
         self.hooks = hooks
         self.closed = False
         self._indexes: dict[str, list[str]] = {}  # robot-path listings (EasyBuild's path index), by path
+        self.build_specs: dict = {}  # what the --try-* options ask for (EasyBuild's build specs); {} without
+        self.tweak_dirs: tuple[str, str] | None = None  # where EasyBuild writes tweaked easyconfigs
+
+    def robot_paths(self) -> list[Path]:
+        """The robot path this session resolves with (an entry's ``robot-paths`` replaces modlib's)."""
+        from easybuild.tools.config import build_option
+
+        self._check()
+        return [Path(p) for p in build_option("robot_path") or []]
+
+    def tweak(self, path: Path) -> Path:
+        """The easyconfig EasyBuild's ``--try-*`` machinery makes of ``path`` (``eb --try-X PATH`` builds it),
+        written with the tweaked dependencies it needs into ``tweak_dirs``, which the robot path holds."""
+        self._check()
+        from easybuild.framework.easyconfig.easyconfig import process_easyconfig
+        from easybuild.framework.easyconfig.tweak import tweak
+        from easybuild.tools.build_log import EasyBuildError
+
+        try:
+            with _quiet_and_restored():
+                tweaked = tweak(process_easyconfig(str(path), validate=False), self.build_specs, None,
+                                targetdirs=self.tweak_dirs)
+        except EasyBuildError as err:
+            raise BadInput(path, f"cannot tweak easyconfig: {err.msg}") from None
+        return Path(tweaked[0]["spec"])
+
+    def generated(self, path: Path) -> bool:
+        """Whether ``path`` is one of this session's tweaked easyconfigs (gone once the session ends)."""
+        return any(path.is_relative_to(d) for d in self.tweak_dirs or ())
+
+    @staticmethod
+    def hidden_name(module: str) -> str:
+        """The module name EasyBuild installs a hidden module under (``SQLite/.3.45.3``)."""
+        from easybuild.tools.module_naming_scheme.utilities import det_hidden_modname
+
+        return det_hidden_modname(module)
 
     def _check(self) -> None:
         if self.closed:

@@ -19,6 +19,7 @@ from pathlib import Path
 from builder import ebadapter
 from builder.errors import RunFailed
 from builder.layout import Layout
+from builder.plan import entry_options
 from builder.plan.graph import Node
 from builder.publish.live import read_manifest
 from builder.read.config import Settings
@@ -81,18 +82,34 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
         opts.setdefault("optarch", "GCC:" + flags[1:])
     elif "optarch" not in opts:
         opts["optarch"] = "GENERIC"
-    opts.update(dict(node.options))
-    argv = ["eb", node.easyconfig.name,
+    opts.update(entry_options.for_build(node.options))
+    argv = ["eb", easyconfig_argument(settings, node),
             f"--installpath-software={prefix}",
             f"--installpath-modules={layout.staging(node.tree, node.module)}",
             f"--sourcepath={layout.sources()}",
             "--logtostdout", "--disable-show-progress-bar", "--output-style=basic",
             *ebadapter.eb_cli_options(opts)]
-    argv += ["--hidden"] if node.hidden else []
+    argv += ["--hidden"] if node.hidden else []  # the node's own, never its dependencies' (as with eb --robot)
     argv += ["--rebuild"] if rebuild else []
     env = {"MODLIB_ROOT": str(layout.root), "MODLIB_TARGET": target.name, "MODLIB_TARGET_KIND": target.kind,
            "MODULEPATH": os.pathsep.join(str(p) for p in store_modulepath(settings, target.name))}
     return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())), prefix=str(prefix))
+
+
+def staged_easyconfig(layout: Layout, node: Node) -> Path:
+    """Where a node's easyconfig that no robot path holds (one EasyBuild tweaked at plan time, one from an
+    entry's own robot path) is staged on the volume, by content: the file planned is the file built."""
+    return layout.inputs(f"easyconfig-{node.sha256[:16]}") / node.easyconfig.name
+
+
+def easyconfig_argument(settings: Settings, node: Node) -> str:
+    """The easyconfig as ``eb`` is given it: by name where the site's robot path finds it (in a pod too,
+    whose robot path holds the same files), else the staged copy of exactly the file that was planned."""
+    from builder.plan.planner import robot_paths
+
+    if any(node.easyconfig.is_relative_to(p) for p in robot_paths(settings)):
+        return node.easyconfig.name
+    return str(staged_easyconfig(settings.layout, node))
 
 
 def site_env(robot_path: str, hooks: str, scratch: str, locks: str) -> dict[str, str]:

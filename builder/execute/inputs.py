@@ -13,7 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from builder.execute.command import site_env
+from builder.errors import RunFailed
+from builder.execute.command import easyconfig_argument, site_env, staged_easyconfig
+from builder.plan.graph import Node
 from builder.read.config import Settings
 
 
@@ -74,3 +76,19 @@ def pod_env(settings: Settings, inputs: Path) -> dict[str, str]:
     hooks = str(inputs / "hooks" / settings.hooks.name)
     return {**site_env(os.pathsep.join(robot) + os.pathsep, hooks, scratch, f"{scratch}/eb-locks"),
             "HOME": scratch, "TMPDIR": scratch, "LMOD_CMD": settings.kubernetes.lmod_cmd}
+
+
+def stage_easyconfigs(settings: Settings, nodes: list[Node]) -> None:
+    """Copy the easyconfigs that no robot path holds (tweaked ones, those of an entry's own robot path) to
+    where their builds name them; written whole, then renamed, and checked against the planned digest."""
+    for node in nodes:
+        dest = staged_easyconfig(settings.layout, node)
+        if easyconfig_argument(settings, node) != str(dest) or dest.is_file():
+            continue
+        data = node.easyconfig.read_bytes()
+        if hashlib.sha256(data).hexdigest() != node.sha256:
+            raise RunFailed(f"{node.easyconfig}: changed since it was planned; plan again")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.{os.getpid()}"
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)

@@ -36,7 +36,8 @@ FORMAT = 1
 #: A folder or file whose timestamps are this close to the snapshot may have changed within the same tick.
 RACY_NS = 2_000_000_000
 #: modlib's own files whose code decides what a plan holds.
-_PLANNING_CODE = ("plan/planner.py", "plan/graph.py", "plan/parse_cache.py", "plan/plan_cache.py", "ebadapter.py")
+_PLANNING_CODE = ("plan/planner.py", "plan/entry_options.py", "plan/graph.py", "plan/parse_cache.py",
+                  "plan/plan_cache.py", "ebadapter.py")
 _EASYBUILD = ("easybuild-framework", "easybuild-easyblocks", "easybuild-easyconfigs")
 
 

@@ -1,0 +1,90 @@
+"""Which ``eb`` options an easystack entry may carry, and how each one reaches the plan.
+
+``eb --easystack`` re-configures EasyBuild for every entry with the command line plus the entry's
+options, then resolves that entry with ``--robot``: every option applies to the entry and to all it
+pulls in, except ``hidden`` (only the listed easyconfig is installed hidden). modlib plans an entry
+the same way, in an EasyBuild session configured with its options (entries with equal options share
+one), and refuses every option it cannot plan as ``eb`` would, rather than build something else than
+it planned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import BadInput
+
+#: Options EasyBuild's ``--try-*`` machinery turns into a tweaked easyconfig (``tweak()``).
+TWEAK = frozenset({"try-toolchain", "try-toolchain-name", "try-toolchain-version", "try-software-version",
+                   "try-update-deps", "try-ignore-versionsuffixes", "try-amend"})
+
+#: Options that change what the robot resolves or how modules are named: the session is configured with them.
+RESOLVE = frozenset({"filter-deps", "hide-deps", "module-naming-scheme", "robot-paths", "include-easyblocks",
+                     "include-module-naming-schemes", "include-toolchains"})
+
+#: Options that change only how a build runs, never the plan; passed to every ``eb`` of the entry's nodes.
+BUILD = frozenset({"optarch", "cuda-compute-capabilities", "cuda-sanity-check-accept-ptx-as-devcode",
+                   "cuda-sanity-check-accept-missing-ptx", "cuda-sanity-check-error-on-failed-checks",
+                   "cuda-sanity-check-strict", "amdgcn-capabilities", "parallel", "set-default-module",
+                   "skip-test-step", "ignore-test-failure", "skip-extensions", "debug"})
+
+#: Option handled per listed easyconfig (dependencies stay visible, as with ``eb --hidden --robot``).
+HIDDEN = "hidden"
+
+#: Naming schemes that give the flat ``modules/all/<name>`` tree modlib publishes; hierarchical ones do not.
+FLAT_NAMING_SCHEMES = frozenset({"EasyBuildMNS", "CategorizedModuleNamingScheme"})
+
+#: Options never passed to a node's own ``eb``: the tweak is already in the planned easyconfig, the node
+#: names its easyconfig file exactly (the robot path finds nothing at build time), hidden is the node's.
+NOT_FOR_BUILD = TWEAK | {"robot-paths", HIDDEN}
+
+_NETWORK = ("from-pr", "from-commit", "include-easyblocks-from-pr", "include-easyblocks-from-commit", "github",
+            "upload-test-report", "new-pr", "update-pr", "review-pr", "sync-", "fetch", "download")
+
+
+@dataclass(frozen=True)
+class EntryOptions:
+    """One entry's options, split by how they reach the plan; ``session`` configures its EasyBuild session."""
+
+    session: tuple[tuple[str, object], ...]  # RESOLVE, BUILD and TWEAK options, sorted
+    hidden: bool
+
+    @property
+    def tweaks(self) -> bool:
+        return any(k in TWEAK for k, _ in self.session)
+
+    def recorded(self) -> tuple[tuple[str, object], ...]:
+        """The effective options a planned node records (hidden only on the listed easyconfig's node)."""
+        return tuple(sorted([*self.session, *([(HIDDEN, True)] if self.hidden else [])]))
+
+
+def _refusal(option: str, value: object) -> str | None:
+    """Why modlib refuses an option, or None when it plans it as ``eb`` does."""
+    if any(option.startswith(net) for net in _NETWORK):
+        return "it fetches from the network (GitHub) while planning; put the easyconfig in a site folder instead"
+    if option == "module-naming-scheme" and str(value) not in FLAT_NAMING_SCHEMES:
+        return (f"modlib's trees are flat ({', '.join(sorted(FLAT_NAMING_SCHEMES))}); "
+                f"{value} would install modules elsewhere")
+    if option in TWEAK or option in RESOLVE or option in BUILD or option == HIDDEN:
+        return None
+    return "modlib cannot plan it as `eb --robot` would (options it plans: " \
+           f"{', '.join(sorted(TWEAK | RESOLVE | BUILD | {HIDDEN}))})"
+
+
+def split(stack: Path, entry: str, options: dict) -> EntryOptions:
+    """An entry's options, or BadInput naming the easystack, the entry and the first refused option."""
+    for option, value in sorted(options.items()):
+        why = _refusal(str(option), value)
+        if why:
+            raise BadInput(stack, f"entry {entry}: option '{option}' is not supported: {why}")
+    hidden = options.get(HIDDEN, False)
+    if not isinstance(hidden, bool):
+        raise BadInput(stack, f"entry {entry}: option 'hidden' must be true or false, not {hidden!r}")
+    return EntryOptions(session=tuple(sorted((str(k), v) for k, v in options.items() if k != HIDDEN)),
+                        hidden=hidden)
+
+
+def for_build(options: tuple[tuple[str, object], ...]) -> dict[str, object]:
+    """A node's recorded options as its own ``eb`` takes them."""
+    return {k: v for k, v in options if k not in NOT_FOR_BUILD}
