@@ -189,10 +189,11 @@ class Session:
         from easybuild.framework.easyconfig.easyconfig import process_easyconfig
         from easybuild.framework.easyconfig.tweak import tweak
         from easybuild.tools.build_log import EasyBuildError
+        from easybuild.tools.modules import modules_tool
 
         try:
-            with _quiet_and_restored():
-                tweaked = tweak(process_easyconfig(str(path), validate=False), self.build_specs, None,
+            with _quiet_and_restored():  # planning's modules tool (--fetch) knows no installed module, as eb -D
+                tweaked = tweak(process_easyconfig(str(path), validate=False), self.build_specs, modules_tool(),
                                 targetdirs=self.tweak_dirs)
         except EasyBuildError as err:
             raise BadInput(path, f"cannot tweak easyconfig: {err.msg}") from None

@@ -21,7 +21,7 @@ TWEAK = frozenset({"try-toolchain", "try-toolchain-name", "try-toolchain-version
 
 #: Options that change what the robot resolves or how modules are named: the session is configured with them.
 RESOLVE = frozenset({"filter-deps", "hide-deps", "module-naming-scheme", "robot-paths", "include-easyblocks",
-                     "include-module-naming-schemes", "include-toolchains"})
+                     "include-module-naming-schemes", "include-toolchains", "experimental"})
 
 #: Options that change only how a build runs, never the plan; passed to every ``eb`` of the entry's nodes.
 BUILD = frozenset({"optarch", "cuda-compute-capabilities", "cuda-sanity-check-accept-ptx-as-devcode",
@@ -32,8 +32,9 @@ BUILD = frozenset({"optarch", "cuda-compute-capabilities", "cuda-sanity-check-ac
 #: Option handled per listed easyconfig (dependencies stay visible, as with ``eb --hidden --robot``).
 HIDDEN = "hidden"
 
-#: Naming schemes that give the flat ``modules/all/<name>`` tree modlib publishes; hierarchical ones do not.
-FLAT_NAMING_SCHEMES = frozenset({"EasyBuildMNS", "CategorizedModuleNamingScheme"})
+#: The naming scheme of modlib's trees (flat ``modules/all/<name>``, what Lmod's spider and the views read).
+#: Another one would mix names in one tree (and CategorizedModuleNamingScheme loops in eb's own robot).
+FLAT_NAMING_SCHEMES = frozenset({"EasyBuildMNS"})
 
 #: Options never passed to a node's own ``eb``: the tweak is already in the planned easyconfig, the node
 #: names its easyconfig file exactly (the robot path finds nothing at build time), hidden is the node's.
@@ -64,8 +65,7 @@ def _refusal(option: str, value: object) -> str | None:
     if any(option.startswith(net) for net in _NETWORK):
         return "it fetches from the network (GitHub) while planning; put the easyconfig in a site folder instead"
     if option == "module-naming-scheme" and str(value) not in FLAT_NAMING_SCHEMES:
-        return (f"modlib's trees are flat ({', '.join(sorted(FLAT_NAMING_SCHEMES))}); "
-                f"{value} would install modules elsewhere")
+        return f"modlib's trees use {', '.join(sorted(FLAT_NAMING_SCHEMES))}; {value} names modules otherwise"
     if option in TWEAK or option in RESOLVE or option in BUILD or option == HIDDEN:
         return None
     return "modlib cannot plan it as `eb --robot` would (options it plans: " \
