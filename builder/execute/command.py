@@ -83,6 +83,8 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
     elif "optarch" not in opts:
         opts["optarch"] = "GENERIC"
     opts.update(entry_options.for_build(node.options))
+    if "include-easyblocks" in opts:  # the staged copies: a pod sees the volume, not this host's files
+        opts["include-easyblocks"] = ",".join(str(staged_file(layout, f)) for f in included_easyblocks(node))
     argv = ["eb", easyconfig_argument(settings, node),
             f"--installpath-software={prefix}",
             f"--installpath-modules={layout.staging(node.tree, node.module)}",
@@ -96,20 +98,32 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
     return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())), prefix=str(prefix))
 
 
-def staged_easyconfig(layout: Layout, node: Node) -> Path:
-    """Where a node's easyconfig that no robot path holds (one EasyBuild tweaked at plan time, one from an
-    entry's own robot path) is staged on the volume, by content: the file planned is the file built."""
-    return layout.inputs(f"easyconfig-{node.sha256[:16]}") / node.easyconfig.name
+def staged_file(layout: Layout, path: Path) -> Path:
+    """Where a file a build needs from this host (a tweaked easyconfig, one of an entry's own robot path,
+    an included easyblock) is staged on the volume, by content: a pod builds from the same file."""
+    return layout.inputs(f"file-{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}") / path.name
+
+
+def included_easyblocks(node: Node) -> list[Path]:
+    return entry_options.easyblock_files(dict(node.options).get("include-easyblocks", ""))
+
+
+def _names_in(folder: Path) -> set[str]:
+    return {p.name for p in folder.rglob("*.eb")}
 
 
 def easyconfig_argument(settings: Settings, node: Node) -> str:
-    """The easyconfig as ``eb`` is given it: by name where the site's robot path finds it (in a pod too,
-    whose robot path holds the same files), else the staged copy of exactly the file that was planned."""
+    """The easyconfig as ``eb`` is given it: by name where the site's robot path finds exactly this file
+    first (so does a pod's, which holds the same files), else the staged copy of the file that was planned."""
     from builder.plan.planner import robot_paths
 
-    if any(node.easyconfig.is_relative_to(p) for p in robot_paths(settings)):
-        return node.easyconfig.name
-    return str(staged_easyconfig(settings.layout, node))
+    paths = robot_paths(settings)
+    for i, folder in enumerate(paths):
+        if node.easyconfig.is_relative_to(folder):
+            if not any(node.easyconfig.name in _names_in(p) for p in paths[:i]):
+                return node.easyconfig.name
+            break
+    return str(staged_file(settings.layout, node.easyconfig))
 
 
 def site_env(robot_path: str, hooks: str, scratch: str, locks: str) -> dict[str, str]:

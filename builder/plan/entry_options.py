@@ -10,8 +10,12 @@ it planned.
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from builder.errors import BadInput
 
@@ -88,3 +92,36 @@ def split(stack: Path, entry: str, options: dict) -> EntryOptions:
 def for_build(options: tuple[tuple[str, object], ...]) -> dict[str, object]:
     """A node's recorded options as its own ``eb`` takes them."""
     return {k: v for k, v in options if k not in NOT_FOR_BUILD}
+
+
+def _listed_values(value: object, sep: str) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [v for v in str(value).split(sep) if v]
+
+
+def easyblock_files(value: object) -> list[Path]:
+    """The files an ``include-easyblocks`` value names (comma-separated glob patterns, as EasyBuild reads it)."""
+    return [Path(f) for pattern in _listed_values(value, ",") for f in sorted(glob.glob(pattern))]
+
+
+def named_inputs(stacks: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The folders (``robot-paths``) and files (``include-easyblocks``) that entries' options name: what a
+    plan depends on besides modlib's own robot path. Read with YAML only when an easystack names either
+    (a curated list without such options costs the plan cache nothing); a malformed one is left to the
+    planner to report."""
+    folders: list[Path] = []
+    files: list[Path] = []
+    for stack in stacks:
+        try:
+            text = stack.read_text()
+            if "robot-paths" not in text and "include-easyblocks" not in text:
+                continue
+            items = (yaml.safe_load(text) or {}).get("easyconfigs") or []
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        for item in items:
+            for spec in item.values() if isinstance(item, dict) else ():
+                opts = spec.get("options") if isinstance(spec, dict) else None
+                if isinstance(opts, dict):
+                    folders += [Path(f) for f in _listed_values(opts.get("robot-paths", ""), os.pathsep)]
+                    files += easyblock_files(opts.get("include-easyblocks", ""))
+    return folders, files

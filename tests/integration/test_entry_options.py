@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder.execute.command import easyconfig_argument, host_env, invocation, staged_easyconfig
-from builder.execute.inputs import stage_easyconfigs
+from builder.execute.command import host_env, invocation, staged_file
+from builder.execute.inputs import stage_node_files
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
 from tests.helpers import REPO, modlib, write_config
@@ -39,11 +39,11 @@ def _entries(site2: Path, easyblock: Path) -> list[tuple[str, dict]]:
         ("Tcl-8.6.14-GCCcore-13.3.0.eb", {"try-toolchain-version": "14.2.0"}),
         ("SQLite-3.43.1-GCCcore-13.2.0.eb", {"try-toolchain-name": "GCCcore", "try-toolchain-version": "14.2.0",
                                              "try-update-deps": True, "experimental": True}),
-        ("zlib-1.3.1-GCCcore-13.3.0.eb", {"module-naming-scheme": "EasyBuildMNS"}),
+        ("lz4-1.9.4-GCCcore-13.3.0.eb", {"module-naming-scheme": "EasyBuildMNS"}),
         ("pkgconf-2.2.0-GCCcore-13.3.0.eb", {"robot-paths": f"{site2}:{UPSTREAM}"}),
-        ("M4-1.4.19-GCCcore-13.3.0.eb", {"include-easyblocks": str(easyblock)}),
-        ("ncurses-6.5-GCCcore-13.3.0.eb", {"optarch": "GENERIC"}),
-        ("flex-2.6.4-GCCcore-13.3.0.eb", {"cuda-compute-capabilities": "8.0,9.0"}),
+        ("bzip2-1.0.8-GCCcore-13.3.0.eb", {"include-easyblocks": str(easyblock)}),
+        ("XZ-5.4.5-GCCcore-13.3.0.eb", {"optarch": "GENERIC"}),
+        ("gzip-1.13-GCCcore-13.3.0.eb", {"cuda-compute-capabilities": "8.0,9.0"}),
         ("libreadline-8.2-GCCcore-13.3.0.eb", {"hide-deps": "ncurses"}),  # last: shares what the others plan
     ]
 
@@ -122,7 +122,7 @@ def test_names_follow_the_options_effect(planned):
     assert blocks[1][-1] == "SQLite/3.46.0-GCCcore-13.3.0"
     assert len(blocks[2]) == 13 and not {"Tcl/8.6.14-GCCcore-13.3.0", "libreadline/8.2-GCCcore-13.3.0"} & \
         {d for _, d in plan.index[("cpu", "SQLite/3.45.3-GCCcore-13.3.0")].deps}
-    assert blocks[5][-1] == "zlib/1.3.1-GCCcore-13.3.0"
+    assert blocks[5][-1] == "lz4/1.9.4-GCCcore-13.3.0"
     assert blocks[6][-1] == "pkgconf/2.2.0-GCCcore-13.3.0-site"
     # hide-deps: eb lists ncurses hidden for the last entry, and so does the plan
     assert "ncurses/.6.5-GCCcore-13.3.0" in blocks[10] and ("cpu", "ncurses/.6.5-GCCcore-13.3.0") in plan.index
@@ -135,23 +135,29 @@ def test_a_tweaked_easyconfig_is_kept_and_is_what_the_plan_was_made_of(planned):
 
 
 def test_the_build_command_builds_the_planned_module(planned, tmp_path):
-    """Each node's own `eb` (its argv, with --dry-run added) names the module the plan names."""
+    """Each entry's node, built by its own `eb` (its argv, with --dry-run added): the module the plan names,
+    from a staged copy of exactly the planned file where the site's robot path would not find that file."""
     settings, plan, blocks, *_ = planned
-    nodes = [plan.index[("cpu", m)] for m in (blocks[0][-1], blocks[1][-1], blocks[5][-1], blocks[6][-1])]
-    stage_easyconfigs(settings, nodes)
+    nodes = [plan.index[("cpu", blocks[i][-1])] for i in (0, 1, 2, 3, 4, 6, 7)]  # those whose eb differs
+    stage_node_files(settings, nodes)
     env = host_env(settings, tmp_path)
+    staged = set()
     for node in nodes:
         argv = list(invocation(settings, node).argv)
-        if node.name != "SQLite" or node.hidden:
-            assert argv[1] == str(staged_easyconfig(settings.layout, node)) or argv[1] == node.easyconfig.name
         if argv[1] != node.easyconfig.name:
+            staged.add(node.module)
+            assert argv[1] == str(staged_file(settings.layout, node.easyconfig))
             assert Path(argv[1]).read_bytes() == node.easyconfig.read_bytes()
         assert not any(a.startswith(("--try-", "--robot-paths")) for a in argv)
         result = subprocess.run([str(Path(sys.executable).parent / "eb"), *argv[1:], "--dry-run",
                                  f"--tmpdir={tmp_path}"], capture_output=True, text=True, env=env, cwd=tmp_path)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
         assert set(_EB_MODULE.findall(result.stdout)) == {node.module}  # its log (on stdout) repeats the line
-    assert easyconfig_argument(settings, nodes[1]) == str(staged_easyconfig(settings.layout, nodes[1]))
+    assert staged == {"SQLite/3.46.0-GCCcore-13.3.0", "Tcl/8.6.14-GCCcore-14.2.0", "SQLite/3.43.1-GCCcore-14.2.0",
+                      "pkgconf/2.2.0-GCCcore-13.3.0-site"}
+    easyblock = Path(dict(nodes[-1].options)["include-easyblocks"])
+    assert f"--include-easyblocks={staged_file(settings.layout, easyblock)}" in invocation(settings, nodes[-1]).argv
+    assert staged_file(settings.layout, easyblock).read_bytes() == easyblock.read_bytes()
 
 
 def test_a_refused_option_is_bad_input_naming_entry_and_option(planned, tmp_path):
