@@ -197,6 +197,8 @@ class Session:
                                 targetdirs=self.tweak_dirs)
         except EasyBuildError as err:
             raise BadInput(path, f"cannot tweak easyconfig: {err.msg}") from None
+        if not tweaked:
+            raise BadInput(path, f"EasyBuild makes no easyconfig of it for {self.build_specs}")
         return Path(tweaked[0]["spec"])
 
     def generated(self, path: Path) -> bool:

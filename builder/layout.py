@@ -51,7 +51,9 @@ RUN_LOCK = Entry("run.lock", "the run lock: holder, host, process (its mtime is 
 EB_LOCKS = Entry("eb-locks/...", "local builds' EasyBuild install locks (build pods keep theirs in their emptyDir)", 1)
 RECORDS = Entry("records/<tree>/<module>/", "one build record (JSON) per node run, its log beside it", 1)
 LAST_RUN = Entry("runs/last.json", "summary of the last run", 1)
-INPUTS = Entry("inputs/<digest>/", "site easyconfigs and hooks of a run, staged for build pods", 1)
+INPUTS = Entry("inputs/<digest>/",
+               "site easyconfigs and hooks of a run, staged for build pods; file-<digest>/ one file a node's eb names",
+               1)
 CACHE = Entry("cache/", "parsed-easyconfig cache, where MODLIB_CACHE points here (the CronJob)", 1)
 
 #: In the order the documentation draws them; the indented ones sit under the entry before.

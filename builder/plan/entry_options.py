@@ -85,8 +85,13 @@ def split(stack: Path, entry: str, options: dict) -> EntryOptions:
     hidden = options.get(HIDDEN, False)
     if not isinstance(hidden, bool):
         raise BadInput(stack, f"entry {entry}: option 'hidden' must be true or false, not {hidden!r}")
-    return EntryOptions(session=tuple(sorted((str(k), v) for k, v in options.items() if k != HIDDEN)),
+    return EntryOptions(session=tuple(sorted((str(k), frozen(v)) for k, v in options.items() if k != HIDDEN)),
                         hidden=hidden)
+
+
+def frozen(value: object) -> object:
+    """A YAML list as a tuple: a node (hashable, compared with its cached copy) holds no list."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def for_build(options: tuple[tuple[str, object], ...]) -> dict[str, object]:

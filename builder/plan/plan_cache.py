@@ -157,7 +157,8 @@ def _node(settings: Settings, data: list) -> Node:
     return Node(tree=tree, module=module, name=name, easyconfig=Path(easyconfig), target=target,
                 deps=tuple((t, m) for t, m in deps),
                 installed=settings.layout.module_file(tree, module).is_file(),
-                sha256=sha256, hidden=hidden, options=tuple((k, v) for k, v in options), moduleclass=moduleclass)
+                sha256=sha256, hidden=hidden, options=tuple((k, entry_options.frozen(v)) for k, v in options),
+                moduleclass=moduleclass)
 
 
 def _easyconfig_stamps(plan: Plan) -> list[list] | None:

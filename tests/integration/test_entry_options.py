@@ -101,8 +101,9 @@ def _closure(plan, module: str) -> set[str]:
 
 
 def test_the_plan_holds_exactly_the_modules_eb_lists(planned):
-    _, plan, blocks, *_ = planned
+    settings, plan, blocks, *_ = planned
     assert {n.module for n in plan.nodes} == {m for block in blocks for m in block}
+    assert make_plan(settings, [settings.target("cpu")]).nodes == plan.nodes  # the same from the plan cache
 
 
 @pytest.mark.parametrize("index", range(10), ids=lambda i: "+".join(_entries(Path(), Path())[i][1]))
