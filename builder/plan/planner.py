@@ -147,7 +147,7 @@ def _kept(settings: Settings, path: Path, sha256: str) -> Path:
     return kept
 
 
-def _plan_session(settings: Settings, target: Target, listed: list) -> list[Planned]:
+def _plan_session(settings: Settings, target: Target, listed: list[tuple[Path, str, EntryOptions]]) -> list[Planned]:
     """The modules one group of entries wants, planned in an EasyBuild session configured with their
     options: each listed easyconfig (tweaked, hidden) and everything it pulls in, as ``eb --robot`` would."""
     session = listed[0][2].session

@@ -36,7 +36,7 @@ def _entries(site2: Path, easyblock: Path) -> list[tuple[str, dict]]:
         (SQLITE, {"hidden": True}),
         (SQLITE, {"try-software-version": "3.46.0"}),
         (SQLITE, {"filter-deps": "Tcl,libreadline"}),
-        ("Tcl-8.6.14-GCCcore-13.3.0.eb", {"try-toolchain-version": "14.2.0"}),
+        (SQLITE, {"try-toolchain-version": "12.3.0"}),  # Tcl 8.6.14 and binutils 2.42 generated for it too
         ("SQLite-3.43.1-GCCcore-13.2.0.eb", {"try-toolchain-name": "GCCcore", "try-toolchain-version": "14.2.0",
                                              "try-update-deps": True, "experimental": True}),
         ("lz4-1.9.4-GCCcore-13.3.0.eb", {"module-naming-scheme": "EasyBuildMNS"}),
@@ -154,8 +154,12 @@ def test_the_build_command_builds_the_planned_module(planned, tmp_path):
                                  f"--tmpdir={tmp_path}"], capture_output=True, text=True, env=env, cwd=tmp_path)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
         assert set(_EB_MODULE.findall(result.stdout)) == {node.module}  # its log (on stdout) repeats the line
-    assert staged == {"SQLite/3.46.0-GCCcore-13.3.0", "Tcl/8.6.14-GCCcore-14.2.0", "SQLite/3.43.1-GCCcore-14.2.0",
+    assert staged == {"SQLite/3.46.0-GCCcore-13.3.0", "SQLite/3.45.3-GCCcore-12.3.0", "SQLite/3.43.1-GCCcore-14.2.0",
                       "pkgconf/2.2.0-GCCcore-13.3.0-site"}
+    generated = {n.module for n in plan.nodes if n.easyconfig.is_relative_to(settings.cache_dir)}
+    assert {"Tcl/8.6.14-GCCcore-12.3.0", "binutils/2.42-GCCcore-12.3.0"} < generated
+    assert all(invocation(settings, n).argv[1] == str(staged_file(settings.layout, n.easyconfig))
+               for n in plan.nodes if n.module in generated)
     easyblock = Path(dict(nodes[-1].options)["include-easyblocks"])
     assert f"--include-easyblocks={staged_file(settings.layout, easyblock)}" in invocation(settings, nodes[-1]).argv
     assert staged_file(settings.layout, easyblock).read_bytes() == easyblock.read_bytes()
