@@ -91,10 +91,12 @@ def _quiet_and_restored() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str, object]) -> Iterator[Session]:
+def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str, object],
+               origin: object = "easybuild_options") -> Iterator[Session]:
     """Configure EasyBuild for planning (no modules tool: ``--fetch``; nothing written outside a temp
     dir) and yield the session whose methods need that configuration. EasyBuild keeps it in
-    process-wide singletons, so one session at a time, and none of its methods works after the block."""
+    process-wide singletons, so one session at a time, and none of its methods works after the block.
+    ``origin`` is where the options come from, named when EasyBuild rejects one."""
     from easybuild.framework.easyconfig import easyconfig as ecmod
     from easybuild.tools import hooks as eb_hooks
     from easybuild.tools.options import set_up_configuration
@@ -112,9 +114,10 @@ def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str
             args.append(f"--hooks={hooks}")
         for cache in (ecmod._easyconfigs_cache, ecmod._easyconfig_files_cache, eb_hooks._cached_hooks):
             cache.clear()  # EasyBuild keeps these per process; a new configuration must not see old ones
-        settings = _set_up(set_up_configuration, args, hooks)
+        cfg = _set_up(set_up_configuration, args, hooks, origin)  # EasyBuild's cfg_settings tuple, as main() unpacks it
         _active = session = Session(hooks)
-        session.build_specs, session.tweak_dirs = (settings[0], settings[8]) if settings[6] else ({}, None)
+        if cfg[6]:  # try_to_generate: a --try-* option asks for a tweak
+            session.build_specs, session.tweak_dirs = cfg[0], cfg[8]
         try:
             yield session
         finally:
@@ -122,22 +125,22 @@ def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str
             _active = None
 
 
-def _set_up(set_up_configuration, args: list[str], hooks: Path | None) -> tuple:
+def _set_up(set_up_configuration, args: list[str], hooks: Path | None, origin: object) -> tuple:
     """EasyBuild's configuration (its ``cfg_settings``), with its failures told apart: a hooks file that
     does not import is the admin's input, and so is an option EasyBuild rejects."""
     try:
-        _, settings = set_up_configuration(args=args, silent=True, reconfigure=True)
+        _, cfg = set_up_configuration(args=args, silent=True, reconfigure=True)
     except (Exception, SystemExit) as err:  # EasyBuildError, or optparse's exit on a bad option
-        raise BadInput("easybuild_options", f"EasyBuild rejects the options {args[5:]}: {err}") from None
+        raise BadInput(origin, f"EasyBuild rejects the options {args[5:]}: {err}") from None
     if hooks is None:
-        return settings
+        return cfg
     from easybuild.tools.hooks import load_hooks
 
     try:
         load_hooks(str(hooks))
     except (Exception, SystemExit) as err:  # the hooks file's own import error, whatever it is
         raise BadInput(hooks, f"the hooks file cannot be loaded: {err}") from None
-    return settings
+    return cfg
 
 
 #: The configured session, while one is: EasyBuild's configuration is process-wide, so is this.
@@ -191,10 +194,9 @@ class Session:
         from easybuild.tools.build_log import EasyBuildError
         from easybuild.tools.modules import modules_tool
 
-        try:
-            with _quiet_and_restored():  # planning's modules tool (--fetch) knows no installed module, as eb -D
-                tweaked = tweak(process_easyconfig(str(path), validate=False), self.build_specs, modules_tool(),
-                                targetdirs=self.tweak_dirs)
+        try:  # planning's modules tool (--fetch: EasyBuild's NoModulesTool) sees no module installed, as eb -D
+            tweaked = tweak(process_easyconfig(str(path), validate=False), self.build_specs, modules_tool(),
+                            targetdirs=self.tweak_dirs)
         except EasyBuildError as err:
             raise BadInput(path, f"cannot tweak easyconfig: {err.msg}") from None
         if not tweaked:

@@ -152,7 +152,8 @@ def _plan_session(settings: Settings, target: Target, listed: list[tuple[Path, s
     options: each listed easyconfig (tweaked, hidden) and everything it pulls in, as ``eb --robot`` would."""
     session = listed[0][2].session
     options = {**target.options(), **dict(session)}  # the entry's options override the target's, as in eb
-    with ebadapter.configured(robot_paths(settings), settings.hooks, options) as eb:
+    origin = f"{listed[0][0]}: entry {listed[0][1]}" if session else "easybuild_options"
+    with ebadapter.configured(robot_paths(settings), settings.hooks, options, origin) as eb:
         entries = _entries(eb, listed)
         if eb.build_specs:
             entries = [replace(e, easyconfig=eb.tweak(e.easyconfig)) for e in entries]

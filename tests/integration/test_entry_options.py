@@ -172,6 +172,9 @@ def test_a_refused_option_is_bad_input_naming_entry_and_option(planned, tmp_path
     result = modlib("plan", "--config", str(config), "--easystack", str(stack), env=env)
     assert result.returncode == 2
     assert str(stack) in result.stderr and SQLITE in result.stderr and "'from-pr'" in result.stderr
+    stack.write_text(yaml.safe_dump({"easyconfigs": [{SQLITE: {"options": {"skip-test-step": "sure"}}}]}))
+    result = modlib("plan", "--config", str(config), "--easystack", str(stack), env=env)
+    assert result.returncode == 2 and f"{stack}: entry {SQLITE}: EasyBuild rejects" in result.stderr
     hierarchical = {"module-naming-scheme": "HierarchicalMNS"}
     stack.write_text(yaml.safe_dump({"easyconfigs": [{SQLITE: {"options": hierarchical}}]}))
     result = modlib("plan", "--config", str(config), "--easystack", str(stack), env=env)
