@@ -91,10 +91,12 @@ def _quiet_and_restored() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str, object]) -> Iterator[Session]:
+def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str, object],
+               origin: object = "easybuild_options") -> Iterator[Session]:
     """Configure EasyBuild for planning (no modules tool: ``--fetch``; nothing written outside a temp
     dir) and yield the session whose methods need that configuration. EasyBuild keeps it in
-    process-wide singletons, so one session at a time, and none of its methods works after the block."""
+    process-wide singletons, so one session at a time, and none of its methods works after the block.
+    ``origin`` is where the options come from, named when EasyBuild rejects one."""
     from easybuild.framework.easyconfig import easyconfig as ecmod
     from easybuild.tools import hooks as eb_hooks
     from easybuild.tools.options import set_up_configuration
@@ -112,8 +114,10 @@ def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str
             args.append(f"--hooks={hooks}")
         for cache in (ecmod._easyconfigs_cache, ecmod._easyconfig_files_cache, eb_hooks._cached_hooks):
             cache.clear()  # EasyBuild keeps these per process; a new configuration must not see old ones
-        _set_up(set_up_configuration, args, hooks)
+        cfg = _set_up(set_up_configuration, args, hooks, origin)  # EasyBuild's cfg_settings tuple, as main() unpacks it
         _active = session = Session(hooks)
+        if cfg[6]:  # try_to_generate: a --try-* option asks for a tweak
+            session.build_specs, session.tweak_dirs = cfg[0], cfg[8]
         try:
             yield session
         finally:
@@ -121,21 +125,22 @@ def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str
             _active = None
 
 
-def _set_up(set_up_configuration, args: list[str], hooks: Path | None) -> None:
-    """EasyBuild's configuration, with its failures told apart: a hooks file that does not import is the
-    admin's input, and so is an option EasyBuild rejects."""
+def _set_up(set_up_configuration, args: list[str], hooks: Path | None, origin: object) -> tuple:
+    """EasyBuild's configuration (its ``cfg_settings``), with its failures told apart: a hooks file that
+    does not import is the admin's input, and so is an option EasyBuild rejects."""
     try:
-        set_up_configuration(args=args, silent=True, reconfigure=True)
+        _, cfg = set_up_configuration(args=args, silent=True, reconfigure=True)
     except (Exception, SystemExit) as err:  # EasyBuildError, or optparse's exit on a bad option
-        raise BadInput("easybuild_options", f"EasyBuild rejects the options {args[5:]}: {err}") from None
+        raise BadInput(origin, f"EasyBuild rejects the options {args[5:]}: {err}") from None
     if hooks is None:
-        return
+        return cfg
     from easybuild.tools.hooks import load_hooks
 
     try:
         load_hooks(str(hooks))
     except (Exception, SystemExit) as err:  # the hooks file's own import error, whatever it is
         raise BadInput(hooks, f"the hooks file cannot be loaded: {err}") from None
+    return cfg
 
 
 #: The configured session, while one is: EasyBuild's configuration is process-wide, so is this.
@@ -170,6 +175,44 @@ class Session:
         self.hooks = hooks
         self.closed = False
         self._indexes: dict[str, list[str]] = {}  # robot-path listings (EasyBuild's path index), by path
+        self.build_specs: dict = {}  # what the --try-* options ask for (EasyBuild's build specs); {} without
+        self.tweak_dirs: tuple[str, str] | None = None  # where EasyBuild writes tweaked easyconfigs
+
+    def robot_paths(self) -> list[Path]:
+        """The robot path this session resolves with (an entry's ``robot-paths`` replaces modlib's)."""
+        from easybuild.tools.config import build_option
+
+        self._check()
+        return [Path(p) for p in build_option("robot_path") or []]
+
+    def tweak(self, path: Path) -> Path:
+        """The easyconfig EasyBuild's ``--try-*`` machinery makes of ``path`` (``eb --try-X PATH`` builds it),
+        written with the tweaked dependencies it needs into ``tweak_dirs``, which the robot path holds."""
+        self._check()
+        from easybuild.framework.easyconfig.easyconfig import process_easyconfig
+        from easybuild.framework.easyconfig.tweak import tweak
+        from easybuild.tools.build_log import EasyBuildError
+        from easybuild.tools.modules import modules_tool
+
+        try:  # planning's modules tool (--fetch: EasyBuild's NoModulesTool) sees no module installed, as eb -D
+            tweaked = tweak(process_easyconfig(str(path), validate=False), self.build_specs, modules_tool(),
+                            targetdirs=self.tweak_dirs)
+        except EasyBuildError as err:
+            raise BadInput(path, f"cannot tweak easyconfig: {err.msg}") from None
+        if not tweaked:
+            raise BadInput(path, f"EasyBuild makes no easyconfig of it for {self.build_specs}")
+        return Path(tweaked[0]["spec"])
+
+    def generated(self, path: Path) -> bool:
+        """Whether ``path`` is one of this session's tweaked easyconfigs (gone once the session ends)."""
+        return any(path.is_relative_to(d) for d in self.tweak_dirs or ())
+
+    @staticmethod
+    def hidden_name(module: str) -> str:
+        """The module name EasyBuild installs a hidden module under (``SQLite/.3.45.3``)."""
+        from easybuild.tools.module_naming_scheme.utilities import det_hidden_modname
+
+        return det_hidden_modname(module)
 
     def _check(self) -> None:
         if self.closed:
@@ -288,13 +331,6 @@ class Session:
         except Exception as err:  # raised by a site hook, or by EasyBuild itself: not the easyconfig's fault
             raise RunFailed(f"{path}: parsing failed in EasyBuild or the site hooks ({self.hooks}): "
                             f"{type(err).__name__}: {err}") from err
-
-    @staticmethod
-    def hidden_name(module: str) -> str:
-        """The module name EasyBuild installs a hidden module under (``SQLite/.3.45.3``)."""
-        from easybuild.tools.module_naming_scheme.utilities import det_hidden_modname
-
-        return det_hidden_modname(module)
 
     def find(self, name: str, version: str) -> Path | None:
         """EasyBuild's robot look-up: the easyconfig for a name and full version, site folders first."""

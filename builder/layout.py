@@ -51,16 +51,16 @@ RUN_LOCK = Entry("run.lock", "the run lock: holder, host, process (its mtime is 
 EB_LOCKS = Entry("eb-locks/...", "local builds' EasyBuild install locks (build pods keep theirs in their emptyDir)", 1)
 RECORDS = Entry("records/<tree>/<module>/", "one build record (JSON) per node run, its log beside it", 1)
 LAST_RUN = Entry("runs/last.json", "summary of the last run", 1)
-INPUTS = Entry("inputs/<digest>/", "site easyconfigs and hooks of a run, staged for build pods", 1)
-STAGED_ENTRIES = Entry("entries/<digest>/<file>.eb", "easystack entries given by a path outside the robot "
-                       "paths, as builds read them", 1)
+INPUTS = Entry("inputs/<digest>/",
+               "site easyconfigs and hooks of a run, staged for build pods; file-<digest>/ one file a node's eb names",
+               1)
 CACHE = Entry("cache/", "parsed-easyconfig cache, where MODLIB_CACHE points here (the CronJob)", 1)
 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_TARGET, VIEW_ENV, VIEW_LMODRC,
            VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_STATE, VIEW_INPUTS, SOFTWARE, UNREFERENCED, STORE,
            STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META, RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN,
-           INPUTS, STAGED_ENTRIES, CACHE)
+           INPUTS, CACHE)
 
 
 def slug(module: str) -> str:
@@ -174,9 +174,6 @@ class Layout:
 
     def inputs(self, digest: str) -> Path:
         return self.meta() / _fill(INPUTS, digest=digest)
-
-    def staged_easyconfig(self, digest: str, filename: str) -> Path:
-        return self.meta() / _fill(STAGED_ENTRIES, digest=digest, file=filename.removesuffix(".eb"))
 
     def cache(self) -> Path:
         return self.meta() / _fill(CACHE)

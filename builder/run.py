@@ -23,7 +23,7 @@ from builder.errors import BadInput, ModlibError, RunFailed
 from builder.execute import records, sources
 from builder.execute.command import Invocation, effective_options, invocation
 from builder.execute.executors import Executor, NodeRun, get_executor
-from builder.execute.inputs import stage_easyconfigs
+from builder.execute.inputs import stage_node_files
 from builder.execute.lock import RunLock
 from builder.plan.graph import Node, NodeKey, Plan
 from builder.plan.planner import make_plan, robot_paths
@@ -133,7 +133,7 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
         if result.todo:
             check_python(settings)
             result.sources = fetch_sources(settings, result.todo, report)
-            stage_easyconfigs(settings, result.todo)
+            stage_node_files(settings, result.todo)
             with tempfile.TemporaryDirectory(prefix="modlib-scratch-") as scratch, \
                     get_executor(executor, settings, Path(scratch), report) as runner:
                 _execute(settings, result, runner, jobs or max(t.jobs for t in targets),

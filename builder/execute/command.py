@@ -19,6 +19,7 @@ from pathlib import Path
 from builder import ebadapter
 from builder.errors import RunFailed
 from builder.layout import Layout
+from builder.plan import entry_options
 from builder.plan.graph import Node
 from builder.publish.live import read_manifest
 from builder.read.config import Settings
@@ -64,22 +65,6 @@ def store_modulepath(settings: Settings, target_name: str) -> list[Path]:
     return [settings.layout.store(tree) for tree in settings.layered_trees(target)]
 
 
-def staged_easyconfig(layout: Layout, node: Node) -> Path:
-    """Where a build reads a node's easyconfig that lies outside the robot paths (an easystack entry given
-    by a path): a copy on the library volume named by its digest, the same path on every host."""
-    return layout.staged_easyconfig(node.sha256, node.easyconfig.name)
-
-
-def easyconfig_argument(settings: Settings, node: Node) -> str:
-    """The easyconfig as the node's ``eb`` command names it: one in the robot paths by its file name, as
-    the planner found it; any other by its staged copy."""
-    from builder.plan.planner import robot_paths
-
-    if any(node.easyconfig.is_relative_to(p) for p in robot_paths(settings)):
-        return node.easyconfig.name
-    return str(staged_easyconfig(settings.layout, node))
-
-
 def effective_options(settings: Settings, node: Node) -> dict[str, object]:
     """The EasyBuild options the node is built with (its target's, the arch's optarch, its easystack
     entry's last): what the build record keeps, so `modlib status --where` can ask which modules were
@@ -96,7 +81,9 @@ def effective_options(settings: Settings, node: Node) -> dict[str, object]:
         opts.setdefault("optarch", "GCC:" + flags[1:])
     elif "optarch" not in opts:
         opts["optarch"] = "GENERIC"
-    opts.update(dict(node.options))
+    opts.update(entry_options.for_build(node.options))
+    if "include-easyblocks" in opts:  # the staged copies: a pod sees the volume, not this host's files
+        opts["include-easyblocks"] = ",".join(str(staged_file(settings.layout, f)) for f in included_easyblocks(node))
     return opts
 
 
@@ -112,11 +99,39 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
             f"--sourcepath={layout.sources()}",
             "--logtostdout", "--disable-show-progress-bar", "--output-style=basic",
             *ebadapter.eb_cli_options(effective_options(settings, node))]
-    argv += ["--hidden"] if node.hidden else []
+    argv += ["--hidden"] if node.hidden else []  # the node's own, never its dependencies' (as with eb --robot)
     argv += ["--rebuild"] if rebuild else []
     env = {"MODLIB_ROOT": str(layout.root), "MODLIB_TARGET": target.name, "MODLIB_TARGET_KIND": target.kind,
            "MODULEPATH": os.pathsep.join(str(p) for p in store_modulepath(settings, target.name))}
     return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())), prefix=str(prefix))
+
+
+def staged_file(layout: Layout, path: Path) -> Path:
+    """Where a file a build needs from this host (a tweaked easyconfig, one of an entry's own robot path,
+    an included easyblock) is staged on the volume, by content: a pod builds from the same file."""
+    return layout.inputs(f"file-{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}") / path.name
+
+
+def included_easyblocks(node: Node) -> list[Path]:
+    return entry_options.easyblock_files(dict(node.options).get("include-easyblocks", ""))
+
+
+def _names_in(folder: Path) -> set[str]:
+    return {p.name for p in folder.rglob("*.eb")}
+
+
+def easyconfig_argument(settings: Settings, node: Node) -> str:
+    """The easyconfig as ``eb`` is given it: by name where the site's robot path finds exactly this file
+    first (so does a pod's, which holds the same files), else the staged copy of the file that was planned."""
+    from builder.plan.planner import robot_paths
+
+    paths = robot_paths(settings)
+    for i, folder in enumerate(paths):
+        if node.easyconfig.is_relative_to(folder):
+            if not any(node.easyconfig.name in _names_in(p) for p in paths[:i]):
+                return node.easyconfig.name
+            break
+    return str(staged_file(settings.layout, node.easyconfig))
 
 
 def site_env(robot_path: str, hooks: str, scratch: str, locks: str) -> dict[str, str]:

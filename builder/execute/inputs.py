@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from builder.errors import BadInput
-from builder.execute.command import easyconfig_argument, site_env, staged_easyconfig
+from builder.errors import RunFailed
+from builder.execute.command import easyconfig_argument, included_easyblocks, site_env, staged_file
 from builder.plan.graph import Node
 from builder.read.config import Settings
 
@@ -66,23 +66,6 @@ def stage_inputs(settings: Settings) -> Path:
     return dest
 
 
-def stage_easyconfigs(settings: Settings, nodes: list[Node]) -> None:
-    """Copy the easyconfigs that lie outside the robot paths to where their command names them, for local
-    builds and pods alike: the content the plan was made from, or bad input if it changed since."""
-    for node in nodes:
-        dest = staged_easyconfig(settings.layout, node)
-        if easyconfig_argument(settings, node) != str(dest) or \
-                (dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == node.sha256):
-            continue
-        data = node.easyconfig.read_bytes()
-        if hashlib.sha256(data).hexdigest() != node.sha256:
-            raise BadInput(node.easyconfig, "the easyconfig changed since it was planned; run again")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".{dest.name}.{os.getpid()}"
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
-
-
 def pod_env(settings: Settings, inputs: Path) -> dict[str, str]:
     """A build pod's site part of the environment; the trailing ':' appends EasyBuild's own
     easyconfigs (those of the image) to the robot path. EasyBuild's locks go to the pod's emptyDir:
@@ -93,3 +76,25 @@ def pod_env(settings: Settings, inputs: Path) -> dict[str, str]:
     hooks = str(inputs / "hooks" / settings.hooks.name)
     return {**site_env(os.pathsep.join(robot) + os.pathsep, hooks, scratch, f"{scratch}/eb-locks"),
             "HOME": scratch, "TMPDIR": scratch, "LMOD_CMD": settings.kubernetes.lmod_cmd}
+
+
+def stage_node_files(settings: Settings, nodes: list[Node]) -> None:
+    """Copy what the nodes' builds name on the volume (easyconfigs that no robot path holds: tweaked ones,
+    those of an entry's own robot path; included easyblocks) to where they name it, written whole, then
+    renamed; an easyconfig that changed since it was planned is never built from."""
+    for node in nodes:
+        if easyconfig_argument(settings, node) != node.easyconfig.name:
+            if hashlib.sha256(node.easyconfig.read_bytes()).hexdigest() != node.sha256:
+                raise RunFailed(f"{node.easyconfig}: changed since it was planned; plan again")
+            _stage(node.easyconfig, staged_file(settings.layout, node.easyconfig))
+        for easyblock in included_easyblocks(node):
+            _stage(easyblock, staged_file(settings.layout, easyblock))
+
+
+def _stage(source: Path, dest: Path) -> None:
+    if dest.is_file():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{os.getpid()}"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)

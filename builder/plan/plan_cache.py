@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from builder import jsonfile
+from builder.plan import entry_options
 from builder.plan.graph import Node, Plan
 from builder.read.config import Settings, Target
 
@@ -36,8 +37,8 @@ FORMAT = 1
 #: A folder or file whose timestamps are this close to the snapshot may have changed within the same tick.
 RACY_NS = 2_000_000_000
 #: modlib's own files whose code decides what a plan holds.
-_PLANNING_CODE = ("plan/planner.py", "plan/graph.py", "plan/parse_cache.py", "plan/plan_cache.py",
-                  "plan/diagnostics.py", "ebadapter.py")
+_PLANNING_CODE = ("plan/planner.py", "plan/entry_options.py", "plan/diagnostics.py", "plan/graph.py",
+                  "plan/parse_cache.py", "plan/plan_cache.py", "ebadapter.py")
 _EASYBUILD = ("easybuild-framework", "easybuild-easyblocks", "easybuild-easyconfigs")
 
 
@@ -69,10 +70,16 @@ def _easybuild_versions() -> list[str]:
     return versions
 
 
-def plan_key(settings: Settings, targets: list[Target], easystack: Path | None, robot: list[Path]) -> str:
-    """Everything a plan depends on that is read whole on every look-up, as one digest."""
+def _stacks(targets: list[Target], easystack: Path | None) -> list[Path]:
+    return [easystack] if easystack else [s for t in targets for s in t.easystacks]
+
+
+def plan_key(settings: Settings, targets: list[Target], easystack: Path | None, robot: list[Path],
+             named_files: tuple[Path, ...] = ()) -> str:
+    """Everything a plan depends on that is read whole on every look-up, as one digest (``named_files``:
+    the easyblocks that entries include)."""
     code = Path(__file__).resolve().parent.parent
-    stacks = [easystack] if easystack else [s for t in targets for s in t.easystacks]
+    stacks = _stacks(targets, easystack)
     inputs = {
         "format": FORMAT, "code": [_read(code / rel) for rel in _PLANNING_CODE],
         "config": _read(settings.config_file), "settings": repr((settings.root, settings.hooks,
@@ -80,7 +87,7 @@ def plan_key(settings: Settings, targets: list[Target], easystack: Path | None, 
         "targets": [t.name for t in targets], "easystacks": [(str(s), _read(s)) for s in stacks],
         "hooks": _read(settings.hooks), "easybuild": _easybuild_versions(), "robot": [str(p) for p in robot],
         "env": sorted((k, v) for k, v in os.environ.items() if k.startswith("EASYBUILD_")),
-        "cwd": os.getcwd(), "python": sys.prefix,
+        "cwd": os.getcwd(), "python": sys.prefix, "named": [(str(f), _read(f)) for f in named_files],
     }
     return _json_digest(inputs)
 
@@ -150,7 +157,8 @@ def _node(settings: Settings, data: list) -> Node:
     return Node(tree=tree, module=module, name=name, easyconfig=Path(easyconfig), target=target,
                 deps=tuple((t, m) for t, m in deps),
                 installed=settings.layout.module_file(tree, module).is_file(),
-                sha256=sha256, hidden=hidden, options=tuple((k, v) for k, v in options), moduleclass=moduleclass)
+                sha256=sha256, hidden=hidden, options=tuple((k, entry_options.frozen(v)) for k, v in options),
+                moduleclass=moduleclass)
 
 
 def _easyconfig_stamps(plan: Plan) -> list[list] | None:
@@ -173,8 +181,9 @@ class PlanCache:
 
     def __init__(self, settings: Settings, targets: list[Target], easystack: Path | None, robot: list[Path]):
         self.settings = settings
-        self.robot = robot
-        self.key = plan_key(settings, targets, easystack, robot)
+        folders, files = entry_options.named_inputs(_stacks(targets, easystack))
+        self.robot = robot + folders  # an entry's own robot path is watched as modlib's is
+        self.key = plan_key(settings, targets, easystack, robot, tuple(files))
         folder = settings.cache_dir
         self.path = folder / f"plan-{self.key[:32]}.json" if folder else None
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import shutil
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from builder import ebadapter
 from builder.errors import BadInput
-from builder.plan import diagnostics
+from builder.plan import diagnostics, entry_options
+from builder.plan.entry_options import EntryOptions
 from builder.plan.graph import Node, Plan, cuda_bound
 from builder.plan.parse_cache import ParseCache, entry_key
 from builder.plan.plan_cache import PlanCache
@@ -24,11 +27,26 @@ from builder.read.config import Settings, Target
 
 @dataclass(frozen=True)
 class Entry:
-    """One curated easystack entry: the easyconfig it names and the options it carries."""
+    """One curated easystack entry: the easyconfig it names, its options, and where it is listed."""
 
     easyconfig: Path
-    options: tuple[tuple[str, object], ...]
+    options: EntryOptions
     stack: Path
+    listed: str
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A module the plan builds: its parse, the options it is built with, and the entry that wants it."""
+
+    module: str
+    parsed: ebadapter.ParsedEasyconfig
+    deps: tuple[str, ...]
+    options: tuple[tuple[str, object], ...]
+    sha256: str
+    hidden: bool
+    entry: Entry
+    listed: bool  # the entry's own easyconfig, not one it pulls in
 
 
 def robot_paths(settings: Settings) -> list[Path]:
@@ -40,13 +58,19 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _entries(eb: ebadapter.Session, stacks: list[Path]) -> list[Entry]:
+def _listed(stacks: list[Path]) -> list[tuple[Path, str, EntryOptions]]:
+    """(easystack, easyconfig as listed, options) per entry; a refused option is bad input here."""
+    return [(stack, name, entry_options.split(stack, name, opts))
+            for stack in stacks for name, opts in ebadapter.read_easystack(stack)]
+
+
+def _entries(eb: ebadapter.Session, listed: list[tuple[Path, str, EntryOptions]]) -> list[Entry]:
+    """The listed easyconfigs located in the session's robot path, as ``eb`` locates them for that entry."""
     entries = []
-    for stack in stacks:
-        listed = ebadapter.read_easystack(stack)
-        paths = eb.locate([filename for filename, _ in listed], stack)
-        entries += [Entry(path, tuple(sorted(opts.items())), stack)
-                    for path, (_, opts) in zip(paths, listed, strict=True)]
+    for stack in dict.fromkeys(s for s, _, _ in listed):
+        mine = [(name, opts) for s, name, opts in listed if s == stack]
+        paths = eb.locate([name for name, _ in mine], stack)
+        entries += [Entry(path, opts, stack, name) for path, (name, opts) in zip(paths, mine, strict=True)]
     return entries
 
 
@@ -111,30 +135,101 @@ def _resolve(eb: ebadapter.Session, entries: list[Entry], cache: ParseCache,
     return by_module
 
 
-def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None) -> list[Node]:
-    """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree."""
-    paths = robot_paths(settings)
-    with ebadapter.configured(paths, settings.hooks, target.options()) as eb:
-        cache = ParseCache(settings.cache_dir, eb.parse_context(settings.hooks, paths, target.options()))
-        entries = _entries(eb, list(stacks or target.easystacks))
+def _sessions(listed: list[tuple[Path, str, EntryOptions]]) -> list[list[tuple[Path, str, EntryOptions]]]:
+    """Entries that plan in one EasyBuild session: equal session options; an entry to tweak alone, as ``eb``
+    tweaks it (a tweak is applied to the listed easyconfig only)."""
+    groups: dict[object, list] = {}
+    for i, item in enumerate(listed):
+        groups.setdefault(i if item[2].tweaks else item[2].session, []).append(item)
+    return list(groups.values())
+
+
+def _kept(settings: Settings, path: Path, sha256: str) -> Path:
+    """A generated (tweaked) easyconfig, copied out of the session's temporary folder to where the plan
+    and the build find it: by content, under the cache (or the system's temporary folder without one)."""
+    folder = (settings.cache_dir or Path(tempfile.gettempdir()) / "modlib") / "generated" / sha256[:16]
+    kept = folder / path.name
+    if not kept.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / f".{path.name}.{os.getpid()}")
+        os.replace(folder / f".{path.name}.{os.getpid()}", kept)
+    return kept
+
+
+def _plan_session(settings: Settings, target: Target, listed: list[tuple[Path, str, EntryOptions]]) -> list[Planned]:
+    """The modules one group of entries wants, planned in an EasyBuild session configured with their
+    options: each listed easyconfig (tweaked, hidden) and everything it pulls in, as ``eb --robot`` would."""
+    session = listed[0][2].session
+    options = {**target.options(), **dict(session)}  # the entry's options override the target's, as in eb
+    origin = f"{listed[0][0]}: entry {listed[0][1]}" if session else "easybuild_options"
+    with ebadapter.configured(robot_paths(settings), settings.hooks, options, origin) as eb:
+        entries = _entries(eb, listed)
+        if eb.build_specs:
+            entries = [replace(e, easyconfig=eb.tweak(e.easyconfig)) for e in entries]
+            cache = ParseCache(None, {})  # tweaked files live in this session's temporary folder only
+        else:
+            cache = ParseCache(settings.cache_dir, eb.parse_context(settings.hooks, eb.robot_paths(), options))
         digests: dict[Path, str] = {}
         parsed = _resolve(eb, entries, cache, digests)
         cache.save()
-    deps = {m: [d.module for d in p.deps] for m, p in parsed.items()}
-    bound = cuda_bound(deps, {m: p.name for m, p in parsed.items()}) if target.kind == "cuda" else set(parsed)
+        kept = {p.path: _kept(settings, p.path, digests[p.path]) for p in parsed.values() if eb.generated(p.path)}
+    by_path: dict[Path, ebadapter.ParsedEasyconfig] = {}
+    for p in parsed.values():  # an entry's own module first, before a hidden dependency on the same file
+        by_path.setdefault(p.path, p)
+    build_opts = tuple((k, v) for k, v in session if k not in entry_options.TWEAK)
+    planned: dict[str, Planned] = {}
+
+    def want(module: str, p: ebadapter.ParsedEasyconfig, entry: Entry, hidden: bool, listed: bool) -> None:
+        if module in planned:
+            return
+        planned[module] = Planned(module, replace(p, path=kept.get(p.path, p.path)), tuple(d.module for d in p.deps),
+                                  entry.options.recorded() if listed else build_opts, digests[p.path], hidden, entry,
+                                  listed)
+        for d in p.deps:
+            want(d.module, (by_path.get(d.easyconfig) if d.easyconfig else None) or parsed[d.module], entry, d.hidden,
+                 False)
+
+    for e in entries:
+        own = by_path.get(e.easyconfig)
+        if own is None:  # _resolve kept another easyconfig of the same module
+            raise BadInput(e.stack, f"entry {e.listed}: {e.easyconfig} gives a module that another easyconfig "
+                                    f"of the plan gives too")
+        want(eb.hidden_name(own.module) if e.options.hidden else own.module, own, e, e.options.hidden, True)
+    return list(planned.values())
+
+
+def _merge(into: dict[str, Planned], more: list[Planned]) -> None:
+    """Add a session's modules. One that an earlier entry already plans from the same easyconfig is kept as
+    planned there (``eb`` runs the entries in order and finds it installed); two entries that list it with
+    different options, or another easyconfig under the same module name, are bad input."""
+    for new in more:
+        old = into.setdefault(new.module, new)
+        listed_twice = old.listed and new.listed and old.options != new.options
+        if old is not new and (old.sha256 != new.sha256 or listed_twice):
+            raise BadInput(new.entry.stack, f"entry {new.entry.listed}: module {new.module} would be built twice, "
+                                            f"differently: from {old.parsed.path} (options {dict(old.options)}, "
+                                            f"entry {old.entry.listed}) and from {new.parsed.path} "
+                                            f"(options {dict(new.options)})")
+
+
+def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None) -> list[Node]:
+    """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree."""
+    planned: dict[str, Planned] = {}
+    for group in _sessions(_listed(list(stacks or target.easystacks))):
+        _merge(planned, _plan_session(settings, target, group))
+    deps = {m: list(p.deps) for m, p in planned.items()}
+    bound = cuda_bound(deps, {m: p.parsed.name for m, p in planned.items()}) if target.kind == "cuda" \
+        else set(planned)
     base = settings.targets[target.layers_over] if target.layers_over else target
-    place = {m: (target if m in bound else base) for m in parsed}
-    entry_opts = {e.easyconfig: e.options for e in entries}
-    hidden = {d.module for p in parsed.values() for d in p.deps if d.hidden}
+    place = {m: (target if m in bound else base) for m in planned}
     nodes = []
-    for module, p in parsed.items():
+    for module, p in planned.items():
         owner = place[module]
         nodes.append(Node(
-            tree=owner.tree, module=module, name=p.name, easyconfig=p.path, target=owner.name,
+            tree=owner.tree, module=module, name=p.parsed.name, easyconfig=p.parsed.path, target=owner.name,
             deps=tuple(sorted((place[d].tree, d) for d in deps[module])),
             installed=settings.layout.module_file(owner.tree, module).is_file(),
-            sha256=digests[p.path], hidden=module in hidden, options=entry_opts.get(p.path, ()),
-            moduleclass=p.moduleclass))
+            sha256=p.sha256, hidden=p.hidden, options=p.options, moduleclass=p.parsed.moduleclass))
     return nodes
 
 

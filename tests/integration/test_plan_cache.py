@@ -6,12 +6,16 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from builder.plan import planner
 from builder.read.config import load_settings
 from tests.helpers import REPO, write_easystack
+
+UPSTREAM = Path(sys.prefix) / "easybuild" / "easyconfigs"
 
 
 @pytest.fixture()
@@ -155,3 +159,19 @@ def test_torn_or_tampered_entry_is_ignored(lib, fresh_calls, damage):
     misses = len(fresh_calls)
     assert plans(config, env)[0] == good
     assert len(fresh_calls) == misses + 2
+
+
+def test_new_easyconfig_in_an_entrys_own_robot_path(lib, fresh_calls):
+    """An entry's ``robot-paths`` is watched like the site's: a file added there shadows for that entry."""
+    tmp, site, hooks, config, env = lib
+    own = tmp / "own"
+    own.mkdir()
+    (tmp / "easyconfigs" / "cpu.yaml").write_text(yaml.safe_dump({"easyconfigs": [
+        {"app-1.0-GCCcore-system.eb": {"options": {"robot-paths": f"{own}:{site}:{UPSTREAM}"}}}]}))
+
+    def shadow(tmp, site, hooks):
+        shutil.copy(site / "a" / "app" / "app-1.0-GCCcore-system.eb", own)
+
+    before, after, fresh = cached_plan_changes(lib, fresh_calls, shadow)
+    assert after == fresh != before
+    assert site_of(after, "app/1.0-GCCcore-system") == str(own / "app-1.0-GCCcore-system.eb")

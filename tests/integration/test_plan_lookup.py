@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from builder.execute.command import easyconfig_argument, host_env, invocation, staged_easyconfig
-from builder.execute.inputs import inputs_dir, stage_easyconfigs
+from builder.execute.command import easyconfig_argument, host_env, invocation, staged_file
+from builder.execute.inputs import inputs_dir, stage_node_files
 from builder.execute.k8s_objects import build_job
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
@@ -125,12 +125,12 @@ def test_path_entries_are_read_beside_the_easystack_and_built_from_that_file(tmp
     settings = load_settings(config, env)
     plan = make_plan(settings, [settings.target("cpu")])
     nodes = [plan.index[("cpu", "pe/1.0-GCCcore-system")], plan.index[("cpu", "pa/1.0-GCCcore-system")]]
-    stage_easyconfigs(settings, nodes)
+    stage_node_files(settings, nodes)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     for node in nodes:
         argv = list(invocation(settings, node).argv)
-        assert argv[1] == easyconfig_argument(settings, node) == str(staged_easyconfig(settings.layout, node))
+        assert argv[1] == easyconfig_argument(settings, node) == str(staged_file(settings.layout, node.easyconfig))
         assert Path(argv[1]).read_bytes() == node.easyconfig.read_bytes() != site_copy.read_bytes()
         result = subprocess.run([str(Path(sys.executable).parent / "eb"), *argv[1:], "--dry-run",
                                  f"--tmpdir={scratch}"], capture_output=True, text=True,
