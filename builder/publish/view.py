@@ -10,9 +10,10 @@ unreferenced folder that the next publish removes.
 A run publishes after every built node, so a publish must not cost more as the library grows. It
 compares the store with what the live generation was made from (``publish.json``: each stored file's
 inode, size and time) and has Lmod work only on the module names that changed: their part of their
-tree's spider cache (builder/publish/spider_cache.py), and the featured index when a featured name is
-among them. Everything else is taken from the live generation as it is. A changed configuration, Lmod,
-library root or set of trees, or a live generation without ``publish.json``, means a publish from scratch.
+tree's spider cache (builder/publish/spider_cache.py) and of the catalogue page's data
+(builder/publish/catalogue.py), and the featured index when a featured name is among them. Everything
+else is taken from the live generation as it is. A changed configuration, Lmod, library root or set of
+trees, or a live generation without ``publish.json``, means a publish from scratch.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import uuid
 from pathlib import Path
 
 from builder.layout import Layout
-from builder.publish import featured, lmod, spider_cache
+from builder.publish import catalogue, featured, lmod, spider_cache
 from builder.publish.live import read_manifest
 from builder.publish.notebook_env import env_sh, lmodrc, modulepath
 from builder.read.config import Settings
@@ -211,14 +212,15 @@ def _target_files(settings: Settings, gen: Path, name: str, changes: dict[str, l
     (folder / "lmodrc.lua").write_text(lmodrc(lmod.default_lmodrc(settings.lmod_prefix),
                                               *(layout.view_cache(live, t) for t in trees)))
     (folder / "env.sh").write_text(env_sh(settings, name))
+    catalogue.write_page(settings, name, gen)
     wanted = {f.name for f in settings.featured if not f.targets or name in f.targets}
     touched = any(changes[t] is None or wanted & set(changes[t] or ()) for t in trees)
     if previous is not None and not touched:
         featured.reuse(layout.view_target(previous[0], name), folder)
         return previous[1]["featured_warnings"][name]
     gpu = [layout.view_tree(gen, t) for t in trees if settings.target_of_tree(t).kind == "cuda"]
-    catalogue = featured.catalogue(settings.lmod_prefix, sorted(wanted), modulepath(settings, name, base=gen))
-    featuring = featured.feature(settings, name, catalogue, gpu, lambda path: _moduleclass(settings, gen, path))
+    packages = lmod.spider_names(settings.lmod_prefix, sorted(wanted), modulepath(settings, name, base=gen))
+    featuring = featured.feature(settings, name, packages, gpu, lambda path: _moduleclass(settings, gen, path))
     featured.write(featuring, folder)
     return featuring.warnings
 
@@ -243,6 +245,8 @@ def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[
     scratch = gen / ".scratch"
     _tree_caches(settings, gen, changes, previous and previous[0], scratch)
     shutil.rmtree(scratch, ignore_errors=True)
+    for tree in trees:
+        catalogue.update_tree(settings, tree, gen, changes[tree], previous and previous[0])
     featured_warnings = {name: _target_files(settings, gen, name, changes, previous) for name in settings.targets}
     layout.view_state(gen).write_text(json.dumps({**state, "files": listings, "featured_warnings": featured_warnings}))
     layout.view_inputs(gen).write_text(json.dumps({"digest": _digest(settings, listings)}) + "\n")

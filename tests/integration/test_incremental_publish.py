@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def seen(settings) -> dict:
             text = path.read_text()
             if path.name == "featured.json":
                 text = json.dumps({k: v for k, v in json.loads(text).items() if k != "generated"})
+            if path.name == "catalogue.html":
+                text = re.sub(r'<p class="meta" id="made">.*?</p>', "", text)
             out[rel] = text.replace(str(gen), "GEN")
     for target in settings.targets:
         env_sh = gen / "targets" / target / "env.sh"
