@@ -254,9 +254,12 @@ def env(config: Path | None, target: str) -> None:
               help="Folder for the manifests (one file per Job, plus kustomization.yaml).")
 def render(config: Path | None, target: str, out: Path) -> None:
     """Write the Kubernetes Jobs of one run: one per module still to build."""
-    from builder.execute.render import render_run
+    from builder.execute.render import render_run, root_warning
 
     settings = load_settings(config)
+    warning = root_warning(settings)
+    if warning:
+        click.echo(f"modlib: warning: {warning}", err=True)
     files, inputs = render_run(settings, settings.target(target), out)
     click.echo(f"wrote {len(files)} Job manifest(s) and kustomization.yaml to {out}")
     click.echo(f"their pods read the site easyconfigs from {inputs} on the library volume "
