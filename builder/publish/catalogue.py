@@ -67,12 +67,13 @@ def update_tree(settings: Settings, tree: str, gen: Path, names: list[str] | Non
     (None: every name, the tree is made again) asked of Lmod afresh."""
     layout = settings.layout
     dest = layout.view_catalogue_data(gen, tree)
-    old = jsonfile.read(layout.view_catalogue_data(previous, tree)) if previous is not None else None
-    if old is not None and names == []:
-        os.link(layout.view_catalogue_data(previous, tree), dest)  # type: ignore[arg-type]
+    before = layout.view_catalogue_data(previous, tree) if previous is not None else None
+    if before is not None and before.is_file() and names == []:
+        os.link(before, dest)
         return
+    old = (jsonfile.read(before) if before is not None else None) or {}
     modules = layout.view_tree(gen, tree)
-    if old is None or names is None:
+    if not old or names is None:
         names, old = sorted(p.name for p in modules.iterdir() if not p.name.startswith(".")), {}
     kept = {name: entry for name, entry in old.items() if name not in names}
     jsonfile.write(dest, dict(sorted({**kept, **_entries(settings, tree, modules, names)}.items())))
