@@ -5,11 +5,13 @@ Users ask "is X in the library, which version, how do I load it, what is inside 
 volume, a web server can serve ``live/`` as it is). It lives in the generation, so it changes in the
 same atomic swap as the module files and can only list modules that load.
 
-What it says of a module comes from Lmod's ``spider -o jsonSoftwarePage`` (description, versions, the
-default, properties, the extensions a module ``provides``) and from the module's manifest and build
-record (easyconfig and its digest, when and where it was built). A publish costs what changed: each
-tree keeps that data per name in ``catalogue.json``, and only the changed names are asked of Lmod and
-read from their records again; the page is then rendered from the trees' data (cheap, no Lmod).
+What it says of a module comes from Lmod's software page (what ``spider -o jsonSoftwarePage`` prints:
+description, versions, the default, properties, the extensions a module ``provides``), made from the
+very walk that updates the tree's spider cache (builder/publish/spider_cache.py), and from the
+module's manifest and build record (easyconfig and its digest, when and where it was built). A
+publish costs what changed: each tree keeps that data per name in ``catalogue.json``, and only the
+changed names are walked and read from their records again; the page is then rendered from the
+trees' data (no Lmod).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from string import Template
 
 from builder import jsonfile
 from builder.layout import Layout
-from builder.publish import lmod
 from builder.publish.live import read_manifest
 from builder.read.config import Settings
 
@@ -47,36 +48,41 @@ def _provenance(layout: Layout, tree: str, module: str, module_file: Path) -> di
     }
 
 
-def _entries(settings: Settings, tree: str, modules: Path, names: list[str]) -> dict[str, dict]:
-    """Lmod's catalogue of ``names`` in a tree's module folder, with each version's provenance."""
-    out = {}
-    for package in lmod.spider_names(settings.lmod_prefix, names, [modules]):
+def _entries(settings: Settings, tree: str, gen: Path, walk: Path, software: list[dict]) -> dict[str, dict]:
+    """Lmod's software page of the names walked (``walk``: the tree in ``gen``, or links to some of its
+    names), with each version's provenance."""
+    modules, out = settings.layout.view_tree(gen, tree), {}
+    for package in software:
         versions = [{"module": v["full"], "version": v["versionName"], "default": bool(v.get("markedDefault")),
                      "description": (v.get("description") or "").strip(),
                      "gpu": "gpu" in v.get("properties", {}).get("arch", {}),
                      "extensions": v.get("provides", []),
-                     "provenance": _provenance(settings.layout, tree, v["full"], Path(v["path"]))}
+                     "provenance": _provenance(settings.layout, tree, v["full"],
+                                               modules / Path(v["path"]).relative_to(walk))}
                     for v in package.get("versions", [])]
         out[package["package"]] = {"name": package["package"], "url": package.get("url") or "",
                                    "description": (package.get("description") or "").strip(), "versions": versions}
     return out
 
 
-def update_tree(settings: Settings, tree: str, gen: Path, names: list[str] | None, previous: Path | None) -> None:
-    """Write the tree's ``catalogue.json`` in ``gen``: the previous generation's, with the changed ``names``
-    (None: every name, the tree is made again) asked of Lmod afresh."""
+def reuse(layout: Layout, tree: str, previous: Path, gen: Path) -> None:
+    """No name of the tree changed: the previous generation's data, as it is (a hard link, never rewritten)."""
+    os.link(layout.view_catalogue_data(previous, tree), layout.view_catalogue_data(gen, tree))
+
+
+def update_tree(settings: Settings, tree: str, gen: Path, walk: Path, software: list[dict],
+                changed: tuple[Path, list[str]] | None) -> None:
+    """Write the tree's ``catalogue.json`` in ``gen`` from Lmod's software page of the names ``walk`` holds
+    (builder/publish/spider_cache.py's walk). ``changed``: the previous generation and the names changed
+    since, which are all that was walked; the others keep their entries. None: every name was walked."""
     layout = settings.layout
-    dest = layout.view_catalogue_data(gen, tree)
-    before = layout.view_catalogue_data(previous, tree) if previous is not None else None
-    if before is not None and before.is_file() and names == []:
-        os.link(before, dest)
-        return
-    old = (jsonfile.read(before) if before is not None else None) or {}
-    modules = layout.view_tree(gen, tree)
-    if not old or names is None:
-        names, old = sorted(p.name for p in modules.iterdir() if not p.name.startswith(".")), {}
+    old: dict[str, dict] = {}
+    names: set[str] = set()
+    if changed is not None:
+        old, names = jsonfile.read(layout.view_catalogue_data(changed[0], tree)) or {}, set(changed[1])
     kept = {name: entry for name, entry in old.items() if name not in names}
-    jsonfile.write(dest, dict(sorted({**kept, **_entries(settings, tree, modules, names)}.items())))
+    entries = {**kept, **_entries(settings, tree, gen, walk, software)}
+    jsonfile.write(layout.view_catalogue_data(gen, tree), dict(sorted(entries.items())))
 
 
 def _featured(settings: Settings, target: str) -> dict[str, str | None]:

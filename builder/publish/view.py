@@ -13,7 +13,8 @@ inode, size and time) and has Lmod work only on the module names that changed: t
 tree's spider cache (builder/publish/spider_cache.py) and of the catalogue page's data
 (builder/publish/catalogue.py), and the featured index when a featured name is among them. Everything
 else is taken from the live generation as it is. A changed configuration, Lmod, library root or set of
-trees, or a live generation without ``publish.json``, means a publish from scratch.
+trees, or a live generation without ``publish.json`` (or the catalogue's data), means a publish from
+scratch.
 """
 
 from __future__ import annotations
@@ -171,6 +172,8 @@ def _previous(settings: Settings, trees: list[str], state_of_now: dict) -> tuple
     same = all(state.get(key) == value for key, value in state_of_now.items())
     if not same or sorted(state.get("files", {})) != trees:
         return None
+    if not all(settings.layout.view_catalogue_data(gen, tree).is_file() for tree in trees):
+        return None  # made by a modlib without the catalogue: its data is made from scratch once
     return gen, state
 
 
@@ -187,19 +190,22 @@ def _changed(old: Listing, new: Listing) -> list[str] | None:
 
 def _tree_caches(settings: Settings, gen: Path, changes: dict[str, list[str] | None], previous: Path | None,
                  scratch: Path) -> None:
-    """Each tree's spider cache: Lmod over the changed names (all of them for a tree made again), the
-    previous generation's cache for a tree with none."""
+    """Each tree's spider cache and catalogue data: Lmod over the changed names (all of them for a tree made
+    again), the previous generation's files for a tree with none."""
     layout = settings.layout
     for tree, names in changes.items():
         if previous is not None and names == []:
             spider_cache.reuse(layout.view_cache(previous, tree), layout.view_cache(gen, tree))
+            catalogue.reuse(layout, tree, previous, gen)
             continue
         previous_cache = layout.view_cache(previous, tree) if previous is not None and names is not None else None
         walk = layout.view_tree(gen, tree)
         if previous is not None and names is not None:
             walk = spider_cache.link_farm(scratch / tree, walk, names)
         source = spider_cache.TreeSource(walk, layout.view_tree(layout.live(), tree), names, previous_cache)
-        spider_cache.update(settings.lmod_prefix, source, layout.view_cache(gen, tree))
+        software = spider_cache.update(settings.lmod_prefix, source, layout.view_cache(gen, tree))
+        changed = (previous, names) if previous is not None and names is not None else None
+        catalogue.update_tree(settings, tree, gen, walk, software, changed)
 
 
 def _target_files(settings: Settings, gen: Path, name: str, changes: dict[str, list[str] | None],
@@ -245,8 +251,6 @@ def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[
     scratch = gen / ".scratch"
     _tree_caches(settings, gen, changes, previous and previous[0], scratch)
     shutil.rmtree(scratch, ignore_errors=True)
-    for tree in trees:
-        catalogue.update_tree(settings, tree, gen, changes[tree], previous and previous[0])
     featured_warnings = {name: _target_files(settings, gen, name, changes, previous) for name in settings.targets}
     layout.view_state(gen).write_text(json.dumps({**state, "files": listings, "featured_warnings": featured_warnings}))
     layout.view_inputs(gen).write_text(json.dumps({"digest": _digest(settings, listings)}) + "\n")

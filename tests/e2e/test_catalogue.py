@@ -1,4 +1,6 @@
-"""The catalogue page of the demo library, opened from the volume in Debian's headless Chromium."""
+"""The catalogue page of the demo library, opened from the volume in Debian's headless Chromium.
+
+The screenshot goes to a temporary folder; ``MODLIB_SCREENSHOT_DIR=docs`` refreshes docs/catalogue.png."""
 
 from __future__ import annotations
 
