@@ -8,11 +8,12 @@ LMOD_INIT := /usr/share/lmod/lmod/init/bash
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup test-tools apt-packages kubectl demo test lint bench clean-library
+.PHONY: setup test-tools apt-packages kubectl demo test lint bench clean-library image
 
 APT_PACKAGES := lmod file python3-venv
-# mmdebstrap: tests/k8s/test_image.py runs the builder image's install script in a bookworm root file system
-TEST_APT_PACKAGES := mmdebstrap
+# mmdebstrap: tests/k8s/test_image.py runs the builder image's install script in a bookworm root file system;
+# chromium: the browser tests drive Debian's headless Chromium through Playwright
+TEST_APT_PACKAGES := mmdebstrap chromium
 
 # checkov pins packaging and python-dateutil below what modlib's own dependencies need: its own venv
 CHECKOV_VENV := $(VENV)/checkov-venv
@@ -71,3 +72,15 @@ bench: setup
 
 clean-library:
 	rm -rf library
+
+# Container images, built from the repository root: NAME=Containerfile, tagged $(IMAGE_REGISTRY)/NAME:$(IMAGE_TAG).
+# `make image` builds them with podman, docker or buildah (CONTAINER_TOOL=print only prints the commands);
+# PUSH=1 pushes them and prints the kustomize `images:` digest pin (k8s-jobs/README.md "Images").
+IMAGES := builder=k8s-jobs/image/Containerfile
+IMAGE_REGISTRY ?= ghcr.io/modlib
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+CONTAINER_TOOL ?=
+PUSH ?=
+
+image:
+	REGISTRY=$(IMAGE_REGISTRY) TAG=$(IMAGE_TAG) TOOL=$(CONTAINER_TOOL) PUSH=$(PUSH) sh k8s-jobs/image/build-images.sh $(IMAGES)

@@ -13,7 +13,8 @@ timed alone. Both ways are measured in the same process on fresh libraries with 
   changed names only.
 
 After both, the two libraries' live views must describe the same modules: the spider caches (paths
-aside) and the featured indexes (``generated`` aside) are compared, and the benchmark fails if not.
+aside), the catalogue data and the featured indexes (``generated`` aside) are compared, and the
+benchmark fails if not.
 
 Usage::
 
@@ -120,6 +121,8 @@ def view_content(live: Path) -> dict:
     for tree in sorted(p.name for p in (live / "trees").iterdir()):
         text = (live / "trees" / tree / "cache" / "spiderT.lua").read_text()
         out[f"{tree}/spiderT"] = text.replace(str(live.parent), "ROOT")
+        out[f"{tree}/catalogue"] = json.loads((live / "trees" / tree / "catalogue.json").read_text()
+                                              .replace(str(live.parent), "ROOT"))
     for target in sorted(p.name for p in (live / "targets").iterdir()):
         index = json.loads((live / "targets" / target / "featured.json").read_text())
         index.pop("generated")

@@ -338,10 +338,33 @@ def env(config: Path | None, target: str) -> None:
               help="Folder for the manifests (one file per Job, plus kustomization.yaml).")
 def render(config: Path | None, target: str, out: Path) -> None:
     """Write the Kubernetes Jobs of one run: one per module still to build."""
-    from builder.execute.render import render_run
+    from builder.execute.render import render_run, root_warning
 
     settings = load_settings(config)
+    warning = root_warning(settings)
+    if warning:
+        click.echo(f"modlib: warning: {warning}", err=True)
     files, inputs = render_run(settings, settings.target(target), out)
     click.echo(f"wrote {len(files)} Job manifest(s) and kustomization.yaml to {out}")
     click.echo(f"their pods read the site easyconfigs from {inputs} on the library volume "
                f"(staged by `modlib build --executor kubernetes`)")
+
+
+@main.command("new-pypi")
+@config_option
+@click.option("--target", help="Look for its requirements in this target's trees (default: the first cpu target).")
+@click.argument("spec", metavar="NAME==VERSION")
+def new_pypi(config: Path | None, target: str | None, spec: str) -> None:
+    """Write a site easyconfig for a PyPI package (robot layout) and print the easystack line to add."""
+    from builder.new_pypi import new_pypi as write_easyconfig
+
+    settings = load_settings(config)
+    chosen = settings.target(target) if target else settings.first_cpu_target()
+    made = write_easyconfig(settings, spec, chosen)
+    click.echo(f"wrote {made.path}")
+    for module in made.found:
+        click.echo(f"  depends on {module} (published)")
+    for requirement in made.missing:
+        click.echo(f"  needs {requirement}: not in the library; add an easyconfig for it first (modlib new-pypi)")
+    click.echo(f"add this line to an easystack of target '{chosen.name}' ({chosen.easystacks[0]}):")
+    click.echo(made.easystack_line)

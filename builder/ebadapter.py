@@ -77,6 +77,14 @@ def eb_cli_options(opts: Mapping[str, object]) -> list[str]:
     return opts_dict_to_eb_opts(dict(opts))
 
 
+def easyconfig_filename(name: str, version: str, toolchain: tuple[str, str]) -> str:
+    """The file name EasyBuild's robot looks for (``Name-1.0-GCCcore-system.eb``), by EasyBuild's own rule."""
+    from easybuild.tools.module_naming_scheme.utilities import det_full_ec_version
+
+    full = det_full_ec_version({"version": version, "toolchain": {"name": toolchain[0], "version": toolchain[1]}})
+    return f"{name}-{full}.eb"
+
+
 @contextlib.contextmanager
 def _quiet_and_restored() -> Iterator[None]:
     """EasyBuild prints progress, rewrites os.environ and tempfile.tempdir while configuring: undo all three."""

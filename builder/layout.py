@@ -28,12 +28,16 @@ VIEW_TREE = Entry("trees/<tree>/modules/all/...", "module files (hard links into
 VIEW_MODULERC = Entry("<Name>/.modulerc.lua", "defaults and retirements from library.yaml", 2)
 VIEW_TREE_CACHE = Entry("trees/<tree>/cache/", "the tree's Lmod spider cache (spiderT.lua and its compiled twin, "
                         "timestamp; index.json, mrc.json for the next publish)", 1)
+VIEW_CATALOGUE_DATA = Entry("trees/<tree>/catalogue.json", "what the catalogue page says of each name of the tree "
+                            "(Lmod's spider, manifests, build records), kept for the next publish", 1)
 VIEW_TARGET = Entry("targets/<target>/", "per target: what a notebook of that target reads", 1)
 VIEW_ENV = Entry("env.sh", "what a notebook image sources", 2)
 VIEW_LMODRC = Entry("lmodrc.lua", "Lmod's default rc + the spider caches of the target's trees", 2)
 VIEW_FEATURED = Entry("featured.json", "featured-modules index (schema: builder/schemas/featured.schema.json)", 2)
 VIEW_FEATURED_TREE = Entry("featured/", "links to the featured module files (`module use` it alone)", 2)
 VIEW_JUPYTER = Entry("jupyter_server_config.json", "jupyter-lmod: launcher_pins, launcher_module_map", 2)
+VIEW_CATALOGUE = Entry("catalogue.html", "the catalogue page: every module, how to load it, what it was built "
+                       "from; a search box", 2)
 VIEW_STATE = Entry("publish.json", "each stored file the generation holds, for the next publish to compare", 1)
 VIEW_INPUTS = Entry("inputs.json", "digest of what the generation was made from; written last", 1)
 SOFTWARE = Entry("<tree>/software/<Name>-<build>/...", "installs, one fresh prefix per build (EasyBuild's "
@@ -57,10 +61,10 @@ INPUTS = Entry("inputs/<digest>/",
 CACHE = Entry("cache/", "parsed-easyconfig cache, where MODLIB_CACHE points here (the CronJob)", 1)
 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
-ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_TARGET, VIEW_ENV, VIEW_LMODRC,
-           VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_STATE, VIEW_INPUTS, SOFTWARE, UNREFERENCED, STORE,
-           STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META, RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN,
-           INPUTS, CACHE)
+ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_CATALOGUE_DATA, VIEW_TARGET,
+           VIEW_ENV, VIEW_LMODRC, VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_CATALOGUE, VIEW_STATE,
+           VIEW_INPUTS, SOFTWARE, UNREFERENCED, STORE, STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META,
+           RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
 
 
 def slug(module: str) -> str:
@@ -97,6 +101,13 @@ class Layout:
     def view_cache(self, base: Path, tree: str) -> Path:
         """A tree's spider cache inside a view, beside its module files."""
         return base / _fill(VIEW_TREE_CACHE, tree=tree)
+
+    def view_catalogue_data(self, base: Path, tree: str) -> Path:
+        return base / _fill(VIEW_CATALOGUE_DATA, tree=tree)
+
+    def view_catalogue(self, base: Path, target: str) -> Path:
+        """A target's catalogue page inside a view."""
+        return self.view_target(base, target) / _fill(VIEW_CATALOGUE)
 
     def view_state(self, base: Path) -> Path:
         return base / _fill(VIEW_STATE)

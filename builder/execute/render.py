@@ -20,6 +20,18 @@ def run_jobs(settings: Settings, target: Target) -> tuple[list[dict], Path]:
     return [build_job(settings, node, invocation(settings, node), inputs) for node in todo], inputs
 
 
+def root_warning(settings: Settings) -> str | None:
+    """Jobs mount the claim at the library root, and EasyBuild bakes that root into module files and RPATHs:
+    rendered for another root than the cluster's (a workstation's ``root: library``), they would build a
+    library notebooks cannot load."""
+    mount = Path(settings.kubernetes.mount_path)
+    if settings.root == mount:
+        return None
+    return (f"the library root is {settings.root}, but the cluster mounts the library at {mount} "
+            f"(kubernetes.mount_path in {settings.config_file}): these Jobs would build for the wrong path; "
+            f"render with MODLIB_ROOT={mount}")
+
+
 def render_run(settings: Settings, target: Target, out: Path) -> tuple[list[Path], Path]:
     jobs, inputs = run_jobs(settings, target)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import jsonschema
 
-from builder.publish import lmod, spider_cache
 from builder.read.config import Featured, Settings
 
 # EasyBuild writes either "lib/python3.11/site-packages" or pathJoin(root, "lib", "python3.11", "site-packages")
@@ -96,20 +94,6 @@ def write(featuring: Featuring, folder: Path) -> None:
     config = {"Lmod": {"launcher_pins": sorted(featuring.launchers),
                        "launcher_module_map": dict(sorted(featuring.launchers.items()))}}
     (folder / "jupyter_server_config.json").write_text(json.dumps(config, indent=2) + "\n")
-
-
-def catalogue(prefix: Path, names: list[str], modulepath: list[Path]) -> list[dict]:
-    """Lmod's catalogue of just ``names`` in ``modulepath``: spider walks links to their folders only (what
-    it says of a name depends on that name's folder alone), and the paths it gives are put back."""
-    with tempfile.TemporaryDirectory(prefix="modlib-featured-") as tmp:
-        farms = [spider_cache.link_farm(Path(tmp) / str(i), tree, names) for i, tree in enumerate(modulepath)]
-        packages = lmod.spider_json(prefix, farms)
-    for package in packages:
-        for version in package.get("versions", []):
-            path = Path(version["path"])
-            farm = next(f for f in farms if path.is_relative_to(f))
-            version["path"] = str(modulepath[farms.index(farm)] / path.relative_to(farm))
-    return packages
 
 
 def reuse(previous: Path, folder: Path) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from builder import proc
 from builder.errors import RunFailed
+from builder.publish import spider_cache
 
 
 def _tool(prefix: Path, *parts: str) -> Path:
@@ -35,3 +37,18 @@ def spider_output(prefix: Path, style: str, modulepath: list[Path]) -> str:
 def spider_json(prefix: Path, modulepath: list[Path]) -> list[dict]:
     """Lmod's catalogue of a module tree (`spider -o jsonSoftwarePage`)."""
     return json.loads(spider_output(prefix, "jsonSoftwarePage", modulepath) or "[]")
+
+
+def spider_names(prefix: Path, names: list[str], modulepath: list[Path]) -> list[dict]:
+    """Lmod's catalogue of just ``names`` in ``modulepath`` (the featured index, the catalogue page's changed
+    names): spider walks links to their folders only (what it says of a name depends on that name's folder
+    alone), and the paths it gives are put back."""
+    with tempfile.TemporaryDirectory(prefix="modlib-spider-") as tmp:
+        farms = [spider_cache.link_farm(Path(tmp) / str(i), tree, names) for i, tree in enumerate(modulepath)]
+        packages = spider_json(prefix, farms)
+    for package in packages:
+        for version in package.get("versions", []):
+            path = Path(version["path"])
+            farm = next(f for f in farms if path.is_relative_to(f))
+            version["path"] = str(modulepath[farms.index(farm)] / path.relative_to(farm))
+    return packages

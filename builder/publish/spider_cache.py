@@ -28,7 +28,8 @@ from builder import proc
 from builder.errors import RunFailed
 
 #: Run by Lmod's Lua: Lmod's own spider (``spider -o spiderT`` over the plan's tree) in this
-#: process, keeping the tables it hands Lmod's serializer. Reading the cache text back would not do: a
+#: process, keeping the tables it hands Lmod's serializer (and, from the same tables, its software page
+#: for the catalogue). Reading the cache text back would not do: a
 #: long string loses its first newline when Lua reads it, so the text would differ from Lmod's. Then:
 #: the names' parts serialized by Lmod at the depth they have in the cache (``parts``, sorted, offsets in
 #: the JSON on stdout), the header (``head``: timestampFn, mrcT, mrcMpathT), the .modulerc entries per
@@ -124,6 +125,11 @@ local others = {}
 for mpath in pairs(cache.spiderT) do
   if mpath ~= "version" and mpath ~= from then others[#others + 1] = mpath end
 end
+-- the catalogue page's data (builder/publish/catalogue.py) from the same walk: what `spider -o
+-- jsonSoftwarePage` prints, made as Lmod makes it (its Spider:buildDbT, the spider's softwarePage)
+local dbT = {}
+require("Spider"):new():buildDbT({from}, cache.mpathMapT or {}, cache.spiderT, dbT)
+write(out_dir .. "/software.json", json.encode(softwarePage(dbT)))
 local result = {parts = index, mrc = byname, version = cache.spiderT.version, others = others,
                 mpathMapT = next(cache.mpathMapT or {}) ~= nil}
 io.stdout:write(json.encode(result))
@@ -160,9 +166,10 @@ def link_farm(folder: Path, tree: Path, names: list[str]) -> Path:
     return folder
 
 
-def update(prefix: Path, source: TreeSource, dest: Path) -> None:
+def update(prefix: Path, source: TreeSource, dest: Path) -> list[dict]:
     """Write the cache of ``source``'s tree into ``dest`` (a tree at a time: Lmod's spider gathers the
-    hidden modules of every tree it walks into one table)."""
+    hidden modules of every tree it walks into one table). Returns Lmod's software page (what `spider -o
+    jsonSoftwarePage` prints) of the names walked, with paths under ``source.walk``: one walk for both."""
     lua = _interpreter(prefix)
     with tempfile.TemporaryDirectory(prefix="modlib-spider-") as tmp:
         scratch = Path(tmp)
@@ -180,6 +187,8 @@ def update(prefix: Path, source: TreeSource, dest: Path) -> None:
         new = (scratch / "parts").read_bytes()
         parts = {name: new[start:start + length] for name, start, length in split["parts"]}
         _write(dest, source, (scratch / "head").read_bytes(), parts, split, lua)
+        software = json.loads((scratch / "software.json").read_text())
+    return software if isinstance(software, list) else []  # Lmod's json writes an empty list as {}
 
 
 def _previous_mrc(source: TreeSource) -> dict:

@@ -10,9 +10,11 @@ unreferenced folder that the next publish removes.
 A run publishes after every built node, so a publish must not cost more as the library grows. It
 compares the store with what the live generation was made from (``publish.json``: each stored file's
 inode, size and time) and has Lmod work only on the module names that changed: their part of their
-tree's spider cache (builder/publish/spider_cache.py), and the featured index when a featured name is
-among them. Everything else is taken from the live generation as it is. A changed configuration, Lmod,
-library root or set of trees, or a live generation without ``publish.json``, means a publish from scratch.
+tree's spider cache (builder/publish/spider_cache.py) and of the catalogue page's data
+(builder/publish/catalogue.py), and the featured index when a featured name is among them. Everything
+else is taken from the live generation as it is. A changed configuration, Lmod, library root or set of
+trees, or a live generation without ``publish.json`` (or the catalogue's data), means a publish from
+scratch.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import uuid
 from pathlib import Path
 
 from builder.layout import Layout
-from builder.publish import featured, lmod, spider_cache
+from builder.publish import catalogue, featured, lmod, spider_cache
 from builder.publish.live import read_manifest
 from builder.publish.notebook_env import env_sh, lmodrc, modulepath
 from builder.read.config import Settings
@@ -170,6 +172,8 @@ def _previous(settings: Settings, trees: list[str], state_of_now: dict) -> tuple
     same = all(state.get(key) == value for key, value in state_of_now.items())
     if not same or sorted(state.get("files", {})) != trees:
         return None
+    if not all(settings.layout.view_catalogue_data(gen, tree).is_file() for tree in trees):
+        return None  # made by a modlib without the catalogue: its data is made from scratch once
     return gen, state
 
 
@@ -186,19 +190,22 @@ def _changed(old: Listing, new: Listing) -> list[str] | None:
 
 def _tree_caches(settings: Settings, gen: Path, changes: dict[str, list[str] | None], previous: Path | None,
                  scratch: Path) -> None:
-    """Each tree's spider cache: Lmod over the changed names (all of them for a tree made again), the
-    previous generation's cache for a tree with none."""
+    """Each tree's spider cache and catalogue data: Lmod over the changed names (all of them for a tree made
+    again), the previous generation's files for a tree with none."""
     layout = settings.layout
     for tree, names in changes.items():
         if previous is not None and names == []:
             spider_cache.reuse(layout.view_cache(previous, tree), layout.view_cache(gen, tree))
+            catalogue.reuse(layout, tree, previous, gen)
             continue
         previous_cache = layout.view_cache(previous, tree) if previous is not None and names is not None else None
         walk = layout.view_tree(gen, tree)
         if previous is not None and names is not None:
             walk = spider_cache.link_farm(scratch / tree, walk, names)
         source = spider_cache.TreeSource(walk, layout.view_tree(layout.live(), tree), names, previous_cache)
-        spider_cache.update(settings.lmod_prefix, source, layout.view_cache(gen, tree))
+        software = spider_cache.update(settings.lmod_prefix, source, layout.view_cache(gen, tree))
+        changed = (previous, names) if previous is not None and names is not None else None
+        catalogue.update_tree(settings, tree, gen, walk, software, changed)
 
 
 def _target_files(settings: Settings, gen: Path, name: str, changes: dict[str, list[str] | None],
@@ -211,14 +218,15 @@ def _target_files(settings: Settings, gen: Path, name: str, changes: dict[str, l
     (folder / "lmodrc.lua").write_text(lmodrc(lmod.default_lmodrc(settings.lmod_prefix),
                                               *(layout.view_cache(live, t) for t in trees)))
     (folder / "env.sh").write_text(env_sh(settings, name))
+    catalogue.write_page(settings, name, gen)
     wanted = {f.name for f in settings.featured if not f.targets or name in f.targets}
     touched = any(changes[t] is None or wanted & set(changes[t] or ()) for t in trees)
     if previous is not None and not touched:
         featured.reuse(layout.view_target(previous[0], name), folder)
         return previous[1]["featured_warnings"][name]
     gpu = [layout.view_tree(gen, t) for t in trees if settings.target_of_tree(t).kind == "cuda"]
-    catalogue = featured.catalogue(settings.lmod_prefix, sorted(wanted), modulepath(settings, name, base=gen))
-    featuring = featured.feature(settings, name, catalogue, gpu, lambda path: _moduleclass(settings, gen, path))
+    packages = lmod.spider_names(settings.lmod_prefix, sorted(wanted), modulepath(settings, name, base=gen))
+    featuring = featured.feature(settings, name, packages, gpu, lambda path: _moduleclass(settings, gen, path))
     featured.write(featuring, folder)
     return featuring.warnings
 

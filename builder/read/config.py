@@ -50,6 +50,7 @@ class KubernetesSettings:
     image: str = "ghcr.io/modlib/builder:0.1.0"
     image_pull_policy: str = "IfNotPresent"
     claim: str = "modlib-library"
+    mount_path: str = "/srv/modlib"  # the claim's path in the cluster's pods: the root the library is built for
     service_account: str = "modlib-builder"
     user: int = 1000
     scratch_path: str = "/tmp"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def seen(settings) -> dict:
             text = path.read_text()
             if path.name == "featured.json":
                 text = json.dumps({k: v for k, v in json.loads(text).items() if k != "generated"})
+            if path.name == "catalogue.html":
+                text = re.sub(r'<p class="meta" id="made">.*?</p>', "", text)
             out[rel] = text.replace(str(gen), "GEN")
     for target in settings.targets:
         env_sh = gen / "targets" / target / "env.sh"
@@ -145,6 +148,24 @@ def test_each_tree_cache_is_what_lmods_spider_writes(library, full):
         ours = layout.view_cache(gen, tree).joinpath("spiderT.lua").read_text()
         lmods = lmod.spider_output(library.lmod_prefix, "spiderT", [layout.view_tree(gen, tree)])
         assert ours == lmods.replace(str(layout.view_tree(gen, tree)), str(layout.view_tree(layout.live(), tree)))
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_each_trees_catalogue_data_is_what_lmods_software_page_says(library, full):
+    """The catalogue's data comes from the spider-cache walk; Lmod's `spider -o jsonSoftwarePage` over the
+    whole tree must say the same of every module (defaults and properties included)."""
+    view.publish_view(library)
+    put(library.root, "cpu", "zlib/1.3.2-GCCcore-15.1.0")
+    put(library.root, "cuda", "NCCL/2.27.7-GCCcore-14.3.0-CUDA-13.2.2", extra='add_property("arch", "gpu")')
+    gen, _ = view.publish_view(library, full=full)
+    for tree in ("cpu", "cuda"):
+        ours = json.loads(library.layout.view_catalogue_data(gen, tree).read_text())
+        lmods = lmod.spider_json(library.lmod_prefix, [library.layout.view_tree(gen, tree)])
+        assert {p["package"]: [(v["full"], bool(v.get("markedDefault")), "properties" in v,
+                                (v.get("description") or "").strip()) for v in p["versions"]] for p in lmods} == {
+            name: [(v["module"], v["default"], v["gpu"], v["description"]) for v in entry["versions"]]
+            for name, entry in ours.items()}
+    assert [v["module"] for v in ours["NCCL"]["versions"]] == ["NCCL/2.27.7-GCCcore-14.3.0-CUDA-13.2.2"]
 
 
 def test_featured_index_is_what_the_whole_tree_catalogue_gives(library):

@@ -167,3 +167,14 @@ def test_render_of_a_published_library_writes_no_jobs(tmp_path, demo_library):
     assert result.returncode == 0, result.stderr
     assert _jobs(tmp_path) == [] and "wrote 0 Job manifest(s)" in result.stdout
     assert json.loads((root / "live" / "inputs.json").read_text())  # the library it looked at was published
+
+
+def test_render_warns_when_the_root_is_not_where_the_cluster_mounts_the_library(tmp_path):
+    """The demo's `root: library` is a workstation's path; the Jobs would bake it into every module."""
+    result = modlib("render", "--target", "cpu", "--out", str(tmp_path / "jobs"),
+                    env={"MODLIB_ROOT": str(tmp_path / "library")})
+    assert result.returncode == 0
+    assert result.stderr.startswith(f"modlib: warning: the library root is {tmp_path / 'library'}, but the cluster "
+                                    f"mounts the library at {ROOT} (kubernetes.mount_path in ")
+    at_mount = modlib("render", "--target", "cpu", "--out", str(tmp_path / "at-mount"), env={"MODLIB_ROOT": ROOT})
+    assert at_mount.returncode == 0 and "warning" not in at_mount.stderr

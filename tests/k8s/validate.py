@@ -103,15 +103,16 @@ CRON_NAMES: tuple[dict[str, int], ...] = ({}, {}, {}, {m: i + 1 for i, m in enum
 CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 
-def semantic_problems(doc: dict) -> list[str]:
-    """What the API server (or admission) would refuse although the schema accepts it."""
+def semantic_problems(doc: dict, level: str = "restricted") -> list[str]:
+    """What the API server (or admission) would refuse although the schema accepts it; ``level``: the Pod
+    Security level the namespace enforces (k8s-jobs/volume-init's is "baseline")."""
     where = _where(doc)
     problems = _name_problems(doc) + _label_problems(doc.get("metadata", {}), "metadata")
     if doc.get("kind") == "CronJob":
         problems += _cron_problems(doc.get("spec", {}))
     for path, template in pod_templates(doc):
         problems += _label_problems(template.get("metadata", {}), f"{path}.metadata")
-        problems += _pod_problems(template.get("spec", {}), path, is_job=doc.get("kind") in ("Job", "CronJob"))
+        problems += _pod_problems(template.get("spec", {}), path, doc.get("kind") in ("Job", "CronJob"), level)
     return [f"{where} {p}" for p in problems]
 
 
@@ -160,12 +161,13 @@ def _label_problems(meta: dict, path: str) -> list[str]:
     return problems
 
 
-def _pod_problems(spec: dict, path: str, is_job: bool) -> list[str]:
+def _pod_problems(spec: dict, path: str, is_job: bool, level: str) -> list[str]:
     problems = []
     if is_job and spec.get("restartPolicy") not in ("Never", "OnFailure"):
         problems.append(f"{path}.spec.restartPolicy: a Job's pods need Never or OnFailure, "
                         f"not {spec.get('restartPolicy')!r}")
-    problems += _restricted_problems(spec, f"{path}.spec")
+    check = {"restricted": _restricted_problems, "baseline": _baseline_problems}[level]
+    problems += check(spec, f"{path}.spec")
     for kind in ("initContainers", "containers"):
         for i, container in enumerate(spec.get(kind, [])):
             problems += _resource_problems(container.get("resources", {}), f"{path}.spec.{kind}[{i}].resources")
@@ -208,6 +210,32 @@ def _restricted_problems(spec: dict, path: str) -> list[str]:
     for kind in ("initContainers", "containers"):
         for i, container in enumerate(spec.get(kind, [])):
             problems += _container_restricted(container, pod_sc, f"{path}.{kind}[{i}]")
+    return problems
+
+
+#: What Pod Security "baseline" lets a container add to the runtime's default capabilities.
+BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                         "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+
+
+def _baseline_problems(spec: dict, path: str) -> list[str]:
+    """Pod Security Standard "baseline": no host namespaces, ports or paths, nothing privileged, no added
+    capability beyond the default set; plus the project's read-only root file system and no escalation."""
+    problems = [f"{path}.{key}: not allowed" for key in ("hostNetwork", "hostPID", "hostIPC") if spec.get(key)]
+    problems += [f"{path}.volumes[{v.get('name')}]: hostPath not allowed" for v in spec.get("volumes", [])
+                 if "hostPath" in v]
+    for kind in ("initContainers", "containers"):
+        for i, container in enumerate(spec.get(kind, [])):
+            sc, where = container.get("securityContext") or {}, f"{path}.{kind}[{i}]"
+            if sc.get("privileged"):
+                problems.append(f"{where}.securityContext.privileged: not allowed")
+            if set((sc.get("capabilities") or {}).get("add") or []) - BASELINE_CAPABILITIES:
+                problems.append(f"{where}.securityContext.capabilities.add: beyond baseline's default set")
+            if sc.get("allowPrivilegeEscalation") is not False or sc.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where}.securityContext: allowPrivilegeEscalation false and readOnlyRootFilesystem "
+                                "true (project rule)")
+            problems += [f"{where}.ports: hostPort not allowed" for p in container.get("ports", [])
+                         if p.get("hostPort")]
     return problems
 
 
