@@ -56,8 +56,8 @@ def _version(module_text: str, name: str, fallback: str) -> str:
 
 def select(settings: Settings, target: str, catalogue: list[dict]) -> tuple[list[Kernel], list[str]]:
     """The target's kernels from Lmod's catalogue of the new generation, and warnings for the admin about
-    modules named in ``notebook.kernels`` that get none (by default, modules that are no Python packages
-    are simply left out)."""
+    modules named in ``notebook.kernels`` that get none. By default, featured modules that are no Python
+    packages are simply left out (and one built for another Python is already named by the featured index)."""
     packages = {p["package"]: p for p in catalogue}
     explicit = settings.kernels is not None
     kernels: dict[str, Kernel] = {}
@@ -73,9 +73,8 @@ def select(settings: Settings, target: str, catalogue: list[dict]) -> tuple[list
         built_for = python_minor(text)
         if built_for != settings.python_version:
             why = "is not a Python package" if built_for is None else f"was built for Python {built_for}"
-            if explicit or built_for is not None:
-                warnings.append(f"kernel {version['full']} {why}, the notebooks run {settings.python_version}: "
-                                "no kernel")
+            warnings += [f"kernel {version['full']} {why}, the notebooks run {settings.python_version}: "
+                         "no kernel"] if explicit else []
             continue
         kernels[version["full"]] = Kernel(version["full"], wanted.name,
                                           _version(text, wanted.name, version["versionName"]))
