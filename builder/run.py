@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import ebadapter, proc
+from builder.ebadapter.sources import config_guess_dir
 from builder.errors import BadInput, ModlibError, RunFailed
 from builder.execute import records, sources
 from builder.execute.command import Invocation, effective_options, invocation
@@ -85,7 +86,7 @@ def fetch_sources(settings: Settings, todo: list[Node], report: Report) -> dict[
         sources.prefetch(files, settings.layout.sources(), local, settings.pypi_simple, report)
         checked.update({key: [{"file": f"{f.subdir}/{f.filename}", "checksum": f.checksum} for f in node_files]
                         for key, node_files in per_node.items()})
-    ebadapter.config_guess_dir(settings.layout.sources()).mkdir(parents=True, exist_ok=True)
+    config_guess_dir(settings.layout.sources()).mkdir(parents=True, exist_ok=True)
     return checked
 
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from builder import ebadapter
+from builder.ebadapter.sources import SourceFile, checksum_problem, checksum_weakness
 from builder.errors import BadInput
 from builder.read.config import DEFAULT_PYPI_SIMPLE
 
@@ -70,7 +70,7 @@ def _download(url: str, dest: Path) -> str | None:
         return f"{url}: {getattr(err, 'reason', err)}"
 
 
-def _obtain(src: ebadapter.SourceFile, dest: Path, local_dirs: Iterable[Path], index_url: str) -> None:
+def _obtain(src: SourceFile, dest: Path, local_dirs: Iterable[Path], index_url: str) -> None:
     """Fetch one file to a temporary name beside ``dest``, check it, rename: safe with concurrent runs."""
     # a private folder keeps the file's own name, which EasyBuild's checksum dicts are keyed by
     part_dir = dest.parent / f".part-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -89,7 +89,7 @@ def _obtain(src: ebadapter.SourceFile, dest: Path, local_dirs: Iterable[Path], i
             if error:
                 tried.append(error)
                 continue
-            problem = ebadapter.checksum_problem(tmp, src.checksum)
+            problem = checksum_problem(tmp, src.checksum)
             if problem:
                 raise BadInput(src.owner, f"source {src.filename} from {url}: {problem}")
             os.replace(tmp, dest)
@@ -100,7 +100,7 @@ def _obtain(src: ebadapter.SourceFile, dest: Path, local_dirs: Iterable[Path], i
         shutil.rmtree(part_dir, ignore_errors=True)
 
 
-def prefetch(files: Iterable[ebadapter.SourceFile], cache: Path, local_dirs: Iterable[Path],
+def prefetch(files: Iterable[SourceFile], cache: Path, local_dirs: Iterable[Path],
              index_url: str = DEFAULT_PYPI_SIMPLE, report: Callable[[str], None] = lambda msg: None) -> int:
     """Make every file present and verified in ``cache``, before any build: returns how many were
     downloaded. ``local_dirs`` (sources kept in the repository) come first, ``index_url`` (a PyPI
@@ -108,11 +108,11 @@ def prefetch(files: Iterable[ebadapter.SourceFile], cache: Path, local_dirs: Ite
     fetched = 0
     local_dirs = list(local_dirs)
     for src in {(f.subdir, f.filename): f for f in files}.values():
-        weakness = ebadapter.checksum_weakness(src.checksum)
+        weakness = checksum_weakness(src.checksum)
         if weakness:
             raise BadInput(src.owner, f"source {src.filename}: {weakness}")
         dest = cache / src.subdir / src.filename
-        if dest.is_file() and ebadapter.checksum_problem(dest, src.checksum) is None:
+        if dest.is_file() and checksum_problem(dest, src.checksum) is None:
             continue
         report(f"fetching {src.filename}")
         _obtain(src, dest, local_dirs, index_url)

@@ -38,7 +38,7 @@ FORMAT = 1
 RACY_NS = 2_000_000_000
 #: modlib's own files whose code decides what a plan holds.
 _PLANNING_CODE = ("plan/planner.py", "plan/entry_options.py", "plan/diagnostics.py", "plan/graph.py",
-                  "plan/parse_cache.py", "plan/plan_cache.py", "ebadapter.py")
+                  "plan/parse_cache.py", "plan/plan_cache.py", "ebadapter/__init__.py")
 _EASYBUILD = ("easybuild-framework", "easybuild-easyblocks", "easybuild-easyconfigs")
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.ebadapter.sources import SourceFile, source_files
 from builder.errors import BadInput, RunFailed
 
 #: Options that only change how ``eb`` builds, never what planning resolves; kept out of the parse config.
@@ -40,17 +41,6 @@ class ParsedEasyconfig:
     module: str
     moduleclass: str
     deps: tuple[Dependency, ...]
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """One file a build needs: where EasyBuild looks for it (``subdir``/``filename``) and where to get it."""
-
-    filename: str
-    subdir: str
-    urls: tuple[str, ...]
-    checksum: object  # EasyBuild's checksum spec: str, tuple, dict, list of those, or None
-    owner: Path  # the easyconfig that asks for it
 
 
 def upstream_easyconfigs() -> Path:
@@ -366,110 +356,7 @@ class Session:
     def source_files(self, path: Path) -> list[SourceFile]:
         """Sources and patches of one easyconfig (extensions included), templates resolved by EasyBuild."""
         self._check()
-        from easybuild.framework.easyblock import get_easyblock_instance
-        from easybuild.framework.easyconfig.easyconfig import letter_dir_for, process_easyconfig
-        from easybuild.tools.build_log import EasyBuildError
-        from easybuild.tools.filetools import create_patch_info
-
-        try:
-            block = get_easyblock_instance(process_easyconfig(str(path), validate=False)[0])
-            cfg = block.cfg
-            subdir = os.path.join(letter_dir_for(cfg.name), cfg.name)
-            sources = cfg["sources"] or cfg["data_sources"]
-            sources = [sources] if isinstance(sources, dict) else list(sources)
-            checksums = cfg["checksums"]
-            files = []
-            for index, src in enumerate(sources):
-                spec = {"filename": src} if isinstance(src, str) else dict(src)
-                if spec.get("git_config"):
-                    raise BadInput(path, f"source {spec['filename']}: git sources cannot be pre-fetched")
-                remote = spec.get("download_filename") or spec["filename"]
-                urls = spec.get("source_urls") or cfg["source_urls"] or []
-                files.append(SourceFile(
-                    filename=spec["filename"], subdir=subdir, owner=path,
-                    urls=tuple(f"{u.rstrip('/')}/{remote}" for u in urls),
-                    checksum=block.get_checksum_for(checksums, filename=spec["filename"], index=index)))
-            for offset, patch in enumerate(cfg["patches"] + cfg["postinstallpatches"]):
-                name = create_patch_info(patch)["name"]
-                beside = path.parent / name  # patches live next to their easyconfig in robot layout
-                files.append(SourceFile(
-                    filename=name, subdir=subdir, owner=path, urls=(beside.as_uri(),),
-                    checksum=block.get_checksum_for(checksums, filename=name, index=len(sources) + offset)))
-            return files + self._extension_files(block, subdir, path)
-        except EasyBuildError as err:
-            raise BadInput(path, f"cannot list sources: {err.msg}") from None
-
-    def _extension_files(self, block, subdir: str, path: Path) -> list[SourceFile]:
-        """Extension sources, as EasyBuild's ``collect_exts_file_info`` names them, with their URLs resolved
-        the way it resolves them (parent templates plus the extension's own name and version)."""
-        import copy
-
-        from easybuild.framework.easyconfig.easyconfig import resolve_template
-        from easybuild.framework.easyconfig.templates import template_constant_dict
-
-        files = []
-        for ext in block.collect_exts_file_info(fetch_files=False, verify_checksums=False):
-            if "options" not in ext or ext["options"].get("nosource") or not ext.get("sources"):
-                continue
-            values = copy.deepcopy(block.cfg.template_values)
-            values.update(template_constant_dict({"name": ext["name"], "version": ext["version"]}))
-            urls = resolve_template(ext["options"].get("source_urls", []), values)
-            filename = ext["sources"][0]
-            files.append(SourceFile(filename=filename, subdir=subdir, owner=path,
-                                    urls=tuple(f"{u.rstrip('/')}/{filename}" for u in urls),
-                                    checksum=block.get_checksum_for(ext["checksums"], filename=filename, index=0)))
-        return files
-
-
-#: Checksum types that identify a file's content; size, crc32, adler32, md5 and sha1 can be forged.
-STRONG_CHECKSUMS = frozenset({"sha256", "sha512"})
-
-
-def checksum_weakness(spec: object) -> str | None:
-    """Why the easyconfig's checksum spec would let another file in, or None. EasyBuild's rules: a string
-    is sha256 (64 characters) or md5 (32); a list must all match, so one strong entry suffices; a tuple of
-    alternatives matches if any does, so each must be strong; a dict holds one spec per file name."""
-    if spec is None or spec == [] or spec == "":
-        return "no checksum in the easyconfig (modlib enforces checksums)"
-    if _strong(spec):
-        return None
-    return f"only sha256 or sha512 checksums are accepted, not {spec!r}"
-
-
-def _strong(spec: object) -> bool:
-    from easybuild.tools.filetools import CHECKSUM_FUNCTIONS
-
-    if isinstance(spec, str):
-        return len(spec) == 64
-    if isinstance(spec, dict):
-        return bool(spec) and all(_strong(v) for v in spec.values())
-    if isinstance(spec, list):
-        return any(_strong(v) for v in spec)
-    if isinstance(spec, tuple) and len(spec) == 2 and spec[0] in CHECKSUM_FUNCTIONS:  # (type, value)
-        return spec[0] in STRONG_CHECKSUMS
-    return isinstance(spec, tuple) and bool(spec) and all(_strong(v) for v in spec)  # alternatives
-
-
-def checksum_problem(path: Path, spec: object) -> str | None:
-    """None when ``path`` matches the easyconfig's checksum spec; else what is wrong (missing, too weak
-    to count, or a mismatch)."""
-    from easybuild.tools.filetools import compute_checksum, verify_checksum
-
-    weakness = checksum_weakness(spec)
-    if weakness:
-        return weakness
-    if verify_checksum(str(path), spec):
-        return None
-    return f"checksum mismatch (sha256 of the file: {compute_checksum(str(path), 'sha256')}, expected {spec})"
-
-
-def config_guess_dir(sources: Path) -> Path:
-    """Where EasyBuild's ConfigureMake looks for (and downloads) a recent config.guess in the source
-    cache. Builds see the cache read-only and offline: the folder must exist, so that the download
-    fails as EasyBuild expects (a warning, the tarball's own config.guess used) rather than on mkdir."""
-    from easybuild.easyblocks import VERSION as EASYBLOCKS_VERSION
-
-    return sources / "generic" / f"eb_v{EASYBLOCKS_VERSION}" / "ConfigureMake"
+        return source_files(path)
 
 
 def permanent_exit_codes() -> list[int]:
