@@ -11,8 +11,11 @@ network round trip. This measures what a user waits for, on local disk and throu
   ``update_lmod_system_cache_files`` for the *same MODULEPATH string* (Lmod matches the cache by the
   literal path, so the FUSE cache is generated through the mount), plus ``LMOD_CACHED_LOADS=yes``.
 
-An extra row times the load with the cache configured but ``LMOD_CACHED_LOADS`` unset (Lmod's default:
-the cache serves avail/spider, loads walk the tree), because cached loads turned out slower here.
+Extra rows time the load and the terse avail with the cache configured but ``LMOD_CACHED_LOADS`` unset
+(Lmod's default "no", and env.sh's: library.yaml's notebook.cached_loads is false unless set): loads walk
+the tree, cached loads having turned out slower here, and so does ``module -t avail`` (what jupyter-lmod's
+panel runs), since Lmod uses the cache for a terse avail only with cached loads; spider and plain avail
+use it either way.
 
 Correctness checks: the cached ``avail``/``spider`` list the same modules as the uncached ones; every
 load brings in the expected number of modules; a canary module added after the cache was built is
@@ -57,7 +60,7 @@ printf '%s %s %s %s\\n' "$t0" "$t1" "$rc" "${LOADEDMODULES:-}" >"$BENCH_TIMES"
 
 
 #: Scenario -> (LMOD_RC with scDescriptT set, LMOD_CACHED_LOADS=yes). The third one is an extra, for loads
-#: only: the system cache for avail/spider, but loads left to walk the tree (Lmod's default).
+#: and terse avail only: the system cache configured, LMOD_CACHED_LOADS left at Lmod's default (no).
 MODES = {"no cache": (False, False), "cache": (True, True), "cache, uncached loads": (True, False)}
 
 
@@ -260,14 +263,15 @@ def print_table(cells: list[Cell], target: str, runs: int) -> None:
     for place, mode in columns:
         table.add_column(f"{place}\n{mode}", justify="right")
     for command in dict.fromkeys(c.command for c in cells):
-        label = {"load": f"load {target}", "load-uncached": "  same, LMOD_CACHED_LOADS unset"}.get(command, command)
+        label = {"load": f"load {target}", "load-uncached": "  same, LMOD_CACHED_LOADS unset",
+                 "avail-uncached": "  avail, LMOD_CACHED_LOADS unset"}.get(command, command)
         table.add_row(label, *(_cell_text(cells, place, mode, command) for place, mode in columns))
     Console(width=160).print(table)
 
 
 def _cell_text(cells: list[Cell], place: str, mode: str, command: str) -> str:
     """'median (requests)' of one cell; the extra load row is stored under its own mode."""
-    if command == "load-uncached":
+    if command.endswith("-uncached"):
         if mode == "no cache":
             return "-"
         mode = "cache, uncached loads"
@@ -338,11 +342,12 @@ def lmod_configs(args, work: Path, places: dict[str, Place], scratch: Path) -> d
 
 
 def scenarios(commands: dict[str, list[str]]):
-    """(mode, command name, module arguments): the 3 x 2 main cells, then the extra uncached-loads one."""
+    """(mode, command name, module arguments): the 3 x 2 main cells, then the extra uncached-loads ones."""
     for mode in ("no cache", "cache"):
         for command, cmd_args in commands.items():
             yield mode, command, cmd_args
-    yield "cache, uncached loads", "load-uncached", commands["load"]
+    for command in ("avail", "load"):
+        yield "cache, uncached loads", f"{command}-uncached", commands[command]
 
 
 def run_cells(args, work: Path, places: dict[str, Place], commands: dict[str, list[str]],
@@ -371,6 +376,8 @@ def check_results(cells: list[Cell], expected_loaded: int, places, work, args, s
     for command in ("avail", "spider"):
         ref = names("local", "no cache", command)[0]
         every = [lst for p in ("local", "fuse") for m in ("no cache", "cache") for lst in names(p, m, command)]
+        if command == "avail":
+            every += [lst for p in ("local", "fuse") for lst in names(p, "cache, uncached loads", "avail-uncached")]
         checks[f"{command}_modules"] = len(ref)
         checks[f"{command}_all_runs_identical"] = all(lst == ref for lst in every)
     checks["load_expected_modules"] = expected_loaded

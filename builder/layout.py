@@ -8,6 +8,7 @@ checks the page against it), and the methods of ``Layout`` fill the patterns in.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,9 @@ VIEW_LMODRC = Entry("lmodrc.lua", "Lmod's default rc + the spider caches of the 
 VIEW_FEATURED = Entry("featured.json", "featured-modules index (schema: builder/schemas/featured.schema.json)", 2)
 VIEW_FEATURED_TREE = Entry("featured/", "links to the featured module files (`module use` it alone)", 2)
 VIEW_JUPYTER = Entry("jupyter_server_config.json", "jupyter-lmod: launcher_pins, launcher_module_map", 2)
+VIEW_KERNELS = Entry("jupyter/", "a Jupyter data folder, first on JUPYTER_PATH (env.sh)", 2)
+VIEW_KERNEL_SH = Entry("kernel.sh", "what kernels run with bash: Lmod's init, env.sh, module load, exec Python", 3)
+VIEW_KERNEL = Entry("kernels/modlib-<kernel>/kernel.json", "one kernelspec per module with a kernel", 3)
 VIEW_STATE = Entry("publish.json", "each stored file the generation holds, for the next publish to compare", 1)
 VIEW_INPUTS = Entry("inputs.json", "digest of what the generation was made from; written last", 1)
 SOFTWARE = Entry("<tree>/software/<Name>-<build>/...", "installs, one fresh prefix per build (EasyBuild's "
@@ -56,14 +60,19 @@ CACHE = Entry("cache/", "parsed-easyconfig cache, where MODLIB_CACHE points here
 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_TARGET, VIEW_ENV, VIEW_LMODRC,
-           VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_STATE, VIEW_INPUTS, SOFTWARE, UNREFERENCED, STORE,
-           STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META, RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN,
-           INPUTS, CACHE)
+           VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_KERNELS, VIEW_KERNEL_SH, VIEW_KERNEL, VIEW_STATE,
+           VIEW_INPUTS, SOFTWARE, UNREFERENCED, STORE, STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META,
+           RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
 
 
 def slug(module: str) -> str:
     """A module name as one path component (``Jinja2/3.1.4`` -> ``Jinja2--3.1.4``)."""
     return module.replace("/", "--")
+
+
+def kernel_name(module: str) -> str:
+    """A module's kernel as Jupyter names kernels (lower case, [a-z0-9._-]): ``jinja2--3.1.4``."""
+    return re.sub(r"[^a-z0-9._-]", "_", slug(module).lower())
 
 
 def _fill(entry: Entry, **values: str) -> str:
@@ -91,6 +100,18 @@ class Layout:
 
     def view_target(self, base: Path, target: str) -> Path:
         return base / _fill(VIEW_TARGET, target=target)
+
+    def view_jupyter(self, base: Path, target: str) -> Path:
+        """A target's Jupyter data folder (kernels) inside a view: env.sh puts it on JUPYTER_PATH."""
+        return self.view_target(base, target) / _fill(VIEW_KERNELS)
+
+    def view_kernel_sh(self, base: Path, target: str) -> Path:
+        return self.view_jupyter(base, target) / _fill(VIEW_KERNEL_SH)
+
+    def view_kernel(self, base: Path, target: str, module: str) -> Path:
+        """The folder of a module's kernelspec (kernel.json in it) inside a view."""
+        return self.view_jupyter(base, target) / _fill(VIEW_KERNEL, kernel=kernel_name(module)).removesuffix(
+            "/kernel.json")
 
     def view_cache(self, base: Path, tree: str) -> Path:
         """A tree's spider cache inside a view, beside its module files."""

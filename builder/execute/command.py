@@ -125,6 +125,7 @@ def host_env(settings: Settings, scratch: Path, base: dict[str, str] | None = No
     for sub in ("build", "tmp"):  # made once here: concurrent eb processes race creating them
         (scratch / sub).mkdir(parents=True, exist_ok=True)
     env["LMOD_CMD"] = str(settings.lmod_prefix / "libexec" / "lmod")
+    env["MODLIB_PYTHON"] = settings.python  # the site hooks start installed scripts with it (pods: the image's)
     if os.geteuid() == 0:
         env["EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES"] = "1"
     return env

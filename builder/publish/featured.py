@@ -41,7 +41,8 @@ def python_minor(module_text: str) -> str | None:
     return found.group(1) if found else None
 
 
-def _pick(package: dict, wanted: Featured) -> dict | None:
+def pick(package: dict, wanted: Featured) -> dict | None:
+    """The version of a catalogue package an entry means: its own version, else Lmod's default, else the newest."""
     versions = package.get("versions", [])
     if wanted.version:
         return next((v for v in versions if wanted.version in (v["versionName"], v["full"])), None)
@@ -57,7 +58,7 @@ def feature(settings: Settings, target: str, catalogue: list[dict], gpu_dirs: li
                            "modules": []}, links={})
     for wanted in (f for f in settings.featured if not f.targets or target in f.targets):
         package = packages.get(wanted.name) or {}
-        version = _pick(package, wanted) if package else None
+        version = pick(package, wanted) if package else None
         label = wanted.name + (f"/{wanted.version}" if wanted.version else "")
         if version is None:
             out.warnings.append(f"featured {label} is not published in target '{target}'")

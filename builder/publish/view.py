@@ -1,6 +1,6 @@
 """Publication: a new generation of the live view, swapped in with one symlink rename.
 
-What a notebook sees (module files, spider caches, featured index, the files it sources) lives in
+What a notebook sees (module files, spider caches, featured index, kernels, the files it sources) lives in
 ``<root>/views/<generation>``, and notebooks reach it only through ``<root>/live``. A publish builds
 a complete new generation beside the old one (module files are hard links to the store, which is
 only ever changed by renames, so old generations keep their bytes), then renames a new symlink over
@@ -10,9 +10,10 @@ unreferenced folder that the next publish removes.
 A run publishes after every built node, so a publish must not cost more as the library grows. It
 compares the store with what the live generation was made from (``publish.json``: each stored file's
 inode, size and time) and has Lmod work only on the module names that changed: their part of their
-tree's spider cache (builder/publish/spider_cache.py), and the featured index when a featured name is
-among them. Everything else is taken from the live generation as it is. A changed configuration, Lmod,
-library root or set of trees, or a live generation without ``publish.json``, means a publish from scratch.
+tree's spider cache (builder/publish/spider_cache.py), and the featured index and the kernels
+(builder/publish/kernels.py) when a featured name or one with a kernel is among them. Everything else
+is taken from the live generation as it is. A changed configuration, Lmod, library root or set of
+trees, or a live generation without ``publish.json``, means a publish from scratch.
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ import uuid
 from pathlib import Path
 
 from builder.layout import Layout
-from builder.publish import featured, lmod, spider_cache
+from builder.publish import featured, kernels, lmod, spider_cache
 from builder.publish.live import read_manifest
 from builder.publish.notebook_env import env_sh, lmodrc, modulepath
 from builder.read.config import Settings
 
 #: Generations kept besides the live one, for shells that resolved ``live`` a moment before a swap.
 KEEP_PREVIOUS = 2
+
+#: What a generation holds, bumped when modlib writes files into it that earlier versions did not (2: the
+#: kernels): a publish starts from scratch rather than from a live generation that lacks them.
+VIEW_FORMAT = 2
 
 #: A store listing: path below the tree's store -> [inode, size, mtime_ns] of a file, "->target" of a
 #: link, or "dir".
@@ -212,15 +217,19 @@ def _target_files(settings: Settings, gen: Path, name: str, changes: dict[str, l
                                               *(layout.view_cache(live, t) for t in trees)))
     (folder / "env.sh").write_text(env_sh(settings, name))
     wanted = {f.name for f in settings.featured if not f.targets or name in f.targets}
+    wanted |= kernels.names(settings, name)
     touched = any(changes[t] is None or wanted & set(changes[t] or ()) for t in trees)
     if previous is not None and not touched:
         featured.reuse(layout.view_target(previous[0], name), folder)
+        kernels.reuse(layout.view_jupyter(previous[0], name), layout.view_jupyter(gen, name))
         return previous[1]["featured_warnings"][name]
     gpu = [layout.view_tree(gen, t) for t in trees if settings.target_of_tree(t).kind == "cuda"]
     catalogue = featured.catalogue(settings.lmod_prefix, sorted(wanted), modulepath(settings, name, base=gen))
     featuring = featured.feature(settings, name, catalogue, gpu, lambda path: _moduleclass(settings, gen, path))
     featured.write(featuring, folder)
-    return featuring.warnings
+    chosen, warnings = kernels.select(settings, name, catalogue)
+    kernels.write(settings, gen, name, chosen)
+    return featuring.warnings + warnings
 
 
 def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[str]]:
@@ -231,7 +240,7 @@ def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[
     trees = settings.trees()
     listings = {tree: _listing(layout.store(tree)) for tree in trees}
     state = {"config": hashlib.sha256(settings.config_file.read_bytes()).hexdigest(),
-             "lmod": str(settings.lmod_prefix.resolve()), "live": str(layout.live())}
+             "lmod": str(settings.lmod_prefix.resolve()), "live": str(layout.live()), "format": VIEW_FORMAT}
     previous = None if full else _previous(settings, trees, state)
     changes = {tree: None if previous is None else _changed(previous[1]["files"][tree], listings[tree])
                for tree in trees}

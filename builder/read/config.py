@@ -103,7 +103,8 @@ class Settings:
     defaults: tuple[tuple[str, str], ...] = ()  # module name -> default version
     hidden: tuple[str, ...] = ()  # retired modules: hidden, still loadable
     cache_dir: Path | None = None  # parsed-easyconfig cache ($MODLIB_CACHE); None: no cache
-    cached_loads: bool = True  # LMOD_CACHED_LOADS in notebooks' env.sh
+    cached_loads: bool = False  # LMOD_CACHED_LOADS in notebooks' env.sh (measured slower: docs/performance.md)
+    kernels: tuple[str, ...] | None = None  # modules with a Jupyter kernel; None: the featured Python packages
     grace_period_hours: float = 24.0  # how long a prefix nothing names any more stays
     lmod_prefix: Path = DEBIAN_LMOD  # Lmod here (holds libexec/ and init/); builds and publishing use it
     pypi_simple: str = DEFAULT_PYPI_SIMPLE  # where the source pre-fetch finds Python distributions
@@ -259,6 +260,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
             if name not in targets:
                 raise BadInput(path, f"featured {entry['name']}: unknown target '{name}'")
     root = rel(env["MODLIB_ROOT"]) if env.get("MODLIB_ROOT") else rel(data["root"])
+    kernels = data.get("notebook", {}).get("kernels")  # absent: the featured Python packages get kernels
     return Settings(
         config_file=path.resolve(), repo_root=repo, root=root.resolve(),
         python=_python(env.get("MODLIB_PYTHON") or data["python"]["executable"], rel),
@@ -270,7 +272,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         defaults=tuple(sorted(data.get("modules", {}).get("defaults", {}).items())),
         hidden=tuple(data.get("modules", {}).get("hidden", [])),
         cache_dir=default_cache_dir(env),
-        cached_loads=data.get("notebook", {}).get("cached_loads", True),
+        cached_loads=data.get("notebook", {}).get("cached_loads", False),
+        kernels=None if kernels is None else tuple(kernels),
         grace_period_hours=data.get("installs", {}).get("grace_period_hours", 24.0),
         lmod_prefix=lmod_prefix(env),
         pypi_simple=(env.get("MODLIB_PYPI_SIMPLE") or data.get("sources", {}).get("pypi_simple")

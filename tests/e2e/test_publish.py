@@ -30,7 +30,7 @@ def test_env_sh_is_what_modlib_env_prints(demo_library, target):
     lines = modlib("env", "--config", CONFIG, "--target", target, env=env, check=True).stdout
     env_sh = (root / "live" / "targets" / target / "env.sh").read_text()
     assert [line for line in env_sh.splitlines() if not line.startswith("#")] == lines.splitlines()
-    assert "export LMOD_CACHED_LOADS=yes" in lines and "LMOD_SHORT_TIME=86400" in lines
+    assert "export LMOD_CACHED_LOADS=no" in lines and "LMOD_SHORT_TIME=86400" in lines
 
 
 @pytest.mark.parametrize("target, expected", [
@@ -65,7 +65,7 @@ mount -o remount,bind,ro "$ROOT"
 if touch "$ROOT/live/write-test" 2>/dev/null; then echo "volume is writable"; exit 9; fi
 source /usr/share/lmod/lmod/init/bash
 source "$ROOT/live/targets/cuda/env.sh"
-module -D -t avail > /tmp/modlib-avail-debug.$$ 2>&1
+module -D avail > /tmp/modlib-avail-debug.$$ 2>&1  # terse avail uses the cache only with cached loads
 grep -q "cacheFile found: $ROOT/live/trees/cuda/cache/spiderT" /tmp/modlib-avail-debug.$$
 grep -q "cacheFile found: $ROOT/live/trees/cpu/cache/spiderT" /tmp/modlib-avail-debug.$$
 grep -q "buildSpiderT: false" /tmp/modlib-avail-debug.$$

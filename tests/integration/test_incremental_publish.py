@@ -3,6 +3,7 @@ really reads it: real Lmod (spider, serializer, `module`), module files written 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -91,7 +92,8 @@ def seen(settings) -> dict:
             out[rel] = text.replace(str(gen), "GEN")
     for target in settings.targets:
         env_sh = gen / "targets" / target / "env.sh"
-        for command in ("-t avail", "-t spider", "-t --ignore_cache avail"):
+        # plain avail and spider read the caches; terse avail walks the tree unless cached loads are on
+        for command in ("avail", "-t avail", "-t spider", "-t --ignore_cache avail"):
             out[f"{target}: module {command}"] = lmod_shell(f"source {env_sh}; module {command} 2>&1").stdout
     return out
 
@@ -161,12 +163,17 @@ def test_featured_index_is_what_the_whole_tree_catalogue_gives(library):
     assert os.readlink(gen / "targets" / "cuda" / "featured" / "saxpy" / "1.1-GCCcore-system-CUDA-13.2.2.lua")
 
 
-def test_lmod_reads_every_tree_cache_and_walks_nothing(library):
+@pytest.mark.parametrize("cached_loads", [False, True])
+def test_lmod_reads_every_tree_cache_and_walks_nothing(library, cached_loads):
+    """``avail`` and ``spider`` come from the caches; terse ``avail`` (jupyter-lmod's panel runs
+    ``$LMOD_CMD python --terse avail``) only with LMOD_CACHED_LOADS=yes: Lmod 8.6 walks the tree for it
+    otherwise (Master.lua, ``use_cache = (not terse) or cached_loads ~= "no"``)."""
+    library = dataclasses.replace(library, cached_loads=cached_loads)
     view.publish_view(library)
     put(library.root, "cpu", "Abseil/20250512.1-GCCcore-14.3.0")
     gen, _ = view.publish_view(library)
     env_sh = library.root / "live" / "targets" / "cuda" / "env.sh"
-    debug = lmod_shell(f"source {env_sh}; module -D -t avail 2>&1").stdout
+    debug = lmod_shell(f"source {env_sh}; module -D avail 2>&1").stdout
     live = library.root / "live"
     assert f"cacheFile found: {live}/trees/cuda/cache/spiderT" in debug
     assert f"cacheFile found: {live}/trees/cpu/cache/spiderT" in debug
@@ -174,7 +181,10 @@ def test_lmod_reads_every_tree_cache_and_walks_nothing(library):
     # a module file slipped into the generation behind the cache's back: only a walk finds it
     shutil.copy(library.layout.view_tree(gen, "cpu") / "Abseil" / "20250512.1-GCCcore-14.3.0.lua",
                 library.layout.view_tree(gen, "cpu") / "Abseil" / "99.lua")
-    assert "Abseil/99" not in lmod_shell(f"source {env_sh}; module -t avail 2>&1").stdout
+    assert "Abseil/99" not in lmod_shell(f"source {env_sh}; module avail 2>&1").stdout
+    assert "Abseil/99" not in lmod_shell(f"source {env_sh}; module -t spider Abseil 2>&1").stdout
+    terse = lmod_shell(f"source {env_sh}; module -t avail 2>&1").stdout
+    assert ("Abseil/99" in terse) is not cached_loads
     assert "Abseil/99" in lmod_shell(f"source {env_sh}; module -t --ignore_cache avail 2>&1").stdout
 
 

@@ -90,7 +90,9 @@ def make_volume(base: Path, source_cache: Path) -> Path:
 class Scenario:
     def __init__(self, base: Path, volume: Path, config: Path, kubeconfig: Path):
         self.base, self.volume, self.config, self.kubeconfig = base, volume, config, kubeconfig
-        self.image_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+        # the builder image's ENV (k8s-jobs/image/Containerfile): its venv first on PATH, and named as the
+        # library's Python, which the site hooks write into installed scripts
+        self.image_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "MODLIB_PYTHON": sys.executable}
 
     def spec(self, command: list[str], read_only: bool = False) -> dict:
         """A pod of the runner's kind (the CronJob's, or a notebook's with ``read_only``)."""

@@ -1,6 +1,7 @@
 """The site hooks' rules, tested as plain functions (the e2e build runs them inside eb)."""
 
 import importlib.util
+import os
 
 import pytest
 from easybuild.tools.build_log import EasyBuildError
@@ -51,3 +52,43 @@ def test_hook_names_are_known_to_easybuild(hooks):
 
     names = [n for n in dir(hooks) if n.endswith("_hook")]
     assert names and all(n in KNOWN_HOOKS for n in names)
+
+
+def script(path, text, mode=0o755):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_python_scripts_start_with_the_librarys_python(hooks, tmp_path):
+    env_python = script(tmp_path / "bin" / "tool", "#!/usr/bin/env python\nprint('tool')\n")
+    pip_python = script(tmp_path / "bin" / "other", "#!/build/host/bin/python3.11 -E\nimport x\n")
+    shell = script(tmp_path / "bin" / "wrapper", "#!/bin/sh\nexec python3 -m x\n")
+    extra = script(tmp_path / "libexec" / "helper.py", "#!/usr/bin/env python\n")
+    binary = tmp_path / "bin" / "compiled"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00python\n")
+    (tmp_path / "bin" / "link").symlink_to("tool")
+    changed = hooks.fix_python_shebangs(str(tmp_path), "libexec/*.py", "/opt/py/bin/python")
+    assert sorted(changed) == sorted(str(p) for p in (env_python, pip_python, extra))
+    assert env_python.read_text() == "#!/opt/py/bin/python\nprint('tool')\n"
+    assert pip_python.read_text() == "#!/opt/py/bin/python\nimport x\n"
+    assert shell.read_text() == "#!/bin/sh\nexec python3 -m x\n"
+    assert binary.read_bytes() == b"\x7fELF\x02\x01\x01\x00python\n"
+    assert hooks.fix_python_shebangs(str(tmp_path), None, "/opt/py/bin/python") == []
+
+
+def test_the_librarys_python_must_be_found(hooks, tmp_path):
+    script(tmp_path / "python3", "#!/bin/sh\n")
+    assert hooks.library_python("python3", path=str(tmp_path)) == str(tmp_path / "python3")
+    assert hooks.library_python("/opt/py/bin/python") == "/opt/py/bin/python"
+    with pytest.raises(EasyBuildError, match="MODLIB_PYTHON"):
+        hooks.library_python(None)
+
+
+def test_the_sanity_checks_path_has_no_python(hooks, tmp_path):
+    with_python = tmp_path / "venv" / "bin"
+    script(with_python / "python", "#!/bin/sh\n")
+    script(tmp_path / "tools" / "python3", "#!/bin/sh\n")
+    path = os.pathsep.join([str(with_python), str(tmp_path / "tools"), "/nonexistent"])
+    assert hooks.without_python(path) == os.pathsep.join([str(tmp_path / "tools"), "/nonexistent"])

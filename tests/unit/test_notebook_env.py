@@ -1,8 +1,9 @@
+import subprocess
 from pathlib import Path
 
 from builder.publish.notebook_env import env_lines, lmodrc
 from builder.read.config import load_settings
-from tests.helpers import REPO
+from tests.helpers import REPO, write_config, write_easystack
 
 
 def settings(**extra):
@@ -16,16 +17,33 @@ def test_cuda_notebook_sees_cuda_tree_first_and_the_cache():
     assert env_lines(settings(), "cuda") == [
         "export MODULEPATH=/srv/lib/live/trees/cuda/modules/all:/srv/lib/live/trees/cpu/modules/all",
         "export LMOD_RC=/srv/lib/live/targets/cuda/lmodrc.lua",
-        "export LMOD_CACHED_LOADS=yes",
+        "export LMOD_CACHED_LOADS=no",
         "export LMOD_SHORT_TIME=86400",
         "export MODLIB_TARGET=cuda",
+        'export JUPYTER_PATH=/srv/lib/live/targets/cuda/jupyter"${JUPYTER_PATH:+:$JUPYTER_PATH}"',
     ]
 
 
-def test_cpu_notebook_sees_only_the_cpu_tree_and_cached_loads_can_be_off():
-    lines = env_lines(settings(cached_loads=False), "cpu")
+def test_cpu_notebook_sees_only_the_cpu_tree_and_cached_loads_can_be_on():
+    lines = env_lines(settings(cached_loads=True), "cpu")
     assert lines[0] == "export MODULEPATH=/srv/lib/live/trees/cpu/modules/all"
-    assert "export LMOD_CACHED_LOADS=no" in lines
+    assert "export LMOD_CACHED_LOADS=yes" in lines
+
+
+def test_cached_loads_are_off_unless_library_yaml_turns_them_on(tmp_path):
+    stack = write_easystack(tmp_path / "cpu.yaml", [])
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}})
+    assert "export LMOD_CACHED_LOADS=no" in env_lines(load_settings(config, env={"MODLIB_ROOT": "/srv/lib"}), "cpu")
+
+
+def test_jupyter_path_puts_the_library_kernels_before_the_images_own(tmp_path):
+    line = env_lines(settings(), "cpu")[-1]
+    out = subprocess.run(["bash", "-c", f"{line}\n{line}\necho $JUPYTER_PATH"], capture_output=True, text=True,
+                         env={"JUPYTER_PATH": "/usr/local/share/jupyter"})
+    assert out.stdout.split(":")[0] == "/srv/lib/live/targets/cpu/jupyter"
+    assert out.stdout.strip().endswith(":/usr/local/share/jupyter")
+    alone = subprocess.run(["bash", "-c", f"{line}\necho $JUPYTER_PATH"], capture_output=True, text=True, env={})
+    assert alone.stdout.strip() == "/srv/lib/live/targets/cpu/jupyter"
 
 
 def test_lmodrc_keeps_lmods_properties_and_adds_the_cache():

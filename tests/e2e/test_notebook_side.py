@@ -1,0 +1,127 @@
+"""The demo library on the notebook side: its kernels start as Jupyter starts them, and the scripts of its
+Python packages run where no `python` command is on PATH (a Debian image has only `python3`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+
+from builder.read.config import load_settings
+from tests.helpers import LMOD_INIT, REPO, bundle_easyconfig, link_sources, modlib, write_config, write_easystack
+
+pytestmark = pytest.mark.e2e
+CONFIG = REPO / "easyconfigs" / "library.yaml"
+KERNEL = "modlib-jinja2--3.1.4-gcccore-system"
+#: What a Jupyter server's environment may be: no Lmod, no module, no `python` on PATH.
+BARE_PATH = "/usr/bin:/bin"
+
+
+def bare_env(home: Path) -> dict[str, str]:
+    return {"PATH": BARE_PATH, "HOME": str(home), "LANG": "C.UTF-8"}
+
+
+def settings_of(demo_library):
+    root, env, _ = demo_library
+    return load_settings(CONFIG, env={**os.environ, **env})
+
+
+def test_each_kernel_is_listed_with_the_module_and_the_python(demo_library, monkeypatch):
+    jupyter = demo_library[0] / "live" / "targets" / "cpu" / "jupyter"
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter))
+    specs = KernelSpecManager().get_all_specs()
+    names = {name: spec["spec"]["display_name"] for name, spec in specs.items() if name.startswith("modlib-")}
+    assert names == {KERNEL: "Python 3.11 · Jinja2 3.1.4",
+                     "modlib-jinja2--3.1.6-gcccore-system": "Python 3.11 · Jinja2 3.1.6",
+                     "modlib-tensorboard--2.21.0-gcccore-system": "Python 3.11 · TensorBoard 2.21.0"}
+
+
+def test_a_kernel_started_from_its_kernelspec_imports_its_modules_version(demo_library, monkeypatch, tmp_path):
+    """Started as a Jupyter server starts it (jupyter_client, the kernelspec found on JUPYTER_PATH), from an
+    environment without Lmod or any module, the kernel has Jinja2 3.1.4 and not the default 3.1.6."""
+    monkeypatch.setenv("JUPYTER_PATH", str(demo_library[0] / "live" / "targets" / "cpu" / "jupyter"))
+    manager = KernelManager(kernel_name=KERNEL)
+    manager.start_kernel(env=bare_env(tmp_path))
+    client = manager.client()
+    try:
+        client.start_channels()
+        client.wait_for_ready(timeout=120)
+        out: list[str] = []
+        reply = client.execute_interactive(
+            "import jinja2, os; print(jinja2.__version__, os.environ['LOADEDMODULES'])", timeout=60,
+            output_hook=lambda msg: out.append(msg["content"].get("text", "")))
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    version, loaded = "".join(out).split()
+    assert version == "3.1.4"
+    assert "Jinja2/3.1.4-GCCcore-system" in loaded.split(":")
+
+
+@pytest.mark.skipif(shutil.which("python", path=BARE_PATH) is not None, reason=f"this host has a python in {BARE_PATH}")
+def test_tensorboard_runs_from_its_module_without_python_on_path(demo_library, tmp_path):
+    env_sh = demo_library[0] / "live" / "targets" / "cpu" / "env.sh"
+    script = f"source {LMOD_INIT}\nsource {env_sh}\nmodule load TensorBoard\ntensorboard --version"
+    out = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in bare_env(tmp_path).items()), "bash", "-c", script],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "2.21.0"
+
+
+def test_every_python_script_starts_with_the_librarys_python(demo_library):
+    """For every install of the library: a script with a Python shebang names the configured Python."""
+    python = settings_of(demo_library).python
+    scripts = {}
+    for tree in ("cpu", "cuda"):
+        for path in (demo_library[0] / tree / "software").glob("*/*/*/bin/*"):
+            if path.is_file() and not path.is_symlink():
+                with open(path, "rb") as handle:
+                    first = handle.readline().decode("utf-8", "replace").rstrip("\n")
+                if first.startswith("#!") and "python" in first:
+                    scripts[str(path)] = first
+    assert any(p.endswith("/bin/tensorboard") for p in scripts) and len(scripts) > 5, scripts
+    assert {line for line in scripts.values()} == {f"#!{python}"}, json.dumps(scripts, indent=1)
+
+
+SCRIPT = ("mkdir -p %(installdir)s/{folder} && printf '#!/usr/bin/env python\\\\nprint(42)\\\\n' > {path} "
+          "&& chmod +x {path}")
+
+
+def scripted(name: str, folder: str) -> str:
+    """A Bundle that installs a Python script with EasyBuild's '#!/usr/bin/env python' and runs it in its
+    sanity check."""
+    path = f"%(installdir)s/{folder}/{name}"
+    return bundle_easyconfig(name, f'postinstallcmds = ["{SCRIPT.format(folder=folder, path=path)}"]\n'
+                                   f'sanity_check_paths = {{"files": ["{folder}/{name}"], "dirs": []}}\n'
+                                   f'sanity_check_commands = ["{path} | grep -x 42"]')
+
+
+def test_a_script_that_needs_python_on_path_fails_the_sanity_check(tmp_path, source_cache):
+    """bin/ (where packages put their scripts) is fixed by the site hooks; a script elsewhere keeps its
+    shebang, and the sanity check, which runs without `python` on PATH, fails it."""
+    site = tmp_path / "site"
+    for name, folder in (("fixed", "bin"), ("unfixed", "libexec")):
+        (site / name[0] / name).mkdir(parents=True)
+        (site / name[0] / name / f"{name}-1.0-GCCcore-system.eb").write_text(scripted(name, folder))
+    (tmp_path / "easyconfigs").mkdir()
+    stack = write_easystack(tmp_path / "easyconfigs" / "cpu.yaml", ["fixed-1.0-GCCcore-system.eb",
+                                                                    "unfixed-1.0-GCCcore-system.eb"])
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
+                          easyconfig_paths=[str(site), str(REPO / "easyconfigs")])
+    link_sources(tmp_path / "library", source_cache)
+    result = modlib("build", "--config", str(config))
+    assert result.returncode == 1 and "failed 1" in result.stdout, result.stdout + result.stderr
+    root = tmp_path / "library"
+    assert (root / "cpu" / "modules" / "all" / "fixed" / "1.0-GCCcore-system.lua").is_file()
+    (fixed,) = (root / "cpu" / "software").glob("fixed-*/fixed/1.0-GCCcore-system/bin/fixed")
+    assert fixed.read_text().startswith(f"#!{load_settings(config).python}\n")
+    log = next((root / ".modlib" / "records" / "cpu").glob("unfixed--1.0-GCCcore-system/*.log")).read_text()
+    assert re.search(r"/usr/bin/env: .python.: No such file or directory", log)  # quotes follow the locale
