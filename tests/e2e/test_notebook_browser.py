@@ -98,7 +98,9 @@ def test_jinja2_loads_from_the_panel(lab):
     page.press("#modules", "Enter")  # the panel filters on key-up
     page.locator("#module_avail_list .jp-Module-itemLabel", has_text="TensorBoard").wait_for()
     _widen_side_panel(page, 160)
-    page.screenshot(path=shots / "notebook-lmod-panel.png")
+    panel = page.locator("#module-jupyterlab").bounding_box()
+    assert panel is not None
+    page.screenshot(path=shots / "notebook-lmod-panel.png", clip={**panel, "height": 260})
 
 
 def test_notebook_on_the_jinja2_kernel_imports_it_from_the_library(lab):
