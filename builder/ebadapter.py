@@ -385,3 +385,10 @@ def permanent_exit_codes() -> list[int]:
 
     transient = {X.SUCCESS, X.ERROR, X.FAIL_FETCH_STEP, X.FAIL_DOWNLOAD, X.FAIL_GITHUB}
     return sorted(int(code) for code in X if code not in transient)
+
+
+def software_variable(name: str) -> str:
+    """A software name as EasyBuild spells it in module files' variables (EBROOT<X>, EBVERSION<X>)."""
+    from easybuild.tools.filetools import convert_name
+
+    return convert_name(name, upper=True)

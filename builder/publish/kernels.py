@@ -25,6 +25,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder import ebadapter
 from builder.publish.featured import pick, python_minor
 from builder.read.config import Featured, Settings
 
@@ -49,8 +50,8 @@ def names(settings: Settings, target: str) -> set[str]:
 
 
 def _version(module_text: str, name: str, fallback: str) -> str:
-    found = re.search(r'setenv\("EBVERSION' + re.escape(name.upper().replace("-", "_")) + r'",\s*"([^"]+)"\)',
-                      module_text)
+    variable = "EBVERSION" + ebadapter.software_variable(name)
+    found = re.search(r'setenv\("' + re.escape(variable) + r'",\s*"([^"]+)"\)', module_text)
     return found.group(1) if found else fallback
 
 
