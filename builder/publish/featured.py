@@ -92,8 +92,10 @@ def write(featuring: Featuring, folder: Path) -> None:
         link = folder / "featured" / entry
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(os.path.relpath(target, link.parent))
+    # jupyter-lmod 5.3 takes a list per launcher and shows the tile when a loaded module's name, lowercased,
+    # starts with one of them (a plain string fails its config validation)
     config = {"Lmod": {"launcher_pins": sorted(featuring.launchers),
-                       "launcher_module_map": dict(sorted(featuring.launchers.items()))}}
+                       "launcher_module_map": {k: [m.lower()] for k, m in sorted(featuring.launchers.items())}}}
     (folder / "jupyter_server_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 

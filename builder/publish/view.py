@@ -36,9 +36,10 @@ from builder.read.config import Settings
 #: Generations kept besides the live one, for shells that resolved ``live`` a moment before a swap.
 KEEP_PREVIOUS = 2
 
-#: What a generation holds, bumped when modlib writes files into it that earlier versions did not (2: the
-#: kernels): a publish starts from scratch rather than from a live generation that lacks them.
-VIEW_FORMAT = 2
+#: What a generation holds, bumped when modlib writes files into it that earlier versions did not, or
+#: writes them differently (2: the kernels; 3: jupyter-lmod's launcher map as lists, which jupyter-lmod
+#: 5.3 requires): a publish starts from scratch rather than reuse a live generation made the old way.
+VIEW_FORMAT = 3
 
 #: A store listing: path below the tree's store -> [inode, size, mtime_ns] of a file, "->target" of a
 #: link, or "dir".

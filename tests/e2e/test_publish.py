@@ -97,4 +97,4 @@ def test_notebook_with_read_only_library(demo_library):
 def test_jupyter_lmod_configuration(demo_library):
     config = json.loads((demo_library[0] / "live" / "targets" / "cpu" / "jupyter_server_config.json").read_text())
     assert config == {"Lmod": {"launcher_pins": ["tensorboard"],
-                               "launcher_module_map": {"tensorboard": "TensorBoard/2.21.0-GCCcore-system"}}}
+                               "launcher_module_map": {"tensorboard": ["tensorboard/2.21.0-gcccore-system"]}}}

@@ -75,10 +75,13 @@ def test_make_image_prints_the_build_and_the_digest_pin():
     assert made.returncode == 0, made.stderr
     lines = made.stdout.splitlines()
     version = re.search(r'^version = "(.*)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)  # type: ignore[union-attr]
-    ref = f"registry.example.org/hpc/builder:{version}"
-    assert f"podman build -f k8s-jobs/image/Containerfile -t {ref} ." in lines
-    assert f"podman push --digestfile builder.digest {ref}" in lines
-    pin = yaml.safe_load("\n".join(line for line in lines if not line.startswith(("#", "podman"))))
-    assert pin == {"images": [{"name": "ghcr.io/modlib/builder", "newName": "registry.example.org/hpc/builder",
-                               "digest": "sha256:..."}]}
+    for name, containerfile in (("builder", "k8s-jobs/image/Containerfile"),
+                                ("notebook", "k8s-jobs/notebook-image/Containerfile")):
+        ref = f"registry.example.org/hpc/{name}:{version}"
+        assert f"podman build -f {containerfile} -t {ref} ." in lines
+        assert f"podman push --digestfile {name}.digest {ref}" in lines
+        block = made.stdout.split(f"# pin {name} by digest")[1].split("# pin ")[0]
+        pin = yaml.safe_load("\n".join(line for line in block.splitlines()[1:] if not line.startswith(("#", "podman"))))
+        assert pin == {"images": [{"name": f"ghcr.io/modlib/{name}", "newName": f"registry.example.org/hpc/{name}",
+                                   "digest": "sha256:..."}]}
     assert (REPO / "k8s-jobs" / "image" / "Containerfile").is_file()

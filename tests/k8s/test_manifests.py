@@ -6,6 +6,7 @@ design promises (least-privilege RBAC, the scheduled run, read-only notebook mou
 from __future__ import annotations
 
 import copy
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -252,7 +253,7 @@ def notebook_pod(z2jh: dict) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "jupyter-alice"},
             "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
                                          "seccompProfile": {"type": "RuntimeDefault"}},
-                     "containers": [{"name": "notebook", "image": "quay.io/jupyter/base-notebook:2025-01-06",
+                     "containers": [{"name": "notebook", "image": f"{z2jh['image']['name']}:{z2jh['image']['tag']}",
                                      "env": [{"name": k, "value": v} for k, v in z2jh["extraEnv"].items()],
                                      "securityContext": {"allowPrivilegeEscalation": False,
                                                          "readOnlyRootFilesystem": True,
@@ -273,21 +274,21 @@ def test_z2jh_snippet_mounts_the_library_read_only(built, z2jh):
     assert semantic_problems(pod) == []
 
 
-def test_z2jh_environments_are_what_modlib_env_prints(z2jh):
-    """The snippet's values must follow `modlib env` (MODULEPATH, LMOD_RC, ...) for each target."""
-    profiles = {p["kubespawner_override"]["environment"]["MODLIB_TARGET"]: p["kubespawner_override"]["environment"]
-                for p in z2jh["profileList"]}
-    assert z2jh["extraEnv"] == profiles["cpu"]
-    for target, environment in profiles.items():
+def test_z2jh_profiles_name_targets_the_notebook_image_reads(z2jh):
+    """The image's hooks take everything else from the target's env.sh: a profile names a target of
+    library.yaml (one `modlib env` knows), the default being cpu; the GPU profile asks for a GPU."""
+    profiles = {p["kubespawner_override"]["environment"]["MODLIB_TARGET"]: p for p in z2jh["profileList"]}
+    assert z2jh["extraEnv"] == {"MODLIB_ROOT": ROOT, "MODLIB_TARGET": "cpu"}
+    assert profiles["cpu"].get("default") is True
+    for target, profile in profiles.items():
+        assert profile["kubespawner_override"]["environment"] == {"MODLIB_TARGET": target}
         result = modlib("env", "--target", target, "--config", str(REPO / "easyconfigs" / "library.yaml"),
                         env={"MODLIB_ROOT": ROOT})
-        assert result.returncode == 0, result.stderr
-        printed = dict(line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines())
-        # env.sh puts the kernels before the image's own Jupyter folders; a pod's environment starts with none
-        printed["JUPYTER_PATH"] = printed["JUPYTER_PATH"].removesuffix('"${JUPYTER_PATH:+:$JUPYTER_PATH}"')
-        assert environment == printed, target
-    gpu = next(p for p in z2jh["profileList"] if p["kubespawner_override"]["environment"]["MODLIB_TARGET"] == "cuda")
-    assert gpu["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
+        assert result.returncode == 0 and f"export MODLIB_TARGET={target}" in result.stdout, result.stderr
+    assert profiles["cuda"]["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
+    image = z2jh["image"]
+    made = subprocess.run(["make", "-s", "image", "CONTAINER_TOOL=print"], cwd=REPO, capture_output=True, text=True)
+    assert f"-t {image['name']}:{image['tag']} ." in made.stdout, made.stdout + made.stderr  # what `make image` builds
 
 
 def test_notebook_values_are_not_kustomize_resources():

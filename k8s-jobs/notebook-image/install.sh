@@ -1,0 +1,47 @@
+#!/bin/sh
+# Install steps of the notebook image (k8s-jobs/notebook-image/Containerfile), run as root in a
+# Debian bookworm root file system: `sh install.sh SRC` with SRC a copy of this folder. Kept out of
+# the Containerfile so that tests/k8s/test_notebook_image.py can run exactly these steps in a chroot.
+# The same Debian and Python (3.11) as the builder image: the library's Python packages are built for
+# that minor version, and kernels import them. The venv is where the builder image's is
+# (/opt/modlib/venv): the library's kernels start the Python builds ran with (MODLIB_PYTHON) by its
+# path, and find the notebook's ipykernel there.
+set -eu
+
+SRC=${1:-/src}
+PREFIX=/opt/modlib
+VENV=$PREFIX/venv
+USER_ID=1000
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# lmod: the modules tool (its /etc/profile.d/lmod.sh initialises it for login shells).
+# python3, python3-venv: the notebook's Python. bash: Lmod's `module` and the launchers use it.
+apt-get install -y -q --no-install-recommends lmod python3 python3-venv bash ca-certificates tini
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+
+# jovyan (1000:100), the user Zero to JupyterHub runs notebooks as; its home is the user's volume.
+useradd --uid "$USER_ID" --gid 100 --create-home --home-dir /home/jovyan --shell /bin/bash jovyan
+
+# JupyterLab, jupyter-lmod, jupyter-server-proxy, ipykernel, jupyterhub-singleuser (requirements.txt pins all).
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install --no-cache-dir -q -r "$SRC/requirements.txt"
+"$VENV/bin/python" -m compileall -q "$VENV" >/dev/null || true
+
+# The hooks: login shells source modlib.sh after Lmod's init; the Jupyter server runs the same two.
+# Debian's /etc/profile resets PATH, and JupyterLab's terminals are login shells: venv.sh puts the venv back.
+install -m 0644 "$SRC/modlib.sh" /etc/profile.d/modlib.sh
+echo 'case ":$PATH:" in *":'"$VENV"'/bin:"*) ;; *) PATH="'"$VENV"'/bin:$PATH" ;; esac' > /etc/profile.d/venv.sh
+install -D -m 0644 "$SRC/jupyter_server_config.py" "$VENV/etc/jupyter/jupyter_server_config.py"
+# JupyterLab's defaults for every user: no news or update checks (pods reach no such server).
+install -D -m 0644 "$SRC/overrides.json" "$VENV/share/jupyter/lab/settings/overrides.json"
+
+chown -R root:root "$PREFIX"
+chmod -R go-w "$PREFIX"
+
+# The library volume's mount point: Kubernetes mounts the claim read-only over it.
+install -d -m 0755 /srv/modlib
+
+"$VENV/bin/jupyter" server extension list 2>&1 | grep -E 'jupyterlmod|jupyter_server_proxy'
+"$VENV/bin/jupyter" labextension list 2>&1 | grep -E 'jupyterlab-lmod|jupyter-server-proxy'

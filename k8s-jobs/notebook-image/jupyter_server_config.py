@@ -1,0 +1,76 @@
+# The notebook image's Jupyter startup hook, installed as <venv>/etc/jupyter/jupyter_server_config.py
+# (every Jupyter server of that Python reads it first). jupyter-lmod runs inside the server process,
+# which reads no shell startup file, and kernels, terminals and launchers inherit the server's
+# environment: so the server takes the environment a login shell gets from /etc/profile.d (Lmod's
+# init, then modlib.sh, which sources the target's env.sh or says why it cannot), and jupyter-lmod's
+# settings from the live view. A publish changes them for servers started after it.
+# `c` is the config object Jupyter hands to this file.
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from traitlets.config import Config
+
+PROFILE_HOOKS = ["/etc/profile.d/lmod.sh", "/etc/profile.d/modlib.sh"]
+SHELL_ONLY = {"_", "PWD", "OLDPWD", "SHLVL"}
+
+# How each launcher named in the library's launcher map starts, once its module is loaded: its tile's
+# title and its command line.
+TOOLS = {
+    "tensorboard": ("TensorBoard", lambda port: ["tensorboard", "--logdir", os.environ.get("HOME", "/tmp"),
+                                                 "--host", "127.0.0.1", "--port", str(port)]),
+}
+
+
+def profile_environment() -> dict[str, str]:
+    """The variables Lmod's init and modlib.sh set, as a login shell would have them."""
+    hooks = [h for h in PROFILE_HOOKS if os.path.exists(h)]
+    done = subprocess.run(["bash", "-c", 'for hook; do . "$hook"; done; env -0', "modlib-hooks", *hooks],
+                          capture_output=True, text=True, check=True)
+    if done.stderr.strip():
+        print(done.stderr.strip(), file=sys.stderr)  # modlib.sh's own message: no library, or no such target
+    pairs = (item.split("=", 1) for item in done.stdout.split("\0") if "=" in item)
+    return {k: v for k, v in pairs if k not in SHELL_ONLY}
+
+
+def launcher(module: str, tool):
+    """jupyter-server-proxy's command: a shell that loads the tool's module through Lmod, then runs it."""
+    script = '. "$LMOD_PKG/init/bash" && module load "$1" && shift && exec "$@"'
+    return lambda port: ["bash", "-c", script, "modlib-launch", module, *tool(port)]
+
+
+def featured_first(featured: list[str]) -> None:
+    """jupyter-lmod 5.3 sorts `module avail` by name and has no setting for an order: its client's
+    avail is wrapped so that the library's featured modules come first, in featured.json's order."""
+    import module  # jupyter-lmod's Lmod client: it reads LMOD_CMD when imported, so only now
+
+    avail = module.ModuleAPI.avail
+    rank = {name: i for i, name in enumerate(featured)}
+
+    async def ordered(self, *args):
+        return sorted(await avail(self, *args), key=lambda name: rank.get(name, len(rank)))
+
+    module.ModuleAPI.avail = ordered
+
+
+def configure(config: Config) -> None:
+    os.environ.update(profile_environment())
+    target = Path(os.environ.get("MODLIB_ROOT", "/srv/modlib"), "live", "targets", os.environ.get("MODLIB_TARGET", "cpu"))
+    if not (target / "env.sh").is_file():
+        return  # modlib.sh said why
+    settings = json.loads((target / "jupyter_server_config.json").read_text())
+    config.merge(Config(settings))  # jupyter-lmod's launcher_pins and launcher_module_map
+    featured = [m["module"] for m in json.loads((target / "featured.json").read_text())["modules"]]
+    # the map holds lowercased names (what jupyter-lmod matches); Lmod loads the featured module's own name
+    by_lower = {name.lower(): name for name in featured}
+    launchers = {launcher_name: by_lower[mods[0]] for launcher_name, mods
+                 in settings.get("Lmod", {}).get("launcher_module_map", {}).items() if mods[0] in by_lower}
+    config.ServerProxy.servers = {
+        name: {"command": launcher(launchers[name], command), "timeout": 60, "launcher_entry": {"title": title}}
+        for name, (title, command) in TOOLS.items() if name in launchers}
+    featured_first(featured)
+
+
+configure(c)  # type: ignore[name-defined]  # noqa: F821
