@@ -2,8 +2,9 @@
 
 An entry is keyed by the easyconfig's content and file name; the cache file itself by everything
 else that can change a parse (EasyBuild's version, the hooks file's text, the robot path order, the
-options that change parsing). Robot look-ups of dependencies are not cached: they depend on which
-files exist, and EasyBuild redoes them cheaply. Every entry carries a digest of itself; one that
+options that change parsing, EasyBuild's configuration files and ``EASYBUILD_*`` variables). Robot
+look-ups of dependencies are not cached: they depend on which files exist, and EasyBuild redoes them
+cheaply. Every entry carries a digest of itself; one that
 does not match (a torn write, an edit by hand) is dropped and parsed again, never trusted.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from builder import ebadapter, jsonfile
+from builder.plan.eb_inputs import easybuild_inputs
 
 FORMAT = 1
 
@@ -30,7 +32,7 @@ def entry_key(path: Path, sha256: str) -> str:
 
 class ParseCache:
     def __init__(self, folder: Path | None, context: dict):
-        name = f"parse-{_digest({'format': FORMAT, **context})[:24]}.json"
+        name = f"parse-{_digest({'format': FORMAT, **context, 'configuration': easybuild_inputs()})[:24]}.json"
         self.path: Path | None = folder / name if folder else None
         self.entries: dict[str, dict] = {}
         self.dirty = False

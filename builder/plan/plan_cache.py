@@ -4,13 +4,18 @@ answer without importing or configuring EasyBuild (about 0.45 s of every such co
 What a plan depends on, and how each part is checked on a hit:
 
 * by content, in the entry's key: modlib's planning code, library.yaml and the settings read from it,
-  every easystack, the hooks file, EasyBuild's installed versions, ``EASYBUILD_*`` variables, the
-  working folder (an easystack may name a relative path);
+  every easystack, the hooks file, EasyBuild's installed versions, its configuration files and
+  ``EASYBUILD_*`` variables (``eb_inputs.py``), the working folder (an easystack may name a relative path);
 * the robot paths' listings: every folder under them by inode and mtime, its listing re-read and
   compared by digest when either moved or when its mtime is too recent to trust (a file added in the
   same clock tick as the snapshot leaves the mtime unchanged);
-* every easyconfig in the plan by size, mtime, inode and ctime, its sha256 compared when any moved
-  (``os.utime`` can restore an mtime, never a ctime);
+* every easyconfig the planner parsed by size, mtime, inode and ctime, its sha256 compared when any
+  moved (``os.utime`` can restore an mtime, never a ctime). That is more than the plan's own files: an
+  easyconfig that gave a module name already taken by an earlier one (two easystack entries, or an entry
+  and a dependency, naming different files of one module) is no node, yet the planner follows its
+  dependencies, and an edit can give it a name of its own. Easyconfigs that were never parsed, such as
+  a later robot path's file of the same name, are not read by content at all: the robot takes the
+  first file by path, so only the folder listings (above) decide whether they could be;
 * the installed state is not cached at all: ``installed`` is asked of the store again on every hit,
   exactly as the planner asks it.
 
@@ -29,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from builder import jsonfile
+from builder.plan.eb_inputs import easybuild_inputs
 from builder.plan.graph import Node, Plan
 from builder.read.config import Settings, Target
 
@@ -36,7 +42,8 @@ FORMAT = 1
 #: A folder or file whose timestamps are this close to the snapshot may have changed within the same tick.
 RACY_NS = 2_000_000_000
 #: modlib's own files whose code decides what a plan holds.
-_PLANNING_CODE = ("plan/planner.py", "plan/graph.py", "plan/parse_cache.py", "plan/plan_cache.py", "ebadapter.py")
+_PLANNING_CODE = ("plan/planner.py", "plan/graph.py", "plan/parse_cache.py", "plan/plan_cache.py",
+                  "plan/eb_inputs.py", "ebadapter.py")
 _EASYBUILD = ("easybuild-framework", "easybuild-easyblocks", "easybuild-easyconfigs")
 
 
@@ -78,7 +85,7 @@ def plan_key(settings: Settings, targets: list[Target], easystack: Path | None, 
                                                                  settings.easyconfig_paths, settings.targets)),
         "targets": [t.name for t in targets], "easystacks": [(str(s), _read(s)) for s in stacks],
         "hooks": _read(settings.hooks), "easybuild": _easybuild_versions(), "robot": [str(p) for p in robot],
-        "env": sorted((k, v) for k, v in os.environ.items() if k.startswith("EASYBUILD_")),
+        "easybuild_config": easybuild_inputs(),
         "cwd": os.getcwd(), "python": sys.prefix,
     }
     return _json_digest(inputs)
@@ -152,18 +159,18 @@ def _node(settings: Settings, data: list) -> Node:
                 sha256=sha256, hidden=hidden, options=tuple((k, v) for k, v in options), moduleclass=moduleclass)
 
 
-def _easyconfig_stamps(plan: Plan) -> list[list] | None:
-    """Each easyconfig's stat with the digest the plan recorded; None when one changed while planning
-    (stat first, then the content: a change in between shows as a different digest)."""
+def _easyconfig_stamps(parsed: dict[Path, str]) -> list[list] | None:
+    """Each parsed easyconfig's stat with the digest the planner read; None when one changed while
+    planning (stat first, then the content: a change in between shows as a different digest)."""
     files = []
-    for path in sorted({str(n.easyconfig): n.sha256 for n in plan.nodes}.items()):
+    for path, sha256 in sorted((str(p), d) for p, d in parsed.items()):
         try:
-            stat = _file_stat(path[0])
-            if _sha(Path(path[0]).read_bytes()) != path[1]:
+            stat = _file_stat(path)
+            if _sha(Path(path).read_bytes()) != sha256:
                 return None
         except OSError:
             return None
-        files.append([path[0], stat, path[1]])
+        files.append([path, stat, sha256])
     return files
 
 
@@ -192,15 +199,17 @@ class PlanCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None  # missing, torn or edited: plan afresh
 
-    def make(self, fresh: Callable[[], Plan]) -> Plan:
+    def make(self, fresh: Callable[[dict[Path, str]], Plan]) -> Plan:
         """The fresh plan, stored with the robot paths' snapshot taken before it was made (what changes
-        while planning shows as a change on the next look-up)."""
+        while planning shows as a change on the next look-up). ``fresh`` fills the dict it is given with
+        the digest of every easyconfig it parsed."""
+        parsed: dict[Path, str] = {}
         if self.path is None:
-            return fresh()
+            return fresh(parsed)
         taken_ns = time.time_ns()
         folders = snapshot_folders(self.robot)
-        plan = fresh()
-        files = _easyconfig_stamps(plan)
+        plan = fresh(parsed)
+        files = _easyconfig_stamps(parsed)
         if files is not None:
             self._store({"key": self.key, "taken_ns": taken_ns, "folders": folders, "files": files,
                          "nodes": [_node_data(n) for n in plan.nodes]})

@@ -98,13 +98,15 @@ def _resolve(eb: ebadapter.Session, entries: list[Entry], cache: ParseCache,
     return by_module
 
 
-def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None) -> list[Node]:
-    """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree."""
+def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None,
+                digests: dict[Path, str] | None = None) -> list[Node]:
+    """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree.
+    ``digests`` gets the digest of every easyconfig parsed, nodes or not (what the plan cache watches)."""
     paths = robot_paths(settings)
     with ebadapter.configured(paths, settings.hooks, target.options()) as eb:
         cache = ParseCache(settings.cache_dir, eb.parse_context(settings.hooks, paths, target.options()))
         entries = _entries(eb, list(stacks or target.easystacks))
-        digests: dict[Path, str] = {}
+        digests = {} if digests is None else digests
         parsed = _resolve(eb, entries, cache, digests)
         cache.save()
     deps = {m: [d.module for d in p.deps] for m, p in parsed.items()}
@@ -130,13 +132,15 @@ def make_plan(settings: Settings, targets: list[Target], easystack: Path | None 
     ``plan``, ``build --dry-run``, ``render``, ``status`` and every executor. Taken from the plan cache
     when none of its inputs moved, so that asking again costs no EasyBuild."""
     cache = PlanCache(settings, targets, easystack, robot_paths(settings))
-    return cache.load() or cache.make(lambda: fresh_plan(settings, targets, easystack))
+    return cache.load() or cache.make(lambda parsed: fresh_plan(settings, targets, easystack, parsed))
 
 
-def fresh_plan(settings: Settings, targets: list[Target], easystack: Path | None) -> Plan:
-    """The plan made by asking EasyBuild (parses from the parse cache): what the plan cache must equal."""
+def fresh_plan(settings: Settings, targets: list[Target], easystack: Path | None,
+               parsed: dict[Path, str] | None = None) -> Plan:
+    """The plan made by asking EasyBuild (parses from the parse cache): what the plan cache must equal.
+    ``parsed`` gets the digest of every easyconfig read (see ``plan_target``)."""
     merged: dict[tuple[str, str], Node] = {}
     for target in targets:
-        for node in plan_target(settings, target, [easystack] if easystack else None):
+        for node in plan_target(settings, target, [easystack] if easystack else None, parsed):
             merged.setdefault(node.key, node)
     return Plan.of(merged.values())

@@ -11,7 +11,7 @@ import pytest
 
 from builder.plan import planner
 from builder.read.config import load_settings
-from tests.helpers import REPO, write_easystack
+from tests.helpers import REPO, bundle_easyconfig, write_easystack
 
 
 @pytest.fixture()
@@ -61,16 +61,57 @@ def test_unchanged_inputs_answer_from_the_cache_as_the_planner_would(lib, fresh_
     assert len(list((tmp / "cache").glob("plan-*.json"))) == 1
 
 
-def test_cached_plan_imports_no_easybuild(lib):
-    tmp, site, hooks, config, env = lib
+def plan_in_subprocess(config, env) -> tuple[str, bool]:
+    """``modlib plan --json`` in a process of its own, as admins run it: the plan, and whether it asked
+    EasyBuild (a cache miss) or not (a hit)."""
     code = ("import sys, json; from builder.cli import main; "
             "main(['plan', '--json', '--config', sys.argv[1]], standalone_mode=False); "
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('easybuild'))))")
-    runs = [subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True,
-                           env={**os.environ, **env}, check=True).stdout for _ in range(2)]
-    assert json.loads(runs[0].splitlines()[-1]) != []  # the cold plan asked EasyBuild
-    assert json.loads(runs[1].splitlines()[-1]) == []
-    assert runs[0].rsplit("\n", 2)[0] == runs[1].rsplit("\n", 2)[0]
+    out = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True,
+                         env={**os.environ, **env}, check=True).stdout
+    plan, imported = out.rsplit("\n", 2)[0], json.loads(out.splitlines()[-1])
+    return plan, imported != []
+
+
+def test_cached_plan_imports_no_easybuild(lib):
+    tmp, site, hooks, config, env = lib
+    cold, warm = plan_in_subprocess(config, env), plan_in_subprocess(config, env)
+    assert cold[1] and not warm[1]  # the cold plan asked EasyBuild, the warm one did not
+    assert cold[0] == warm[0]
+
+
+NAMING = "[config]\nmodule-naming-scheme = CategorizedModuleNamingScheme\n"
+
+
+def user_config(tmp):
+    (tmp / "xdg-home" / "easybuild").mkdir(parents=True)
+    (tmp / "xdg-home" / "easybuild" / "config.cfg").write_text(NAMING)
+
+
+def system_config(tmp):
+    """In the second folder of $XDG_CONFIG_DIRS, as /etc/easybuild.d is read when /etc is one of them."""
+    (tmp / "etc" / "easybuild.d").mkdir(parents=True)
+    (tmp / "etc" / "easybuild.d" / "naming.cfg").write_text(NAMING)
+
+
+def named_config(tmp):
+    (tmp / "named.cfg").write_text(NAMING)
+
+
+@pytest.mark.parametrize("change", [user_config, system_config, named_config])
+def test_easybuild_configuration_file(lib, change):
+    """EasyBuild reads its configuration files when configured; a file that appears or changes must
+    make the cached plan (and the parse cache) miss, in every place EasyBuild looks."""
+    tmp, site, hooks, config, env = lib
+    (tmp / "named.cfg").write_text("[config]\n")  # EASYBUILD_CONFIGFILES must name files that exist
+    env = {**env, "XDG_CONFIG_HOME": str(tmp / "xdg-home"), "XDG_CONFIG_DIRS": f"{tmp / 'xdg'}:{tmp / 'etc'}",
+           "EASYBUILD_CONFIGFILES": str(tmp / "named.cfg")}
+    before, _ = plan_in_subprocess(config, env)
+    change(tmp)
+    after, asked = plan_in_subprocess(config, env)
+    assert asked, "the configuration file must make the cached plan miss"
+    assert "tools/app/1.0-GCCcore-system" in after and "tools/app/1.0-GCCcore-system" not in before
+    assert plan_in_subprocess(config, env) == (after, False)
 
 
 def test_easystack_line(lib, fresh_calls):
@@ -105,6 +146,24 @@ def test_new_site_easyconfig_shadowing_another(lib, fresh_calls):
     before, after, fresh = cached_plan_changes(lib, fresh_calls, shadow)
     assert after == fresh != before
     assert str(site_of(after, "GCCcore/system")).startswith(str(lib[1]))
+
+
+def test_easyconfig_that_lost_to_an_earlier_file_of_its_module(lib, fresh_calls):
+    """Two entries whose files give one module: the first is the node, but the planner follows the
+    second one's dependencies too, so an edit of the second (listing unchanged) changes the plan."""
+    tmp, site, hooks, config, env = lib
+    shutil.copytree(REPO / "easyconfigs" / "m", site / "m")
+    twin = site / "a" / "app" / "app-twin.eb"
+    twin.write_text(bundle_easyconfig("app", ""))
+    write_easystack(tmp / "easyconfigs" / "cpu.yaml", ["app-1.0-GCCcore-system.eb", "app-twin.eb"])
+
+    def edit_twin(tmp, site, hooks):
+        twin.write_text(bundle_easyconfig("app", "dependencies = [('MarkupSafe', '3.0.2')]"))
+
+    before, after, fresh = cached_plan_changes(lib, fresh_calls, edit_twin)
+    assert after == fresh != before
+    assert "MarkupSafe/3.0.2-GCCcore-system" in {n["module"] for n in after["nodes"]}
+    assert site_of(after, "app/1.0-GCCcore-system").endswith("app-1.0-GCCcore-system.eb")
 
 
 def site_of(plan_json: dict, module: str) -> str:
