@@ -20,7 +20,8 @@ What a plan depends on, and how each part is checked on a hit:
   exactly as the planner asks it.
 
 Entries live in ``$MODLIB_CACHE``, which may be a shared volume: each is written to a temporary file
-and renamed into place, and carries a digest of itself; a torn or edited entry is ignored.
+and renamed into place, and carries a digest of itself; a torn or edited entry is ignored. Every store
+prunes the folder to the most recently used entries (``cache_files.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from builder import jsonfile
+from builder.plan.cache_files import prune, read_entry
 from builder.plan.eb_inputs import easybuild_inputs
 from builder.plan.graph import Node, Plan
 from builder.read.config import Settings, Target
@@ -43,7 +45,7 @@ FORMAT = 1
 RACY_NS = 2_000_000_000
 #: modlib's own files whose code decides what a plan holds.
 _PLANNING_CODE = ("plan/planner.py", "plan/graph.py", "plan/parse_cache.py", "plan/plan_cache.py",
-                  "plan/eb_inputs.py", "ebadapter.py")
+                  "plan/eb_inputs.py", "plan/cache_files.py", "ebadapter.py")
 _EASYBUILD = ("easybuild-framework", "easybuild-easyblocks", "easybuild-easyconfigs")
 
 
@@ -189,7 +191,7 @@ class PlanCache:
         if self.path is None:
             return None
         try:
-            stored = json.loads(self.path.read_text())
+            stored = json.loads(read_entry(self.path))
             body = stored["body"]
             if stored["digest"] != _json_digest(body) or body["key"] != self.key:
                 return None
@@ -219,5 +221,6 @@ class PlanCache:
         assert self.path is not None
         try:
             jsonfile.write(self.path, {"body": body, "digest": _json_digest(body)})
+            prune(self.path.parent)
         except OSError:
             pass  # a cache that cannot be written costs the next run its speed, never its result

@@ -6,10 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
 from builder.plan import planner
+from builder.plan.cache_files import MAX_PER_KIND
 from builder.read.config import load_settings
 from tests.helpers import REPO, bundle_easyconfig, write_easystack
 
@@ -214,3 +216,21 @@ def test_torn_or_tampered_entry_is_ignored(lib, fresh_calls, damage):
     misses = len(fresh_calls)
     assert plans(config, env)[0] == good
     assert len(fresh_calls) == misses + 2
+
+
+def test_a_store_prunes_old_entries(lib, fresh_calls):
+    """Entries of inputs long gone are removed when a plan is stored; the fresh entry answers."""
+    tmp, site, hooks, config, env = lib
+    cache = tmp / "cache"
+    cache.mkdir()
+    old = time.time() - 86400
+    for i in range(MAX_PER_KIND + 4):
+        for name in (f"plan-{i:032x}.json", f"parse-{i:024x}.json"):
+            (cache / name).write_text("{}")
+            os.utime(cache / name, (old - i, old - i))
+    plans(config, env)
+    assert len(list(cache.glob("plan-*.json"))) == len(list(cache.glob("parse-*.json"))) == MAX_PER_KIND
+    assert not (cache / f"plan-{MAX_PER_KIND + 3:032x}.json").exists()
+    misses = len(fresh_calls)
+    plans(config, env)
+    assert len(fresh_calls) == misses + 1  # only the comparison: the stored plan survived the pruning
