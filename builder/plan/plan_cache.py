@@ -26,6 +26,7 @@ prunes the folder to the most recently used entries (``cache_files.py``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -64,8 +65,10 @@ def _read(path: Path | None) -> str | None:
         return None
 
 
-def _easybuild_versions() -> list[str]:
-    """The installed EasyBuild, by its packages' metadata: importing EasyBuild is what the cache avoids."""
+@functools.cache
+def _easybuild_versions() -> tuple[str, ...]:
+    """The installed EasyBuild, by its packages' metadata: importing EasyBuild is what the cache avoids.
+    Read once per process (``status`` looks up one plan per target)."""
     from importlib import metadata
 
     versions = []
@@ -74,7 +77,7 @@ def _easybuild_versions() -> list[str]:
             versions.append(f"{name}={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{name}=none")
-    return versions
+    return tuple(versions)
 
 
 def plan_key(settings: Settings, targets: list[Target], easystack: Path | None, robot: list[Path]) -> str:
