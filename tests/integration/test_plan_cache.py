@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from builder.plan import planner
 from builder.plan.cache_files import MAX_PER_KIND
@@ -166,6 +167,24 @@ def test_easyconfig_that_lost_to_an_earlier_file_of_its_module(lib, fresh_calls)
     assert after == fresh != before
     assert "MarkupSafe/3.0.2-GCCcore-system" in {n["module"] for n in after["nodes"]}
     assert site_of(after, "app/1.0-GCCcore-system").endswith("app-1.0-GCCcore-system.eb")
+
+
+def test_a_later_robot_paths_file_of_the_same_name_is_never_read(lib, fresh_calls):
+    """The robot takes the first file by path, so an edit of a shadowed file (its folder's listing
+    unchanged) changes nothing: the cached plan still answers, and equals the planner's."""
+    tmp, site, hooks, config, env = lib
+    later = tmp / "later"
+    (later / "a" / "app").mkdir(parents=True)
+    shadowed = later / "a" / "app" / "app-1.0-GCCcore-system.eb"
+    shadowed.write_text(bundle_easyconfig("app", ""))
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "easyconfig_paths": [str(site), str(later)]}))
+    before, _ = plans(config, env)
+    shadowed.write_text(bundle_easyconfig("app", "dependencies = [('MarkupSafe', '3.0.2')]"))
+    misses = len(fresh_calls)
+    after, fresh = plans(config, env)
+    assert len(fresh_calls) == misses + 1  # only the comparison: the cached plan answered
+    assert after == fresh == before
 
 
 def site_of(plan_json: dict, module: str) -> str:
