@@ -6,8 +6,8 @@ The files are found as EasyBuild 5.4.1 finds them (``easybuild/tools/options.py`
 it: ``easybuild.d/*.cfg`` in every folder of ``$XDG_CONFIG_DIRS`` (default ``/etc/xdg``; the old
 ``/etc/easybuild.d`` is read only where ``/etc`` is one of them, otherwise EasyBuild just warns),
 ``$XDG_CONFIG_HOME/easybuild/config.cfg`` (default ``~/.config``), and the files named by
-``EASYBUILD_CONFIGFILES``. Each is keyed by its content, a missing one as missing, so a file that
-appears, changes or goes makes a new key. Watching a file EasyBuild then ignores
+``EASYBUILD_CONFIGFILES``. Those that exist are keyed by their content, so a file that appears,
+changes or goes makes a new key. Watching a file EasyBuild then ignores
 (``EASYBUILD_IGNORECONFIGFILES``) costs a cache miss at most, never a wrong answer.
 """
 
@@ -39,8 +39,10 @@ def _content(path: str) -> str | None:
 
 
 def easybuild_inputs() -> dict:
-    """The configuration files by content, the ``EASYBUILD_*`` variables, and what a configuration file
-    may interpolate (``%(HOME)s``, ``%(USER)s``: EasyBuild takes the user from the uid)."""
-    return {"files": [(f, _content(f)) for f in config_files()],
-            "env": sorted((k, v) for k, v in os.environ.items() if k.startswith("EASYBUILD_")),
-            "home": os.path.expanduser("~"), "uid": os.getuid()}
+    """The configuration files that exist, by content (one that appears or goes changes the list), the
+    ``EASYBUILD_*`` variables, and, where a file exists, what it may interpolate (``%(HOME)s``,
+    ``%(USER)s``: EasyBuild takes the user from the uid). Without configuration files nothing here
+    depends on the user, so users sharing a cache volume share its entries."""
+    files = [(f, content) for f in config_files() if (content := _content(f)) is not None]
+    return {"files": files, "env": sorted((k, v) for k, v in os.environ.items() if k.startswith("EASYBUILD_")),
+            "user": [os.path.expanduser("~"), os.getuid()] if files else None}
