@@ -20,7 +20,7 @@ What a plan depends on, and how each part is checked on a hit:
   exactly as the planner asks it.
 
 Entries live in ``$MODLIB_CACHE``, which may be a shared volume: each is written to a temporary file
-and renamed into place, and carries a digest of itself; a torn or edited entry is ignored. Every store
+and renamed into place, and carries a digest of its text; a torn or edited entry is ignored. Every store
 prunes the folder to the most recently used entries (``cache_files.py``).
 """
 
@@ -41,7 +41,8 @@ from builder.plan.eb_inputs import easybuild_inputs
 from builder.plan.graph import Node, Plan
 from builder.read.config import Settings, Target
 
-FORMAT = 1
+#: 2: the entry is its body's sha256 on the first line, then the body's JSON (checked without re-encoding).
+FORMAT = 2
 #: A folder or file whose timestamps are this close to the snapshot may have changed within the same tick.
 RACY_NS = 2_000_000_000
 #: modlib's own files whose code decides what a plan holds.
@@ -194,13 +195,15 @@ class PlanCache:
         if self.path is None:
             return None
         try:
-            stored = json.loads(read_entry(self.path))
-            body = stored["body"]
-            if stored["digest"] != _json_digest(body) or body["key"] != self.key:
+            digest, _, text = read_entry(self.path).partition(b"\n")
+            if digest.decode() != _sha(text):
                 return None
-            fresh = folders_unchanged(body["folders"], body["taken_ns"]) and \
-                files_unchanged(body["files"], body["taken_ns"])
-            return Plan.of(_node(self.settings, n) for n in body["nodes"]) if fresh else None
+            body = json.loads(text)
+            if body["key"] != self.key or not (folders_unchanged(body["folders"], body["taken_ns"]) and
+                                               files_unchanged(body["files"], body["taken_ns"])):
+                return None
+            nodes = [_node(self.settings, n) for n in body["nodes"]]
+            return Plan(nodes=tuple(nodes), index={n.key: n for n in nodes})  # stored in the plan's order
         except (OSError, ValueError, KeyError, TypeError):
             return None  # missing, torn or edited: plan afresh
 
@@ -223,7 +226,8 @@ class PlanCache:
     def _store(self, body: dict) -> None:
         assert self.path is not None
         try:
-            jsonfile.write(self.path, {"body": body, "digest": _json_digest(body)})
+            text = json.dumps(body)
+            jsonfile.write_text(self.path, f"{_sha(text.encode())}\n{text}")
             prune(self.path.parent)
         except OSError:
             pass  # a cache that cannot be written costs the next run its speed, never its result

@@ -229,9 +229,10 @@ def test_torn_or_tampered_entry_is_ignored(lib, fresh_calls, damage):
     if damage == "torn":
         entry.write_text(entry.read_text()[:100])
     else:
-        stored = json.loads(entry.read_text())
-        stored["body"]["nodes"][0][1] = "app/9.9-forged"  # the entry's digest no longer matches
-        entry.write_text(json.dumps(stored))
+        digest, body = entry.read_text().split("\n", 1)
+        stored = json.loads(body)
+        stored["nodes"][0][1] = "app/9.9-forged"  # the entry's digest no longer matches
+        entry.write_text(f"{digest}\n{json.dumps(stored)}")
     misses = len(fresh_calls)
     assert plans(config, env)[0] == good
     assert len(fresh_calls) == misses + 2
