@@ -100,6 +100,7 @@ def machine() -> str:
 
 #: Each group of rows, in the report's order; ``--only`` runs some of them and rewrites only their blocks.
 GROUPS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
+    "cold": lambda args: planning.cold_rows(EESSI),
     "plan": lambda args: planning.plan_rows(EESSI),
     "noop": lambda args: planning.noop_rows(REPO / "library"),
     "schedule": lambda args: schedule_rows(),
