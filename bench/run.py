@@ -9,9 +9,11 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import lock_race, planning, schedule_sim, verify_tree
@@ -103,24 +105,55 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.platform()}"
 
 
+#: Each group of rows, in the report's order; ``--only`` runs some of them and rewrites only their blocks.
+GROUPS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
+    "cold": lambda args: planning.cold_rows(EESSI),
+    "plan": lambda args: planning.plan_rows(EESSI),
+    "noop": lambda args: planning.noop_rows(REPO / "library"),
+    "schedule": lambda args: schedule_rows(),
+    "publish": lambda args: publish_rows(args.workdir),
+    "lock": lambda args: lock_rows(),
+    "verify": lambda args: verify_tree.verify_rows(args.workdir, fuse=not args.skip_notebook),
+    "notebook": lambda args: notebook_rows(args.workdir),
+}
+BLOCK = re.compile(r"<!-- group: (\w+) -->\n(.*?)<!-- end: \1 -->\n", re.S)
+INTRO = ("Each block below is one group of rows (`make bench BENCH_ARGS=\"--only GROUP,...\"` reruns some and "
+         "rewrites only their blocks), with when it ran and the machine's load. Times in seconds, makespans in "
+         "simulated minutes.\n\n")
+
+
+def load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def write_report(path: Path, fresh: dict[str, str]) -> None:
+    """The results section of ``path``, with the blocks of the groups just run replaced."""
+    head, _, results = path.read_text().partition("<!-- results -->")
+    blocks = {**dict(BLOCK.findall(results)), **fresh}
+    body = "".join(f"<!-- group: {g} -->\n{blocks[g]}<!-- end: {g} -->\n" for g in GROUPS if g in blocks)
+    path.write_text(head + "<!-- results -->\n\n" + INTRO + body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/modlib-bench"))
     parser.add_argument("--skip-notebook", action="store_true",
                         help="no FUSE here: leave out the Lmod rows and verify's FUSE rows")
+    parser.add_argument("--only", type=lambda v: v.split(","), default=list(GROUPS),
+                        help=f"comma-separated groups to run, of {','.join(GROUPS)} (default: all)")
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "performance.md")
     args = parser.parse_args()
-    rows = planning.plan_rows(EESSI) + planning.noop_rows(REPO / "library") + schedule_rows()
-    rows += publish_rows(args.workdir) + lock_rows()
-    rows += verify_tree.verify_rows(args.workdir, fuse=not args.skip_notebook)
-    if not args.skip_notebook:
-        rows += notebook_rows(args.workdir)
-    text = table(rows)
-    print(text)
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    args.report.write_text(args.report.read_text().split("<!-- results -->")[0] + "<!-- results -->\n\n"
-                           f"Measured {stamp} on {machine()} by `make bench`. Times in seconds, "
-                           "makespans in simulated minutes.\n\n" + text + "\n")
+    unknown = [g for g in args.only if g not in GROUPS]
+    if unknown:
+        parser.error(f"unknown group {unknown[0]!r}: choose from {', '.join(GROUPS)}")
+    fresh = {}
+    for group in (g for g in GROUPS if g in args.only and not (g == "notebook" and args.skip_notebook)):
+        before, stamp = load(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        text = table(GROUPS[group](args))
+        print(text, flush=True)
+        fresh[group] = (f"\nMeasured {stamp} on {machine()} by `make bench`; 1-minute load average "
+                        f"{before} before, {load()} after.\n\n{text}\n\n")
+    write_report(args.report, fresh)
 
 
 if __name__ == "__main__":

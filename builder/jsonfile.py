@@ -12,10 +12,15 @@ from typing import Any
 
 def write(path: Path, data: object, *, indent: int | None = None, sort_keys: bool = False) -> None:
     """``data`` as JSON at ``path``, by a rename of a temporary file beside it."""
+    write_text(path, json.dumps(data, indent=indent, sort_keys=sort_keys))
+
+
+def write_text(path: Path, text: str) -> None:
+    """``text`` at ``path``, by a rename of a temporary file beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
     try:
-        tmp.write_text(json.dumps(data, indent=indent, sort_keys=sort_keys))
+        tmp.write_text(text)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -56,8 +56,9 @@ sanity_check_paths = {{
     'dirs': ['lib'],
 }}
 
+# %(python)s: the library's Python (PythonPackage's template); the sanity check's PATH has no 'python'
 sanity_check_commands = [
-    "python -c 'import importlib.metadata as m; assert m.version(\\"{dist}\\") == \\"%(version)s\\"'",
+    "%(python)s -c 'import importlib.metadata as m; assert m.version(\\"{dist}\\") == \\"%(version)s\\"'",
 ]
 
 moduleclass = 'lib'

@@ -2,9 +2,11 @@
 
 An entry is keyed by the easyconfig's content and file name; the cache file itself by everything
 else that can change a parse (EasyBuild's version, the hooks file's text, the robot path order, the
-options that change parsing). Robot look-ups of dependencies are not cached: they depend on which
-files exist, and EasyBuild redoes them cheaply. Every entry carries a digest of itself; one that
-does not match (a torn write, an edit by hand) is dropped and parsed again, never trusted.
+options that change parsing, EasyBuild's configuration files and ``EASYBUILD_*`` variables). Robot
+look-ups of dependencies are not cached: they depend on which files exist, and EasyBuild redoes them
+cheaply. Every entry carries a digest of itself; one that does not match (a torn write, an edit by
+hand) is dropped and parsed again, never trusted. Cache files are written whole and pruned to the most
+recently used (``cache_files.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from builder import ebadapter, jsonfile
+from builder.plan.cache_files import prune, read_entry
+from builder.plan.eb_inputs import easybuild_inputs
 
 FORMAT = 1
 
@@ -30,7 +34,7 @@ def entry_key(path: Path, sha256: str) -> str:
 
 class ParseCache:
     def __init__(self, folder: Path | None, context: dict):
-        name = f"parse-{_digest({'format': FORMAT, **context})[:24]}.json"
+        name = f"parse-{_digest({'format': FORMAT, **context, 'configuration': easybuild_inputs()})[:24]}.json"
         self.path: Path | None = folder / name if folder else None
         self.entries: dict[str, dict] = {}
         self.dirty = False
@@ -39,7 +43,7 @@ class ParseCache:
 
     def _load(self, path: Path) -> None:
         try:
-            stored = json.loads(path.read_text())
+            stored = json.loads(read_entry(path))
         except (OSError, ValueError):
             return  # missing or unreadable as a whole: start empty
         for key, entry in (stored.get("entries", {}) if isinstance(stored, dict) else {}).items():
@@ -69,4 +73,8 @@ class ParseCache:
         if self.path is None or not self.dirty:
             return
         entries = {k: {"parsed": v, "digest": _digest(v)} for k, v in self.entries.items()}
-        jsonfile.write(self.path, {"format": FORMAT, "entries": entries})
+        try:
+            jsonfile.write(self.path, {"format": FORMAT, "entries": entries})
+            prune(self.path.parent)
+        except OSError:
+            pass  # a cache that cannot be written costs the next run its speed, never its result

@@ -4,22 +4,29 @@ answer without importing or configuring EasyBuild (about 0.45 s of every such co
 What a plan depends on, and how each part is checked on a hit:
 
 * by content, in the entry's key: modlib's planning code, library.yaml and the settings read from it,
-  every easystack, the hooks file, EasyBuild's installed versions, ``EASYBUILD_*`` variables, the
-  working folder (the command line may name the easystack by a relative path);
+  every easystack, the hooks file, EasyBuild's installed versions, its configuration files and
+  ``EASYBUILD_*`` variables (``eb_inputs.py``), the working folder (an easystack may name a relative path);
 * the robot paths' listings: every folder under them by inode and mtime, its listing re-read and
   compared by digest when either moved or when its mtime is too recent to trust (a file added in the
   same clock tick as the snapshot leaves the mtime unchanged);
-* every easyconfig in the plan by size, mtime, inode and ctime, its sha256 compared when any moved
-  (``os.utime`` can restore an mtime, never a ctime);
+* every easyconfig the planner parsed by size, mtime, inode and ctime, its sha256 compared when any
+  moved (``os.utime`` can restore an mtime, never a ctime). That is more than the plan's own files: an
+  easyconfig that gave a module name already taken by an earlier one (two easystack entries, or an entry
+  and a dependency, naming different files of one module) is no node, yet the planner follows its
+  dependencies, and an edit can give it a name of its own. Easyconfigs that were never parsed, such as
+  a later robot path's file of the same name, are not read by content at all: the robot takes the
+  first file by path, so only the folder listings (above) decide whether they could be;
 * the installed state is not cached at all: ``installed`` is asked of the store again on every hit,
   exactly as the planner asks it.
 
 Entries live in ``$MODLIB_CACHE``, which may be a shared volume: each is written to a temporary file
-and renamed into place, and carries a digest of itself; a torn or edited entry is ignored.
+and renamed into place, and carries a digest of its text; a torn or edited entry is ignored. Every store
+prunes the folder to the most recently used entries (``cache_files.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -30,15 +37,19 @@ from pathlib import Path
 
 from builder import jsonfile
 from builder.plan import entry_options
+from builder.plan.cache_files import prune, read_entry
+from builder.plan.eb_inputs import easybuild_inputs
 from builder.plan.graph import Node, Plan
 from builder.read.config import Settings, Target
 
-FORMAT = 1
+#: 2: the entry is its body's sha256 on the first line, then the body's JSON (checked without re-encoding).
+FORMAT = 2
 #: A folder or file whose timestamps are this close to the snapshot may have changed within the same tick.
 RACY_NS = 2_000_000_000
 #: modlib's own files whose code decides what a plan holds.
 _PLANNING_CODE = ("plan/planner.py", "plan/entry_options.py", "plan/diagnostics.py", "plan/graph.py",
-                  "plan/parse_cache.py", "plan/plan_cache.py", "ebadapter/__init__.py")
+                  "plan/parse_cache.py", "plan/plan_cache.py", "plan/eb_inputs.py", "plan/cache_files.py",
+                  "ebadapter/__init__.py")
 _EASYBUILD = ("easybuild-framework", "easybuild-easyblocks", "easybuild-easyconfigs")
 
 
@@ -57,8 +68,10 @@ def _read(path: Path | None) -> str | None:
         return None
 
 
-def _easybuild_versions() -> list[str]:
-    """The installed EasyBuild, by its packages' metadata: importing EasyBuild is what the cache avoids."""
+@functools.cache
+def _easybuild_versions() -> tuple[str, ...]:
+    """The installed EasyBuild, by its packages' metadata: importing EasyBuild is what the cache avoids.
+    Read once per process (``status`` looks up one plan per target)."""
     from importlib import metadata
 
     versions = []
@@ -67,7 +80,7 @@ def _easybuild_versions() -> list[str]:
             versions.append(f"{name}={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{name}=none")
-    return versions
+    return tuple(versions)
 
 
 def _stacks(targets: list[Target], easystack: Path | None) -> list[Path]:
@@ -86,7 +99,7 @@ def plan_key(settings: Settings, targets: list[Target], easystack: Path | None, 
                                                                  settings.easyconfig_paths, settings.targets)),
         "targets": [t.name for t in targets], "easystacks": [(str(s), _read(s)) for s in stacks],
         "hooks": _read(settings.hooks), "easybuild": _easybuild_versions(), "robot": [str(p) for p in robot],
-        "env": sorted((k, v) for k, v in os.environ.items() if k.startswith("EASYBUILD_")),
+        "easybuild_config": easybuild_inputs(),
         "cwd": os.getcwd(), "python": sys.prefix, "named": [(str(f), _read(f)) for f in named_files],
     }
     return _json_digest(inputs)
@@ -161,18 +174,18 @@ def _node(settings: Settings, data: list) -> Node:
                 moduleclass=moduleclass)
 
 
-def _easyconfig_stamps(plan: Plan) -> list[list] | None:
-    """Each easyconfig's stat with the digest the plan recorded; None when one changed while planning
-    (stat first, then the content: a change in between shows as a different digest)."""
+def _easyconfig_stamps(parsed: dict[Path, str]) -> list[list] | None:
+    """Each parsed easyconfig's stat with the digest the planner read; None when one changed while
+    planning (stat first, then the content: a change in between shows as a different digest)."""
     files = []
-    for path in sorted({str(n.easyconfig): n.sha256 for n in plan.nodes}.items()):
+    for path, sha256 in sorted((str(p), d) for p, d in parsed.items()):
         try:
-            stat = _file_stat(path[0])
-            if _sha(Path(path[0]).read_bytes()) != path[1]:
+            stat = _file_stat(path)
+            if _sha(Path(path).read_bytes()) != sha256:
                 return None
         except OSError:
             return None
-        files.append([path[0], stat, path[1]])
+        files.append([path, stat, sha256])
     return files
 
 
@@ -192,25 +205,29 @@ class PlanCache:
         if self.path is None:
             return None
         try:
-            stored = json.loads(self.path.read_text())
-            body = stored["body"]
-            if stored["digest"] != _json_digest(body) or body["key"] != self.key:
+            digest, _, text = read_entry(self.path).partition(b"\n")
+            if digest.decode() != _sha(text):
                 return None
-            fresh = folders_unchanged(body["folders"], body["taken_ns"]) and \
-                files_unchanged(body["files"], body["taken_ns"])
-            return Plan.of(_node(self.settings, n) for n in body["nodes"]) if fresh else None
+            body = json.loads(text)
+            if body["key"] != self.key or not (folders_unchanged(body["folders"], body["taken_ns"]) and
+                                               files_unchanged(body["files"], body["taken_ns"])):
+                return None
+            nodes = [_node(self.settings, n) for n in body["nodes"]]
+            return Plan(nodes=tuple(nodes), index={n.key: n for n in nodes})  # stored in the plan's order
         except (OSError, ValueError, KeyError, TypeError):
             return None  # missing, torn or edited: plan afresh
 
-    def make(self, fresh: Callable[[], Plan]) -> Plan:
+    def make(self, fresh: Callable[[dict[Path, str]], Plan]) -> Plan:
         """The fresh plan, stored with the robot paths' snapshot taken before it was made (what changes
-        while planning shows as a change on the next look-up)."""
+        while planning shows as a change on the next look-up). ``fresh`` fills the dict it is given with
+        the digest of every easyconfig it parsed."""
+        parsed: dict[Path, str] = {}
         if self.path is None:
-            return fresh()
+            return fresh(parsed)
         taken_ns = time.time_ns()
         folders = snapshot_folders(self.robot)
-        plan = fresh()
-        files = _easyconfig_stamps(plan)
+        plan = fresh(parsed)
+        files = _easyconfig_stamps(parsed)
         if files is not None:
             self._store({"key": self.key, "taken_ns": taken_ns, "folders": folders, "files": files,
                          "nodes": [_node_data(n) for n in plan.nodes]})
@@ -219,6 +236,8 @@ class PlanCache:
     def _store(self, body: dict) -> None:
         assert self.path is not None
         try:
-            jsonfile.write(self.path, {"body": body, "digest": _json_digest(body)})
+            text = json.dumps(body)
+            jsonfile.write_text(self.path, f"{_sha(text.encode())}\n{text}")
+            prune(self.path.parent)
         except OSError:
             pass  # a cache that cannot be written costs the next run its speed, never its result

@@ -156,9 +156,11 @@ def _kept(settings: Settings, path: Path, sha256: str) -> Path:
     return kept
 
 
-def _plan_session(settings: Settings, target: Target, listed: list[tuple[Path, str, EntryOptions]]) -> list[Planned]:
+def _plan_session(settings: Settings, target: Target, listed: list[tuple[Path, str, EntryOptions]],
+                  seen: dict[Path, str]) -> list[Planned]:
     """The modules one group of entries wants, planned in an EasyBuild session configured with their
-    options: each listed easyconfig (tweaked, hidden) and everything it pulls in, as ``eb --robot`` would."""
+    options: each listed easyconfig (tweaked, hidden) and everything it pulls in, as ``eb --robot`` would.
+    ``seen`` gets the digest of every easyconfig parsed (a generated one by its kept copy)."""
     session = listed[0][2].session
     options = {**target.options(), **dict(session)}  # the entry's options override the target's, as in eb
     origin = f"{listed[0][0]}: entry {listed[0][1]}" if session else "easybuild_options"
@@ -173,6 +175,7 @@ def _plan_session(settings: Settings, target: Target, listed: list[tuple[Path, s
         parsed = _resolve(eb, entries, cache, digests)
         cache.save()
         kept = {p.path: _kept(settings, p.path, digests[p.path]) for p in parsed.values() if eb.generated(p.path)}
+    seen.update({kept.get(path, path): digest for path, digest in digests.items()})
     by_path: dict[Path, ebadapter.ParsedEasyconfig] = {}
     for p in parsed.values():  # an entry's own module first, before a hidden dependency on the same file
         by_path.setdefault(p.path, p)
@@ -212,11 +215,13 @@ def _merge(into: dict[str, Planned], more: list[Planned]) -> None:
                                             f"(options {dict(new.options)})")
 
 
-def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None) -> list[Node]:
-    """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree."""
+def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None,
+                digests: dict[Path, str] | None = None) -> list[Node]:
+    """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree.
+    ``digests`` gets the digest of every easyconfig parsed, nodes or not (what the plan cache watches)."""
     planned: dict[str, Planned] = {}
     for group in _sessions(_listed(list(stacks or target.easystacks))):
-        _merge(planned, _plan_session(settings, target, group))
+        _merge(planned, _plan_session(settings, target, group, {} if digests is None else digests))
     deps = {m: list(p.deps) for m, p in planned.items()}
     bound = cuda_bound(deps, {m: p.parsed.name for m, p in planned.items()}) if target.kind == "cuda" \
         else set(planned)
@@ -238,13 +243,15 @@ def make_plan(settings: Settings, targets: list[Target], easystack: Path | None 
     ``plan``, ``build --dry-run``, ``render``, ``status`` and every executor. Taken from the plan cache
     when none of its inputs moved, so that asking again costs no EasyBuild."""
     cache = PlanCache(settings, targets, easystack, robot_paths(settings))
-    return cache.load() or cache.make(lambda: fresh_plan(settings, targets, easystack))
+    return cache.load() or cache.make(lambda parsed: fresh_plan(settings, targets, easystack, parsed))
 
 
-def fresh_plan(settings: Settings, targets: list[Target], easystack: Path | None) -> Plan:
-    """The plan made by asking EasyBuild (parses from the parse cache): what the plan cache must equal."""
+def fresh_plan(settings: Settings, targets: list[Target], easystack: Path | None,
+               parsed: dict[Path, str] | None = None) -> Plan:
+    """The plan made by asking EasyBuild (parses from the parse cache): what the plan cache must equal.
+    ``parsed`` gets the digest of every easyconfig read (see ``plan_target``)."""
     merged: dict[tuple[str, str], Node] = {}
     for target in targets:
-        for node in plan_target(settings, target, [easystack] if easystack else None):
+        for node in plan_target(settings, target, [easystack] if easystack else None, parsed):
             merged.setdefault(node.key, node)
     return Plan.of(merged.values())

@@ -17,7 +17,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -65,25 +65,50 @@ def describe(entry: Found, digest: bool = True) -> dict:
 
 def matches(entry: Found, recorded: dict, thorough: bool) -> bool:
     """Whether ``entry`` still holds what was recorded. A file is read only when ``thorough`` or when its
-    size or mtime moved: a quick check trusts an unchanged mtime, a thorough one trusts nothing."""
-    now = describe(entry, digest=False)
-    if now["type"] != "file" or recorded["type"] != "file":
-        return now == {k: v for k, v in recorded.items() if k != "path"}
-    if (now["size"], now["mode"]) != (recorded["size"], recorded["mode"]):
+    size or mtime moved: a quick check trusts an unchanged mtime, a thorough one trusts nothing. Regular
+    files, nearly every entry, are compared field by field without describing them first."""
+    st = entry.st
+    if not stat.S_ISREG(st.st_mode) or recorded["type"] != "file":
+        return describe(entry, digest=False) == {k: v for k, v in recorded.items() if k != "path"}
+    if st.st_size != recorded["size"] or stat.S_IMODE(st.st_mode) != recorded["mode"]:
         return False
-    if not thorough and now["mtime_ns"] == recorded["mtime_ns"]:
+    if not thorough and st.st_mtime_ns == recorded["mtime_ns"]:
         return True
     return sha256(entry.name, entry.folder) == recorded["sha256"]
 
 
-def walk(prefix: Path) -> Iterator[Found]:
-    """Every entry below ``prefix``, links not followed; each is valid (its folder open) only until the
-    next one is asked for."""
-    base = str(prefix)
-    for folder, dirs, files, fd in os.fwalk(base, follow_symlinks=False):
-        rel = folder[len(base) + 1:]
-        for name in dirs + files:
-            yield Found(f"{rel}/{name}" if rel else name, name, os.stat(name, dir_fd=fd, follow_symlinks=False), fd)
+def walk(prefix: Path, visit: Callable[[Found], None]) -> None:
+    """``visit`` every entry below ``prefix`` (none when it is a link), links not followed, while its
+    folder is open: each folder is read once through its descriptor and each entry stat-ed relative to it
+    (one name per call on a network file system)."""
+    try:
+        top = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    _walk_open(top, "", visit)
+
+
+def _walk_open(fd: int, rel: str, visit: Callable[[Found], None]) -> None:
+    """The open folder ``fd`` and below; closes ``fd``. A subfolder that cannot be opened (removed, or
+    replaced by a link meanwhile) is not entered: its recorded entries show as deleted."""
+    try:
+        with os.scandir(fd) as listing:
+            entries = list(listing)
+        for item in entries:
+            path = f"{rel}/{item.name}" if rel else item.name
+            try:
+                st = item.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed since it was listed
+            visit(Found(path, item.name, st, fd))
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    sub = os.open(item.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError:
+                    continue
+                _walk_open(sub, path, visit)
+    finally:
+        os.close(fd)
 
 
 def write_record(layout: Layout, tree: str, module: str, prefix: Path, module_file: Path) -> Path:
@@ -95,9 +120,11 @@ def write_record(layout: Layout, tree: str, module: str, prefix: Path, module_fi
     path = layout.integrity(tree, module)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    described: list[tuple[str, dict]] = []
+    walk(prefix, lambda e: described.append((e.path, describe(e))))
     with open(tmp, "w") as out:
         out.write(json.dumps(header) + "\n")
-        for rel, entry in sorted((e.path, describe(e)) for e in walk(prefix)):
+        for rel, entry in sorted(described):
             out.write(json.dumps({"path": rel, **entry}) + "\n")
     os.replace(tmp, path)
     return path
@@ -113,11 +140,11 @@ def read_header(path: Path) -> dict | None:
     return header if header.get("version") == VERSION else None
 
 
-def read_entries(path: Path) -> Iterator[dict]:
+def read_entries(path: Path) -> list[dict]:
+    """A record's entries, decoded as one JSON array (a call per line costs more than the check itself)."""
     with open(path) as f:
         f.readline()
-        for line in f:
-            yield json.loads(line)
+        return json.loads("[" + ",".join(f.read().splitlines()) + "]")
 
 
 def check_module_file(header: dict, thorough: bool = True) -> str | None:
@@ -139,12 +166,15 @@ def check_prefix(prefix: Path, entries: Iterable[dict], thorough: bool) -> list[
         return [f"install folder {prefix} is gone"]
     expected = {recorded["path"]: recorded for recorded in entries}
     changed: dict[str, list[str]] = {"deleted": [], "altered": [], "added": []}
-    for entry in walk(prefix):
+
+    def visit(entry: Found) -> None:
         recorded = expected.pop(entry.path, None)
         if recorded is None:
             changed["added"].append(entry.path)
         elif not matches(entry, recorded, thorough):
             changed["altered"].append(entry.path)
+
+    walk(prefix, visit)
     changed["deleted"] = list(expected)
     return [_listed(kind, prefix, sorted(paths)) for kind, paths in changed.items() if paths]
 

@@ -6,14 +6,17 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from builder.errors import BadInput
 from builder.plan import planner
+from builder.plan.cache_files import MAX_PER_KIND
 from builder.read.config import load_settings
-from tests.helpers import REPO, write_easystack
+from tests.helpers import REPO, bundle_easyconfig, write_easystack
 
 UPSTREAM = Path(sys.prefix) / "easybuild" / "easyconfigs"
 
@@ -65,16 +68,57 @@ def test_unchanged_inputs_answer_from_the_cache_as_the_planner_would(lib, fresh_
     assert len(list((tmp / "cache").glob("plan-*.json"))) == 1
 
 
-def test_cached_plan_imports_no_easybuild(lib):
-    tmp, site, hooks, config, env = lib
+def plan_in_subprocess(config, env) -> tuple[str, bool]:
+    """``modlib plan --json`` in a process of its own, as admins run it: the plan, and whether it asked
+    EasyBuild (a cache miss) or not (a hit)."""
     code = ("import sys, json; from builder.cli import main; "
             "main(['plan', '--json', '--config', sys.argv[1]], standalone_mode=False); "
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('easybuild'))))")
-    runs = [subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True,
-                           env={**os.environ, **env}, check=True).stdout for _ in range(2)]
-    assert json.loads(runs[0].splitlines()[-1]) != []  # the cold plan asked EasyBuild
-    assert json.loads(runs[1].splitlines()[-1]) == []
-    assert runs[0].rsplit("\n", 2)[0] == runs[1].rsplit("\n", 2)[0]
+    out = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True,
+                         env={**os.environ, **env}, check=True).stdout
+    plan, imported = out.rsplit("\n", 2)[0], json.loads(out.splitlines()[-1])
+    return plan, imported != []
+
+
+def test_cached_plan_imports_no_easybuild(lib):
+    tmp, site, hooks, config, env = lib
+    cold, warm = plan_in_subprocess(config, env), plan_in_subprocess(config, env)
+    assert cold[1] and not warm[1]  # the cold plan asked EasyBuild, the warm one did not
+    assert cold[0] == warm[0]
+
+
+NAMING = "[config]\nmodule-naming-scheme = CategorizedModuleNamingScheme\n"
+
+
+def user_config(tmp):
+    (tmp / "xdg-home" / "easybuild").mkdir(parents=True)
+    (tmp / "xdg-home" / "easybuild" / "config.cfg").write_text(NAMING)
+
+
+def system_config(tmp):
+    """In the second folder of $XDG_CONFIG_DIRS, as /etc/easybuild.d is read when /etc is one of them."""
+    (tmp / "etc" / "easybuild.d").mkdir(parents=True)
+    (tmp / "etc" / "easybuild.d" / "naming.cfg").write_text(NAMING)
+
+
+def named_config(tmp):
+    (tmp / "named.cfg").write_text(NAMING)
+
+
+@pytest.mark.parametrize("change", [user_config, system_config, named_config])
+def test_easybuild_configuration_file(lib, change):
+    """EasyBuild reads its configuration files when configured; a file that appears or changes must
+    make the cached plan (and the parse cache) miss, in every place EasyBuild looks."""
+    tmp, site, hooks, config, env = lib
+    (tmp / "named.cfg").write_text("[config]\n")  # EASYBUILD_CONFIGFILES must name files that exist
+    env = {**env, "XDG_CONFIG_HOME": str(tmp / "xdg-home"), "XDG_CONFIG_DIRS": f"{tmp / 'xdg'}:{tmp / 'etc'}",
+           "EASYBUILD_CONFIGFILES": str(tmp / "named.cfg")}
+    before, _ = plan_in_subprocess(config, env)
+    change(tmp)
+    after, asked = plan_in_subprocess(config, env)
+    assert asked, "the configuration file must make the cached plan miss"
+    assert "tools/app/1.0-GCCcore-system" in after and "tools/app/1.0-GCCcore-system" not in before
+    assert plan_in_subprocess(config, env) == (after, False)
 
 
 def test_easystack_line(lib, fresh_calls):
@@ -109,6 +153,43 @@ def test_new_site_easyconfig_shadowing_another(lib, fresh_calls):
     before, after, fresh = cached_plan_changes(lib, fresh_calls, shadow)
     assert after == fresh != before
     assert str(site_of(after, "GCCcore/system")).startswith(str(lib[1]))
+
+
+def test_easyconfig_that_lost_to_an_earlier_file_of_its_module(lib, fresh_calls):
+    """An entry's file gives app/1.0 first; a dependency on app 1.0 finds another file of that module,
+    which is no node but is parsed and checked: an edit of it (listing unchanged) that the planner refuses
+    must not be answered from the cache."""
+    tmp, site, hooks, config, env = lib
+    (site / "a" / "app" / "app-twin.eb").write_text(bundle_easyconfig("app", ""))
+    loser = site / "a" / "app" / "app-1.0-GCCcore-system.eb"
+    (site / "u" / "user").mkdir(parents=True)
+    (site / "u" / "user" / "user-1.0-GCCcore-system.eb").write_text(
+        bundle_easyconfig("user", "dependencies = [('app', '1.0')]"))
+    write_easystack(tmp / "easyconfigs" / "cpu.yaml", ["app-twin.eb", "user-1.0-GCCcore-system.eb"])
+    before, _ = plans(config, env)
+    assert site_of(before, "app/1.0-GCCcore-system").endswith("app-twin.eb")
+    loser.write_text(bundle_easyconfig("app", "dependencies = [('ghost', '9.9')]"))
+    settings = load_settings(config, env=env)
+    with pytest.raises(BadInput, match="ghost"):
+        planner.make_plan(settings, [settings.first_cpu_target()])
+
+
+def test_a_later_robot_paths_file_of_the_same_name_is_never_read(lib, fresh_calls):
+    """The robot takes the first file by path, so an edit of a shadowed file (its folder's listing
+    unchanged) changes nothing: the cached plan still answers, and equals the planner's."""
+    tmp, site, hooks, config, env = lib
+    later = tmp / "later"
+    (later / "a" / "app").mkdir(parents=True)
+    shadowed = later / "a" / "app" / "app-1.0-GCCcore-system.eb"
+    shadowed.write_text(bundle_easyconfig("app", ""))
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "easyconfig_paths": [str(site), str(later)]}))
+    before, _ = plans(config, env)
+    shadowed.write_text(bundle_easyconfig("app", "dependencies = [('MarkupSafe', '3.0.2')]"))
+    misses = len(fresh_calls)
+    after, fresh = plans(config, env)
+    assert len(fresh_calls) == misses + 1  # only the comparison: the cached plan answered
+    assert after == fresh == before
 
 
 def site_of(plan_json: dict, module: str) -> str:
@@ -153,9 +234,10 @@ def test_torn_or_tampered_entry_is_ignored(lib, fresh_calls, damage):
     if damage == "torn":
         entry.write_text(entry.read_text()[:100])
     else:
-        stored = json.loads(entry.read_text())
-        stored["body"]["nodes"][0][1] = "app/9.9-forged"  # the entry's digest no longer matches
-        entry.write_text(json.dumps(stored))
+        digest, body = entry.read_text().split("\n", 1)
+        stored = json.loads(body)
+        stored["nodes"][0][1] = "app/9.9-forged"  # the entry's digest no longer matches
+        entry.write_text(f"{digest}\n{json.dumps(stored)}")
     misses = len(fresh_calls)
     assert plans(config, env)[0] == good
     assert len(fresh_calls) == misses + 2
@@ -175,3 +257,21 @@ def test_new_easyconfig_in_an_entrys_own_robot_path(lib, fresh_calls):
     before, after, fresh = cached_plan_changes(lib, fresh_calls, shadow)
     assert after == fresh != before
     assert site_of(after, "app/1.0-GCCcore-system") == str(own / "app-1.0-GCCcore-system.eb")
+
+
+def test_a_store_prunes_old_entries(lib, fresh_calls):
+    """Entries of inputs long gone are removed when a plan is stored; the fresh entry answers."""
+    tmp, site, hooks, config, env = lib
+    cache = tmp / "cache"
+    cache.mkdir()
+    old = time.time() - 86400
+    for i in range(MAX_PER_KIND + 4):
+        for name in (f"plan-{i:032x}.json", f"parse-{i:024x}.json"):
+            (cache / name).write_text("{}")
+            os.utime(cache / name, (old - i, old - i))
+    plans(config, env)
+    assert len(list(cache.glob("plan-*.json"))) == len(list(cache.glob("parse-*.json"))) == MAX_PER_KIND
+    assert not (cache / f"plan-{MAX_PER_KIND + 3:032x}.json").exists()
+    misses = len(fresh_calls)
+    plans(config, env)
+    assert len(fresh_calls) == misses + 1  # only the comparison: the stored plan survived the pruning

@@ -1,6 +1,7 @@
 """Integrity records: what they hold, and what a quick and a thorough check each find."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,19 @@ def test_an_altered_module_file_is_found_in_place(recorded):
     with open(store, "a") as f:
         f.write('setenv("EVIL", "1")\n')
     assert "was altered since publish" in (check_module_file(header_of(record)) or "")
+
+
+@pytest.mark.parametrize("thorough", [False, True])
+def test_folders_replaced_by_links_to_copies_are_never_followed(recorded, tmp_path, thorough):
+    """A link to an identical copy is not the recorded folder: the link is altered, what was below it
+    deleted; a prefix that became such a link has lost every entry."""
+    record, prefix, store = recorded
+    copy = tmp_path / "copy"
+    shutil.copytree(prefix / "bin", copy / "bin", symlinks=True, copy_function=shutil.copy2)
+    shutil.rmtree(prefix / "bin")
+    (prefix / "bin").symlink_to(copy / "bin")
+    assert problems(record, thorough) == [f"1 entry of {prefix} deleted: bin/tool",
+                                          f"1 entry of {prefix} altered: bin"]
+    shutil.rmtree(prefix)
+    prefix.symlink_to(copy)
+    assert problems(record, thorough) == [f"3 entries of {prefix} deleted: bin, bin/tool, lib"]
