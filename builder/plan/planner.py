@@ -116,12 +116,14 @@ def _resolve(eb: ebadapter.Session, entries: list[Entry], cache: ParseCache,
     the module each wants (a hidden dependency is its easyconfig under the hidden name, as ``eb`` plans
     it); what cannot be planned is bad input, all of it in one error naming the easystacks."""
     by_path: dict[Path, ebadapter.ParsedEasyconfig] = {}
+    seen: set[Path] = set()  # parsed or in the level being parsed: each file is parsed once
     level = list(dict.fromkeys(e.easyconfig for e in entries))
     while level:
+        seen.update(level)
         following = []
         for parsed in _parse_all(eb, level, cache, digests):
             by_path[parsed.path] = parsed
-            following += [d.easyconfig for d in parsed.deps if d.easyconfig is not None and d.easyconfig not in by_path]
+            following += [d.easyconfig for d in parsed.deps if d.easyconfig is not None and d.easyconfig not in seen]
         level = list(dict.fromkeys(following))
     problems = diagnostics.problems(eb, [e.easyconfig for e in entries], by_path)
     if problems:
