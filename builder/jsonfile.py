@@ -1,5 +1,6 @@
-"""modlib's state on the volume as JSON files, written whole: readers on other hosts see the old file
-or the new one, never half of one, and two writers never share a temporary file."""
+"""modlib's state on the volume as JSON files, and the files it stages there, written whole: readers on
+other hosts see the old file or the new one, never half of one, and two writers (on any host) never share
+a temporary file."""
 
 from __future__ import annotations
 
@@ -17,10 +18,15 @@ def write(path: Path, data: object, *, indent: int | None = None, sort_keys: boo
 
 def write_text(path: Path, text: str) -> None:
     """``text`` at ``path``, by a rename of a temporary file beside it."""
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """``data`` at ``path``, by a rename of a temporary file beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

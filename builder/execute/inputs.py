@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from builder import jsonfile
 from builder.errors import RunFailed
 from builder.execute.command import easyconfig_argument, included_easyblocks, site_env, staged_file
 from builder.plan.graph import Node
@@ -92,9 +93,5 @@ def stage_node_files(settings: Settings, nodes: list[Node]) -> None:
 
 
 def _stage(source: Path, dest: Path) -> None:
-    if dest.is_file():
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.{os.getpid()}"
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, dest)
+    if not dest.is_file():  # named by its content: one already there holds the same bytes
+        jsonfile.write_bytes(dest, source.read_bytes())

@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from builder import ebadapter
+from builder import ebadapter, jsonfile
 from builder.errors import BadInput
 from builder.plan import diagnostics, entry_options
 from builder.plan.entry_options import EntryOptions
@@ -152,9 +151,7 @@ def _kept(settings: Settings, path: Path, sha256: str) -> Path:
     folder = (settings.cache_dir or Path(tempfile.gettempdir()) / "modlib") / "generated" / sha256[:16]
     kept = folder / path.name
     if not kept.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, folder / f".{path.name}.{os.getpid()}")
-        os.replace(folder / f".{path.name}.{os.getpid()}", kept)
+        jsonfile.write_bytes(kept, path.read_bytes())
     return kept
 
 
