@@ -75,6 +75,7 @@ bench: setup
 	$(call apt_install,fuse libfuse2)
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,bench]'
 	$(VENV)/bin/modlib build > /dev/null    # the demo library must be published for the no-op benchmark
+	$(VENV)/bin/python -m compileall -q builder    # bytecode, as the builder image has it (install.sh)
 	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 clean-library:

@@ -9,14 +9,16 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from builder.errors import EXIT_BUILD_FAILED, BadInput, ModlibError
 from builder.execute.executors import EXECUTORS
 from builder.read.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 config_option = click.option("--config", "config", type=click.Path(path_type=Path), default=None,
                              help="library.yaml (default: easyconfigs/library.yaml, or $MODLIB_CONFIG).")
@@ -62,6 +64,14 @@ def main(debug: bool) -> None:
     """Build a shared Lmod module library from curated EasyBuild easystacks."""
 
 
+def _console() -> Console:
+    """rich is imported by the commands that print through it: ``plan --json`` and ``status`` run often
+    (scripts, the notebook side) and never need it."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
 def _targets(settings: Settings, name: str | None):
     return [settings.target(name)] if name else list(settings.targets.values())
 
@@ -83,7 +93,7 @@ def plan(config: Path | None, target: str | None, easystack: Path | None, as_jso
          fmt: str, check_sources: bool) -> None:
     """Resolve the curated lists into one dependency graph and show what is missing and what drifted."""
     from builder.plan.planner import make_plan
-    from builder.status import drifted
+    from builder.publish.live import drifted
 
     settings = load_settings(config)
     targets = _targets(settings, target)
@@ -111,6 +121,9 @@ def plan(config: Path | None, target: str | None, easystack: Path | None, as_jso
     if as_json:
         click.echo(json.dumps({"nodes": [{**n.as_json(), "drift": drift[n.key]} for n in result.nodes]}, indent=1))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table("module", "tree", "target", "deps", "state", title=f"plan: {len(result.nodes)} modules, "
                   f"{len(result.missing())} to build, {sum(drift.values())} drifted")
     for node in result.nodes:
@@ -145,7 +158,7 @@ def build(config: Path | None, target: str | None, executor: str, kubeconfig: st
         return
     from builder.run import run_build
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console()
     result = run_build(settings, targets, executor=executor, jobs=jobs, rebuild=list(rebuild), wait=wait,
                        report=lambda msg: console.print(msg, markup=False))
     _summary(console, result)
@@ -316,7 +329,7 @@ def remove(config: Path | None, modules: tuple[str, ...]) -> None:
     """Unpublish modules (full names); their prefixes expire after the grace period."""
     from builder.remove import remove as remove_modules
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console()
     remove_modules(load_settings(config), list(modules), lambda msg: console.print(msg, markup=False))
 
 

@@ -8,7 +8,9 @@ checks the page against it), and the methods of ``Layout`` fill the patterns in.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,6 +166,13 @@ class Layout:
     def module_file(self, tree: str, module: str) -> Path:
         """Where a built module's file lives in the store; its presence is what "installed" means."""
         return self.store(tree) / f"{module}.lua"
+
+    def installed(self, tree: str, modules: Iterable[str]) -> set[str]:
+        """Those of ``modules`` whose file is in ``tree``'s store (``module_file``). A cached plan asks this
+        of every node on every ``modlib plan``: strings and a stat each, as a Path per node cost a tenth
+        of the whole command."""
+        store = str(self.store(tree))
+        return {module for module in modules if os.path.isfile(f"{store}/{module}.lua")}
 
     def staging(self, tree: str, module: str) -> Path:
         """Module files of one node are written here and made live only after the build succeeded."""

@@ -15,9 +15,9 @@ from builder.errors import BadInput
 from builder.execute import records
 from builder.execute.lock import holder_gone, read_holder
 from builder.layout import Layout
-from builder.plan.graph import Node, Plan
+from builder.plan.graph import Plan
 from builder.publish.featured import python_minor
-from builder.publish.live import read_manifest
+from builder.publish.live import drifted
 from builder.read.config import Settings
 from builder.verify import Finding, select, store_modules, verify
 
@@ -33,12 +33,6 @@ def plan_targets(settings: Settings) -> dict[str, Plan | BadInput]:
         except BadInput as err:
             plans[target.name] = err
     return plans
-
-
-def drifted(layout: Layout, node: Node) -> dict | None:
-    """The recorded build of an installed node whose easyconfig changed since, or None."""
-    manifest = read_manifest(layout, node.tree, node.module) if node.installed else None
-    return manifest if manifest and manifest["sha256"] != node.sha256 else None
 
 
 def library_status(settings: Settings, plans: dict[str, Plan | BadInput]) -> dict:

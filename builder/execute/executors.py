@@ -13,12 +13,14 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from builder.errors import BadInput
-from builder.execute.command import Invocation
-from builder.plan.graph import Node
-from builder.read.config import Settings
+
+if TYPE_CHECKING:  # the CLI imports the registry for --executor's choices: no planning code with it
+    from builder.execute.command import Invocation
+    from builder.plan.graph import Node
+    from builder.read.config import Settings
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from builder import jsonfile
@@ -45,6 +44,8 @@ class Record:
 def toolchain(hooks: Path) -> dict[str, str]:
     """What every build of a run is made with, beyond its easyconfig: the runner's EasyBuild (the builder
     image's, in a cluster) and the hooks file passed to every ``eb``."""
+    from importlib import metadata  # here: ``status`` imports this module, and needs no versions
+
     try:
         version = metadata.version("easybuild-framework")
     except metadata.PackageNotFoundError:

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from builder import ebadapter, jsonfile
-from builder.plan.cache_files import prune, read_entry
+from builder.cache_files import prune, read_entry
 from builder.plan.eb_inputs import easybuild_inputs
 
 FORMAT = 1

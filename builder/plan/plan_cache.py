@@ -36,8 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from builder import jsonfile
+from builder.cache_files import prune, read_entry
 from builder.plan import entry_options
-from builder.plan.cache_files import prune, read_entry
 from builder.plan.eb_inputs import easybuild_inputs
 from builder.plan.graph import Node, Plan
 from builder.read.config import Settings, Target
@@ -48,7 +48,7 @@ FORMAT = 2
 RACY_NS = 2_000_000_000
 #: modlib's own files whose code decides what a plan holds.
 _PLANNING_CODE = ("plan/planner.py", "plan/entry_options.py", "plan/diagnostics.py", "plan/graph.py",
-                  "plan/parse_cache.py", "plan/plan_cache.py", "plan/eb_inputs.py", "plan/cache_files.py",
+                  "plan/parse_cache.py", "plan/plan_cache.py", "plan/eb_inputs.py", "cache_files.py",
                   "ebadapter/__init__.py")
 _EASYBUILD = ("easybuild-framework", "easybuild-easyblocks", "easybuild-easyconfigs")
 
@@ -164,14 +164,15 @@ def _node_data(node: Node) -> list:
             node.sha256, node.hidden, [list(o) for o in node.options], node.moduleclass]
 
 
-def _node(settings: Settings, data: list) -> Node:
-    """A cached node; ``installed`` asked of the store now, as the planner asks it."""
-    tree, module, name, easyconfig, target, deps, sha256, hidden, options, moduleclass = data
-    return Node(tree=tree, module=module, name=name, easyconfig=Path(easyconfig), target=target,
-                deps=tuple((t, m) for t, m in deps),
-                installed=settings.layout.module_file(tree, module).is_file(),
-                sha256=sha256, hidden=hidden, options=tuple((k, entry_options.frozen(v)) for k, v in options),
-                moduleclass=moduleclass)
+def _nodes(settings: Settings, rows: list[list]) -> list[Node]:
+    """The cached nodes; ``installed`` asked of the store now, as the planner asks it."""
+    trees = {row[0] for row in rows}
+    installed = {t: settings.layout.installed(t, [row[1] for row in rows if row[0] == t]) for t in trees}
+    return [Node(tree=tree, module=module, name=name, easyconfig=Path(easyconfig), target=target,
+                 deps=tuple((t, m) for t, m in deps), installed=module in installed[tree], sha256=sha256,
+                 hidden=hidden, options=tuple((k, entry_options.frozen(v)) for k, v in options),
+                 moduleclass=moduleclass)
+            for tree, module, name, easyconfig, target, deps, sha256, hidden, options, moduleclass in rows]
 
 
 def _easyconfig_stamps(parsed: dict[Path, str]) -> list[list] | None:
@@ -212,7 +213,7 @@ class PlanCache:
             if body["key"] != self.key or not (folders_unchanged(body["folders"], body["taken_ns"]) and
                                                files_unchanged(body["files"], body["taken_ns"])):
                 return None
-            nodes = [_node(self.settings, n) for n in body["nodes"]]
+            nodes = _nodes(self.settings, body["nodes"])
             return Plan(nodes=tuple(nodes), index={n.key: n for n in nodes})  # stored in the plan's order
         except (OSError, ValueError, KeyError, TypeError):
             return None  # missing, torn or edited: plan afresh

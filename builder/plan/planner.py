@@ -7,10 +7,8 @@ each easyconfig is parsed once and the graph is kept by module name, which gives
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -98,6 +96,9 @@ def _parse_all(eb: ebadapter.Session, paths: list[Path], cache: ParseCache,
     todo = [p for p in paths if p not in done]
     workers = min(os.cpu_count() or 1, 8)
     if len(todo) >= 2 * workers > 2:
+        import multiprocessing  # here: a cached plan imports the planner and never parses
+        from concurrent.futures import ProcessPoolExecutor
+
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                  initializer=_enter_worker, initargs=(eb,)) as pool:
             fresh = list(pool.map(_parse_in_worker, todo, chunksize=4))

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import jsonschema
-
 from builder.read.config import Featured, Settings
 
 # EasyBuild writes either "lib/python3.11/site-packages" or pathJoin(root, "lib", "python3.11", "site-packages")
@@ -80,6 +78,9 @@ def feature(settings: Settings, target: str, catalogue: list[dict], gpu_dirs: li
 
 
 def validate(index: dict) -> None:
+    """Checked at publish only: ``status`` imports this module, and jsonschema costs it 40 ms."""
+    import jsonschema
+
     schema = json.loads(resources.files("builder.schemas").joinpath("featured.schema.json").read_text())
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(index)
 

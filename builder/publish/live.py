@@ -22,6 +22,12 @@ def read_manifest(layout: Layout, tree: str, module: str) -> dict | None:
     return jsonfile.read(layout.manifest(tree, module))
 
 
+def drifted(layout: Layout, node: Node) -> dict | None:
+    """The recorded build of an installed node whose easyconfig changed since, or None."""
+    manifest = read_manifest(layout, node.tree, node.module) if node.installed else None
+    return manifest if manifest and manifest["sha256"] != node.sha256 else None
+
+
 def _kept(layout: Layout, tree: str, module: str) -> list[tuple[Path, Path]]:
     """(current, kept aside) for the module file, its manifest and its integrity record: what a rebuild
     replaces stays aside until its view is published, and goes back if it is not."""

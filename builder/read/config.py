@@ -6,15 +6,18 @@ in a key is reported with the file and the key's path instead of surfacing mid-b
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import jsonschema
 import yaml
 
+from builder import jsonfile
+from builder.cache_files import prune
 from builder.errors import BadInput
 from builder.layout import Layout
 
@@ -142,14 +145,14 @@ class Settings:
         return trees
 
 
-def _schema() -> dict:
-    text = resources.files("builder.schemas").joinpath("library.schema.json").read_text()
-    return json.loads(text)
+def _schema_text() -> str:
+    return resources.files("builder.schemas").joinpath("library.schema.json").read_text()
 
 
-def _load_yaml(path: Path) -> object:
+def _load_yaml(path: Path) -> tuple[str, object]:
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text()
+        return text, yaml.safe_load(text)
     except FileNotFoundError:
         raise BadInput(path, "configuration file not found") from None
     except yaml.YAMLError as err:
@@ -158,13 +161,26 @@ def _load_yaml(path: Path) -> object:
         raise BadInput(path, f"malformed YAML{where}: {getattr(err, 'problem', err)}") from None
 
 
-def _validated(path: Path, data: object) -> dict:
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise BadInput(path, f"invalid configuration at '{key}': {err.message}")
+def _validated(path: Path, text: str, data: object, cache: Path) -> dict:
+    """``data`` checked against the schema. Importing jsonschema takes longer (about 40 ms) than a cached
+    plan takes to load, and every ``modlib`` command reads this file, so a document that passed is
+    remembered in ``cache`` by the digest of its text and the schema's: the same text always parses to
+    the same data. A document that fails is never remembered, so its error is reported every time."""
+    schema = _schema_text()
+    digest = hashlib.sha256(schema.encode() + b"\0" + text.encode()).hexdigest()
+    memo = cache / f"valid-{digest}.json"
+    if not memo.is_file():
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(json.loads(schema))
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        if errors:
+            err = errors[0]
+            key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+            raise BadInput(path, f"invalid configuration at '{key}': {err.message}")
+        with contextlib.suppress(OSError):  # a read-only cache: validated again next time
+            jsonfile.write_text(memo, "{}")
+            prune(cache)
     assert isinstance(data, dict)  # the schema's top level is an object
     return data
 
@@ -236,8 +252,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     """Build the Settings from the config file; ``env`` (default os.environ) supplies the overrides."""
     env = dict(os.environ if env is None else env)
     path = Path(config_file or env.get("MODLIB_CONFIG") or DEFAULT_CONFIG)
-    data = _load_yaml(path)
-    data = _validated(path, data)
+    text, data = _load_yaml(path)
+    data = _validated(path, text, data, default_cache_dir(env))
     repo = repo_root_of(path)
 
     def rel(value: str) -> Path:

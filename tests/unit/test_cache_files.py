@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from builder import jsonfile
-from builder.plan.cache_files import prune, read_entry, remove
+from builder.cache_files import prune, read_entry, remove
 
 HOUR = 3600
 

@@ -77,3 +77,30 @@ def test_schema_file_is_valid_json_schema():
     schema = json.loads((REPO / "builder" / "schemas" / "library.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     assert Path(REPO / "easyconfigs" / "library.yaml").is_file()
+
+
+def test_a_file_that_passed_is_remembered_and_one_that_failed_never(tmp_path, monkeypatch):
+    """jsonschema is skipped for text that passed with this schema; failing text is checked every time."""
+    import jsonschema
+
+    from builder.read import config
+
+    cfg, env = write_config(tmp_path, {"cpu": dict(CPU)}), {"MODLIB_CACHE": str(tmp_path / "cache")}
+    load_settings(cfg, env=env)
+    assert len(list((tmp_path / "cache").glob("valid-*.json"))) == 1
+
+    def no_validator(*args, **kwargs):
+        raise AssertionError("remembered text must not be validated again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(jsonschema, "Draft202012Validator", no_validator)
+        assert load_settings(cfg, env=env).targets["cpu"].tree == "cpu"
+        schema = config._schema_text()
+        patch.setattr(config, "_schema_text", lambda: f"{schema} ")
+        with pytest.raises(AssertionError, match="must not be validated"):  # another schema: checked again
+            load_settings(cfg, env=env)
+    cfg.write_text(cfg.read_text() + "colour: blue\n")
+    for _ in range(2):
+        with pytest.raises(ModlibError, match="Additional properties are not allowed"):
+            load_settings(cfg, env=env)
+    assert len(list((tmp_path / "cache").glob("valid-*.json"))) == 1

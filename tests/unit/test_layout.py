@@ -30,14 +30,14 @@ def _documented() -> list[re.Pattern]:
 
 
 def _paths() -> dict[str, Path]:
-    """Every path method of Layout, called with sample arguments."""
+    """Every path method of Layout (those that return a Path), called with sample arguments."""
     lay, out = Layout(ROOT), {}
     samples = {"tree": "cpu", "module": "Jinja2/3.1.4-GCCcore-system", "base": GEN, "target": "cuda",
                "digest": "0123abcd", "build": "Jinja2-0123abcd", "filename": "x-1.0.eb",
                "prefix": ROOT / "cpu/software/Jinja2-0123abcd",
                "install_dir": ROOT / "cpu/software/Jinja2-0123abcd/Jinja2/3.1.4-GCCcore-system"}
     for name, method in inspect.getmembers(lay, inspect.ismethod):
-        if name.startswith("_"):
+        if name.startswith("_") or inspect.signature(method).return_annotation != "Path":
             continue
         params = [p for p in inspect.signature(method).parameters]
         out[name] = method(**{p: samples[p] for p in params})
@@ -86,3 +86,14 @@ def test_every_property_of_the_configuration_schema_has_a_description():
 
     walk(schema, "library.yaml")
     assert missing == []
+
+
+def test_installed_is_the_module_file_in_the_store(tmp_path):
+    lay = Layout(tmp_path)
+    modules = ["Jinja2/3.1.4-GCCcore-system", "zlib/.1.3.1-GCCcore-13.3.0", "Python/3.12.3-GCCcore-13.3.0"]
+    for module in modules[:2]:
+        lay.module_file("cpu", module).parent.mkdir(parents=True, exist_ok=True)
+        lay.module_file("cpu", module).write_text("-- built\n")
+    lay.module_file("cpu", modules[2]).mkdir(parents=True)  # a folder of that name is no module file
+    assert lay.installed("cpu", modules) == set(modules[:2])
+    assert lay.installed("cuda", modules) == set()

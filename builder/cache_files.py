@@ -1,6 +1,7 @@
 """The upkeep of ``$MODLIB_CACHE``: every change of a plan's inputs makes new entries (``plan-*.json``,
-``parse-*.json``) and leaves the old ones behind, so each write prunes the folder to the most recently
-used entries, a bounded count of each kind and a bounded size in all.
+``parse-*.json``; ``valid-*.json`` for each library.yaml that passed its schema) and leaves the old ones
+behind, so each write prunes the folder to the most recently used entries, a bounded count of each kind
+and a bounded size in all.
 
 The folder may be a volume shared by runs on several hosts, so nothing here may break another process:
 
@@ -25,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-ENTRY = re.compile(r"^(plan|parse)-[0-9a-f]+\.json$")
+ENTRY = re.compile(r"^(plan|parse|valid)-[0-9a-f]+\.json$")
 MAX_PER_KIND = 16
 MAX_BYTES = 128 << 20
 #: A temporary file or a pruner's private name this old belongs to a process that died.
@@ -59,7 +60,7 @@ def prune(folder: Path, max_per_kind: int = MAX_PER_KIND, max_bytes: int = MAX_B
             continue  # removed by another process meanwhile
         if ENTRY.match(name):
             entries.append((st.st_mtime_ns, name, st))
-        elif name.startswith((".plan-", ".parse-", ".prune-")) and now - st.st_mtime > ABANDONED_S:
+        elif name.startswith((".plan-", ".parse-", ".valid-", ".prune-")) and now - st.st_mtime > ABANDONED_S:
             with contextlib.suppress(OSError):
                 os.unlink(folder / name)
     kept: dict[str, int] = {}
