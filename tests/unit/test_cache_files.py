@@ -27,14 +27,16 @@ def test_prune_keeps_the_most_recently_used_of_each_kind(tmp_path):
     for i in range(20):
         entry(tmp_path, f"plan-{i:032x}.json", age_s=i * 60)
         entry(tmp_path, f"parse-{i:024x}.json", age_s=i * 60 + 30)
+        entry(tmp_path, f"valid-{i:064x}.json", age_s=i * 60 + 45)
     other = [entry(tmp_path, "notes.txt", 10 * HOUR), entry(tmp_path, ".plan-00.json.1234abcd", 60),
              entry(tmp_path, ".parse-00.json.1234abcd", 60)]
     abandoned = [entry(tmp_path, ".plan-01.json.1234abcd", 2 * HOUR),
+                 entry(tmp_path, ".valid-01.json.1234abcd", 2 * HOUR),
                  entry(tmp_path, ".prune-plan-01.json.5678abcd", 2 * HOUR)]
     prune(tmp_path, max_per_kind=5)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted([f"plan-{i:032x}.json" for i in range(5)] + [f"parse-{i:024x}.json" for i in range(5)]
-                          + [p.name for p in other])
+                          + [f"valid-{i:064x}.json" for i in range(5)] + [p.name for p in other])
     assert not any(p.exists() for p in abandoned)
 
 
