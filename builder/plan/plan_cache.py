@@ -95,7 +95,7 @@ def plan_key(settings: Settings, targets: list[Target], easystack: Path | None, 
     stacks = _stacks(targets, easystack)
     inputs = {
         "format": FORMAT, "code": [_read(code / rel) for rel in _PLANNING_CODE],
-        "config": _read(settings.config_file), "settings": repr((settings.root, settings.hooks,
+        "config": settings.config_sha256, "settings": repr((settings.root, settings.hooks,
                                                                  settings.easyconfig_paths, settings.targets)),
         "targets": [t.name for t in targets], "easystacks": [(str(s), _read(s)) for s in stacks],
         "hooks": _read(settings.hooks), "easybuild": _easybuild_versions(), "robot": [str(p) for p in robot],

@@ -67,7 +67,7 @@ def _listing(base: Path) -> Listing:
 
 
 def _digest(settings: Settings, listings: dict[str, Listing]) -> str:
-    digest = hashlib.sha256(settings.config_file.read_bytes())
+    digest = hashlib.sha256(f"{settings.config_sha256}\n".encode())
     for tree in sorted(listings):
         for rel, value in sorted(listings[tree].items()):
             if value != "dir":
@@ -247,7 +247,7 @@ def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[
     gen = _new_generation(layout)
     trees = settings.trees()
     listings = {tree: _listing(layout.store(tree)) for tree in trees}
-    state = {"config": hashlib.sha256(settings.config_file.read_bytes()).hexdigest(),
+    state = {"config": settings.config_sha256,
              "lmod": str(settings.lmod_prefix.resolve()), "live": str(layout.live()), "format": VIEW_FORMAT}
     previous = None if full else _previous(settings, trees, state)
     changes = {tree: None if previous is None else _changed(previous[1]["files"][tree], listings[tree])

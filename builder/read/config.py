@@ -96,6 +96,9 @@ class Featured:
 @dataclass(frozen=True)
 class Settings:
     config_file: Path
+    #: Of the bytes these settings were read from: what a plan or a published view records as its config,
+    #: even when the file is edited during a run.
+    config_sha256: str
     repo_root: Path
     root: Path
     python: str
@@ -149,10 +152,10 @@ def _schema_text() -> str:
     return resources.files("builder.schemas").joinpath("library.schema.json").read_text()
 
 
-def _load_yaml(path: Path) -> tuple[str, object]:
+def _load_yaml(path: Path) -> tuple[bytes, object]:
     try:
-        text = path.read_text()
-        return text, yaml.safe_load(text)
+        raw = path.read_bytes()
+        return raw, yaml.safe_load(raw)
     except FileNotFoundError:
         raise BadInput(path, "configuration file not found") from None
     except yaml.YAMLError as err:
@@ -161,13 +164,13 @@ def _load_yaml(path: Path) -> tuple[str, object]:
         raise BadInput(path, f"malformed YAML{where}: {getattr(err, 'problem', err)}") from None
 
 
-def _validated(path: Path, text: str, data: object, cache: Path) -> dict:
+def _validated(path: Path, raw: bytes, data: object, cache: Path) -> dict:
     """``data`` checked against the schema. Importing jsonschema takes longer (about 40 ms) than a cached
     plan takes to load, and every ``modlib`` command reads this file, so a document that passed is
-    remembered in ``cache`` by the digest of its text and the schema's: the same text always parses to
+    remembered in ``cache`` by the digest of its bytes and the schema's: the same bytes always parse to
     the same data. A document that fails is never remembered, so its error is reported every time."""
     schema = _schema_text()
-    digest = hashlib.sha256(schema.encode() + b"\0" + text.encode()).hexdigest()
+    digest = hashlib.sha256(schema.encode() + b"\0" + raw).hexdigest()
     memo = cache / f"valid-{digest}.json"
     if not memo.is_file():
         import jsonschema
@@ -252,8 +255,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     """Build the Settings from the config file; ``env`` (default os.environ) supplies the overrides."""
     env = dict(os.environ if env is None else env)
     path = Path(config_file or env.get("MODLIB_CONFIG") or DEFAULT_CONFIG)
-    text, data = _load_yaml(path)
-    data = _validated(path, text, data, default_cache_dir(env))
+    raw, data = _load_yaml(path)
+    data = _validated(path, raw, data, default_cache_dir(env))
     repo = repo_root_of(path)
 
     def rel(value: str) -> Path:
@@ -279,7 +282,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     root = rel(env["MODLIB_ROOT"]) if env.get("MODLIB_ROOT") else rel(data["root"])
     kernels = data.get("notebook", {}).get("kernels")  # absent: the featured Python packages get kernels
     return Settings(
-        config_file=path.resolve(), repo_root=repo, root=root.resolve(),
+        config_file=path.resolve(), config_sha256=hashlib.sha256(raw).hexdigest(), repo_root=repo, root=root.resolve(),
         python=_python(env.get("MODLIB_PYTHON") or data["python"]["executable"], rel),
         python_version=data["python"]["version"],
         hooks=rel(data.get("hooks", DEFAULT_HOOKS)),

@@ -238,3 +238,23 @@ def test_a_publish_killed_before_the_swap_leaves_live_and_the_next_one_right(lib
     assert os.readlink(library.root / "live") == live_before and seen(library) == before
     incremental, scratch = publish_both_ways(library)
     assert incremental == scratch and "zlib/1.3.2-GCCcore-15.1.0" in incremental["cpu: module -t avail"]
+
+
+def test_library_yaml_edited_during_a_run_is_published_by_the_next_run(library):
+    """A run publishes with the settings it read at its start: its generation must record those, or the
+    next run would take the edited file as published already and never publish it."""
+    view.publish_view(library)
+    config = library.config_file
+    text = config.read_text()
+    assert "launcher: saxpy\n" in text
+    config.write_text(text.replace("launcher: saxpy\n", "launcher: saxpy-notebook\n"))
+    view.publish_view(library)  # the run that started before the edit
+    state = json.loads(library.layout.view_state(library.layout.live().resolve()).read_text())
+    assert state["config"] == library.config_sha256 != hashlib.sha256(config.read_bytes()).hexdigest()
+    assert view.current_inputs(library.layout) == view.inputs_digest(library)
+    edited = load_settings(config, env={"MODLIB_ROOT": str(library.root)})
+    assert view.current_inputs(edited.layout) != view.inputs_digest(edited)  # so the next run publishes
+    view.publish_view(edited)
+    assert view.current_inputs(edited.layout) == view.inputs_digest(edited)
+    launcher_files = (edited.root / "live" / "targets" / "cuda").glob("*.json")
+    assert any("saxpy-notebook" in path.read_text() for path in launcher_files)
