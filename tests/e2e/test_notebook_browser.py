@@ -103,10 +103,20 @@ def test_jinja2_loads_from_the_panel(lab):
     page.screenshot(path=shots / "notebook-lmod-panel.png", clip={**panel, "height": 260})
 
 
+def _open_notebook(page: Page, kernel: str) -> None:
+    """A new notebook on the kernel the launcher shows as ``kernel``, once the page has heard from it:
+    the notebook's indicator says idle before the kernel has started, and JupyterLab drops a cell run
+    while its connection to the kernel is still being made (seen here: no request ever sent)."""
+    with page.expect_websocket(lambda ws: "/api/kernels/" in ws.url) as opened:
+        page.locator(f'.jp-LauncherCard[data-category="Notebook"][title="{kernel}"]').click()
+    opened.value.wait_for_event("framereceived", lambda frame: (b"kernel_info_reply" if isinstance(frame, bytes)
+                                                                else "kernel_info_reply") in frame)
+    page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
+
+
 def test_notebook_on_the_jinja2_kernel_imports_it_from_the_library(lab):
     page, root, _ = lab
-    page.locator('.jp-LauncherCard[data-category="Notebook"][title="Python 3.11 · Jinja2 3.1.4"]').click()
-    page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
+    _open_notebook(page, "Python 3.11 · Jinja2 3.1.4")
     page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first.click()
     page.keyboard.type("import jinja2; print(jinja2.__version__, jinja2.__file__)")
     page.keyboard.press("Shift+Enter")
