@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -11,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from builder import jsonfile
+from builder.digests import file_sha256
 from builder.layout import Layout, slug
 
 
@@ -50,11 +50,7 @@ def toolchain(hooks: Path) -> dict[str, str]:
         version = metadata.version("easybuild-framework")
     except metadata.PackageNotFoundError:
         version = ""
-    try:
-        digest = hashlib.sha256(hooks.read_bytes()).hexdigest()
-    except OSError:
-        digest = ""
-    return {"easybuild_version": version, "hooks_sha256": digest}
+    return {"easybuild_version": version, "hooks_sha256": file_sha256(hooks) or ""}
 
 
 def new_log_path(layout: Layout, tree: str, module: str, start: float) -> Path:

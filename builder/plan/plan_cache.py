@@ -37,6 +37,7 @@ from pathlib import Path
 
 from builder import jsonfile
 from builder.cache_files import prune, read_entry
+from builder.digests import file_sha256
 from builder.plan import entry_options
 from builder.plan.eb_inputs import easybuild_inputs
 from builder.plan.graph import Node, Plan
@@ -59,13 +60,6 @@ def _sha(data: bytes) -> str:
 
 def _json_digest(data: object) -> str:
     return _sha(json.dumps(data, sort_keys=True).encode())
-
-
-def _read(path: Path | None) -> str | None:
-    try:
-        return _sha(path.read_bytes()) if path is not None else None
-    except OSError:
-        return None
 
 
 @functools.cache
@@ -94,13 +88,13 @@ def plan_key(settings: Settings, targets: list[Target], easystack: Path | None, 
     code = Path(__file__).resolve().parent.parent
     stacks = _stacks(targets, easystack)
     inputs = {
-        "format": FORMAT, "code": [_read(code / rel) for rel in _PLANNING_CODE],
+        "format": FORMAT, "code": [file_sha256(code / rel) for rel in _PLANNING_CODE],
         "config": settings.config_sha256, "settings": repr((settings.root, settings.hooks,
                                                                  settings.easyconfig_paths, settings.targets)),
-        "targets": [t.name for t in targets], "easystacks": [(str(s), _read(s)) for s in stacks],
-        "hooks": _read(settings.hooks), "easybuild": _easybuild_versions(), "robot": [str(p) for p in robot],
+        "targets": [t.name for t in targets], "easystacks": [(str(s), file_sha256(s)) for s in stacks],
+        "hooks": file_sha256(settings.hooks), "easybuild": _easybuild_versions(), "robot": [str(p) for p in robot],
         "easybuild_config": easybuild_inputs(),
-        "cwd": os.getcwd(), "python": sys.prefix, "named": [(str(f), _read(f)) for f in named_files],
+        "cwd": os.getcwd(), "python": sys.prefix, "named": [(str(f), file_sha256(f)) for f in named_files],
     }
     return _json_digest(inputs)
 

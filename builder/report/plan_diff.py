@@ -12,11 +12,11 @@ temporary, and entries for them would only pile up).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder.digests import file_sha256
 from builder.errors import BadInput
 from builder.execute import records
 from builder.execute.command import effective_options
@@ -101,7 +101,7 @@ def plan_diff(settings: Settings, ref: str) -> PlanDiff:
         except BadInput as err:
             raise BadInput(f"--diff {ref}", f"the plan at {ref} fails: {str(err).replace(str(tree), ref)}") from None
         return PlanDiff(ref=ref, commit=commit, targets=compare(settings, old_settings, old, new),
-                        hooks_changed=_digest(settings.hooks) != _digest(old_settings.hooks))
+                        hooks_changed=file_sha256(settings.hooks) != file_sha256(old_settings.hooks))
 
 
 def _settings_at(settings: Settings, repo: Path, tree: Path, ref: str) -> Settings:
@@ -114,13 +114,6 @@ def _settings_at(settings: Settings, repo: Path, tree: Path, ref: str) -> Settin
         return dataclasses.replace(load_settings(config, env), cache_dir=None)
     except BadInput as err:
         raise BadInput(f"--diff {ref}", f"library.yaml at {ref}: {str(err).replace(str(tree), ref)}") from None
-
-
-def _digest(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def compare(settings: Settings, old_settings: Settings, old: Plan, new: Plan) -> dict[str, TargetDiff]:

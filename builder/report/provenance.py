@@ -10,11 +10,10 @@ EasyBuild. A field an older record lacks is reported as not recorded, never gues
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from pathlib import Path
 
+from builder.digests import file_sha256
 from builder.errors import BadInput
 from builder.execute import records
 from builder.plan.graph import NodeKey
@@ -27,13 +26,6 @@ from builder.verify import check
 #: What a build record holds that ``show`` reports, and what older records lack.
 _RECORDED = ("easybuild_version", "hooks_sha256", "options", "sources", "executor", "where", "host", "start",
              "end", "exit_code", "log", "command")
-
-
-def _now_sha256(path: str) -> str | None:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def _integrity(settings: Settings, key: NodeKey) -> dict:
@@ -57,7 +49,7 @@ def provenance(settings: Settings, key: NodeKey) -> dict:
         build["sources"] = [{**s, "digest": digest(s["checksum"])} for s in build["sources"]]
     if build["start"] is not None and build["end"] is not None:
         build["seconds"] = round(build["end"] - build["start"], 1)
-    now = _now_sha256(manifest["easyconfig"])
+    now = file_sha256(manifest["easyconfig"])
     return {
         "module": module, "tree": tree, "published": manifest.get("published"), "prefix": manifest.get("prefix"),
         "easyconfig": {"path": manifest["easyconfig"], "sha256": manifest["sha256"],
