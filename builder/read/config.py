@@ -164,13 +164,14 @@ def _load_yaml(path: Path) -> tuple[bytes, object]:
         raise BadInput(path, f"malformed YAML{where}: {getattr(err, 'problem', err)}") from None
 
 
-def _validated(path: Path, raw: bytes, data: object, cache: Path) -> dict:
-    """``data`` checked against the schema. Importing jsonschema takes longer (about 40 ms) than a cached
-    plan takes to load, and every ``modlib`` command reads this file, so a document that passed is
-    remembered in ``cache`` by the digest of its bytes and the schema's: the same bytes always parse to
-    the same data. A document that fails is never remembered, so its error is reported every time."""
+def _validated(path: Path, sha256: str, data: object, cache: Path) -> dict:
+    """``data`` (the file's bytes have ``sha256``) checked against the schema. Importing jsonschema takes
+    longer (about 40 ms) than a cached plan takes to load, and every ``modlib`` command reads this file,
+    so a document that passed is remembered in ``cache`` by its digest and the schema's: the same bytes
+    always parse to the same data. A document that fails is never remembered, so its error is reported
+    every time."""
     schema = _schema_text()
-    digest = hashlib.sha256(schema.encode() + b"\0" + raw).hexdigest()
+    digest = hashlib.sha256(f"{schema}\0{sha256}".encode()).hexdigest()
     memo = cache / f"valid-{digest}.json"
     if not memo.is_file():
         import jsonschema
@@ -256,7 +257,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     env = dict(os.environ if env is None else env)
     path = Path(config_file or env.get("MODLIB_CONFIG") or DEFAULT_CONFIG)
     raw, data = _load_yaml(path)
-    data = _validated(path, raw, data, default_cache_dir(env))
+    sha256 = hashlib.sha256(raw).hexdigest()
+    data = _validated(path, sha256, data, default_cache_dir(env))
     repo = repo_root_of(path)
 
     def rel(value: str) -> Path:
@@ -282,7 +284,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     root = rel(env["MODLIB_ROOT"]) if env.get("MODLIB_ROOT") else rel(data["root"])
     kernels = data.get("notebook", {}).get("kernels")  # absent: the featured Python packages get kernels
     return Settings(
-        config_file=path.resolve(), config_sha256=hashlib.sha256(raw).hexdigest(), repo_root=repo, root=root.resolve(),
+        config_file=path.resolve(), config_sha256=sha256, repo_root=repo, root=root.resolve(),
         python=_python(env.get("MODLIB_PYTHON") or data["python"]["executable"], rel),
         python_version=data["python"]["version"],
         hooks=rel(data.get("hooks", DEFAULT_HOOKS)),
