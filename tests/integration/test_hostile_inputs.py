@@ -1,0 +1,104 @@
+"""Hostile inputs that hold no code (issue 21): source names that leave the source cache, a source cache
+whose links lead out of it, module names that are paths, foreign folders as the library root, robot
+paths that never end. Each is refused as bad input, and nothing outside the library changes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import modlib, write_config
+
+PAYLOAD = b"export PATH=/attacker\n"
+
+
+def _library(tmp: Path, easyconfig: str) -> tuple[Path, dict, Path]:
+    """A library whose one entry is ``easyconfig`` (the site folder ``tmp/site``), its root ``tmp/library``."""
+    site = tmp / "site" / "e" / "evil"
+    site.mkdir(parents=True)
+    (site / "evil-1.0.eb").write_text(easyconfig)
+    stack = tmp / "cpu.yaml"
+    stack.write_text(yaml.safe_dump({"easyconfigs": ["evil-1.0.eb"]}))
+    config = write_config(tmp, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
+                          easyconfig_paths=[str(tmp / "site")])
+    return config, {"MODLIB_CACHE": str(tmp / "cache"), "MODLIB_ROOT": str(tmp / "library")}, site / "evil-1.0.eb"
+
+
+def _evil(sources: str, checksums: str, extra: str = "") -> str:
+    return f"""easyblock = 'Tarball'
+name = 'evil'
+version = '1.0'
+homepage = 'https://example.org'
+description = "names files outside the source cache"
+toolchain = SYSTEM
+source_urls = ['file://%(payload)s']
+sources = {sources}
+checksums = {checksums}
+{extra}
+moduleclass = 'tools'
+"""
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")} if root.exists() else set()
+
+
+@pytest.mark.parametrize(("sources", "checksums", "field"), [
+    ("[{'filename': '../../../live/targets/cpu/env.sh'}]", "['%(sum)s']", "sources[0] filename"),
+    ("[{'filename': '%(victim)s'}]", "['%(sum)s']", "sources[0] filename"),
+    ("[{'filename': 'env.sh', 'download_filename': '../payload/env.sh'}]", "['%(sum)s']",
+     "sources[0] download_filename"),
+    ("['env.sh']", "[{'../../../live/targets/cpu/env.sh': '%(sum)s'}]", "checksums key"),
+])
+def test_a_source_name_that_leaves_the_source_cache_is_refused(tmp_path, sources, checksums, field):
+    payload = tmp_path / "payload" / "env.sh"
+    payload.parent.mkdir()
+    payload.write_bytes(PAYLOAD)
+    victim = tmp_path / "library" / "live" / "targets" / "cpu" / "env.sh"
+    victim.parent.mkdir(parents=True)
+    victim.write_text("the live env.sh\n")
+    (tmp_path / "library" / ".modlib").mkdir()  # a library, as a built one is
+    values = {"payload": payload.parent, "sum": hashlib.sha256(PAYLOAD).hexdigest(), "victim": victim}
+    config, env, easyconfig = _library(tmp_path, _evil(sources % values, checksums % values) % values)
+    before = _files(tmp_path / "library")
+    result = modlib("plan", "--config", str(config), "--check-sources", env=env)
+    assert result.returncode == 2, result.stderr
+    assert str(easyconfig) in result.stderr and field in result.stderr
+    assert victim.read_text() == "the live env.sh\n"
+    assert _files(tmp_path / "library") == before  # nothing fetched, no folder made
+
+
+def test_a_patch_that_leaves_the_source_cache_is_refused(tmp_path):
+    config, env, easyconfig = _library(tmp_path, _evil("[]", "[]", "patches = ['../../../../etc/x.patch']"))
+    result = modlib("plan", "--config", str(config), "--check-sources", env=env)
+    assert result.returncode == 2 and str(easyconfig) in result.stderr and "patches" in result.stderr
+
+
+def test_a_link_in_the_source_cache_that_leads_out_is_not_written_through(tmp_path):
+    payload = tmp_path / "payload" / "evil-1.0.tar.gz"
+    payload.parent.mkdir()
+    payload.write_bytes(PAYLOAD)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "library" / "sources" / "e").mkdir(parents=True)
+    (tmp_path / "library" / "sources" / "e" / "evil").symlink_to(outside)
+    config, env, _ = _library(tmp_path, _evil("['evil-1.0.tar.gz']", f"['{hashlib.sha256(PAYLOAD).hexdigest()}']")
+                              % {"payload": payload.parent})
+    result = modlib("plan", "--config", str(config), "--check-sources", env=env)
+    assert result.returncode == 1 and "leads out of it" in result.stderr, result.stderr
+    assert list(outside.iterdir()) == []
+
+
+def test_a_checksum_mismatch_leaves_nothing_in_the_source_cache(tmp_path):
+    payload = tmp_path / "payload" / "evil-1.0.tar.gz"
+    payload.parent.mkdir()
+    payload.write_bytes(PAYLOAD)
+    (tmp_path / "library" / "sources").mkdir(parents=True)
+    config, env, easyconfig = _library(tmp_path, _evil("['evil-1.0.tar.gz']", f"['{'0' * 64}']")
+                                       % {"payload": payload.parent})
+    result = modlib("plan", "--config", str(config), "--check-sources", env=env)
+    assert result.returncode == 2 and "checksum mismatch" in result.stderr, result.stderr
+    assert list((tmp_path / "library" / "sources").iterdir()) == []
