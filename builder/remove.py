@@ -17,6 +17,7 @@ from builder.execute.lock import RunLock
 from builder.publish.live import retract_node_files
 from builder.publish.view import publish_view
 from builder.read.config import Settings
+from builder.run import check_library
 from builder.verify import store_modules
 
 #: How EasyBuild's Lua module files load their dependencies.
@@ -33,6 +34,7 @@ def dependents(settings: Settings, module: str) -> list[str]:
 def remove(settings: Settings, modules: list[str], report: Callable[[str], None]) -> None:
     """Unpublish ``modules`` under the run lock and publish the view without them."""
     layout = settings.layout
+    check_library(settings)
     with RunLock(layout, holder="modlib remove", warn=report) as lock:
         for module in modules:
             homes = [t for t in settings.trees() if layout.module_file(t, module).is_file()]

@@ -102,3 +102,20 @@ def test_a_checksum_mismatch_leaves_nothing_in_the_source_cache(tmp_path):
     result = modlib("plan", "--config", str(config), "--check-sources", env=env)
     assert result.returncode == 2 and "checksum mismatch" in result.stderr, result.stderr
     assert list((tmp_path / "library" / "sources").iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["remove", "x/1.0"], ["plan", "--check-sources"], ["status"], ["verify"],
+                                     ["show", "x"], ["logs", "x"], ["env", "--target", "cpu"]])
+def test_a_folder_that_is_not_a_library_is_left_as_it_is(tmp_path, command):
+    payload = tmp_path / "payload" / "evil-1.0.tar.gz"
+    payload.parent.mkdir()
+    payload.write_bytes(PAYLOAD)
+    config, env, _ = _library(tmp_path, _evil("['evil-1.0.tar.gz']", f"['{hashlib.sha256(PAYLOAD).hexdigest()}']")
+                              % {"payload": payload.parent})
+    foreign = tmp_path / "home"
+    (foreign / "notes").mkdir(parents=True)
+    env["MODLIB_ROOT"] = str(foreign)
+    for _ in range(2):  # a first command must not turn it into a library for the next
+        result = modlib(command[0], "--config", str(config), *command[1:], env=env)
+        assert result.returncode in (0, 2), result.stderr
+    assert sorted(p.name for p in foreign.rglob("*")) == ["notes"]
