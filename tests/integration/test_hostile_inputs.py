@@ -119,3 +119,28 @@ def test_a_folder_that_is_not_a_library_is_left_as_it_is(tmp_path, command):
         result = modlib(command[0], "--config", str(config), *command[1:], env=env)
         assert result.returncode in (0, 2), result.stderr
     assert sorted(p.name for p in foreign.rglob("*")) == ["notes"]
+
+
+def test_remove_takes_only_a_module_of_the_store_never_a_path(tmp_path):
+    from tests.integration.test_incremental_publish import put
+
+    stack = str(tmp_path / "empty.yaml")
+    Path(stack).write_text("easyconfigs: []\n")
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [stack]},
+                                     "cuda": {"kind": "cuda", "tree": "cuda", "layers_over": "cpu",
+                                              "easystacks": [stack]}})
+    root = tmp_path / "library"
+    (root / ".modlib").mkdir(parents=True)
+    put(root, "cuda", "saxpy/1.0")
+    put(root, "cuda", "app/1.0", extra='depends_on("saxpy/1.0")')
+    precious = tmp_path / "srv" / "x" / "precious.lua"
+    precious.parent.mkdir(parents=True)
+    precious.write_text("-- not the library's\n")
+    env = {"MODLIB_ROOT": str(root), "MODLIB_CACHE": str(tmp_path / "cache")}
+    # a path out of the library, and one from the cpu tree into the cuda tree past app's dependents check
+    for name in ("../../../../srv/x/precious", "../../../cuda/modules/all/saxpy/1.0"):
+        result = modlib("remove", "--config", str(config), name, env=env)
+        assert result.returncode == 2 and "not a published module" in result.stderr, result.stderr
+    assert precious.is_file() and (root / "cuda" / "modules" / "all" / "saxpy" / "1.0.lua").is_file()
+    refused = modlib("remove", "--config", str(config), "saxpy/1.0", env=env)
+    assert refused.returncode == 2 and "cuda/app/1.0" in refused.stderr
