@@ -5,6 +5,7 @@ paths that never end. Each is refused as bad input, and nothing outside the libr
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,28 @@ def test_remove_takes_only_a_module_of_the_store_never_a_path(tmp_path):
     assert precious.is_file() and (root / "cuda" / "modules" / "all" / "saxpy" / "1.0.lua").is_file()
     refused = modlib("remove", "--config", str(config), "saxpy/1.0", env=env)
     assert refused.returncode == 2 and "cuda/app/1.0" in refused.stderr
+
+
+def test_a_prefix_that_anything_names_is_never_built_into_again(tmp_path):
+    from builder.execute.command import invocation
+    from builder.read.config import load_settings
+    from tests.helpers import REPO
+    from tests.unit.test_command import saxpy
+
+    settings = load_settings(REPO / "easyconfigs" / "library.yaml", env={"MODLIB_ROOT": str(tmp_path)})
+    layout = settings.layout
+    old = Path(invocation(settings, saxpy()).prefix)
+    (old / "saxpy").mkdir(parents=True)  # a killed build's prefix, which nothing names: its rerun adopts it
+    assert invocation(settings, saxpy()).prefix == str(old)
+    # removed (no manifest), inside its grace period: the unreferenced markers name it
+    layout.unreferenced("cuda").write_text(f'{{"{old.name}": {time.time()}}}')
+    fresh = invocation(settings, saxpy()).prefix
+    assert fresh != str(old) and Path(fresh).parent == old.parent
+    layout.unreferenced("cuda").unlink()
+    # an older generation still on the volume loads it
+    gen = layout.views() / "20260101T000000-0"
+    module_file = layout.view_tree(gen, "cuda") / f"{saxpy().module}.lua"
+    module_file.parent.mkdir(parents=True)
+    module_file.write_text(f'local root = "{old}/saxpy/1.0"\n')
+    layout.view_marker(gen).touch()
+    assert invocation(settings, saxpy()).prefix == fresh
