@@ -5,6 +5,7 @@ paths that never end. Each is refused as bad input, and nothing outside the libr
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import time
 from pathlib import Path
 
@@ -170,3 +171,26 @@ def test_a_prefix_that_anything_names_is_never_built_into_again(tmp_path):
     module_file.write_text(f'local root = "{old}/saxpy/1.0"\n')
     layout.view_marker(gen).touch()
     assert invocation(settings, saxpy()).prefix == fresh
+
+
+def _plan(config: Path, env: dict) -> subprocess.CompletedProcess:
+    """``modlib plan``, which hung on these before: a test that fails rather than waits forever."""
+    try:
+        return modlib("plan", "--config", str(config), env=env, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("plan did not end within 60 s")
+
+
+@pytest.mark.parametrize("link", ["/", "..", "../../.."])
+def test_a_robot_path_with_a_link_above_it_is_refused_not_walked_forever(tmp_path, link):
+    config, env, easyconfig = _library(tmp_path, _evil("[]", "[]"))
+    (easyconfig.parent / "loop").symlink_to(link)
+    result = _plan(config, env)
+    assert result.returncode == 2 and f"{easyconfig.parent / 'loop'}: a link in the robot path" in result.stderr
+
+
+def test_the_file_systems_root_as_robot_path_is_refused(tmp_path):
+    config, env, _ = _library(tmp_path, _evil("[]", "[]"))
+    config.write_text(config.read_text().replace(str(tmp_path / "site"), "/"))
+    result = _plan(config, env)
+    assert result.returncode == 2 and "/: a robot path cannot be the file system's root" in result.stderr
