@@ -81,7 +81,7 @@ def _folder(cache: Path, folder: Path) -> list[Path]:
     if found.is_relative_to(cache) and not found.resolve().is_relative_to(cache.resolve()):
         raise RunFailed(f"{found}: a link in the source cache leads out of it (to {found.resolve()}); "
                         "modlib writes nothing through it")
-    made = []
+    made: list[Path] = []
     try:
         for path in reversed(missing):
             path.mkdir()
