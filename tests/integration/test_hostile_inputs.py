@@ -194,3 +194,9 @@ def test_the_file_systems_root_as_robot_path_is_refused(tmp_path):
     config.write_text(config.read_text().replace(str(tmp_path / "site"), "/"))
     result = _plan(config, env)
     assert result.returncode == 2 and "/: a robot path cannot be the file system's root" in result.stderr
+
+
+def test_a_module_name_that_leaves_the_store_is_refused(tmp_path):
+    config, env, easyconfig = _library(tmp_path, _evil("[]", "[]").replace("name = 'evil'", "name = '../../../../x'"))
+    result = modlib("plan", "--config", str(config), env=env)
+    assert result.returncode == 2 and str(easyconfig) in result.stderr and "not a path inside" in result.stderr
