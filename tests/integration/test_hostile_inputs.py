@@ -144,6 +144,8 @@ def test_remove_takes_only_a_module_of_the_store_never_a_path(tmp_path):
         result = modlib("remove", "--config", str(config), name, env=env)
         assert result.returncode == 2 and "not a published module" in result.stderr, result.stderr
     assert precious.is_file() and (root / "cuda" / "modules" / "all" / "saxpy" / "1.0.lua").is_file()
+    for command in ("show", "logs", "verify"):
+        assert modlib(command, "--config", str(config), "../../../../srv/x/precious", env=env).returncode == 2
     refused = modlib("remove", "--config", str(config), "saxpy/1.0", env=env)
     assert refused.returncode == 2 and "cuda/app/1.0" in refused.stderr
 
