@@ -51,14 +51,15 @@ def source_files(path: Path) -> list[SourceFile]:
                               spec.get("download_filename") or spec["filename"])
             urls = spec.get("source_urls") or cfg["source_urls"] or []
             files.append(SourceFile(
-                filename=spec["filename"], subdir=subdir, owner=path,
+                filename=spec["filename"], subdir=_location(path, f"sources[{index}]", spec, subdir), owner=path,
                 urls=tuple(f"{u.rstrip('/')}/{remote}" for u in urls),
                 checksum=block.get_checksum_for(checksums, filename=spec["filename"], index=index)))
         for offset, patch in enumerate(cfg["patches"] + cfg["postinstallpatches"]):
-            name = confined(path, "patches", create_patch_info(patch)["name"])
+            info = create_patch_info(patch)
+            name = confined(path, "patches", info["name"])
             beside = path.parent / name  # patches live next to their easyconfig in robot layout
             files.append(SourceFile(
-                filename=name, subdir=subdir, owner=path, urls=(beside.as_uri(),),
+                filename=name, subdir=_location(path, "patches", info, subdir), owner=path, urls=(beside.as_uri(),),
                 checksum=block.get_checksum_for(checksums, filename=name, index=len(sources) + offset)))
         return files + _extension_files(block, subdir, path)
     except EasyBuildError as err:
@@ -74,6 +75,17 @@ def confined(owner: Path, field: str, name: object) -> str:
         raise BadInput(owner, f"{field} {name!r}: a source or patch must be a file name inside its folder of the "
                               "source cache (no '..', no absolute path)")
     return str(name)
+
+
+def _location(owner: Path, field: str, spec: dict, subdir: str) -> str:
+    """The folder of the source cache EasyBuild looks in for one file: ``alt_location`` instead of the
+    software's own name where the easyconfig sets it (inside the cache too)."""
+    from easybuild.framework.easyconfig.easyconfig import letter_dir_for
+
+    if spec.get("alt_location") is None:
+        return subdir
+    alt = confined(owner, f"{field} alt_location", spec["alt_location"])
+    return os.path.join(letter_dir_for(alt), alt)
 
 
 def _checksum_keys(owner: Path, field: str, spec: object) -> None:

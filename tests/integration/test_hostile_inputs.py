@@ -54,6 +54,8 @@ def _files(root: Path) -> set[Path]:
     ("[{'filename': 'env.sh', 'download_filename': '../payload/env.sh'}]", "['%(sum)s']",
      "sources[0] download_filename"),
     ("['env.sh']", "[{'../../../live/targets/cpu/env.sh': '%(sum)s'}]", "checksums key"),
+    ("[{'filename': 'env.sh', 'alt_location': '../../live/targets/cpu'}]", "['%(sum)s']",
+     "sources[0] alt_location"),
 ])
 def test_a_source_name_that_leaves_the_source_cache_is_refused(tmp_path, sources, checksums, field):
     payload = tmp_path / "payload" / "env.sh"
@@ -202,3 +204,15 @@ def test_a_module_name_that_leaves_the_store_is_refused(tmp_path):
     config, env, easyconfig = _library(tmp_path, _evil("[]", "[]").replace("name = 'evil'", "name = '../../../../x'"))
     result = modlib("plan", "--config", str(config), env=env)
     assert result.returncode == 2 and str(easyconfig) in result.stderr and "not a path inside" in result.stderr
+
+
+def test_an_alt_location_inside_the_source_cache_is_where_the_file_goes(tmp_path):
+    payload = tmp_path / "payload" / "evil-1.0.tar.gz"
+    payload.parent.mkdir()
+    payload.write_bytes(PAYLOAD)
+    config, env, _ = _library(tmp_path, _evil("[{'filename': 'evil-1.0.tar.gz', 'alt_location': 'other'}]",
+                                              f"['{hashlib.sha256(PAYLOAD).hexdigest()}']")
+                              % {"payload": payload.parent})
+    result = modlib("plan", "--config", str(config), "--check-sources", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "library" / "sources" / "o" / "other" / "evil-1.0.tar.gz").read_bytes() == PAYLOAD
