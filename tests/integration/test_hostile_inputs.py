@@ -73,6 +73,9 @@ def test_a_source_name_that_leaves_the_source_cache_is_refused(tmp_path, sources
     assert str(easyconfig) in result.stderr and field in result.stderr
     assert victim.read_text() == "the live env.sh\n"
     assert _files(tmp_path / "library") == before  # nothing fetched, no folder made
+    built = modlib("build", "--config", str(config), env=env)
+    assert built.returncode == 2 and field in built.stderr and victim.read_text() == "the live env.sh\n"
+    assert not (tmp_path / "library" / "sources").exists()
 
 
 def test_a_patch_that_leaves_the_source_cache_is_refused(tmp_path):
