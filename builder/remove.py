@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 from builder.errors import BadInput
 from builder.execute.lock import RunLock
+from builder.publish import prefixes
 from builder.publish.live import retract_node_files
-from builder.publish.view import publish_view
+from builder.publish.view import generations, publish_view
 from builder.read.config import Settings
 from builder.run import check_library
 from builder.verify import store_modules
@@ -56,3 +57,8 @@ def remove(settings: Settings, modules: list[str], report: Callable[[str], None]
         lock.fence()
         gen, _ = publish_view(settings)
         report(f"published {gen.name}")
+        # as at the end of a run: a prefix that the generations this publish let go named starts its grace
+        # period now, so no later build takes it for a killed build's leftovers
+        lock.fence()
+        for gone in prefixes.collect(layout, settings.trees(), generations(layout), settings.grace_period_hours * 3600):
+            report(f"removed {gone}: no published module named it for {settings.grace_period_hours:g} h")

@@ -219,3 +219,25 @@ def test_an_alt_location_inside_the_source_cache_is_where_the_file_goes(tmp_path
     result = modlib("plan", "--config", str(config), "--check-sources", env=env)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "library" / "sources" / "o" / "other" / "evil-1.0.tar.gz").read_bytes() == PAYLOAD
+
+
+def test_a_removed_install_is_named_until_its_grace_period_ends(tmp_path):
+    from builder.publish import prefixes, view
+    from builder.read.config import load_settings
+    from tests.integration.test_incremental_publish import put
+
+    stack = tmp_path / "empty.yaml"
+    stack.write_text("easyconfigs: []\n")
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}})
+    env = {"MODLIB_ROOT": str(tmp_path / "library"), "MODLIB_CACHE": str(tmp_path / "cache")}
+    settings = load_settings(config, env=env)
+    layout = settings.layout
+    layout.meta().mkdir(parents=True)
+    installs = {m: layout.prefix("cpu", f"{m}-0123456789") for m in "abcd"}
+    for name, prefix in installs.items():
+        (prefix / name).mkdir(parents=True)
+        put(layout.root, "cpu", f"{name}/1.0", extra=f'local prefix = "{prefix}"')
+    view.publish_view(settings)
+    for name in "abc":  # each publishes a generation: the one that still named a's install goes
+        assert modlib("remove", "--config", str(config), f"{name}/1.0", env=env).returncode == 0
+    assert prefixes.in_use(layout, settings.trees(), view.generations(layout), "cpu", installs["a"])
