@@ -1,6 +1,7 @@
 """Hostile inputs that hold no code (issue 21): source names that leave the source cache, a source cache
 whose links lead out of it, module names that are paths, foreign folders as the library root, robot
-paths that never end. Each is refused as bad input, and nothing outside the library changes."""
+paths that never end, prefixes still named. Each is refused (bad input; a failed run for a link planted
+in the cache), and nothing outside the library changes."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ moduleclass = 'tools'
 
 
 def _files(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*")} if root.exists() else set()
+    return set(root.rglob("*")) if root.exists() else set()
 
 
 @pytest.mark.parametrize(("sources", "checksums", "field"), [
