@@ -14,9 +14,11 @@ from collections.abc import Callable
 
 from builder.errors import BadInput
 from builder.execute.lock import RunLock
+from builder.publish import prefixes
 from builder.publish.live import retract_node_files
-from builder.publish.view import publish_view
+from builder.publish.view import generations, publish_view
 from builder.read.config import Settings
+from builder.run import check_library
 from builder.verify import store_modules
 
 #: How EasyBuild's Lua module files load their dependencies.
@@ -31,19 +33,23 @@ def dependents(settings: Settings, module: str) -> list[str]:
 
 
 def remove(settings: Settings, modules: list[str], report: Callable[[str], None]) -> None:
-    """Unpublish ``modules`` under the run lock and publish the view without them."""
+    """Unpublish ``modules`` under the run lock and publish the view without them. A name is taken only as
+    the store lists it (never as a path: ``../../x`` would name a file outside the library), and every
+    tree is searched for modules that load it."""
     layout = settings.layout
+    check_library(settings)
     with RunLock(layout, holder="modlib remove", warn=report) as lock:
+        stored = {tree: set(store_modules(layout, tree)) for tree in settings.trees()}
         for module in modules:
-            homes = [t for t in settings.trees() if layout.module_file(t, module).is_file()]
-            if not homes:
-                raise BadInput(module, "not published (nothing to remove)")
-            users = [d for d in dependents(settings, module) if not d.endswith(f"/{module}")]
+            if not any(module in names for names in stored.values()):
+                raise BadInput(module, "not a published module of this library (nothing to remove; give its "
+                                       "full name, as `modlib status` lists it)")
+            users = [d for d in dependents(settings, module) if d.split("/", 1)[1] not in modules]
             if users:
                 raise BadInput(module, f"published modules load it: {', '.join(users)}; remove them first")
         for module in modules:
-            for tree in settings.trees():
-                if layout.module_file(tree, module).is_file():
+            for tree, names in stored.items():
+                if module in names:
                     lock.fence()
                     retract_node_files(layout, tree, module)
                     report(f"removed {tree}/{module} from the store; its prefix expires after "
@@ -51,3 +57,8 @@ def remove(settings: Settings, modules: list[str], report: Callable[[str], None]
         lock.fence()
         gen, _ = publish_view(settings)
         report(f"published {gen.name}")
+        # as at the end of a run: a prefix that the generations this publish let go named starts its grace
+        # period now, so no later build takes it for a killed build's leftovers
+        lock.fence()
+        for gone in prefixes.collect(layout, settings.trees(), generations(layout), settings.grace_period_hours * 3600):
+            report(f"removed {gone}: no published module named it for {settings.grace_period_hours:g} h")

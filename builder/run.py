@@ -109,6 +109,15 @@ def check_root(settings: Settings) -> None:
                              "and no .modlib/: choose an empty folder or the library's own root")
 
 
+def check_library(settings: Settings) -> None:
+    """Only ``build`` makes a library: every other command that changes one (``remove``) refuses a root
+    that is not one yet, before it takes the run lock, which would make ``.modlib/`` there and so turn
+    any folder (``/etc``, a home) into something later runs take for a library."""
+    check_root(settings)
+    if not settings.layout.meta().is_dir():
+        raise BadInput(settings.root, "not a modlib library (no .modlib/): nothing to change")
+
+
 def run_build(settings: Settings, targets: list[Target], *, executor: str = "local", jobs: int | None = None,
               rebuild: list[str] | None = None, wait: bool = False, report: Report = print) -> RunResult:
     """The whole of ``modlib build``. The plan is made under the run lock, so a run that waited sees

@@ -34,12 +34,13 @@ def write_easystack(path: Path, entries: list[str]) -> Path:
     return path
 
 
-def modlib(*args: str, env: dict | None = None, check: bool = False,
-           cwd: Path | None = None) -> subprocess.CompletedProcess:
+def modlib(*args: str, env: dict | None = None, check: bool = False, cwd: Path | None = None,
+           timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run the real console script, as admins and CronJobs do."""
     full_env = {**os.environ, **(env or {})}
     exe = Path(sys.executable).parent / "modlib"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, check=check, cwd=cwd)
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, check=check, cwd=cwd,
+                          timeout=timeout)
 
 
 #: ``eb --dry-run``'s line for one module

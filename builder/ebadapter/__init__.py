@@ -7,6 +7,7 @@ parsed easyconfigs, module names, source lists.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import os
@@ -41,6 +42,32 @@ class ParsedEasyconfig:
     module: str
     moduleclass: str
     deps: tuple[Dependency, ...]
+
+
+def robot_folders(top: str) -> Iterator[str]:
+    """The folders of a robot path as EasyBuild's index walks them, following links. A robot path that is
+    ``/``, or a link in one back to a folder above it (``/`` included), would make that walk endless (the
+    plan hung): bad input naming the path, found before the folders beyond the link are walked."""
+    if os.path.realpath(top) == "/":
+        raise BadInput(top, "a robot path cannot be the file system's root: EasyBuild would index the whole host")
+    for folder, dirs, _ in os.walk(top, followlinks=True):
+        yield folder
+        for name in dirs:
+            link = os.path.join(folder, name)
+            if os.path.islink(link) and _above(top, folder, os.path.realpath(link)):
+                raise BadInput(link, f"a link in the robot path {top} to {os.path.realpath(link)}, a folder "
+                                     "above it: EasyBuild's index would walk it without end")
+
+
+def _above(top: str, folder: str, real: str) -> bool:
+    """Whether ``real`` is the real path of ``folder`` or of one of its folders up to ``top``, or above one."""
+    while True:
+        here = os.path.realpath(folder)
+        if here == real or here.startswith(real.rstrip("/") + "/"):
+            return True
+        if folder == top or len(folder) <= len(top):
+            return False
+        folder = os.path.dirname(folder)
 
 
 def upstream_easyconfigs() -> Path:
@@ -230,6 +257,8 @@ class Session:
             if not build_option("consider_archived_easyconfigs"):
                 ignored.append(EASYCONFIGS_ARCHIVE_DIR)
             index = None if build_option("ignore_index") else load_index(path, ignore_dirs=ignored)
+            if index is None:
+                collections.deque(robot_folders(path), maxlen=0)  # refuses what would never end
             self._indexes[path] = sorted(index if index is not None else create_index(path, ignore_dirs=ignored))
         return self._indexes[path]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from builder.errors import BadInput
 
@@ -36,30 +36,67 @@ def source_files(path: Path) -> list[SourceFile]:
     try:
         block = get_easyblock_instance(process_easyconfig(str(path), validate=False)[0])
         cfg = block.cfg
-        subdir = os.path.join(letter_dir_for(cfg.name), cfg.name)
+        subdir = os.path.join(letter_dir_for(cfg.name), confined(path, "name", cfg.name))
         sources = cfg["sources"] or cfg["data_sources"]
         sources = [sources] if isinstance(sources, dict) else list(sources)
         checksums = cfg["checksums"]
+        _checksum_keys(path, "checksums", checksums)
         files = []
         for index, src in enumerate(sources):
             spec = {"filename": src} if isinstance(src, str) else dict(src)
+            confined(path, f"sources[{index}] filename", spec.get("filename"))
             if spec.get("git_config"):
                 raise BadInput(path, f"source {spec['filename']}: git sources cannot be pre-fetched")
-            remote = spec.get("download_filename") or spec["filename"]
+            remote = confined(path, f"sources[{index}] download_filename",
+                              spec.get("download_filename") or spec["filename"])
             urls = spec.get("source_urls") or cfg["source_urls"] or []
             files.append(SourceFile(
-                filename=spec["filename"], subdir=subdir, owner=path,
+                filename=spec["filename"], subdir=_location(path, f"sources[{index}]", spec, subdir), owner=path,
                 urls=tuple(f"{u.rstrip('/')}/{remote}" for u in urls),
                 checksum=block.get_checksum_for(checksums, filename=spec["filename"], index=index)))
         for offset, patch in enumerate(cfg["patches"] + cfg["postinstallpatches"]):
-            name = create_patch_info(patch)["name"]
+            info = create_patch_info(patch)
+            name = confined(path, "patches", info["name"])
             beside = path.parent / name  # patches live next to their easyconfig in robot layout
             files.append(SourceFile(
-                filename=name, subdir=subdir, owner=path, urls=(beside.as_uri(),),
+                filename=name, subdir=_location(path, "patches", info, subdir), owner=path, urls=(beside.as_uri(),),
                 checksum=block.get_checksum_for(checksums, filename=name, index=len(sources) + offset)))
         return files + _extension_files(block, subdir, path)
     except EasyBuildError as err:
         raise BadInput(path, f"cannot list sources: {err.msg}") from None
+
+
+def confined(owner: Path, field: str, name: object) -> str:
+    """``name`` as a file name inside its folder of the source cache: the runner writes there what the
+    easyconfig names, so ``..``, an absolute path or an empty name would let an easyconfig that holds no
+    code write any file the runner can (the live ``env.sh``). Refused before anything is fetched."""
+    parts = PurePosixPath(name).parts if isinstance(name, str) and "\0" not in name else ()
+    if not parts or parts[0] == "/" or ".." in parts:
+        raise BadInput(owner, f"{field} {name!r}: a source or patch must be a file name inside its folder of the "
+                              "source cache (no '..', no absolute path)")
+    return str(name)
+
+
+def _location(owner: Path, field: str, spec: dict, subdir: str) -> str:
+    """The folder of the source cache EasyBuild looks in for one file: ``alt_location`` instead of the
+    software's own name where the easyconfig sets it (inside the cache too)."""
+    from easybuild.framework.easyconfig.easyconfig import letter_dir_for
+
+    if spec.get("alt_location") is None:
+        return subdir
+    alt = confined(owner, f"{field} alt_location", spec["alt_location"])
+    return os.path.join(letter_dir_for(alt), alt)
+
+
+def _checksum_keys(owner: Path, field: str, spec: object) -> None:
+    """A checksum dict is keyed by file names: the same rule as the files themselves."""
+    if isinstance(spec, dict):
+        for key in spec:
+            confined(owner, f"{field} key", key)
+    elif isinstance(spec, (list, tuple)):
+        for item in spec:
+            _checksum_keys(owner, field, item)
+
 
 def _extension_files(block, subdir: str, path: Path) -> list[SourceFile]:
     """Extension sources, as EasyBuild's ``collect_exts_file_info`` names them, with their URLs resolved
@@ -76,7 +113,8 @@ def _extension_files(block, subdir: str, path: Path) -> list[SourceFile]:
         values = copy.deepcopy(block.cfg.template_values)
         values.update(template_constant_dict({"name": ext["name"], "version": ext["version"]}))
         urls = resolve_template(ext["options"].get("source_urls", []), values)
-        filename = ext["sources"][0]
+        filename = confined(path, f"exts_list {ext['name']} source", ext["sources"][0])
+        _checksum_keys(path, f"exts_list {ext['name']} checksums", ext["checksums"])
         files.append(SourceFile(filename=filename, subdir=subdir, owner=path,
                                 urls=tuple(f"{u.rstrip('/')}/{filename}" for u in urls),
                                 checksum=block.get_checksum_for(ext["checksums"], filename=filename, index=0)))

@@ -21,7 +21,9 @@ from builder.errors import RunFailed
 from builder.layout import Layout
 from builder.plan import entry_options
 from builder.plan.graph import Node
+from builder.publish import prefixes
 from builder.publish.live import read_manifest
+from builder.publish.view import generations
 from builder.read.config import Settings
 
 
@@ -32,13 +34,27 @@ class Invocation:
     prefix: str  # the build's own install prefix (in argv too): what it may write, what publishing records
 
 
-def build_prefix(layout: Layout, node: Node, rebuild: bool) -> Path:
+def build_prefix(settings: Settings, node: Node, rebuild: bool) -> Path:
     """A fresh prefix for this build of the node, named by a digest of the node and of the prefix it
     replaces: a rerun of the same build (a restarted runner adopting its Job) gets the same one, a
-    rebuild never the published one."""
+    rebuild never the published one. A prefix on the volume that anything still names (a kept
+    generation, a manifest, its grace period: the install of a module removed and now built again)
+    is never built into: the next digest is taken. Only a prefix that exists is checked, so a run
+    reads the module files once per such prefix, not once per node."""
+    layout = settings.layout
     replaces = (read_manifest(layout, node.tree, node.module) or {}).get("prefix", "") if rebuild else ""
-    digest = hashlib.sha256(json.dumps([node.tree, node.module, node.sha256, replaces]).encode()).hexdigest()
-    return layout.prefix(node.tree, f"{node.name}-{digest[:10]}")
+    attempt = 0
+    prefix = _candidate(layout, node, replaces, attempt)
+    while prefix.exists() and prefixes.in_use(layout, settings.trees(), generations(layout), node.tree, prefix):
+        attempt += 1
+        prefix = _candidate(layout, node, replaces, attempt)
+    return prefix
+
+
+def _candidate(layout: Layout, node: Node, replaces: str, attempt: int) -> Path:
+    """The first attempt's digest is the one earlier versions gave: their interrupted builds are adopted."""
+    key = [node.tree, node.module, node.sha256, replaces] + ([attempt] if attempt else [])
+    return layout.prefix(node.tree, f"{node.name}-{hashlib.sha256(json.dumps(key).encode()).hexdigest()[:10]}")
 
 
 def outputs(layout: Layout, node: Node, inv: Invocation) -> tuple[Path, Path]:
@@ -92,7 +108,7 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
     and every host: only the node and its target go in, so a Job's name (a hash of it) is stable."""
     target = settings.targets[node.target]
     layout = settings.layout
-    prefix = build_prefix(layout, node, rebuild)
+    prefix = build_prefix(settings, node, rebuild)
     argv = ["eb", easyconfig_argument(settings, node),
             f"--installpath-software={prefix}",
             f"--installpath-modules={layout.staging(node.tree, node.module)}",

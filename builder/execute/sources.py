@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from builder.ebadapter.sources import SourceFile, checksum_problem, checksum_weakness
-from builder.errors import BadInput
+from builder.errors import BadInput, RunFailed
 from builder.read.config import DEFAULT_PYPI_SIMPLE
 
 _ARCHIVE = re.compile(r"\.(tar\.gz|tar\.bz2|tar\.xz|tgz|zip)$")
@@ -70,12 +70,45 @@ def _download(url: str, dest: Path) -> str | None:
         return f"{url}: {getattr(err, 'reason', err)}"
 
 
-def _obtain(src: SourceFile, dest: Path, local_dirs: Iterable[Path], index_url: str) -> None:
-    """Fetch one file to a temporary name beside ``dest``, check it, rename: safe with concurrent runs."""
+def _folder(cache: Path, folder: Path) -> list[Path]:
+    """Make ``folder`` (below ``cache``) without writing through a link that leaves the cache; the folders
+    made, deepest first, for the caller to take back when the fetch fails."""
+    missing = []
+    found = folder
+    while not os.path.lexists(found):
+        missing.append(found)
+        found = found.parent
+    if found.is_relative_to(cache) and not found.resolve().is_relative_to(cache.resolve()):
+        raise RunFailed(f"{found}: a link in the source cache leads out of it (to {found.resolve()}); "
+                        "modlib writes nothing through it")
+    made: list[Path] = []
+    try:
+        for path in reversed(missing):
+            path.mkdir()
+            made.insert(0, path)
+    except OSError:
+        _take_back(made)
+        raise
+    return made
+
+
+def _take_back(folders: list[Path]) -> None:
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:  # another run put a file there meanwhile: it stays
+            break
+
+
+def _obtain(src: SourceFile, dest: Path, cache: Path, local_dirs: Iterable[Path], index_url: str) -> None:
+    """Fetch one file to a temporary name beside ``dest``, check it, rename: safe with concurrent runs.
+    A fetch that fails leaves nothing behind, not even the folders it made."""
+    made = _folder(cache, dest.parent)
     # a private folder keeps the file's own name, which EasyBuild's checksum dicts are keyed by
     part_dir = dest.parent / f".part-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    part_dir.mkdir(parents=True)
+    part_dir.mkdir()
     tmp = part_dir / dest.name
+    done = False
     candidates = [(d / src.subdir / src.filename).as_uri() for d in local_dirs
                   if (d / src.subdir / src.filename).is_file()]
     candidates += list(src.urls)
@@ -92,12 +125,15 @@ def _obtain(src: SourceFile, dest: Path, local_dirs: Iterable[Path], index_url: 
             problem = checksum_problem(tmp, src.checksum)
             if problem:
                 raise BadInput(src.owner, f"source {src.filename} from {url}: {problem}")
-            os.replace(tmp, dest)
+            os.replace(tmp, dest)  # a link at dest is replaced, never followed
+            done = True
             return
         where = "; ".join(tried) or "no download URL and not found on PyPI"
         raise BadInput(src.owner, f"source {src.filename} cannot be obtained ({where})")
     finally:
         shutil.rmtree(part_dir, ignore_errors=True)
+        if not done:
+            _take_back(made)
 
 
 def prefetch(files: Iterable[SourceFile], cache: Path, local_dirs: Iterable[Path],
@@ -115,6 +151,6 @@ def prefetch(files: Iterable[SourceFile], cache: Path, local_dirs: Iterable[Path
         if dest.is_file() and checksum_problem(dest, src.checksum) is None:
             continue
         report(f"fetching {src.filename}")
-        _obtain(src, dest, local_dirs, index_url)
+        _obtain(src, dest, cache, local_dirs, index_url)
         fetched += 1
     return fetched

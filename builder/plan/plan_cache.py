@@ -38,6 +38,7 @@ from pathlib import Path
 from builder import jsonfile
 from builder.cache_files import prune, read_entry
 from builder.digests import file_sha256
+from builder.ebadapter import robot_folders
 from builder.plan import entry_options
 from builder.plan.eb_inputs import easybuild_inputs
 from builder.plan.graph import Node, Plan
@@ -110,7 +111,7 @@ def snapshot_folders(robot: list[Path]) -> list[list]:
     """Every folder under the robot paths (as EasyBuild's index walks them): path, inode, mtime, listing."""
     folders = []
     for top in robot:
-        for path, _, _ in os.walk(top, followlinks=True):
+        for path in robot_folders(str(top)):
             st = os.stat(path)
             folders.append([path, st.st_ino, st.st_mtime_ns, _listing(path)])
         if not os.path.isdir(top):

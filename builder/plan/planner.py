@@ -10,7 +10,7 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from builder import ebadapter, jsonfile
 from builder.errors import BadInput
@@ -229,6 +229,7 @@ def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = 
     place = {m: (target if m in bound else base) for m in planned}
     nodes = []
     for module, p in planned.items():
+        _inside_the_store(module, p.parsed.path)
         owner = place[module]
         nodes.append(Node(
             tree=owner.tree, module=module, name=p.parsed.name, easyconfig=p.parsed.path, target=owner.name,
@@ -236,6 +237,15 @@ def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = 
             installed=settings.layout.module_file(owner.tree, module).is_file(),
             sha256=p.sha256, hidden=p.hidden, options=p.options, moduleclass=p.parsed.moduleclass))
     return nodes
+
+
+def _inside_the_store(module: str, easyconfig: Path) -> None:
+    """A module name is a path below a tree's store (``Name/version.lua``), and the runner publishes there:
+    a name or version with ``..`` or a leading ``/`` would make it write a module file anywhere."""
+    parts = PurePosixPath(module).parts
+    if not parts or parts[0] == "/" or ".." in parts or "\0" in module:
+        raise BadInput(easyconfig, f"its name and version make the module name {module!r}, which is not a path "
+                                   "inside the module tree (no '..', no leading '/')")
 
 
 def make_plan(settings: Settings, targets: list[Target], easystack: Path | None = None) -> Plan:

@@ -63,6 +63,18 @@ def referenced(layout: Layout, trees: list[str], generations: list[Path]) -> set
     return out
 
 
+def _kept(prefix: Path, keep: set[str]) -> bool:
+    return str(prefix) in keep or any(k.startswith(f"{prefix}/") for k in keep)
+
+
+def in_use(layout: Layout, trees: list[str], generations: list[Path], tree: str, prefix: Path) -> bool:
+    """Whether anything still names ``prefix``: what ``collect`` keeps, or its grace period (a removed or
+    replaced install that kernels may still have open). Such a prefix is never built into again."""
+    if _kept(prefix, referenced(layout, trees, generations)):
+        return True
+    return prefix.name in (jsonfile.read(layout.unreferenced(tree)) or {})
+
+
 def collect(layout: Layout, trees: list[str], generations: list[Path], grace_seconds: float,
             now: float | None = None) -> list[Path]:
     """Remove the prefixes unreferenced for longer than the grace period; returns them."""
@@ -75,7 +87,7 @@ def collect(layout: Layout, trees: list[str], generations: list[Path], grace_sec
         markers = jsonfile.read(markers_path) or {}
         current = {}
         for prefix in sorted(p for p in software.iterdir() if p.is_dir()) if software.is_dir() else []:
-            if str(prefix) in keep or any(k.startswith(f"{prefix}/") for k in keep):
+            if _kept(prefix, keep):
                 continue
             since = float(markers.get(prefix.name, now))
             if now - since >= grace_seconds:

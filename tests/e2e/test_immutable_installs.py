@@ -139,3 +139,10 @@ def test_remove_unpublishes_only_what_nothing_published_loads(tmp_path, source_c
     assert list((root / "cpu" / "software").glob("app-*/app"))  # the prefix waits out the grace period
     status = json.loads(modlib("status", "--config", config, "--json", check=True).stdout)
     assert [m["module"] for m in status["targets"]["cpu"]["missing"]] == ["app/1.0-GCCcore-system"]
+    # built again: a fresh prefix, while the removed install waits out its grace period untouched
+    old = next((root / "cpu" / "software").glob("app-*"))
+    stamp = {p: p.stat().st_mtime_ns for p in old.rglob("*")}
+    assert modlib("build", "--config", config).returncode == 0
+    new = [p for p in (root / "cpu" / "software").glob("app-*") if p != old]
+    assert len(new) == 1 and {p: p.stat().st_mtime_ns for p in old.rglob("*")} == stamp
+    assert str(new[0]) in (root / "cpu" / "modules" / "all" / "app" / "1.0-GCCcore-system.lua").read_text()

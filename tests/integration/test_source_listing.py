@@ -35,7 +35,10 @@ def test_extension_sources_are_listed_with_resolved_urls(listed):
     execnet = files["execnet-2.1.1.tar.gz"]
     assert execnet.urls == ("https://pypi.python.org/packages/source/e/execnet/execnet-2.1.1.tar.gz",)
     assert isinstance(execnet.checksum, str) and len(execnet.checksum) == 64
-    assert all(f.subdir == "p/Python-bundle-PyPI" for f in files.values())
+    # crates are fetched where EasyBuild's Cargo support looks for them (their alt_location), the rest by name
+    assert {f.subdir for f in files.values()} == {"p/Python-bundle-PyPI", "c/crates.io"}
+    assert execnet.subdir == "p/Python-bundle-PyPI"
+    assert files["windows_x86_64_gnu-0.48.0.tar.gz"].subdir == "c/crates.io"
 
 
 def test_repository_sources_and_no_sources(listed):
