@@ -35,6 +35,7 @@ from packaging.version import InvalidVersion, Version
 from builder import ebadapter
 from builder.errors import BadInput, RunFailed
 from builder.read.config import Settings, Target
+from builder.weblinks import http_url
 
 TIMEOUT = 30
 #: The toolchain of the site's Python packages (the demo's Jinja2 and MarkupSafe): the system gcc.
@@ -76,8 +77,6 @@ moduleclass = 'lib'
 _NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 #: A distribution's file name as PyPI accepts it (wheel or sdist): one path component.
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*\.(whl|tar\.gz|zip)$")
-#: RFC 3986's characters: no space, quote, backslash, brace or control character.
-_URL = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -127,11 +126,6 @@ def _string(value: object, where: str, what: str) -> str:
     return value
 
 
-def _http_url(value: str) -> bool:
-    parts = urllib.parse.urlsplit(value) if _URL.match(value) else None
-    return parts is not None and parts.scheme in ("https", "http") and bool(parts.hostname)
-
-
 def _project_name(info: object, wanted: str, where: str) -> str:
     """The project's name as PyPI spells it: what the file and folder are named after."""
     name = _string(info.get("name") if isinstance(info, dict) else None, where, "info.name")
@@ -150,7 +144,7 @@ def _file(entry: object, where: str, what: str) -> dict[str, str]:
     sha256 = _string(digests.get("sha256") if isinstance(digests, dict) else None, where, f"{what}.digests.sha256")
     if not _FILENAME.match(name):
         raise BadInput(where, f"{what}.filename {_shown(name)} is not a distribution's file name")
-    if not _http_url(url) or urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]) != name:
+    if not http_url(url) or urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]) != name:
         raise BadInput(where, f"{what}.url {_shown(url)} is not an http(s) URL of {name}")
     if not _SHA256.match(sha256):
         raise BadInput(where, f"{what}.digests.sha256 {_shown(sha256)} is not a sha256")
@@ -190,7 +184,7 @@ def _homepage(stated: list[tuple[str, object]], fallback: str, ignored: list[str
     """The first http(s) URL among the project's stated homes (the others go to ``ignored``), else its
     page on the index: a ``javascript:`` or ``UNKNOWN`` home is no link to write or publish."""
     for field_name, value in stated:
-        if isinstance(value, str) and _http_url(value):
+        if isinstance(value, str) and http_url(value):
             return value
         if value:
             ignored.append(f"{field_name} {_shown(value)}: not an http(s) URL")
