@@ -76,7 +76,7 @@ moduleclass = 'lib'
 #: PEP 508's project name, which PyPI enforces: letters, digits and ``._-`` inside, never ``/`` or ``..``.
 _NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 #: A distribution's file name as PyPI accepts it (wheel or sdist): one path component.
-_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*\.(whl|tar\.gz|zip)$")
+_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*\.(whl|tar\.gz|tar\.bz2|tar\.xz|tgz|zip)$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -134,22 +134,29 @@ def _project_name(info: object, wanted: str, where: str) -> str:
     return name
 
 
-def _file(entry: object, where: str, what: str) -> dict[str, str]:
-    """A release file's name, URL and sha256, each as PyPI states them for a real distribution."""
-    if not isinstance(entry, dict):
-        raise BadInput(where, f"{what} is {_shown(entry)}, not a file")
-    name = _string(entry.get("filename"), where, f"{what}.filename")
-    url = _string(entry.get("url"), where, f"{what}.url")
+@dataclass(frozen=True)
+class _Dist:
+    """The release file to install, each field as PyPI states it for a real distribution."""
+
+    filename: str
+    url: str
+    sha256: str
+    wheel: bool
+
+
+def _checked(entry: dict, where: str, what: str, wheel: bool) -> _Dist:
+    """The file's fields, checked; its URL resolved against the JSON's own (PyPI gives old files relative ones)."""
+    name, stated = entry["filename"], _string(entry.get("url"), where, f"{what}.url")
+    url = urllib.parse.urljoin(where, stated)
     digests = entry.get("digests")
     sha256 = _string(digests.get("sha256") if isinstance(digests, dict) else None, where, f"{what}.digests.sha256")
     if not _FILENAME.match(name):
         raise BadInput(where, f"{what}.filename {_shown(name)} is not a distribution's file name")
     if not http_url(url) or urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]) != name:
-        raise BadInput(where, f"{what}.url {_shown(url)} is not an http(s) URL of {name}")
+        raise BadInput(where, f"{what}.url {_shown(stated)} is not an http(s) URL of {name}")
     if not _SHA256.match(sha256):
         raise BadInput(where, f"{what}.digests.sha256 {_shown(sha256)} is not a sha256")
-    kind = "wheel" if name.endswith(".whl") else "sdist" if entry.get("packagetype") == "sdist" else "other"
-    return {"filename": name, "url": url, "sha256": sha256, "kind": kind, "yanked": str(bool(entry.get("yanked")))}
+    return _Dist(filename=name, url=url, sha256=sha256, wheel=wheel)
 
 
 def _pure(filename: str) -> bool:
@@ -160,19 +167,25 @@ def _pure(filename: str) -> bool:
     return all(t.abi == "none" and t.platform == "any" for t in tags) and any(t.interpreter == "py3" for t in tags)
 
 
-def _pick(files: object, spec: str, where: str, version: str) -> dict[str, str]:
-    """The release's pure-Python wheel, else its sdist: what installs the same on every node."""
+def _pick(files: object, spec: str, where: str, version: str) -> _Dist:
+    """The release's pure-Python wheel, else its sdist: what installs the same on every node. Only the file
+    chosen is written into the easyconfig, so it alone must pass every check."""
     what = f"releases[{version!r}]"
     if not isinstance(files, list):
         raise BadInput(where, f"{what} is {_shown(files)}, not a list of files")
-    usable = [f for f in (_file(e, where, f"{what}[{i}]") for i, e in enumerate(files)) if f["yanked"] == "False"]
-    for f in usable:
-        if f["kind"] == "wheel" and _pure(f["filename"]):
-            return f
-    sdists = [f for f in usable if f["kind"] == "sdist"]
-    if not sdists:
+    wheels, sdists = [], []
+    for i, entry in enumerate(files):
+        if not isinstance(entry, dict):
+            raise BadInput(where, f"{what}[{i}] is {_shown(entry)}, not a file")
+        filename = _string(entry.get("filename"), where, f"{what}[{i}].filename")
+        if not entry.get("yanked") and filename.endswith(".whl") and _pure(filename):
+            wheels.append((i, entry))
+        elif not entry.get("yanked") and entry.get("packagetype") == "sdist":
+            sdists.append((i, entry))
+    if not wheels + sdists:
         raise BadInput(spec, "has no pure-Python wheel and no sdist on PyPI; write its easyconfig by hand")
-    return sdists[0]
+    i, entry = (wheels + sdists)[0]
+    return _checked(entry, where, f"{what}[{i}]", wheel=bool(wheels))
 
 
 def _label_url(entry: str) -> tuple[str, str]:
@@ -197,14 +210,14 @@ def _labelled(urls: Mapping[str, object]) -> list[tuple[str, object]]:
             for label in ("homepage", "home", "documentation", "source", "repository") if urls.get(label)]
 
 
-def _metadata(index: str, spec: str, chosen: dict[str, str], info: dict, version: str,
+def _metadata(index: str, spec: str, chosen: _Dist, info: dict, version: str,
               name: str) -> tuple[str, str, list[str] | None, list[str]]:
     """Summary, homepage, requirements of exactly this version, and homes ignored: the wheel's metadata,
     else (an sdist) the JSON's info when it describes this version, else requirements unknown (None)."""
     ignored: list[str] = []
     fallback = f"{index}/project/{name}/"
-    if chosen["kind"] == "wheel":
-        headers = HeaderParser().parsestr(_get(chosen["url"] + ".metadata", spec).decode("utf-8", "replace"))
+    if chosen.wheel:
+        headers = HeaderParser().parsestr(_get(chosen.url + ".metadata", spec).decode("utf-8", "replace"))
         labelled = dict(_label_url(str(u)) for u in headers.get_all("Project-URL") or [])
         home = _homepage([("Home-page", headers.get("Home-page")), *_labelled(labelled)], fallback, ignored)
         requires = [str(r) for r in headers.get_all("Requires-Dist") or []]
@@ -311,8 +324,8 @@ def new_pypi(settings: Settings, spec: str, target: Target) -> NewEasyconfig:
     check = f"%(python)s -c 'import importlib.metadata as m; assert m.version(\"{name}\") == \"%(version)s\"'"
     _write_new(path, EASYCONFIG.format(
         spec=f"{wanted}=={version}", name=name, version=version, homepage=homepage, description=summary or name,
-        tc_name=TOOLCHAIN[0], tc_version=TOOLCHAIN[1], source_url=chosen["url"].rsplit("/", 1)[0] + "/",
-        source=chosen["filename"].replace(version, "%(version)s"), sha256=chosen["sha256"],
+        tc_name=TOOLCHAIN[0], tc_version=TOOLCHAIN[1], source_url=chosen.url.rsplit("/", 1)[0] + "/",
+        source=chosen.filename.replace(version, "%(version)s"), sha256=chosen.sha256,
         dependencies=f"\ndependencies = [\n{dep_lines}]\n" if deps else "",
         module=name.lower().replace("-", "_"), check=check))
     return NewEasyconfig(path=path, easystack_line=f"  - {filename}", found=found, missing=missing, ignored=ignored)

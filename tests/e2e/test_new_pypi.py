@@ -193,3 +193,14 @@ def test_a_hostile_spec_is_refused(tmp_path, hostile_index, spec):
     shown = spec if spec.isprintable() else repr(spec)
     assert (result.returncode, result.stderr) == (2, f"modlib: error: {shown}: expected NAME==VERSION, "
                                                      "for example six==1.16.0\n")
+
+
+def test_a_relative_file_url_is_resolved_against_the_index(tmp_path, hostile_index):
+    """PyPI's JSON gives old releases' files relative URLs (``../../packages/...``): the easyconfig gets the
+    absolute one, which EasyBuild can download."""
+    pages, base, env = hostile_index
+    easyconfigs, _, config = site_repo(tmp_path)
+    pages["/pypi/old/json"] = release(base, "old", "old-1.0.tar.gz", url="../../packages/ab/old-1.0.tar.gz")
+    assert modlib("new-pypi", "--config", str(config), "old==1.0", env=env).returncode == 0
+    written = assignments(easyconfigs / "o" / "old" / "old-1.0-GCCcore-system.eb")
+    assert (written["source_urls"], written["sources"]) == ([f"{base}/packages/ab/"], ["old-%(version)s.tar.gz"])
