@@ -16,12 +16,12 @@ The folder may be a volume shared by runs on several hosts, so nothing here may 
 * "recently used" is the mtime, which a read refreshes at most once an hour, so that hits do not write
   to the volume on every ``modlib status``.
 
-Entries that change a plan are signed: an entry's digest alone is no proof, as whoever can write the
-folder can recompute it. The folder's ``secret`` (32 random bytes, mode 0600, the runner's own) keys an
-HMAC over each entry; an entry whose MAC does not match is a miss, parsed or planned again, never an
-error. The secret is made once, whole (written to a private name, then linked to ``secret``, which
-fails when another process made it first), and trusted only as a regular file of this user that
-nobody else can read: otherwise signed entries are neither read nor written.
+Every entry is signed: an entry's digest alone is no proof, as whoever can write the folder can
+recompute it. The folder's ``secret`` (32 random bytes, mode 0600, the runner's own) keys an HMAC over
+each entry; an entry whose MAC does not match is a miss (parsed, planned or validated again), never an
+error. The secret is made once, whole (written to a private name, then linked to ``secret``, which fails
+when another process made it first), and trusted only as a regular file of this user that nobody else
+can read: otherwise entries are neither read nor written.
 """
 
 from __future__ import annotations
@@ -52,12 +52,18 @@ _TEMPORARY = (".plan-", ".parse-", ".valid-", ".prune-", f".{SECRET}-")
 
 
 def read_entry(path: Path) -> bytes:
-    """An entry's bytes, marked as used (see the module's docstring)."""
-    with open(path, "rb") as f:
-        data = f.read()
-        if time.time() - os.fstat(f.fileno()).st_mtime > REFRESH_S:
+    """An entry's bytes, marked as used (see the module's docstring). Only a regular file of at most
+    ``MAX_BYTES`` is read: a link, FIFO or device planted under an entry's name is a miss (OSError), not a
+    hang or a read of another file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+            raise OSError(f"{path}: not a regular file of at most {MAX_BYTES} bytes")
+        data = f.read(MAX_BYTES + 1)
+        if time.time() - st.st_mtime > REFRESH_S:
             with contextlib.suppress(OSError):  # a read-only or foreign cache: it ages, nothing else
-                os.utime(f.fileno())
+                os.utime(fd)
     return data
 
 

@@ -9,6 +9,8 @@ import random
 import time
 from pathlib import Path
 
+import pytest
+
 from builder import jsonfile
 from builder.cache_files import SECRET, prune, read_entry, remove, secret, sign, signed
 
@@ -139,3 +141,13 @@ def test_an_entry_signed_under_one_secret_or_for_other_parts_does_not_verify():
     assert not signed(one, mac, b"parse-x.json", b"app.eb:abcd", b"{}")
     assert not signed(one, mac, b"parse-x.json", b"app.eb:ab", b"c{}")  # parts are length-prefixed
     assert not signed(one, hashlib.sha256(b"{}").hexdigest(), b"{}")
+
+
+def test_a_fifo_or_link_under_an_entrys_name_is_a_miss_not_a_hang(tmp_path):
+    """Whoever can write the folder can plant these: a reader that opened the FIFO would wait forever."""
+    os.mkfifo(tmp_path / "plan-01.json")
+    (tmp_path / "target").write_text("{}")
+    (tmp_path / "parse-01.json").symlink_to(tmp_path / "target")
+    for name in ("plan-01.json", "parse-01.json"):
+        with pytest.raises(OSError):
+            read_entry(tmp_path / name)
