@@ -15,13 +15,24 @@ The folder may be a volume shared by runs on several hosts, so nothing here may 
   rename wins, the other finds nothing;
 * "recently used" is the mtime, which a read refreshes at most once an hour, so that hits do not write
   to the volume on every ``modlib status``.
+
+Every entry is signed: an entry's digest alone is no proof, as whoever can write the folder can
+recompute it. The folder's ``secret`` (32 random bytes, mode 0600, the runner's own) keys an HMAC over
+each entry; an entry whose MAC does not match is a miss (parsed, planned or validated again), never an
+error. The secret is made once, whole (written to a private name, then linked to ``secret``, which fails
+when another process made it first), and trusted only as a regular file of this user that nobody else
+can read: otherwise entries are neither read nor written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import hmac
 import os
 import re
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -33,16 +44,88 @@ MAX_BYTES = 128 << 20
 ABANDONED_S = 3600
 #: A read refreshes an entry's mtime when it is older than this.
 REFRESH_S = 3600
+#: The key of the folder's signed entries (the module's docstring).
+SECRET = "secret"
+SECRET_BYTES = 32
+#: Names of files being written (jsonfile's temporaries, a new secret) and of entries being removed.
+_TEMPORARY = (".plan-", ".parse-", ".valid-", ".prune-", f".{SECRET}-")
 
 
 def read_entry(path: Path) -> bytes:
-    """An entry's bytes, marked as used (see the module's docstring)."""
-    with open(path, "rb") as f:
-        data = f.read()
-        if time.time() - os.fstat(f.fileno()).st_mtime > REFRESH_S:
+    """An entry's bytes, marked as used (see the module's docstring). Only a regular file of at most
+    ``MAX_BYTES`` is read: a link, FIFO or device planted under an entry's name is a miss (OSError), not a
+    hang or a read of another file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+            raise OSError(f"{path}: not a regular file of at most {MAX_BYTES} bytes")
+        data = f.read(MAX_BYTES + 1)
+        if time.time() - st.st_mtime > REFRESH_S:
             with contextlib.suppress(OSError):  # a read-only or foreign cache: it ages, nothing else
-                os.utime(f.fileno())
+                os.utime(fd)
     return data
+
+
+@functools.cache
+def secret(folder: Path) -> bytes | None:
+    """The folder's signing key, made on first use; None where it cannot be made or is not this user's
+    alone (then no signed entry is trusted or written). Read once per process."""
+    try:
+        return _read_secret(folder / SECRET)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:
+        _make_secret(folder)
+        return _read_secret(folder / SECRET)
+    except OSError:
+        return None
+
+
+def _read_secret(path: Path) -> bytes | None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077
+                or st.st_size != SECRET_BYTES):
+            return None
+        data = os.read(fd, SECRET_BYTES + 1)
+        return data if len(data) == SECRET_BYTES else None
+    finally:
+        os.close(fd)
+
+
+def _make_secret(folder: Path) -> None:
+    """Write a fresh secret to a private name and link it to ``secret``: readers see it whole or not at all,
+    and of two processes making it at once, the first link wins and both use that one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    private = folder / f".{SECRET}-{uuid.uuid4().hex}"
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(SECRET_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(private, folder / SECRET)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(private)
+
+
+def sign(key: bytes, *parts: bytes) -> str:
+    """An entry's MAC under the folder's secret: ``parts`` are what the entry must not be moved or edited off."""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for part in parts:
+        mac.update(len(part).to_bytes(8, "big"))
+        mac.update(part)
+    return mac.hexdigest()
+
+
+def signed(key: bytes, mac: object, *parts: bytes) -> bool:
+    return isinstance(mac, str) and hmac.compare_digest(mac, sign(key, *parts))
 
 
 def prune(folder: Path, max_per_kind: int = MAX_PER_KIND, max_bytes: int = MAX_BYTES) -> None:
@@ -60,7 +143,7 @@ def prune(folder: Path, max_per_kind: int = MAX_PER_KIND, max_bytes: int = MAX_B
             continue  # removed by another process meanwhile
         if ENTRY.match(name):
             entries.append((st.st_mtime_ns, name, st))
-        elif name.startswith((".plan-", ".parse-", ".valid-", ".prune-")) and now - st.st_mtime > ABANDONED_S:
+        elif name.startswith(_TEMPORARY) and now - st.st_mtime > ABANDONED_S:
             with contextlib.suppress(OSError):
                 os.unlink(folder / name)
     kept: dict[str, int] = {}

@@ -375,6 +375,8 @@ def new_pypi(config: Path | None, target: str | None, spec: str) -> None:
     chosen = settings.target(target) if target else settings.first_cpu_target()
     made = write_easyconfig(settings, spec, chosen)
     click.echo(f"wrote {made.path}")
+    for home in made.ignored:
+        click.echo(f"  ignored PyPI's {home}")
     for module in made.found:
         click.echo(f"  depends on {module} (published)")
     for requirement in made.missing:

@@ -8,47 +8,57 @@ the pure-Python wheel (or the sdist where there is none) with ``PythonPackage`` 
 demo's easyconfigs use; requirements published in the library become ``dependencies``, the others are
 named for the admin to add first. The file is written in EasyBuild's robot layout and never over
 another one: the admin reviews it and adds the printed line to an easystack.
+
+The index is data, never code: the easyconfig is Python that the next ``plan`` runs, so a value from
+the index is written only as a literal (``repr``) and only after it passed PyPI's own rules (PEP 508
+names, versions, file names, sha256, http(s) URLs); the file's path is built from those checked
+values and resolved inside the easyconfig path.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from builder import ebadapter
 from builder.errors import BadInput, RunFailed
 from builder.read.config import Settings, Target
+from builder.weblinks import http_url
 
 TIMEOUT = 30
 #: The toolchain of the site's Python packages (the demo's Jinja2 and MarkupSafe): the system gcc.
 TOOLCHAIN = ("GCCcore", "system")
 
-EASYCONFIG = '''# Written by `modlib new-pypi {spec}` from PyPI: review it before adding it to an easystack.
+EASYCONFIG = """# Written by `modlib new-pypi {spec}` from PyPI: review it before adding it to an easystack.
 # Python: no Python dependency, so PythonPackage uses the 'python' first on $PATH (the notebook's).
 easyblock = 'PythonPackage'
 
-name = '{name}'
-version = '{version}'
+name = {name!r}
+version = {version!r}
 
-homepage = '{homepage}'
-description = """{description}"""
+homepage = {homepage!r}
+description = {description!r}
 
-toolchain = {{'name': '{tc_name}', 'version': '{tc_version}'}}
+toolchain = {{'name': {tc_name!r}, 'version': {tc_version!r}}}
 
-source_urls = ['{source_url}']
-sources = ['{source}']
-checksums = ['{sha256}']
+source_urls = [{source_url!r}]
+sources = [{source!r}]
+checksums = [{sha256!r}]
 {dependencies}
 # EasyBuild 5 defaults: use_pip = True, download_dep_fail = True (pip runs offline, --no-deps); EasyBuild
-# also imports '{module}' (options = {{'modulename': ...}} when the package imports under another name)
+# also imports {module!r} (options = {{'modulename': ...}} when the package imports under another name)
 
 # the default sanity paths need %(pyshortver)s, which has no value without a Python dependency
 sanity_check_paths = {{
@@ -58,11 +68,16 @@ sanity_check_paths = {{
 
 # %(python)s: the library's Python (PythonPackage's template); the sanity check's PATH has no 'python'
 sanity_check_commands = [
-    "%(python)s -c 'import importlib.metadata as m; assert m.version(\\"{dist}\\") == \\"%(version)s\\"'",
+    {check!r},
 ]
 
 moduleclass = 'lib'
-'''
+"""
+#: PEP 508's project name, which PyPI enforces: letters, digits and ``._-`` inside, never ``/`` or ``..``.
+_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+#: A distribution's file name as PyPI accepts it (wheel or sdist): one path component.
+_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*\.(whl|tar\.gz|tar\.bz2|tar\.xz|tgz|zip)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -71,6 +86,7 @@ class NewEasyconfig:
     easystack_line: str
     found: list[str] = field(default_factory=list)  # requirements the library has: module names
     missing: list[str] = field(default_factory=list)  # requirements it lacks, as PyPI states them
+    ignored: list[str] = field(default_factory=list)  # homepages PyPI gave that are no http(s) URL
 
 
 def _get(url: str, what: str) -> bytes:
@@ -86,28 +102,90 @@ def _get(url: str, what: str) -> bytes:
         raise RunFailed(f"{url}: {err}") from err
 
 
+def _shown(value: object) -> str:
+    """A value from the index as the error shows it: quoted, escaped, short (never raw bytes on a terminal)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _spec(text: str) -> tuple[str, str]:
     name, sep, version = text.partition("==")
+    name, version = name.strip(), version.strip()
     try:
         Version(version)
     except InvalidVersion:
         sep = ""
-    if not sep or not name.strip():
-        raise BadInput(text, "expected NAME==VERSION, for example six==1.16.0")
-    return name.strip(), version.strip()
+    if not sep or not _NAME.match(name):
+        raise BadInput(text if text.isprintable() else _shown(text), "expected NAME==VERSION, for example six==1.16.0")
+    return name, version
 
 
-def _pick(files: list[dict], spec: str) -> dict:
-    """The release's pure-Python wheel, else its sdist: what installs the same on every node."""
-    for f in files:
-        if f["filename"].endswith(".whl") and not f.get("yanked"):
-            tags = parse_wheel_filename(f["filename"])[3]
-            if all(t.abi == "none" and t.platform == "any" for t in tags) and any(t.interpreter == "py3" for t in tags):
-                return f
-    sdists = [f for f in files if f["packagetype"] == "sdist" and not f.get("yanked")]
-    if not sdists:
+def _string(value: object, where: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise BadInput(where, f"{what} is {_shown(value)}, not a string")
+    return value
+
+
+def _project_name(info: object, wanted: str, where: str) -> str:
+    """The project's name as PyPI spells it: what the file and folder are named after."""
+    name = _string(info.get("name") if isinstance(info, dict) else None, where, "info.name")
+    if not _NAME.match(name) or canonicalize_name(name) != canonicalize_name(wanted):
+        raise BadInput(where, f"info.name {_shown(name)} is not the name of project {wanted}")
+    return name
+
+
+@dataclass(frozen=True)
+class _Dist:
+    """The release file to install, each field as PyPI states it for a real distribution."""
+
+    filename: str
+    url: str
+    sha256: str
+    wheel: bool
+
+
+def _checked(entry: dict, where: str, what: str, wheel: bool) -> _Dist:
+    """The file's fields, checked; its URL resolved against the JSON's own (PyPI gives old files relative ones)."""
+    name, stated = entry["filename"], _string(entry.get("url"), where, f"{what}.url")
+    url = urllib.parse.urljoin(where, stated)
+    digests = entry.get("digests")
+    sha256 = _string(digests.get("sha256") if isinstance(digests, dict) else None, where, f"{what}.digests.sha256")
+    if not _FILENAME.match(name):
+        raise BadInput(where, f"{what}.filename {_shown(name)} is not a distribution's file name")
+    if not http_url(url) or urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]) != name:
+        raise BadInput(where, f"{what}.url {_shown(stated)} is not an http(s) URL of {name}")
+    if not _SHA256.match(sha256):
+        raise BadInput(where, f"{what}.digests.sha256 {_shown(sha256)} is not a sha256")
+    return _Dist(filename=name, url=url, sha256=sha256, wheel=wheel)
+
+
+def _pure(filename: str) -> bool:
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return False
+    return all(t.abi == "none" and t.platform == "any" for t in tags) and any(t.interpreter == "py3" for t in tags)
+
+
+def _pick(files: object, spec: str, where: str, version: str) -> _Dist:
+    """The release's pure-Python wheel, else its sdist: what installs the same on every node. Only the file
+    chosen is written into the easyconfig, so it alone must pass every check."""
+    what = f"releases[{version!r}]"
+    if not isinstance(files, list):
+        raise BadInput(where, f"{what} is {_shown(files)}, not a list of files")
+    wheels, sdists = [], []
+    for i, entry in enumerate(files):
+        if not isinstance(entry, dict):
+            raise BadInput(where, f"{what}[{i}] is {_shown(entry)}, not a file")
+        filename = _string(entry.get("filename"), where, f"{what}[{i}].filename")
+        if not entry.get("yanked") and filename.endswith(".whl") and _pure(filename):
+            wheels.append((i, entry))
+        elif not entry.get("yanked") and entry.get("packagetype") == "sdist":
+            sdists.append((i, entry))
+    if not wheels + sdists:
         raise BadInput(spec, "has no pure-Python wheel and no sdist on PyPI; write its easyconfig by hand")
-    return sdists[0]
+    i, entry = (wheels + sdists)[0]
+    return _checked(entry, where, f"{what}[{i}]", wheel=bool(wheels))
 
 
 def _label_url(entry: str) -> tuple[str, str]:
@@ -115,26 +193,42 @@ def _label_url(entry: str) -> tuple[str, str]:
     return label.strip().lower(), url.strip()
 
 
-def _homepage(labelled: dict[str, str]) -> str:
-    """The project's home among its labelled URLs (``Project-URL: Homepage, https://...``)."""
-    for label in ("homepage", "home", "documentation", "source", "repository"):
-        if labelled.get(label):
-            return labelled[label]
-    return next(iter(labelled.values()), "")
+def _homepage(stated: list[tuple[str, object]], fallback: str, ignored: list[str]) -> str:
+    """The first http(s) URL among the project's stated homes (the others go to ``ignored``), else its
+    page on the index: a ``javascript:`` or ``UNKNOWN`` home is no link to write or publish."""
+    for field_name, value in stated:
+        if isinstance(value, str) and http_url(value):
+            return value
+        if value:
+            ignored.append(f"{field_name} {_shown(value)}: not an http(s) URL")
+    return fallback
 
 
-def _metadata(index: str, spec: str, chosen: dict, info: dict, version: str) -> tuple[str, str, list[str] | None]:
-    """Summary, homepage and requirements of exactly this version: the wheel's metadata, else (an sdist)
-    the JSON's info when it describes this version, else requirements unknown (None)."""
-    if chosen["filename"].endswith(".whl"):
-        headers = HeaderParser().parsestr(_get(chosen["url"] + ".metadata", spec).decode())
-        labelled = dict(_label_url(u) for u in headers.get_all("Project-URL") or [])
-        home = headers.get("Home-page") or _homepage(labelled) or f"{index}/project/{headers['Name']}/"
-        return headers.get("Summary", ""), home, headers.get_all("Requires-Dist") or []
-    labelled = {label.lower(): url for label, url in (info.get("project_urls") or {}).items()}
-    home = info.get("home_page") or _homepage(labelled)
-    requires = (info.get("requires_dist") or []) if info.get("version") == version else None
-    return info.get("summary") or "", home or f"{index}/project/{info['name']}/", requires
+def _labelled(urls: Mapping[str, object]) -> list[tuple[str, object]]:
+    """The labelled URLs (``Project-URL: Homepage, https://...``) that can name a home, best first."""
+    return [(f"Project-URL {label}", urls[label])
+            for label in ("homepage", "home", "documentation", "source", "repository") if urls.get(label)]
+
+
+def _metadata(index: str, spec: str, chosen: _Dist, info: dict, version: str,
+              name: str) -> tuple[str, str, list[str] | None, list[str]]:
+    """Summary, homepage, requirements of exactly this version, and homes ignored: the wheel's metadata,
+    else (an sdist) the JSON's info when it describes this version, else requirements unknown (None)."""
+    ignored: list[str] = []
+    fallback = f"{index}/project/{name}/"
+    if chosen.wheel:
+        headers = HeaderParser().parsestr(_get(chosen.url + ".metadata", spec).decode("utf-8", "replace"))
+        labelled = dict(_label_url(str(u)) for u in headers.get_all("Project-URL") or [])
+        home = _homepage([("Home-page", headers.get("Home-page")), *_labelled(labelled)], fallback, ignored)
+        requires = [str(r) for r in headers.get_all("Requires-Dist") or []]
+        return str(headers.get("Summary", "")), home, requires, ignored
+    urls = info.get("project_urls")
+    labelled = {str(k).lower(): v for k, v in urls.items()} if isinstance(urls, dict) else {}
+    home = _homepage([("info.home_page", info.get("home_page")), *_labelled(labelled)], fallback, ignored)
+    requires = info.get("requires_dist") or []
+    if info.get("version") != version or not isinstance(requires, list):
+        return str(info.get("summary") or ""), home, None, ignored
+    return str(info.get("summary") or ""), home, [str(r) for r in requires], ignored
 
 
 def _published(settings: Settings, target: Target) -> dict[str, list[tuple[str, str]]]:
@@ -158,7 +252,7 @@ def _dependencies(requires: list[str], published: dict, python_version: str) -> 
         try:
             req = Requirement(text)
         except InvalidRequirement:
-            missing.append(text)
+            missing.append(_shown(text))
             continue
         if req.marker and not req.marker.evaluate({"python_version": python_version, "extra": ""}):
             continue
@@ -169,7 +263,7 @@ def _dependencies(requires: list[str], published: dict, python_version: str) -> 
             deps.append((name, version))
             found.append(f"{name}/{version}-{'-'.join(TOOLCHAIN)}")
         else:
-            missing.append(text)
+            missing.append(str(req))
     return deps, found, missing
 
 
@@ -181,32 +275,57 @@ def _newest_first(text: str) -> Version:
         return Version("0")
 
 
-def new_pypi(settings: Settings, spec: str, target: Target, out_dir: Path | None = None) -> NewEasyconfig:
-    """Write the easyconfig for ``spec`` (NAME==VERSION) into the site's first easyconfig path (or ``out_dir``)."""
+def _target_path(settings: Settings, name: str, filename: str) -> Path:
+    """``<first easyconfig path>/<letter>/<Name>/<file>``, EasyBuild's robot layout, resolved inside that path."""
+    top = settings.easyconfig_paths[0]
+    path = top / name[0].lower() / name / filename
+    if not path.resolve().is_relative_to(top.resolve()):
+        raise BadInput(path, f"leads out of the easyconfig path {top} (a link?)")
+    return path
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create ``path`` with ``text``, never over a file or through a link already there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise BadInput(path, "exists already; edit it, or remove it to write it again") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def new_pypi(settings: Settings, spec: str, target: Target) -> NewEasyconfig:
+    """Write the easyconfig for ``spec`` (NAME==VERSION) into the site's first easyconfig path. Every value
+    from the index is checked against PyPI's own rules and written as a Python literal (``repr``): the
+    index is not trusted to write code that the next ``plan`` would run."""
     wanted, version = _spec(spec)
     index = settings.pypi_simple.rstrip("/").removesuffix("/simple")
-    project = json.loads(_get(f"{index}/pypi/{wanted}/json", spec))
-    files = project.get("releases", {}).get(version)
+    where = f"{index}/pypi/{wanted}/json"
+    try:
+        project = json.loads(_get(where, spec))
+    except ValueError:
+        raise BadInput(where, "not JSON") from None
+    info = project.get("info") if isinstance(project, dict) else None
+    name = _project_name(info, wanted, where)
+    assert isinstance(info, dict)  # _project_name read a name from it
+    releases = project.get("releases")
+    files = releases.get(version) if isinstance(releases, dict) else None
     if not files:
-        raise BadInput(spec, f"PyPI has no files of version {version} of {project['info']['name']}")
-    chosen = _pick(files, spec)
-    summary, homepage, requires = _metadata(index, spec, chosen, project["info"], version)
-    name = project["info"]["name"]
+        raise BadInput(spec, f"PyPI has no files of version {version} of {name}")
+    chosen = _pick(files, spec, where, version)
+    summary, homepage, requires, ignored = _metadata(index, spec, chosen, info, version, name)
     filename = ebadapter.easyconfig_filename(name, version, TOOLCHAIN)
-    path = (out_dir or settings.easyconfig_paths[0]) / name[0].lower() / name / filename
-    if path.exists():
-        raise BadInput(path, "exists already; edit it, or remove it to write it again")
+    path = _target_path(settings, name, filename)
     deps, found, missing = _dependencies(requires or [], _published(settings, target), settings.python_version)
     if requires is None:
         missing.append("(unknown: PyPI has no metadata of this sdist's version; read its setup files)")
-    url = chosen["url"]
-    dep_lines = "".join(f"    ('{n}', '{v}'),\n" for n, v in deps)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(EASYCONFIG.format(
-        spec=spec, name=name, version=version, homepage=homepage,
-        description=(summary or name).replace('"""', "'''").replace("\\", "\\\\"),
-        tc_name=TOOLCHAIN[0], tc_version=TOOLCHAIN[1], source_url=url.rsplit("/", 1)[0] + "/",
-        source=chosen["filename"].replace(version, "%(version)s"), sha256=chosen["digests"]["sha256"],
+    dep_lines = "".join(f"    ({n!r}, {v!r}),\n" for n, v in deps)
+    check = f"%(python)s -c 'import importlib.metadata as m; assert m.version(\"{name}\") == \"%(version)s\"'"
+    _write_new(path, EASYCONFIG.format(
+        spec=f"{wanted}=={version}", name=name, version=version, homepage=homepage, description=summary or name,
+        tc_name=TOOLCHAIN[0], tc_version=TOOLCHAIN[1], source_url=chosen.url.rsplit("/", 1)[0] + "/",
+        source=chosen.filename.replace(version, "%(version)s"), sha256=chosen.sha256,
         dependencies=f"\ndependencies = [\n{dep_lines}]\n" if deps else "",
-        module=name.lower().replace("-", "_"), dist=name))
-    return NewEasyconfig(path=path, easystack_line=f"  - {filename}", found=found, missing=missing)
+        module=name.lower().replace("-", "_"), check=check))
+    return NewEasyconfig(path=path, easystack_line=f"  - {filename}", found=found, missing=missing, ignored=ignored)

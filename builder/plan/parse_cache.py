@@ -4,9 +4,10 @@ An entry is keyed by the easyconfig's content and file name; the cache file itse
 else that can change a parse (EasyBuild's version, the hooks file's text, the robot path order, the
 options that change parsing, EasyBuild's configuration files and ``EASYBUILD_*`` variables). Robot
 look-ups of dependencies are not cached: they depend on which files exist, and EasyBuild redoes them
-cheaply. Every entry carries a digest of itself; one that does not match (a torn write, an edit by
-hand) is dropped and parsed again, never trusted. Cache files are written whole and pruned to the most
-recently used (``cache_files.py``).
+cheaply. Every entry carries its MAC under the cache folder's secret, over the cache file's name, the
+entry's key and the parse (``cache_files.py``); one that does not match (a torn write, an edit by hand,
+an entry forged or moved from another key by whoever can write the folder) is dropped and parsed
+again, never trusted. Cache files are written whole and pruned to the most recently used.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from builder import ebadapter, jsonfile
-from builder.cache_files import prune, read_entry
+from builder.cache_files import prune, read_entry, secret, sign, signed
 from builder.plan.eb_inputs import easybuild_inputs
 
-FORMAT = 1
+#: 2: entries carry a MAC (``mac``) instead of a plain digest.
+FORMAT = 2
 
 
 def _digest(data: object) -> str:
@@ -35,22 +37,30 @@ def entry_key(path: Path, sha256: str) -> str:
 class ParseCache:
     def __init__(self, folder: Path | None, context: dict):
         name = f"parse-{_digest({'format': FORMAT, **context, 'configuration': easybuild_inputs()})[:24]}.json"
-        self.path: Path | None = folder / name if folder else None
+        self.secret = secret(folder) if folder else None
+        self.path: Path | None = folder / name if folder and self.secret else None
         self.entries: dict[str, dict] = {}
         self.dirty = False
         if self.path is not None:
             self._load(self.path)
+
+    def _signed_parts(self, key: str, parsed: object) -> tuple[bytes, ...]:
+        """What an entry's MAC covers: the cache file (its context), the entry's key and the parse."""
+        assert self.path is not None
+        return self.path.name.encode(), key.encode(), json.dumps(parsed, sort_keys=True).encode()
 
     def _load(self, path: Path) -> None:
         try:
             stored = json.loads(read_entry(path))
         except (OSError, ValueError):
             return  # missing or unreadable as a whole: start empty
+        assert self.secret is not None
         for key, entry in (stored.get("entries", {}) if isinstance(stored, dict) else {}).items():
-            if isinstance(entry, dict) and entry.get("digest") == _digest(entry.get("parsed")):
-                self.entries[key] = entry["parsed"]
+            parsed = entry.get("parsed") if isinstance(entry, dict) else None
+            if isinstance(parsed, dict) and signed(self.secret, entry.get("mac"), *self._signed_parts(key, parsed)):
+                self.entries[key] = parsed
             else:
-                self.dirty = True  # rewrite the file without the entry that failed its digest
+                self.dirty = True  # rewrite the file without the entry that failed its MAC
 
     def get(self, eb: ebadapter.Session, key: str, path: Path) -> ebadapter.ParsedEasyconfig | None:
         """The cached parse of ``path`` with its dependencies looked up again, or None (then parse it)."""
@@ -72,7 +82,9 @@ class ParseCache:
     def save(self) -> None:
         if self.path is None or not self.dirty:
             return
-        entries = {k: {"parsed": v, "digest": _digest(v)} for k, v in self.entries.items()}
+        assert self.secret is not None
+        entries = {k: {"parsed": v, "mac": sign(self.secret, *self._signed_parts(k, v))}
+                   for k, v in self.entries.items()}
         try:
             jsonfile.write(self.path, {"format": FORMAT, "entries": entries})
             prune(self.path.parent)

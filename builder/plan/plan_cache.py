@@ -20,8 +20,9 @@ What a plan depends on, and how each part is checked on a hit:
   exactly as the planner asks it.
 
 Entries live in ``$MODLIB_CACHE``, which may be a shared volume: each is written to a temporary file
-and renamed into place, and carries a digest of its text; a torn or edited entry is ignored. Every store
-prunes the folder to the most recently used entries (``cache_files.py``).
+and renamed into place, and carries the MAC of its text under the folder's secret (``cache_files.py``):
+a torn, edited or forged entry is ignored. Every store prunes the folder to the most recently used
+entries.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from builder import jsonfile
-from builder.cache_files import prune, read_entry
+from builder.cache_files import prune, read_entry, secret, sign, signed
 from builder.digests import file_sha256
 from builder.ebadapter import robot_folders
 from builder.plan import entry_options
@@ -44,8 +45,8 @@ from builder.plan.eb_inputs import easybuild_inputs
 from builder.plan.graph import Node, Plan
 from builder.read.config import Settings, Target
 
-#: 2: the entry is its body's sha256 on the first line, then the body's JSON (checked without re-encoding).
-FORMAT = 2
+#: 3: the entry is its body's MAC on the first line, then the body's JSON (checked without re-encoding).
+FORMAT = 3
 #: A folder or file whose timestamps are this close to the snapshot may have changed within the same tick.
 RACY_NS = 2_000_000_000
 #: modlib's own files whose code decides what a plan holds.
@@ -194,15 +195,16 @@ class PlanCache:
         self.robot = robot + folders  # an entry's own robot path is watched as modlib's is
         self.key = plan_key(settings, targets, easystack, robot, tuple(files))
         folder = settings.cache_dir
-        self.path = folder / f"plan-{self.key[:32]}.json" if folder else None
+        self.secret = secret(folder) if folder else None
+        self.path = folder / f"plan-{self.key[:32]}.json" if folder and self.secret else None
 
     def load(self) -> Plan | None:
-        """The cached plan, or None when there is none, it fails its digest, or any input moved."""
-        if self.path is None:
+        """The cached plan, or None when there is none, it fails its MAC, or any input moved."""
+        if self.path is None or self.secret is None:
             return None
         try:
-            digest, _, text = read_entry(self.path).partition(b"\n")
-            if digest.decode() != _sha(text):
+            mac, _, text = read_entry(self.path).partition(b"\n")
+            if not signed(self.secret, mac.decode(), text):
                 return None
             body = json.loads(text)
             if body["key"] != self.key or not (folders_unchanged(body["folders"], body["taken_ns"]) and
@@ -230,10 +232,10 @@ class PlanCache:
         return plan
 
     def _store(self, body: dict) -> None:
-        assert self.path is not None
+        assert self.path is not None and self.secret is not None
         try:
             text = json.dumps(body)
-            jsonfile.write_text(self.path, f"{_sha(text.encode())}\n{text}")
+            jsonfile.write_text(self.path, f"{sign(self.secret, text.encode())}\n{text}")
             prune(self.path.parent)
         except OSError:
             pass  # a cache that cannot be written costs the next run its speed, never its result

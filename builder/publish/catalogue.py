@@ -16,6 +16,8 @@ trees' data (no Lmod).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import os
 import re
@@ -28,6 +30,7 @@ from builder import jsonfile
 from builder.layout import Layout
 from builder.publish.live import read_manifest
 from builder.read.config import Settings
+from builder.weblinks import http_url
 
 _EB_VERSION = re.compile(r"Built with EasyBuild version (\S+)")
 
@@ -107,16 +110,31 @@ def _version_row(version: dict, gpu_tree: bool) -> str:
             f'<td class="prov">{provenance}</td></tr>')
 
 
+def _link(url: str) -> str:
+    """A module's homepage, from its easyconfig through Lmod: a link only when it is http(s) (a build's
+    ``javascript:`` homepage ran script in the reader's browser), plain text otherwise."""
+    shown = html.escape(url)
+    return f' <a href="{shown}" rel="noopener noreferrer">{shown}</a>' if http_url(url) else f" <span>{shown}</span>"
+
+
 def _package_section(package: dict, gpu_trees: set[str], featured: dict[str, str | None]) -> str:
     name = package["name"]
     words = [name, package["description"]] + [w for v in package["versions"]
                                                for w in [v["version"], *v["extensions"]]]
     star = '<span class="mark featured">featured</span>' if name in featured else ""
-    link = f' <a href="{html.escape(package["url"])}">{html.escape(package["url"])}</a>' if package["url"] else ""
+    link = _link(package["url"]) if package["url"] else ""
     rows = "".join(_version_row(v, v["tree"] in gpu_trees) for v in package["versions"])
     return (f'<section class="pkg" id="{html.escape(name)}" data-search="{html.escape(" ".join(words).lower())}">'
             f'<h2>{html.escape(name)} {star}</h2><p class="desc">{html.escape(package["description"])}{link}</p>'
             f'<table><tr><th>version</th><th>how to load</th><th>built from</th></tr>{rows}</table></section>')
+
+
+def _policy(template: str) -> str:
+    """The page's Content-Security-Policy: its own search script (by digest) and inline styles, nothing else
+    runs or loads, so markup that escaping missed, or a ``javascript:`` URL, still runs no script."""
+    script = template.split("<script>", 1)[1].split("</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    return f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
 
 
 def page(settings: Settings, target: str, gen: Path) -> str:
@@ -133,9 +151,9 @@ def page(settings: Settings, target: str, gen: Path) -> str:
     sections = "".join(_package_section(packages[n], gpu_trees, featured) for n in sorted(packages, key=str.lower))
     switch = " ".join(f'<a href="../{html.escape(t)}/catalogue.html"{" class=here" if t == target else ""}>'
                       f"{html.escape(t)}</a>" for t in sorted(settings.targets))
-    template = Template(resources.files("builder.publish").joinpath("catalogue.html").read_text())
-    return template.substitute(
-        target=html.escape(target), switch=switch, sections=sections, count=len(packages),
+    text = resources.files("builder.publish").joinpath("catalogue.html").read_text()
+    return Template(text).substitute(
+        policy=_policy(text), target=html.escape(target), switch=switch, sections=sections, count=len(packages),
         versions=sum(len(p["versions"]) for p in packages.values()), generation=html.escape(gen.name),
         generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
 

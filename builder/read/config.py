@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from builder import jsonfile
-from builder.cache_files import prune
+from builder.cache_files import prune, read_entry, secret, sign, signed
 from builder.errors import BadInput
 from builder.layout import Layout
 
@@ -164,16 +164,25 @@ def _load_yaml(path: Path) -> tuple[bytes, object]:
         raise BadInput(path, f"malformed YAML{where}: {getattr(err, 'problem', err)}") from None
 
 
+def _remembered(memo: Path, key: bytes) -> bool:
+    try:
+        stored = json.loads(read_entry(memo))
+    except (OSError, ValueError):
+        return False
+    return isinstance(stored, dict) and signed(key, stored.get("mac"), memo.name.encode())
+
+
 def _validated(path: Path, sha256: str, data: object, cache: Path) -> dict:
     """``data`` (the file's bytes have ``sha256``) checked against the schema. Importing jsonschema takes
     longer (about 40 ms) than a cached plan takes to load, and every ``modlib`` command reads this file,
     so a document that passed is remembered in ``cache`` by its digest and the schema's: the same bytes
     always parse to the same data. A document that fails is never remembered, so its error is reported
-    every time."""
+    every time. The memo holds its name's MAC under the cache's secret: one forged by whoever can write
+    the folder lets nothing skip the schema."""
     schema = _schema_text()
     digest = hashlib.sha256(f"{schema}\0{sha256}".encode()).hexdigest()
-    memo = cache / f"valid-{digest}.json"
-    if not memo.is_file():
+    memo, mac_key = cache / f"valid-{digest}.json", secret(cache)
+    if not (mac_key and _remembered(memo, mac_key)):
         import jsonschema
 
         validator = jsonschema.Draft202012Validator(json.loads(schema))
@@ -183,8 +192,9 @@ def _validated(path: Path, sha256: str, data: object, cache: Path) -> dict:
             key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
             raise BadInput(path, f"invalid configuration at '{key}': {err.message}")
         with contextlib.suppress(OSError):  # a read-only cache: validated again next time
-            jsonfile.write_text(memo, "{}")
-            prune(cache)
+            if mac_key:
+                jsonfile.write(memo, {"mac": sign(mac_key, memo.name.encode())})
+                prune(cache)
     assert isinstance(data, dict)  # the schema's top level is an object
     return data
 

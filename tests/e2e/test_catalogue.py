@@ -13,7 +13,7 @@ from playwright.sync_api import sync_playwright
 from builder.publish import lmod
 from builder.publish.notebook_env import modulepath
 from builder.read.config import load_settings
-from tests.helpers import REPO
+from tests.helpers import REPO, bundle_easyconfig, modlib, write_config, write_easystack
 
 pytestmark = pytest.mark.e2e
 
@@ -84,3 +84,49 @@ def test_search_filters_by_name_description_and_python_package(page):
     tab.locator("nav a", has_text="cpu").click()
     assert "saxpy" not in shown(tab) and "Jinja2" in shown(tab)
     assert errors == []
+
+
+HOSTILE_HOME = "javascript:alert(document.domain)"
+HOSTILE_DESCRIPTION = 'x" onmouseover="alert(1)" data-x="<img src=x onerror=alert(2)><script>alert(3)</script>'
+
+
+def test_a_hostile_homepage_and_description_are_text_not_script(browser, tmp_path):
+    """An easyconfig's homepage reaches the page through Lmod: only http(s) becomes a link. Every link of the
+    hostile module is clicked and its text hovered; no dialog opens, the title stays, nothing navigates."""
+    site = tmp_path / "site"
+    for name, extra in (("lure", f"homepage = {HOSTILE_HOME!r}\ndescription = {HOSTILE_DESCRIPTION!r}"),
+                        ("plain", "")):
+        (site / name[0] / name).mkdir(parents=True)
+        (site / name[0] / name / f"{name}-1.0-GCCcore-system.eb").write_text(bundle_easyconfig(name, extra))
+    stack = write_easystack(tmp_path / "cpu.yaml", ["lure-1.0-GCCcore-system.eb", "plain-1.0-GCCcore-system.eb"])
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
+                          easyconfig_paths=[str(site)])
+    built = modlib("build", "--config", str(config), env={"MODLIB_CACHE": str(tmp_path / "cache")})
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-2000:]
+
+    tab = browser.new_page()
+    dialogs: list[str] = []
+    errors: list[str] = []
+    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+
+    def dismissed(dialog):
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    tab.on("dialog", dismissed)
+    url = (tmp_path / "library" / "live" / "targets" / "cpu" / "catalogue.html").as_uri()
+    tab.goto(url)
+    title = tab.title()
+    lure = tab.locator("section#lure")
+    assert HOSTILE_HOME in lure.locator(".desc").inner_text()
+    assert HOSTILE_DESCRIPTION in lure.locator(".desc").inner_text()
+    for link in lure.locator("a").all():
+        link.click()
+    lure.locator(".desc").hover()
+    lure.locator(".desc").click()
+    assert (dialogs, tab.title(), tab.url) == ([], title, url)
+    assert lure.locator("a").count() == 0
+    assert tab.locator("section#plain a").get_attribute("href") == "https://example.org"
+    tab.locator("#search").fill("onmouseover")  # the page's own script runs under its policy
+    assert shown(tab) == ["lure"] and errors == []
+    tab.close()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import http.server
+import json
 import sys
+import threading
 
 import pytest
 
@@ -70,3 +74,133 @@ def test_not_a_pinned_spec_or_not_on_pypi_is_bad_input(tmp_path):
                           ("six==0.0.0.1", "six==0.0.0.1: PyPI has no files of version 0.0.0.1 of six")):
         result = modlib("new-pypi", "--config", str(config), spec)
         assert (result.returncode, result.stderr) == (2, f"modlib: error: {problem}\n")
+
+
+class IndexServer(http.server.ThreadingHTTPServer):
+    pages: dict[str, object]  # path -> body (bytes, or JSON data)
+
+
+class HostileIndex(http.server.BaseHTTPRequestHandler):
+    """PyPI's JSON API and PEP 658 metadata as a hostile index serves them."""
+
+    server: IndexServer
+
+    def do_GET(self):
+        body = self.server.pages.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body if isinstance(body, bytes) else json.dumps(body).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def hostile_index():
+    """A loopback index; its pages are set by each test. Yields (pages, base URL, environment for modlib)."""
+    server = IndexServer(("127.0.0.1", 0), HostileIndex)
+    server.pages = {}
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    yield server.pages, base, {"MODLIB_PYPI_SIMPLE": f"{base}/simple"}
+    server.shutdown()
+
+
+def release(base: str, name: str, filename: str, info: dict | None = None, url: str | None = None,
+            sha256: str = "a" * 64) -> dict:
+    """The JSON API's page of a project with one file of version 1.0."""
+    return {"info": {"name": name, "version": "1.0", "summary": "", **(info or {})},
+            "releases": {"1.0": [{"filename": filename, "url": url or f"{base}/files/{filename}",
+                                  "packagetype": "sdist" if filename.endswith(".tar.gz") else "bdist_wheel",
+                                  "digests": {"sha256": sha256}}]}}
+
+
+def assignments(path) -> dict:
+    """The easyconfig's top-level assignments whose values are literals (what it states, without running it)."""
+    tree = ast.parse(path.read_text())
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+
+
+def test_a_hostile_index_is_written_as_inert_literals(tmp_path, hostile_index):
+    """Home-page and summary payloads that closed the old template's quotes are data: plan runs none of them."""
+    pages, base, env = hostile_index
+    easyconfigs, stack, config = site_repo(tmp_path)
+    env = {**env, "MODLIB_ROOT": str(tmp_path / "library"), "MODLIB_CACHE": str(tmp_path / "cache")}
+    marks = [tmp_path / f"ran-{i}" for i in range(4)]
+    home = f"https://example.org/'+str(__import__('os').mknod('{marks[0]}'))+'"  # code in the old template
+    summary = f"x'''\"\"\"+str(__import__('os').mknod('{marks[1]}'))+\"\"\"'\\\n"
+    wheel = "evil-1.0-py3-none-any.whl"
+    pages["/pypi/evil/json"] = release(base, "evil", wheel)
+    pages[f"/files/{wheel}.metadata"] = (f"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\nHome-page: {home}\n"
+                                         f"Summary: {summary.splitlines()[0]}\n\n").encode()
+    sdist_home = f"https://example.org/\n'+str(__import__('os').mknod('{marks[2]}'))+'"
+    project_home = f"https://example.org/'+str(__import__('os').mknod('{marks[3]}'))+'"
+    pages["/pypi/worse/json"] = release(base, "worse", "worse-1.0.tar.gz", info={
+        "home_page": sdist_home, "project_urls": {"Homepage": project_home}, "summary": summary})
+    for spec in ("evil==1.0", "worse==1.0"):
+        made = modlib("new-pypi", "--config", str(config), spec, env=env)
+        assert made.returncode == 0, made.stderr
+    ignored = made.stdout.splitlines()[1]  # the value as repr shows it, cut to 80 characters
+    assert ignored.startswith(f"  ignored PyPI's info.home_page {sdist_home[:40]!r}"[:-1]), ignored
+    assert ignored.endswith("...: not an http(s) URL"), ignored
+    evil = assignments(easyconfigs / "e" / "evil" / "evil-1.0-GCCcore-system.eb")
+    assert (evil["homepage"], evil["description"]) == (home, summary.splitlines()[0])
+    worse = assignments(easyconfigs / "w" / "worse" / "worse-1.0-GCCcore-system.eb")
+    assert (worse["homepage"], worse["description"]) == (project_home, summary)
+
+    write_easystack(stack, ["evil-1.0-GCCcore-system.eb", "worse-1.0-GCCcore-system.eb"])
+    plan = modlib("plan", "--config", str(config), env=env)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "evil/1.0-GCCcore-system" in plan.stdout and "worse/1.0-GCCcore-system" in plan.stdout
+    assert [m for m in marks if m.exists()] == []
+
+
+@pytest.mark.parametrize("spec, page, problem", [
+    ("evil==1.0", {"name": "../../../../escaped"}, "info.name '../../../../escaped' is not the name of project evil"),
+    ("evil==1.0", {"name": "evil/../../escaped"}, "info.name 'evil/../../escaped' is not the name of project evil"),
+    ("evil==1.0", {"name": "evil\0"}, "info.name 'evil\\x00' is not the name of project evil"),
+    ("evil==1.0", {"filename": "evil-1.0'+open('x','w')+'.tar.gz"},
+     "releases['1.0'][0].filename \"evil-1.0'+open('x','w')+'.tar.gz\" is not a distribution's file name"),
+    ("evil==1.0", {"filename": "../evil-1.0.tar.gz"},
+     "releases['1.0'][0].filename '../evil-1.0.tar.gz' is not a distribution's file name"),
+    ("evil==1.0", {"url": "file:///etc/evil-1.0.tar.gz"},
+     "releases['1.0'][0].url 'file:///etc/evil-1.0.tar.gz' is not an http(s) URL of evil-1.0.tar.gz"),
+    ("evil==1.0", {"sha256": "'+x+'"}, "releases['1.0'][0].digests.sha256 \"'+x+'\" is not a sha256"),
+])
+def test_a_hostile_index_is_refused_naming_the_field(tmp_path, hostile_index, spec, page, problem):
+    pages, base, env = hostile_index
+    _, _, config = site_repo(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    filename = page.get("filename", "evil-1.0.tar.gz")
+    pages["/pypi/evil/json"] = release(base, page.get("name", "evil"), filename, url=page.get("url"),
+                                       sha256=page.get("sha256", "a" * 64))
+    result = modlib("new-pypi", "--config", str(config), spec, env=env)
+    assert (result.returncode, result.stderr) == (2, f"modlib: error: {base}/pypi/evil/json: {problem}\n")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("spec", ["../evil==1.0", "ev/il==1.0", "evil==1.0'+__import__('os').system('id')+'",
+                                  "evil==1.0\nimport os"])
+def test_a_hostile_spec_is_refused(tmp_path, hostile_index, spec):
+    pages, base, env = hostile_index
+    _, _, config = site_repo(tmp_path)
+    pages["/pypi/evil/json"] = release(base, "evil", "evil-1.0.tar.gz")
+    result = modlib("new-pypi", "--config", str(config), spec, env=env)
+    shown = spec if spec.isprintable() else repr(spec)
+    assert (result.returncode, result.stderr) == (2, f"modlib: error: {shown}: expected NAME==VERSION, "
+                                                     "for example six==1.16.0\n")
+
+
+def test_a_relative_file_url_is_resolved_against_the_index(tmp_path, hostile_index):
+    """PyPI's JSON gives old releases' files relative URLs (``../../packages/...``): the easyconfig gets the
+    absolute one, which EasyBuild can download."""
+    pages, base, env = hostile_index
+    easyconfigs, _, config = site_repo(tmp_path)
+    pages["/pypi/old/json"] = release(base, "old", "old-1.0.tar.gz", url="../../packages/ab/old-1.0.tar.gz")
+    assert modlib("new-pypi", "--config", str(config), "old==1.0", env=env).returncode == 0
+    written = assignments(easyconfigs / "o" / "old" / "old-1.0-GCCcore-system.eb")
+    assert (written["source_urls"], written["sources"]) == ([f"{base}/packages/ab/"], ["old-%(version)s.tar.gz"])

@@ -1,7 +1,10 @@
 """The parsed-easyconfig cache: reused when nothing changed, never trusted when anything did."""
 
+import hashlib
 import json
 import shutil
+
+import pytest
 
 from builder.plan.planner import fresh_plan
 from builder.read.config import load_settings
@@ -62,6 +65,28 @@ def test_corrupt_entry_is_rejected_and_rebuilt(lib):
     path.write_text(json.dumps(stored))
     assert plan(config, env).as_json() == good
     assert json.loads(path.read_text())["entries"][key]["parsed"]["module"] == "app/1.0-GCCcore-system"
+
+
+@pytest.mark.parametrize("forgery", ["edited", "moved"])
+def test_forged_entry_is_not_used(lib, forgery):
+    """An entry edited with its plain sha256 recomputed, or a genuine entry moved under another easyconfig's
+    key, is what whoever can write the folder can make: neither counts, and the file is parsed again."""
+    tmp, site, hooks, config, env = lib
+    good = plan(config, env).as_json()
+    path = cache_file(tmp)
+    stored = json.loads(path.read_text())
+    app = next(k for k in stored["entries"] if k.startswith("app-"))
+    other = next(k for k in stored["entries"] if k != app)
+    if forgery == "edited":
+        entry = stored["entries"][app]
+        entry["parsed"]["module"] = "app/9.9-forged"
+        plain = hashlib.sha256(json.dumps(entry["parsed"], sort_keys=True).encode()).hexdigest()
+        entry.update({k: plain for k in ("digest", "mac")})
+    else:
+        stored["entries"][app] = stored["entries"][other]
+    path.write_text(json.dumps(stored))
+    assert plan(config, env).as_json() == good
+    assert json.loads(path.read_text())["entries"][app]["parsed"]["module"] == "app/1.0-GCCcore-system"
 
 
 def test_unreadable_cache_file_is_ignored(lib):

@@ -1,6 +1,7 @@
 """The whole-plan cache: answers without EasyBuild when nothing moved, and every kind of change falls
 back to the planner, whose plan it must equal exactly."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -231,8 +232,10 @@ def test_module_published_or_removed_by_another_run(lib, fresh_calls, publish):
     assert {n["module"]: n["installed"] for n in after["nodes"]}["app/1.0-GCCcore-system"] is publish
 
 
-@pytest.mark.parametrize("damage", ["torn", "tampered"])
-def test_torn_or_tampered_entry_is_ignored(lib, fresh_calls, damage):
+@pytest.mark.parametrize("damage", ["torn", "tampered", "forged"])
+def test_torn_tampered_or_forged_entry_is_ignored(lib, fresh_calls, damage):
+    """A forged entry's first line is its body's plain sha256, all that whoever can write the folder can
+    compute: only the MAC under the folder's secret makes an entry count."""
     tmp, site, hooks, config, env = lib
     good, _ = plans(config, env)
     entry = next((tmp / "cache").glob("plan-*.json"))
@@ -242,7 +245,10 @@ def test_torn_or_tampered_entry_is_ignored(lib, fresh_calls, damage):
         digest, body = entry.read_text().split("\n", 1)
         stored = json.loads(body)
         stored["nodes"][0][1] = "app/9.9-forged"  # the entry's digest no longer matches
-        entry.write_text(f"{digest}\n{json.dumps(stored)}")
+        body = json.dumps(stored)
+        if damage == "forged":
+            digest = hashlib.sha256(body.encode()).hexdigest()
+        entry.write_text(f"{digest}\n{body}")
     misses = len(fresh_calls)
     assert plans(config, env)[0] == good
     assert len(fresh_calls) == misses + 2

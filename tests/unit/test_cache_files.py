@@ -9,8 +9,10 @@ import random
 import time
 from pathlib import Path
 
+import pytest
+
 from builder import jsonfile
-from builder.cache_files import prune, read_entry, remove
+from builder.cache_files import SECRET, prune, read_entry, remove, secret, sign, signed
 
 HOUR = 3600
 
@@ -100,3 +102,52 @@ def test_concurrent_stores_prunes_and_reads(tmp_path):
     assert len(names) <= 2 + 4 and all(n.startswith("plan-") for n in names), names  # no temp or private file left
     prune(tmp_path, max_per_kind=2)
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def _secret_in_new_process(folder: str) -> bytes | None:
+    return secret(Path(folder))
+
+
+def test_the_secret_is_made_once_whole_and_private(tmp_path):
+    """Eight processes asking a fresh folder at once all get one secret: 32 random bytes, mode 0600."""
+    folder = tmp_path / "cache"
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        got = pool.map(_secret_in_new_process, [str(folder)] * 8)
+    made = folder / SECRET
+    assert set(got) == {made.read_bytes()} and len(made.read_bytes()) == 32
+    assert made.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in folder.iterdir()) == [SECRET]  # no private name left behind
+
+
+def test_a_secret_others_could_read_or_a_link_is_not_used(tmp_path):
+    """A secret that another user could read, or a link in its place, might be known to whoever planted it:
+    signed entries are then neither read nor written."""
+    good, readable, linked = (tmp_path / name for name in ("good", "readable", "linked"))
+    for folder, mode in ((good, 0o600), (readable, 0o640)):
+        folder.mkdir()
+        (folder / SECRET).write_bytes(os.urandom(32))
+        (folder / SECRET).chmod(mode)
+    linked.mkdir()
+    (linked / SECRET).symlink_to(good / SECRET)
+    assert secret(good) == (good / SECRET).read_bytes()
+    assert (secret(readable), secret(linked)) == (None, None)
+
+
+def test_an_entry_signed_under_one_secret_or_for_other_parts_does_not_verify():
+    one, other = os.urandom(32), os.urandom(32)
+    mac = sign(one, b"parse-x.json", b"app.eb:abc", b"{}")
+    assert signed(one, mac, b"parse-x.json", b"app.eb:abc", b"{}")
+    assert not signed(other, mac, b"parse-x.json", b"app.eb:abc", b"{}")
+    assert not signed(one, mac, b"parse-x.json", b"app.eb:abcd", b"{}")
+    assert not signed(one, mac, b"parse-x.json", b"app.eb:ab", b"c{}")  # parts are length-prefixed
+    assert not signed(one, hashlib.sha256(b"{}").hexdigest(), b"{}")
+
+
+def test_a_fifo_or_link_under_an_entrys_name_is_a_miss_not_a_hang(tmp_path):
+    """Whoever can write the folder can plant these: a reader that opened the FIFO would wait forever."""
+    os.mkfifo(tmp_path / "plan-01.json")
+    (tmp_path / "target").write_text("{}")
+    (tmp_path / "parse-01.json").symlink_to(tmp_path / "target")
+    for name in ("plan-01.json", "parse-01.json"):
+        with pytest.raises(OSError):
+            read_entry(tmp_path / name)

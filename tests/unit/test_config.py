@@ -1,3 +1,5 @@
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,18 @@ def test_a_file_that_passed_is_remembered_and_one_that_failed_never(tmp_path, mo
         with pytest.raises(ModlibError, match="Additional properties are not allowed"):
             load_settings(cfg, env=env)
     assert len(list((tmp_path / "cache").glob("valid-*.json"))) == 1
+
+
+def test_a_forged_memo_lets_nothing_skip_the_schema(tmp_path):
+    """The memo's name is public (the schema's and the file's digests): one written by whoever can write the
+    cache folder, without the folder's secret, does not stand for a validation."""
+    from builder.read import config
+
+    cfg, cache = write_config(tmp_path, {"cpu": dict(CPU)}), tmp_path / "cache"
+    cfg.write_text(cfg.read_text() + "colour: blue\n")
+    memo_key = config._schema_text() + "\0" + hashlib.sha256(cfg.read_bytes()).hexdigest()
+    name = f"valid-{hashlib.sha256(memo_key.encode()).hexdigest()}.json"
+    cache.mkdir()
+    (cache / name).write_text(json.dumps({"mac": hashlib.sha256(name.encode()).hexdigest()}))
+    with pytest.raises(ModlibError, match="Additional properties are not allowed"):
+        load_settings(cfg, env={"MODLIB_CACHE": str(cache)})
