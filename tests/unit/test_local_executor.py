@@ -13,6 +13,7 @@ from builder.layout import Layout
 from builder.plan.graph import Node
 from builder.plan.schedule import Scheduler
 from builder.run import dispatch
+from tests.helpers import Handler
 
 STEP = "import json, sys, time; s = time.time(); time.sleep(0.3); " \
        "open(sys.argv[1], 'a').write(json.dumps([sys.argv[2], s, time.time()]) + '\\n'); sys.exit(int(sys.argv[3]))"
@@ -39,8 +40,7 @@ def run(tmp_path, nodes, jobs, fail=()):
     executor = LocalExecutor(cwd=tmp_path, layout=Layout(tmp_path / "library"),
                              host_env={"PATH": "/usr/bin:/bin", "EASYBUILD_BUILDPATH": str(tmp_path / "build")})
     with executor:
-        dispatch(sched, executor, jobs, invocation, lambda n: tmp_path / "logs" / f"{n.name}.log", finished,
-                 lambda: None)
+        dispatch(sched, executor, jobs, Handler(invocation, lambda n: tmp_path / "logs" / f"{n.name}.log", finished))
     spans = {m: (s, e) for m, s, e in (json.loads(line) for line in trace.read_text().splitlines())}
     return sched, spans, results
 
@@ -83,8 +83,9 @@ def test_a_lost_lock_starts_nothing_new_and_waits_for_what_runs(tmp_path):
     sched = Scheduler(nodes)
     with LocalExecutor(cwd=tmp_path, layout=Layout(tmp_path / "library"),
                        host_env={"PATH": "/usr/bin:/bin", "EASYBUILD_BUILDPATH": str(tmp_path / "build")}) as ex:
-        dispatch(sched, ex, 1, lambda n: Invocation(argv=(sys.executable, "-c", STEP, str(trace), n.module, "0"),
-                                                    env=(), prefix=str(tmp_path / n.name)),
-                 lambda n: tmp_path / f"{n.name}.log", finished, lambda: lost[0] if lost else None)
+        dispatch(sched, ex, 1, Handler(lambda n: Invocation(argv=(sys.executable, "-c", STEP, str(trace), n.module,
+                                                                  "0"), env=(), prefix=str(tmp_path / n.name)),
+                                       lambda n: tmp_path / f"{n.name}.log", finished,
+                                       lambda: lost[0] if lost else None))
     assert [json.loads(line)[0] for line in trace.read_text().splitlines()] == ["A/1"]
     assert not sched.done() and sched.succeeded == [("cpu", "A/1")]
