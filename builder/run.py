@@ -181,23 +181,36 @@ class NodeHandler(Protocol):
         ...
 
 
+#: How long the dispatch loop waits for builds before it looks again whether a lock was lost.
+LOOK_UP_SECONDS = 5.0
+
+
 def dispatch(scheduler: Scheduler, executor: Executor, jobs: int, handler: NodeHandler,
              report: Report = lambda msg: None) -> None:
     """The one dispatch loop: at most ``jobs`` nodes at once, each submitted once, when its dependencies
     succeeded; ``handler.on_finished`` says whether a node counts as succeeded. Once ``handler.lost``
-    names a reason no new node starts; those running are waited for and finished."""
-    started: dict[NodeKey, Invocation] = {}
+    names a reason no new node starts and those running are cancelled: what they build would never be
+    published, and another run may be building the same nodes. Each one's end is still handed to
+    ``handler.on_finished`` (so it is recorded) before the loop returns."""
+    started: dict[NodeKey, tuple[Node, Invocation]] = {}
+    cancelled: set[NodeKey] = set()
     count = itertools.count(1)
     while not scheduler.done():
-        if not handler.lost():
+        lost = handler.lost()
+        if lost:
+            for key in sorted(started.keys() - cancelled):
+                report(f"cancelling {'/'.join(key)}: {lost}")
+                executor.cancel(started[key][0])
+                cancelled.add(key)
+        else:
             for node in scheduler.take(jobs - len(started)):
-                started[node.key] = inv = handler.invocation(node)
+                started[node.key] = (node, handler.invocation(node))
                 report(f"[{next(count)}/{scheduler.total}] building {node.tree}/{node.module}")
-                executor.submit(node, inv, handler.log_path(node))
+                executor.submit(node, started[node.key][1], handler.log_path(node))
         if not started:
             break  # a lock is lost and nothing runs any more
-        for node, run in executor.wait():
-            scheduler.finish(node.key, handler.on_finished(node, started.pop(node.key), run))
+        for node, run in executor.wait(LOOK_UP_SECONDS):
+            scheduler.finish(node.key, handler.on_finished(node, started.pop(node.key)[1], run))
 
 
 class RunPolicy:
