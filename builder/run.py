@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from builder import ebadapter, proc
 from builder.ebadapter.sources import config_guess_dir
@@ -58,6 +59,11 @@ class RunResult:
                 "planned": len(self.plan.nodes), "to_build": len(self.todo),
                 "built": [fmt(k) for k in self.built], "failed": [fmt(k) for k in self.failed],
                 "blocked": {fmt(k): fmt(v) for k, v in self.blocked.items()}, "altered": self.altered}
+
+    def store_checked(self, found: StoreCheck) -> None:
+        """Each check of the store replaces the last, so ``altered`` says what still stopped the run's
+        last publish."""
+        self.altered, self.checked = found.altered, found.intact
 
 
 def check_python(settings: Settings) -> None:
@@ -146,16 +152,19 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
             stage_node_files(settings, result.todo)
             with tempfile.TemporaryDirectory(prefix="modlib-scratch-") as scratch, \
                     get_executor(executor, settings, Path(scratch), report) as runner:
-                _execute(settings, result, runner, jobs or max(t.jobs for t in targets),
-                         {n.module for n in result.todo if n.installed}, lambda: lock.lost or runner.lost(),
-                         lock.fence, report)
+                policy = RunPolicy(settings, result, runner, lock, report)
+                scheduler = Scheduler(result.todo)
+                dispatch(scheduler, runner, jobs or max(t.jobs for t in targets), policy, report)
+                result.blocked = dict(scheduler.blocked)
                 stopped = runner.lost()
         stopped = lock.lost or stopped
         if stopped:
             raise RunFailed(f"the run stopped: {stopped}")
-        if current_inputs(settings.layout) != inputs_digest(settings) and not _refused(settings, result):
-            lock.fence()
-            result.warnings = _publish(settings, report)
+        if current_inputs(settings.layout) != inputs_digest(settings):
+            result.store_checked(check_store(settings, result.checked))
+            if not result.altered:
+                lock.fence()
+                result.warnings = _publish(settings, report)
         lock.fence()
         for gone in _collect_prefixes(settings):
             report(f"removed {gone}: no published module named it for {settings.grace_period_hours:g} h")
@@ -164,89 +173,123 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
     return result
 
 
-def _execute(settings: Settings, result: RunResult, executor: Executor, jobs: int, rebuild: set[str],
-             lost: Callable[[], str | None], fence: Callable[[], None], report: Report) -> None:
-    """Build ``result.todo`` with ``executor``: every node recorded, each success published; ``fence``
-    raises RunFailed before a publish once the run lock is no longer ours."""
-    scheduler = Scheduler(result.todo)
-    dispatch(scheduler, executor, jobs,
-             lambda node: invocation(settings, node, rebuild=node.module in rebuild),
-             lambda node: records.new_log_path(settings.layout, node.tree, node.module, time.time()),
-             lambda node, inv, run: _finished(settings, result, node, inv, run, executor.name, lost(), fence,
-                                              report),
-             lost, report)
-    result.blocked = dict(scheduler.blocked)
+class NodeHandler(Protocol):
+    """What the dispatch loop asks of the run about each node (ReFrame's execution policy): how to build
+    it, where its log goes, what its end means, and whether new work may still start."""
+
+    def invocation(self, node: Node) -> Invocation: ...
+
+    def log_path(self, node: Node) -> Path: ...
+
+    def on_finished(self, node: Node, inv: Invocation, run: NodeRun) -> bool:
+        """Whether the node counts as succeeded (its publish can still fail it)."""
+        ...
+
+    def lost(self) -> str | None:
+        """Why no new node may start (a lock is lost), or None."""
+        ...
 
 
-def dispatch(scheduler: Scheduler, executor: Executor, jobs: int, invocation: Callable[[Node], Invocation],
-             log_path: Callable[[Node], Path], finished: Callable[[Node, Invocation, NodeRun], bool],
-             lost: Callable[[], str | None], report: Report = lambda msg: None) -> None:
+#: How long the dispatch loop waits for builds before it looks again whether a lock was lost.
+LOOK_UP_SECONDS = 5.0
+
+
+def dispatch(scheduler: Scheduler, executor: Executor, jobs: int, handler: NodeHandler,
+             report: Report = lambda msg: None) -> None:
     """The one dispatch loop: at most ``jobs`` nodes at once, each submitted once, when its dependencies
-    succeeded; ``finished`` says whether a node counts as succeeded (its publish can still fail it).
-    Once ``lost`` names a reason no new node starts; those running are waited for and finished."""
-    started: dict[NodeKey, Invocation] = {}
+    succeeded; ``handler.on_finished`` says whether a node counts as succeeded. Once ``handler.lost``
+    names a reason no new node starts and those running are cancelled: what they build would never be
+    published, and another run may be building the same nodes. Each one's end is still handed to
+    ``handler.on_finished`` (so it is recorded) before the loop returns."""
+    started: dict[NodeKey, tuple[Node, Invocation]] = {}
+    cancelled: set[NodeKey] = set()
     count = itertools.count(1)
     while not scheduler.done():
-        if not lost():
+        lost = handler.lost()
+        if lost:
+            for key in sorted(started.keys() - cancelled):
+                report(f"cancelling {'/'.join(key)}: {lost}")
+                executor.cancel(started[key][0])
+                cancelled.add(key)
+        else:
             for node in scheduler.take(jobs - len(started)):
-                started[node.key] = inv = invocation(node)
+                started[node.key] = (node, handler.invocation(node))
                 report(f"[{next(count)}/{scheduler.total}] building {node.tree}/{node.module}")
-                executor.submit(node, inv, log_path(node))
+                executor.submit(node, started[node.key][1], handler.log_path(node))
         if not started:
             break  # a lock is lost and nothing runs any more
-        for node, run in executor.wait():
-            scheduler.finish(node.key, finished(node, started.pop(node.key), run))
+        for node, run in executor.wait(LOOK_UP_SECONDS):
+            scheduler.finish(node.key, handler.on_finished(node, started.pop(node.key)[1], run))
 
 
-def _finished(settings: Settings, result: RunResult, node: Node, inv: Invocation, run: NodeRun, executor: str,
-              lost: str | None, fence: Callable[[], None], report: Report) -> bool:
-    """Record the node's run, publish it if it built; whether it counts as succeeded."""
-    rec = records.Record(module=node.module, tree=node.tree, target=node.target, easyconfig=str(node.easyconfig),
-                         sha256=node.sha256, command=list(inv.argv), exit_code=run.exit_code, start=run.start,
-                         end=run.end, log=run.log, executor=executor, where=run.where,
-                         easybuild_version=result.made_with["easybuild_version"],
-                         hooks_sha256=result.made_with["hooks_sha256"],
-                         options=effective_options(settings, node), sources=result.sources.get(node.key, []))
-    record_path = records.write(rec)
-    took = f"{run.end - run.start:.1f} s"
-    if run.exit_code != 0:
-        result.failed[node.key] = records.tail(run.log)
-        report(f"FAILED   {node.tree}/{node.module} (exit {run.exit_code}, {took}; log {run.log})")
-        return False
-    problem = f"not published: {lost}" if lost else _accept(settings, node, inv, str(record_path), result, fence,
-                                                             report)
-    if problem:
-        result.failed[node.key] = problem
-        report(f"failed   {node.tree}/{node.module}: {problem}")
-        return False
-    result.built.append(node.key)
-    report(f"built    {node.tree}/{node.module} ({took})")
-    return True
+class RunPolicy:
+    """The run's answers to the dispatch loop: each node's ``eb`` command and log, and on its end its
+    record and, if it built, its publish; ``lock.fence`` raises RunFailed before a publish once the run
+    lock is no longer ours."""
 
+    def __init__(self, settings: Settings, result: RunResult, executor: Executor, lock: RunLock, report: Report):
+        self.settings, self.result, self.executor, self.lock, self.report = settings, result, executor, lock, report
+        self.rebuild = {n.module for n in result.todo if n.installed}
 
-def _accept(settings: Settings, node: Node, inv: Invocation, record: str, result: RunResult,
-            fence: Callable[[], None], report: Report) -> str | None:
-    """Store the node's module file and publish a view with it; what went wrong, or None. A run that
-    lost its lock raises RunFailed from ``fence`` before either step, and changes nothing."""
-    layout, prefix = settings.layout, Path(inv.prefix)
-    try:
-        refs = prefixes.references(layout.install_dir(prefix, node.module), _prefix_pattern(settings), prefix)
+    def invocation(self, node: Node) -> Invocation:
+        return invocation(self.settings, node, rebuild=node.module in self.rebuild)
+
+    def log_path(self, node: Node) -> Path:
+        return records.new_log_path(self.settings.layout, node.tree, node.module, time.time())
+
+    def lost(self) -> str | None:
+        return self.lock.lost or self.executor.lost()
+
+    def on_finished(self, node: Node, inv: Invocation, run: NodeRun) -> bool:
+        """Record the node's run, publish it if it built; whether it counts as succeeded."""
+        settings, result, report = self.settings, self.result, self.report
+        rec = records.Record(module=node.module, tree=node.tree, target=node.target,
+                             easyconfig=str(node.easyconfig), sha256=node.sha256, command=list(inv.argv),
+                             exit_code=run.exit_code, start=run.start, end=run.end, log=run.log,
+                             executor=self.executor.name, where=run.where,
+                             easybuild_version=result.made_with["easybuild_version"],
+                             hooks_sha256=result.made_with["hooks_sha256"],
+                             options=effective_options(settings, node), sources=result.sources.get(node.key, []))
+        record_path = records.write(rec)
+        took = f"{run.end - run.start:.1f} s"
+        if run.exit_code != 0:
+            result.failed[node.key] = records.tail(run.log)
+            report(f"FAILED   {node.tree}/{node.module} (exit {run.exit_code}, {took}; log {run.log})")
+            return False
+        lost = self.lost()
+        problem = f"not published: {lost}" if lost else self._accept(node, inv, str(record_path))
+        if problem:
+            result.failed[node.key] = problem
+            report(f"failed   {node.tree}/{node.module}: {problem}")
+            return False
+        result.built.append(node.key)
+        report(f"built    {node.tree}/{node.module} ({took})")
+        return True
+
+    def _accept(self, node: Node, inv: Invocation, record: str) -> str | None:
+        """Store the node's module file and publish a view with it; what went wrong, or None. A run that
+        lost its lock raises RunFailed from ``fence`` before either step, and changes nothing."""
+        settings, result, report, fence = self.settings, self.result, self.report, self.lock.fence
+        layout, prefix = settings.layout, Path(inv.prefix)
+        try:
+            refs = prefixes.references(layout.install_dir(prefix, node.module), _prefix_pattern(settings), prefix)
+            fence()
+            publish_node(layout, node, record, inv.prefix, refs)
+        except OSError as err:
+            return str(err)
         fence()
-        publish_node(layout, node, record, inv.prefix, refs)
-    except OSError as err:
-        return str(err)
-    fence()
-    if _refused(settings, result):
-        report(f"stored   {node.tree}/{node.module}, not published while module files in the store are altered: "
-               f"{', '.join(result.altered)}")
+        result.store_checked(check_store(settings, result.checked))
+        if result.altered:
+            report(f"stored   {node.tree}/{node.module}, not published while module files in the store are "
+                   f"altered: {', '.join(result.altered)}")
+            return None
+        try:
+            result.warnings = _publish(settings, report)
+        except (OSError, ModlibError) as err:  # e.g. Lmod cannot cache this module file: keep it out
+            retract_node(settings.layout, node)
+            return f"not published, the live view is unchanged: {err}"
+        settle_node(settings.layout, node)
         return None
-    try:
-        result.warnings = _publish(settings, report)
-    except (OSError, ModlibError) as err:  # e.g. Lmod cannot cache this module file: keep it out
-        retract_node(settings.layout, node)
-        return f"not published, the live view is unchanged: {err}"
-    settle_node(settings.layout, node)
-    return None
 
 
 def _prefix_pattern(settings: Settings) -> re.Pattern[bytes]:
@@ -259,19 +302,27 @@ def _collect_prefixes(settings: Settings) -> list[Path]:
                             generations(settings.layout), settings.grace_period_hours * 3600)
 
 
-def _refused(settings: Settings, result: RunResult) -> bool:
+@dataclass(frozen=True)
+class StoreCheck:
+    """What one check of the store's module files found: those altered, and the stats of those found
+    intact (empty when any is altered, so that the next check reads every file again)."""
+
+    altered: list[str]
+    intact: dict[NodeKey, tuple[int, int, int]]
+
+
+def check_store(settings: Settings, intact: dict[NodeKey, tuple[int, int, int]]) -> StoreCheck:
     """No generation is published while a module file in the store differs from its integrity record:
     the publish would link the altered bytes into it. The live view stays as it is; what the run built
     stays in the store (later builds use it) and goes live with the first publish after the damage is
-    undone, in this run (``--rebuild`` of the altered module) or a later one. Each check replaces the
-    last, so ``altered`` says what still stopped the run's last publish. The run's first check reads
-    every module file in full; later ones (before each node's publish) only those whose inode, size or
-    mtime moved since, so a publish keeps costing what changed rather than the library's size."""
+    undone, in this run (``--rebuild`` of the altered module) or a later one. A check with nothing
+    ``intact`` from the last one reads every module file in full; later ones (before each node's
+    publish) only those whose inode, size or mtime moved since, so a publish keeps costing what
+    changed rather than the library's size."""
     stats = module_file_stats(settings.layout, settings.trees())
-    moved = [key for key, stat in stats.items() if result.checked.get(key) != stat]
-    result.altered = altered_module_files(settings.layout, moved if result.checked else stats)
-    result.checked = {} if result.altered else stats  # damage found: check everything again next time
-    return bool(result.altered)
+    moved = [key for key, stat in stats.items() if intact.get(key) != stat]
+    altered = altered_module_files(settings.layout, moved if intact else stats)
+    return StoreCheck(altered=altered, intact={} if altered else stats)
 
 
 def _publish(settings: Settings, report: Report) -> list[str]:

@@ -7,9 +7,15 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from builder.execute.command import Invocation
+from builder.execute.executors import NodeRun
+from builder.plan.graph import Node
 
 REPO = Path(__file__).resolve().parent.parent
 LMOD_INIT = "/usr/share/lmod/lmod/init/bash"
@@ -90,3 +96,14 @@ toolchain = {{'name': 'GCCcore', 'version': 'system'}}
 {extra}
 moduleclass = 'tools'
 """
+
+
+@dataclass
+class Handler:
+    """The dispatch loop's questions (builder.run.NodeHandler) answered by plain functions, for tests
+    that drive the loop without a run around it."""
+
+    invocation: Callable[[Node], Invocation]
+    log_path: Callable[[Node], Path]
+    on_finished: Callable[[Node, Invocation, NodeRun], bool]
+    lost: Callable[[], str | None] = lambda: None

@@ -1,9 +1,10 @@
 """The executor registry and the one interface every executor implements (ReFrame's backends).
 
 The run owns the dispatch loop (builder/run.py): it asks the plan's scheduler what may start, submits
-those nodes, and waits for results. An executor only starts builds and reports how each ended; it never
-plans, fetches or publishes, so every executor does exactly the same build and none can start a node
-twice or out of order.
+those nodes, and waits for results. An executor only starts (and cancels) builds and reports how each
+ended; it never plans, fetches or publishes, so every executor does exactly the same build and none can
+start a node twice or out of order. Constructing one does no I/O: what it takes from outside (a
+cluster's Lease, staged inputs) it takes in ``open``, which entering it as a context manager calls.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class NodeRun:
 
 
 class Executor(abc.ABC):
-    """Starts the builds the run submits; a context manager, so a run that stops early closes it."""
+    """Starts the builds the run submits; a context manager, so a run that stops early closes it.
+    Every submitted node comes back from ``wait`` or ``poll`` exactly once, cancelled ones included."""
 
     #: The name the CLI's ``--executor`` and build records use.
     name: ClassVar[str]
@@ -51,18 +53,35 @@ class Executor(abc.ABC):
         """Start building ``node`` with ``inv`` and return at once; the build's output goes to ``log``."""
 
     @abc.abstractmethod
-    def wait(self) -> list[tuple[Node, NodeRun]]:
-        """Block until at least one submitted node has finished; return every node that has."""
+    def wait(self, timeout: float | None = None) -> list[tuple[Node, NodeRun]]:
+        """Block until at least one submitted node has finished, or ``timeout`` seconds passed (None: no
+        limit); return every node that has finished (none when the time ran out)."""
+
+    def poll(self) -> list[tuple[Node, NodeRun]]:
+        """The nodes that have finished, without blocking."""
+        return self.wait(0)
+
+    @abc.abstractmethod
+    def cancel(self, node: Node) -> None:
+        """Stop building a submitted node and return at once; its end still comes back from ``wait`` (a
+        failure, unless it finished first), so the run records it. For a run that lost its lock: what
+        it builds would never be published, and another run may be building the same node."""
 
     def lost(self) -> str | None:
         """Why this executor may create no more work (it lost a lock of its own), or None."""
         return None
 
     @abc.abstractmethod
+    def open(self) -> None:
+        """Take what building needs from outside (a lock of its own, inputs staged for it); on an error
+        release what was taken and raise."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release what the executor holds; builds it alone owns are stopped."""
 
     def __enter__(self) -> Executor:
+        self.open()
         return self
 
     def __exit__(self, *exc: object) -> None:

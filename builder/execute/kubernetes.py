@@ -107,8 +107,8 @@ def job_state(job) -> str:
 
 
 class KubernetesExecutor(Executor):
-    """One Job per submitted node. Closing leaves running Jobs alone: they own the node's install,
-    and the next run adopts them."""
+    """One Job per submitted node. Closing or cancelling leaves running Jobs alone: they own the node's
+    install, and the next run adopts them."""
 
     name = "kubernetes"
 
@@ -118,8 +118,14 @@ class KubernetesExecutor(Executor):
         self.ns = settings.kubernetes.namespace
         self.lease = LeaseLock(settings, api, report)
         self.running: dict[str, tuple[Node, Path, float]] = {}  # Job name -> node, log, start
+        self.cancelled: list[tuple[Node, NodeRun]] = []  # ends not yet returned by wait
+        self.inputs: Path | None = None  # staged by open
+        self.existing: dict[str, object] = {}  # Job name -> the Job found by open, until adopted
+
+    def open(self) -> None:
+        """Stage the pods' inputs, take the Lease, and list the Jobs a previous run left to adopt."""
         try:
-            self.inputs = stage_inputs(settings)
+            self.inputs = stage_inputs(self.settings)
             self.lease.acquire()
             self.existing = {j.metadata.name: j for j in self.batch.list_namespaced_job(
                 self.ns, label_selector=objects.SELECTOR).items}
@@ -138,6 +144,7 @@ class KubernetesExecutor(Executor):
         self.lease.release()
 
     def submit(self, node: Node, inv: Invocation, log: Path) -> None:
+        assert self.inputs is not None, "submit before open"
         body = objects.build_job(self.settings, node, inv, self.inputs)
         name = body["metadata"]["name"]
         try:
@@ -146,9 +153,24 @@ class KubernetesExecutor(Executor):
             raise _api_error(err) from None
         self.running[name] = (node, log, start)
 
-    def wait(self) -> list[tuple[Node, NodeRun]]:
+    def cancel(self, node: Node) -> None:
+        """Stop following the node's Job, never delete it: the run that holds the Lease next may have
+        adopted it already (and would find it gone), and it adopts it otherwise. Its end comes back
+        from the next ``wait`` as a failure whose log says so."""
+        for name, (running, log, start) in list(self.running.items()):
+            if running.key == node.key:
+                del self.running[name]
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_text(f"Job {self.ns}/{name} was left running when this run stopped following it: "
+                               "the next run adopts it\n")
+                self.cancelled.append((node, NodeRun(1, start, time.time(), str(log), f"Job {self.ns}/{name}")))
+
+    def wait(self, timeout: float | None = None) -> list[tuple[Node, NodeRun]]:
+        if self.cancelled:
+            out, self.cancelled = self.cancelled, []
+            return out
         try:
-            finished = self._wait_finished()
+            finished = self._wait_finished(timeout)
             out = []
             for name, job in finished:
                 node, log, start = self.running.pop(name)
@@ -194,18 +216,21 @@ class KubernetesExecutor(Executor):
             if os.geteuid() == 0:  # a runner on a workstation, as root; in the cluster it is the pods' user
                 os.chown(path, uid, uid)
 
-    def _wait_finished(self) -> list[tuple[str, object]]:
-        """Block until at least one running Job is finished; a watch wakes us, a relist catches
-        what a broken watch missed."""
+    def _wait_finished(self, timeout: float | None) -> list[tuple[str, object]]:
+        """Block until at least one running Job is finished or ``timeout`` passed; a watch wakes us, a
+        relist catches what a broken watch missed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             jobs = self.batch.list_namespaced_job(self.ns, label_selector=objects.SELECTOR).items
             done = [(j.metadata.name, j) for j in jobs if j.metadata.name in self.running and job_state(j) != "active"]
             gone = [n for n in self.running if n not in {j.metadata.name for j in jobs}]
             if gone:
                 raise RunFailed(f"Job {self.ns}/{gone[0]} was deleted while it ran")
-            if done:
+            left = None if deadline is None else deadline - time.monotonic()
+            if done or (left is not None and left <= 0):
                 return done
             poll = self.settings.kubernetes.poll_seconds
+            poll = poll if left is None else min(poll, left)
             try:
                 for event in watch.Watch().stream(self.batch.list_namespaced_job, self.ns,
                                                   label_selector=objects.SELECTOR,

@@ -14,7 +14,7 @@ from builder.execute import sandbox
 from builder.execute.command import Invocation, clear_leftovers, host_env
 from builder.execute.executors import Executor, NodeRun
 from builder.layout import Layout, slug
-from builder.plan.graph import Node
+from builder.plan.graph import Node, NodeKey
 from builder.read.config import Settings
 
 
@@ -35,7 +35,7 @@ class LocalExecutor(Executor):
         self.cwd, self.layout, self.host_env = cwd, layout, host_env
         self.readonly = readonly  # empty: builds are not isolated
         self._finished: queue.Queue[tuple[Node, NodeRun]] = queue.Queue()
-        self._running: dict[int, proc.Process] = {}
+        self._running: dict[NodeKey, proc.Process] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, scratch: Path, report: Callable[[str], None]) -> LocalExecutor:
@@ -44,6 +44,9 @@ class LocalExecutor(Executor):
             report(f"warning: {why_not}")
         return cls(cwd=settings.repo_root, layout=settings.layout, host_env=host_env(settings, scratch),
                    readonly=() if why_not else _protected(settings))
+
+    def open(self) -> None:
+        """Nothing to take: builds run here, under the run lock the run holds."""
 
     def submit(self, node: Node, inv: Invocation, log: Path) -> None:
         """Start the node's build, unless an earlier ``eb`` of the node still runs here (a runner that
@@ -67,7 +70,7 @@ class LocalExecutor(Executor):
             argv = sandbox.wrap(argv, self.readonly, self._writable(node, inv, env))
         start = time.time()
         child = proc.start(argv, env=env, cwd=self.cwd, log_path=log)
-        self._running[child.pid] = child
+        self._running[node.key] = child
         jsonfile.write(marker, proc.identity(child))
         threading.Thread(target=self._reap, args=(node, child, start, log, marker), daemon=True).start()
 
@@ -88,15 +91,25 @@ class LocalExecutor(Executor):
     def _reap(self, node: Node, child: proc.Process, start: float, log: Path, marker: Path) -> None:
         code = proc.reap(child)
         marker.unlink(missing_ok=True)
-        self._running.pop(child.pid, None)
+        self._running.pop(node.key, None)
         where = f"{socket.gethostname()} (pid {child.pid})"
         self._finished.put((node, NodeRun(exit_code=code, start=start, end=time.time(), log=str(log), where=where)))
 
-    def wait(self) -> list[tuple[Node, NodeRun]]:
-        done = [self._finished.get()]
+    def wait(self, timeout: float | None = None) -> list[tuple[Node, NodeRun]]:
+        try:
+            done = [self._finished.get(timeout=timeout)]
+        except queue.Empty:
+            return []
         while not self._finished.empty():
             done.append(self._finished.get_nowait())
         return done
+
+    def cancel(self, node: Node) -> None:
+        """Stop the node's build as ``close`` does (SIGTERM, then SIGKILL), in a thread of its own so
+        that the run goes on collecting ends; the reaper reports it like any other end."""
+        child = self._running.get(node.key)
+        if child is not None:
+            threading.Thread(target=proc.stop, args=(child,), daemon=True).start()
 
     def close(self) -> None:
         """A run that stops early (an error, Ctrl-C) takes its builds with it: nobody would publish them."""

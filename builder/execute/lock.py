@@ -23,7 +23,8 @@ EasyBuild's install locks are not cleared at takeover: Kubernetes Jobs outlive t
 created them, so a lock may still be held. A node's stale lock goes only right before a fresh build of
 that node (``clear_leftovers``). Losing the lock is never silent: a heartbeat that fails is retried and
 warned about, and once its failures span half the stale bound (before anyone may take over), or another
-run's token is found in the file, the lock counts as lost and the run creates no more work.
+run's token is found in the file, the lock counts as lost and the run creates no more work and
+cancels what runs (builder/run.py's dispatch loop).
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def reuse(layout: Layout, tree: str, previous: Path, gen: Path) -> None:
 
 
 def update_tree(settings: Settings, tree: str, gen: Path, walk: Path, software: list[dict],
-                changed: tuple[Path, list[str]] | None) -> None:
+                changed: tuple[Path, tuple[str, ...]] | None) -> None:
     """Write the tree's ``catalogue.json`` in ``gen`` from Lmod's software page of the names ``walk`` holds
     (builder/publish/spider_cache.py's walk). ``changed``: the previous generation and the names changed
     since, which are all that was walked; the others keep their entries. None: every name was walked."""

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,7 +143,7 @@ class TreeSource:
 
     walk: Path  # the generation's tree, or a folder of links to the changed names in it
     live: Path  # the same tree as MODULEPATH names it in notebooks
-    names: list[str] | None  # top-level names covered; None: every name (a cache from scratch)
+    names: tuple[str, ...] | None  # top-level names covered; None: every name (a cache from scratch)
     previous: Path | None  # the previous generation's cache folder of this tree (with names given)
 
 
@@ -157,7 +158,7 @@ def _interpreter(prefix: Path) -> str:
     return first[2:].strip().split()[-1] if first.startswith("#!") else "lua"
 
 
-def link_farm(folder: Path, tree: Path, names: list[str]) -> Path:
+def link_farm(folder: Path, tree: Path, names: Sequence[str]) -> Path:
     """A module path holding only ``names`` of ``tree`` (links to their folders), for Lmod to walk."""
     folder.mkdir(parents=True)
     for name in names:

@@ -25,6 +25,7 @@ import os
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from builder.layout import Layout
@@ -44,6 +45,31 @@ VIEW_FORMAT = 3
 #: A store listing: path below the tree's store -> [inode, size, mtime_ns] of a file, "->target" of a
 #: link, or "dir".
 Listing = dict[str, "list[int] | str"]
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The live generation a publish starts from, and what it was made from (its ``publish.json``)."""
+
+    gen: Path
+    files: dict[str, Listing]  # tree -> its store's listing
+    featured_warnings: dict[str, list[str]]  # target -> the warnings its featured index and kernels gave
+
+
+@dataclass(frozen=True)
+class TreeChange:
+    """What a publish redoes in one tree: all of it (``remake``: no previous generation to start from,
+    or a file right in the tree changed), else the top-level names whose files differ (none: unchanged)."""
+
+    remake: bool
+    names: tuple[str, ...] = ()
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.remake and not self.names
+
+
+REMAKE = TreeChange(remake=True)
 
 
 def _listing(base: Path) -> Listing:
@@ -167,7 +193,7 @@ def _moduleclass(settings: Settings, gen: Path, path: Path) -> str:
     return ""
 
 
-def _previous(settings: Settings, trees: list[str], state_of_now: dict) -> tuple[Path, dict] | None:
+def _previous(settings: Settings, trees: list[str], state_of_now: dict) -> Previous | None:
     """The live generation and what it was made from, when this publish can start from it."""
     try:
         gen = settings.layout.live().resolve(strict=True)
@@ -179,42 +205,44 @@ def _previous(settings: Settings, trees: list[str], state_of_now: dict) -> tuple
         return None
     if not all(settings.layout.view_catalogue_data(gen, tree).is_file() for tree in trees):
         return None  # made by a modlib without the catalogue: its data is made from scratch once
-    return gen, state
+    return Previous(gen=gen, files=state["files"], featured_warnings=state.get("featured_warnings", {}))
 
 
-def _changed(old: Listing, new: Listing) -> list[str] | None:
-    """Top-level names (folders below modules/all) whose files differ; None when a file right in the tree
-    changed (a tree-wide .modulerc.lua, say): then the whole tree is made again."""
+def _changed(old: Listing, new: Listing) -> TreeChange:
+    """Top-level names (folders below modules/all) whose files differ; the whole tree is made again
+    when a file right in the tree changed (a tree-wide .modulerc.lua, say)."""
     names = set()
     for rel in old.keys() ^ new.keys() | {r for r in old.keys() & new.keys() if old[r] != new[r]}:
         if "/" not in rel and new.get(rel, old.get(rel)) != "dir":
-            return None
+            return REMAKE
         names.add(rel.split("/")[0])
-    return sorted(names)
+    return TreeChange(remake=False, names=tuple(sorted(names)))
 
 
-def _tree_caches(settings: Settings, gen: Path, changes: dict[str, list[str] | None], previous: Path | None,
+def _tree_caches(settings: Settings, gen: Path, changes: dict[str, TreeChange], previous: Previous | None,
                  scratch: Path) -> None:
     """Each tree's spider cache and catalogue data: Lmod over the changed names (all of them for a tree made
     again), the previous generation's files for a tree with none."""
     layout = settings.layout
-    for tree, names in changes.items():
-        if previous is not None and names == []:
-            spider_cache.reuse(layout.view_cache(previous, tree), layout.view_cache(gen, tree))
-            catalogue.reuse(layout, tree, previous, gen)
-            continue
-        previous_cache = layout.view_cache(previous, tree) if previous is not None and names is not None else None
+    for tree, change in changes.items():
         walk = layout.view_tree(gen, tree)
-        if previous is not None and names is not None:
-            walk = spider_cache.link_farm(scratch / tree, walk, names)
-        source = spider_cache.TreeSource(walk, layout.view_tree(layout.live(), tree), names, previous_cache)
-        software = spider_cache.update(settings.lmod_prefix, source, layout.view_cache(gen, tree))
-        changed = (previous, names) if previous is not None and names is not None else None
-        catalogue.update_tree(settings, tree, gen, walk, software, changed)
+        if previous is None or change.remake:
+            source = spider_cache.TreeSource(walk, layout.view_tree(layout.live(), tree), None, None)
+            software = spider_cache.update(settings.lmod_prefix, source, layout.view_cache(gen, tree))
+            catalogue.update_tree(settings, tree, gen, walk, software, None)
+        elif change.unchanged:
+            spider_cache.reuse(layout.view_cache(previous.gen, tree), layout.view_cache(gen, tree))
+            catalogue.reuse(layout, tree, previous.gen, gen)
+        else:
+            walk = spider_cache.link_farm(scratch / tree, walk, change.names)
+            source = spider_cache.TreeSource(walk, layout.view_tree(layout.live(), tree), change.names,
+                                             layout.view_cache(previous.gen, tree))
+            software = spider_cache.update(settings.lmod_prefix, source, layout.view_cache(gen, tree))
+            catalogue.update_tree(settings, tree, gen, walk, software, (previous.gen, change.names))
 
 
-def _target_files(settings: Settings, gen: Path, name: str, changes: dict[str, list[str] | None],
-                  previous: tuple[Path, dict] | None) -> list[str]:
+def _target_files(settings: Settings, gen: Path, name: str, changes: dict[str, TreeChange],
+                  previous: Previous | None) -> list[str]:
     layout = settings.layout
     folder = layout.view_target(gen, name)
     folder.mkdir(parents=True)
@@ -226,11 +254,11 @@ def _target_files(settings: Settings, gen: Path, name: str, changes: dict[str, l
     catalogue.write_page(settings, name, gen)
     wanted = {f.name for f in settings.featured if not f.targets or name in f.targets}
     wanted |= kernels.names(settings, name)
-    touched = any(changes[t] is None or wanted & set(changes[t] or ()) for t in trees)
+    touched = any(changes[t].remake or wanted & set(changes[t].names) for t in trees)
     if previous is not None and not touched:
-        featured.reuse(layout.view_target(previous[0], name), folder)
-        kernels.reuse(layout.view_jupyter(previous[0], name), layout.view_jupyter(gen, name))
-        return previous[1]["featured_warnings"][name]
+        featured.reuse(layout.view_target(previous.gen, name), folder)
+        kernels.reuse(layout.view_jupyter(previous.gen, name), layout.view_jupyter(gen, name))
+        return previous.featured_warnings[name]
     gpu = [layout.view_tree(gen, t) for t in trees if settings.target_of_tree(t).kind == "cuda"]
     packages = lmod.spider_names(settings.lmod_prefix, sorted(wanted), modulepath(settings, name, base=gen))
     featuring = featured.feature(settings, name, packages, gpu, lambda path: _moduleclass(settings, gen, path))
@@ -250,7 +278,7 @@ def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[
     state = {"config": settings.config_sha256,
              "lmod": str(settings.lmod_prefix.resolve()), "live": str(layout.live()), "format": VIEW_FORMAT}
     previous = None if full else _previous(settings, trees, state)
-    changes = {tree: None if previous is None else _changed(previous[1]["files"][tree], listings[tree])
+    changes = {tree: REMAKE if previous is None else _changed(previous.files[tree], listings[tree])
                for tree in trees}
     if previous is not None:
         _recycle(layout, gen, trees)
@@ -258,7 +286,7 @@ def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[
         _mirror(layout.store(tree), layout.view_tree(gen, tree), listings[tree])
     warnings = _modulerc(settings, gen, trees)
     scratch = gen / ".scratch"
-    _tree_caches(settings, gen, changes, previous and previous[0], scratch)
+    _tree_caches(settings, gen, changes, previous, scratch)
     shutil.rmtree(scratch, ignore_errors=True)
     featured_warnings = {name: _target_files(settings, gen, name, changes, previous) for name in settings.targets}
     layout.view_state(gen).write_text(json.dumps({**state, "files": listings, "featured_warnings": featured_warnings}))

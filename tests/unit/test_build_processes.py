@@ -17,6 +17,7 @@ from builder.layout import Layout
 from builder.plan.graph import Node
 from builder.plan.schedule import Scheduler
 from builder.run import dispatch
+from tests.helpers import Handler
 
 #: A build with a child and a grandchild, as eb running a build step's shell command has.
 FAMILY = ["sh", "-c", "sh -c 'sleep 60' & sleep 60 & wait"]
@@ -82,10 +83,10 @@ def test_no_build_starts_beside_an_earlier_one_that_still_runs(tmp_path):
                                                                           "EASYBUILD_BUILDPATH": str(tmp_path / "b")})
         with executor:
             dispatch(Scheduler([node]), executor, 1,
-                     lambda n: Invocation(argv=("touch", str(tmp_path / "built")), env=(),
-                                          prefix=str(layout.prefix("cpu", "X-0"))),
-                     lambda n: tmp_path / "X.log", lambda n, inv, r: runs.setdefault(n.module, r).exit_code == 0,
-                     lambda: None)
+                     Handler(lambda n: Invocation(argv=("touch", str(tmp_path / "built")), env=(),
+                                                  prefix=str(layout.prefix("cpu", "X-0"))),
+                             lambda n: tmp_path / "X.log",
+                             lambda n, inv, r: runs.setdefault(n.module, r).exit_code == 0))
         assert runs["X/1"].exit_code == 1 and not (tmp_path / "built").exists()
         assert f"an earlier build of cpu/X/1 still runs on this host (process group {earlier.pid}" in \
                (tmp_path / "X.log").read_text()
