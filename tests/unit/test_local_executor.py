@@ -81,7 +81,7 @@ def test_independent_nodes_run_at_the_same_time(tmp_path):
     assert all(latest_start < e for _, e in spans.values())  # all four were running at once
 
 
-def test_a_lost_lock_starts_nothing_new_and_waits_for_what_runs(tmp_path):
+def test_a_lost_lock_starts_nothing_new(tmp_path):
     trace = tmp_path / "trace.jsonl"
     lost: list[str] = []
 
@@ -91,8 +91,7 @@ def test_a_lost_lock_starts_nothing_new_and_waits_for_what_runs(tmp_path):
 
     nodes = [node("A/1"), node("B/1", ["A/1"]), node("X/1")]
     sched = Scheduler(nodes)
-    with LocalExecutor(cwd=tmp_path, layout=Layout(tmp_path / "library"),
-                       host_env={"PATH": "/usr/bin:/bin", "EASYBUILD_BUILDPATH": str(tmp_path / "build")}) as ex:
+    with local_executor(tmp_path) as ex:
         dispatch(sched, ex, 1, Handler(lambda n: Invocation(argv=(sys.executable, "-c", STEP, str(trace), n.module,
                                                                   "0"), env=(), prefix=str(tmp_path / n.name)),
                                        lambda n: tmp_path / f"{n.name}.log", finished,
