@@ -10,7 +10,9 @@ from tests.helpers import REPO, link_sources, modlib
 @pytest.fixture(scope="session")
 def source_cache(tmp_path_factory) -> Path:
     """One download cache for the whole session; each library's <root>/sources links to it."""
-    return tmp_path_factory.mktemp("sources")
+    folder = tmp_path_factory.mktemp("sources")
+    folder.chmod(0o755)  # sandboxed builds read it (see _readable_tmp_path)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +24,11 @@ def demo_library(tmp_path_factory, source_cache):
     result = modlib("build", "--config", str(REPO / "easyconfigs" / "library.yaml"), env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root, env, result
+
+
+@pytest.fixture(autouse=True)
+def _readable_tmp_path(request):
+    """pytest makes its folders 0700; a root runner's sandboxed builds and parses run as nobody, who must
+    read the repository and library a test keeps there (as a site's must be readable to its build user)."""
+    if "tmp_path" in request.fixturenames:
+        request.getfixturevalue("tmp_path").chmod(0o755)
