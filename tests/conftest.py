@@ -10,9 +10,7 @@ from tests.helpers import REPO, link_sources, modlib
 @pytest.fixture(scope="session")
 def source_cache(tmp_path_factory) -> Path:
     """One download cache for the whole session; each library's <root>/sources links to it."""
-    folder = tmp_path_factory.mktemp("sources")
-    folder.chmod(0o755)  # sandboxed builds read it (see _readable_tmp_path)
-    return folder
+    return tmp_path_factory.mktemp("sources")
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +24,15 @@ def demo_library(tmp_path_factory, source_cache):
     return root, env, result
 
 
-@pytest.fixture(autouse=True)
-def _readable_tmp_path(request):
+@pytest.fixture(scope="session", autouse=True)
+def _readable_tmp_folders(tmp_path_factory):
     """pytest makes its folders 0700; a root runner's sandboxed builds and parses run as nobody, who must
-    read the repository and library a test keeps there (as a site's must be readable to its build user)."""
-    if "tmp_path" in request.fixturenames:
-        request.getfixturevalue("tmp_path").chmod(0o755)
+    read the repositories and libraries tests keep there (as a site's must be readable to its build user)."""
+    mktemp = tmp_path_factory.mktemp
+
+    def readable(*args, **kwargs):
+        folder = mktemp(*args, **kwargs)
+        folder.chmod(0o755)
+        return folder
+
+    tmp_path_factory.mktemp = readable

@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from builder import jsonfile, proc
-from builder.errors import BadInput
 from builder.execute import records, sandbox
 from builder.execute.command import Invocation, clear_leftovers, host_env, outputs
 from builder.execute.executors import Executor, NodeRun
@@ -34,27 +33,6 @@ def _view(settings: Settings) -> sandbox.View:
     return sandbox.View(readonly=(*paths, *(p for p in tools if p.is_dir())))
 
 
-def isolation(settings: Settings, report: Callable[[str], None]) -> sandbox.View | None:
-    """The view builds and parses are sandboxed with, or None where the site allows them unisolated and
-    no sandbox can be made here; refused (bad input, naming library.yaml) otherwise."""
-    why_not = sandbox.unavailable()
-    if why_not is None:
-        view = _view(settings)
-        closed = sandbox.unreachable(view.readonly, settings.sandbox_user)
-        if closed:
-            raise BadInput(closed[0], f"the sandbox's user (uid {settings.sandbox_user[0]}, sandbox.uid in "
-                                      f"{settings.config_file}) cannot read this folder, which builds and parses "
-                                      "need: make it readable and searchable for it (chmod o+rx)")
-        return view
-    if not settings.unisolated_ok:
-        raise BadInput(settings.config_file, f"{why_not}, so builds and parses cannot be isolated; install "
-                                             "bubblewrap (and allow user namespaces), or set sandbox.unisolated: "
-                                             "true to build unisolated")
-    report(f"warning: {why_not}: building UNISOLATED, as sandbox.unisolated allows (a build can write "
-           "whatever the runner can)")
-    return None
-
-
 class LocalExecutor(Executor):
     name = "local"
 
@@ -67,8 +45,9 @@ class LocalExecutor(Executor):
 
     @classmethod
     def from_settings(cls, settings: Settings, scratch: Path, report: Callable[[str], None]) -> LocalExecutor:
+        view = sandbox.checked(_view(settings), settings) if sandbox.wanted(settings, "builds", report) else None
         return cls(cwd=settings.repo_root, layout=settings.layout, host_env=host_env(settings, scratch),
-                   view=isolation(settings, report), user=settings.sandbox_user)
+                   view=view, user=settings.sandbox_user)
 
     def submit(self, node: Node, inv: Invocation, log: Path) -> None:
         """Start the node's build, unless an earlier ``eb`` of the node still runs here (a runner that

@@ -21,11 +21,13 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder import proc
+from builder.errors import BadInput
+from builder.read.config import Settings
 
 #: The host's system folders a build or a parse sees, read-only (merged-/usr links are made as links).
 _SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/sys")
@@ -53,6 +55,39 @@ def unavailable() -> str | None:
     if result.returncode != 0:
         return f"bwrap cannot make a sandbox here ({result.stderr.strip() or f'exit {result.returncode}'})"
     return None
+
+
+def wanted(settings: Settings, what: str, report: Callable[[str], None]) -> bool:
+    """Whether ``what`` (builds, parses) run sandboxed: where a sandbox can be made, always; where none can,
+    only if library.yaml's sandbox.unisolated allows it (``what`` then runs as the runner, with a
+    warning); else refused as bad input."""
+    why_not = unavailable()
+    if why_not is None:
+        return True
+    if not settings.unisolated_ok:
+        raise BadInput(settings.config_file, f"{why_not}, so {what} cannot be isolated; install bubblewrap (and "
+                                             "allow user namespaces), or set sandbox.unisolated: true to run "
+                                             f"{what} unisolated")
+    report(f"warning: {why_not}: {what} run UNISOLATED, as sandbox.unisolated allows (they can write "
+           "whatever the runner can)")
+    return False
+
+
+def checked(view: View, settings: Settings) -> View:
+    """``view``, once the sandbox's user can read every folder of it (a root runner's sandbox binds
+    them, but their own mode still applies inside)."""
+    if os.geteuid() != 0:
+        return view
+    uid, gid = settings.sandbox_user
+    for path in view.readonly:
+        st = path.stat()
+        shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0
+        need = 0o5 if path.is_dir() else 0o4
+        if (st.st_mode >> shift) & need != need:
+            raise BadInput(path, f"the sandbox's user (uid {uid}, sandbox.uid in {settings.config_file}) cannot "
+                                 "read it, and builds or parses need it: make it readable (and a folder "
+                                 "searchable) for it, e.g. chmod o+rX")
+    return view
 
 
 def _system() -> list[str]:
@@ -107,20 +142,6 @@ def wrap(argv: Sequence[str], view: View, env: Mapping[str, str], user: tuple[in
         args += ["--", "setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", "--clear-groups", "--inh-caps=-all",
                  "--", "unshare", "--user"]
     return [*args, "--", *argv]
-
-
-def unreachable(paths: Iterable[Path], user: tuple[int, int]) -> list[Path]:
-    """The folders of ``paths`` that ``user`` (no supplementary groups) cannot list and enter: a root
-    runner's sandbox binds them, but their own mode still applies inside."""
-    if os.geteuid() != 0:
-        return []
-    out = []
-    for path in paths:
-        st = path.stat()
-        shift = 6 if st.st_uid == user[0] else 3 if st.st_gid == user[1] else 0
-        if (st.st_mode >> shift) & 0o5 != 0o5:
-            out.append(path)
-    return out
 
 
 def hand_over(paths: Iterable[Path], user: tuple[int, int]) -> None:

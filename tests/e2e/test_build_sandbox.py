@@ -135,7 +135,7 @@ def test_a_runner_that_is_not_root_builds_isolated_and_without_bwrap_only_where_
         config.write_text(config.read_text() + "sandbox: {unisolated: true}\n")
         unisolated = as_nobody("build", path=f"{venv_bin}:{no_bwrap}")
         assert unisolated.returncode == 0, unisolated.stdout + unisolated.stderr
-        assert "building UNISOLATED" in unisolated.stdout + unisolated.stderr
+        assert "builds run UNISOLATED" in unisolated.stdout + unisolated.stderr
         assert "unisolated: cpu/probe/1.0-GCCcore-system" in as_nobody("status").stdout
         assert "built UNISOLATED" in as_nobody("show", "probe/1.0-GCCcore-system").stdout
     finally:
