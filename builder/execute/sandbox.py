@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,14 +155,23 @@ def hand_over(paths: Iterable[Path], user: tuple[int, int]) -> None:
 
 def take_back(paths: Iterable[Path]) -> None:
     """Give what a build wrote back to the runner, once every process of the build is gone: the build
-    user (shared by every build, and by whatever else runs as it) must not change a published install.
-    Links are not followed."""
+    user (shared by every build, and by whatever else runs as it) must not change a published install,
+    nor anyone through a group- or world-writable file, nor gain an owner's rights by a set-id bit.
+    Links are neither followed nor changed."""
     if os.geteuid() != 0:
         return
     for path in paths:
         if not path.is_dir() or path.is_symlink():
             continue
-        os.chown(path, 0, 0, follow_symlinks=False)
+        _own(path)
         for folder, dirs, files in os.walk(path):
             for name in dirs + files:
-                os.chown(os.path.join(folder, name), 0, 0, follow_symlinks=False)
+                _own(os.path.join(folder, name))
+
+
+def _own(path: str | Path) -> None:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return
+    os.chown(path, 0, 0, follow_symlinks=False)
+    os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o6022)

@@ -32,7 +32,7 @@ p write-library 'touch {root}/escaped'
 p host-tmp 'ls {tmp}'
 p read-root-home 'ls /root'
 setsid sh -c 'exec sleep {daemon}' </dev/null >/dev/null 2>&1 &
-mkdir -p "$1/bin" && touch "$1/bin/probe"
+mkdir -p "$1/bin" && touch "$1/bin/probe" "$1/bin/open" && chmod 6777 "$1/bin/open"
 """
 
 
@@ -87,6 +87,7 @@ def test_a_root_build_cannot_leave_its_sandbox_and_its_daemon_ends_with_it(tmp_p
         # what the build wrote is the runner's again: the shared build user cannot change a published install
         prefix = next((root / "cpu" / "software").glob("probe-*"))
         assert {p.stat().st_uid for p in [prefix, *prefix.rglob("*")]} == {0}
+        assert oct(next(prefix.rglob("bin/open")).stat().st_mode & 0o7777) == "0o755"  # not 6777
     finally:
         Path("/etc/modlib-sandbox-probe").unlink(missing_ok=True)
         host_tmp.unlink()
