@@ -3,10 +3,11 @@
 An easyconfig is Python that EasyBuild runs while parsing it, with the site hooks; the runner holds
 write access to the library and, in a cluster, its service account's token. So the runner parses in
 workers (``python -m builder.ebadapter.worker``) that a sandbox wraps (builder/execute/sandbox.py): each
-configures EasyBuild as the runner's session is configured, then reads an easyconfig path a line on
-stdin and writes one JSON answer a line. The runner trusts none of it: an answer must have the shape of
-a parse (``Session.from_data``), dependencies are looked up again by the runner's own robot, and an error
-is at most a bounded message. A worker that dies fails the parse it was given.
+configures EasyBuild as the runner's session is configured, then reads a question a line on stdin
+(``parse PATH``, or ``sources PATH``: what a build of it fetches) and writes one JSON answer a line.
+The runner trusts none of it: an answer must have the shape of a parse (``Session.from_data``) or of a
+source list (``SourceFile.from_data``), dependencies are looked up again by the runner's own robot, and
+an error is at most a bounded message. A worker that dies fails the question it was given.
 """
 
 from __future__ import annotations
@@ -22,21 +23,26 @@ from pathlib import Path
 
 from builder import proc
 from builder.ebadapter import ParsedEasyconfig, Session, configured
+from builder.ebadapter.sources import SourceFile
 from builder.errors import BadInput, ModlibError, RunFailed, rebuilt
 
 #: The longest answer read from a worker, and the longest message of one that failed.
 _MAX_ANSWER, _MAX_MESSAGE = 1 << 20, 2000
 
 
-def _answer(eb: Session, path: Path) -> dict:
+def _answer(eb: Session, question: str) -> dict:
+    """``parse PATH``: the parse; ``sources PATH``: the files a build of it fetches."""
+    op, _, path = question.partition(" ")
     try:
-        return {"parsed": eb.parse(path).data()}
+        if op == "sources":
+            return {"sources": [f.data() for f in eb.source_files(Path(path))]}
+        return {"parsed": eb.parse(Path(path)).data()}
     except ModlibError as err:
         return {"error": "bad" if isinstance(err, BadInput) else "failed", "message": str(err)}
 
 
 def main() -> None:
-    """The worker: a session configured by the first line, then one parse per line."""
+    """The worker: a session configured by the first line, then one answer per question."""
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # what EasyBuild or an easyconfig prints goes to stderr, not among the answers
     request = json.loads(sys.stdin.readline())
@@ -46,7 +52,7 @@ def main() -> None:
             answers.write('{"ready": true}\n')
             answers.flush()
             for line in sys.stdin:
-                answers.write(json.dumps(_answer(eb, Path(line.rstrip("\n")))) + "\n")
+                answers.write(json.dumps(_answer(eb, line.rstrip("\n"))) + "\n")
                 answers.flush()
     except ModlibError as err:
         answers.write(json.dumps({"error": "bad" if isinstance(err, BadInput) else "failed", "message": str(err)}))
@@ -79,8 +85,22 @@ class Workers:
         return child, log
 
     def parse(self, eb: Session, paths: list[Path]) -> list[ParsedEasyconfig]:
-        """Each path's parse, by the workers (more of them for a larger batch); the first path's error in
-        order is raised, as parsing them one by one would."""
+        """Each path's parse; the first path's error in order is raised, as parsing one by one would."""
+        try:
+            return [eb.from_data(answer["parsed"], path) for path, answer in self._ask("parse", paths, "parsed")]
+        except ValueError as err:
+            raise RunFailed(f"the sandboxed parse answered no parse: {err}") from None
+
+    def sources(self, paths: list[Path]) -> list[list[SourceFile]]:
+        """The files a build of each easyconfig fetches, as ``Session.source_files`` lists them."""
+        try:
+            return [[SourceFile.from_data(f, path) for f in _listed(answer["sources"])]
+                    for path, answer in self._ask("sources", paths, "sources")]
+        except ValueError as err:
+            raise RunFailed(f"the sandboxed parse answered no source list: {err}") from None
+
+    def _ask(self, op: str, paths: list[Path], key: str) -> list[tuple[Path, dict]]:
+        """Each path's answer to ``op``, by the workers (more of them for a larger batch)."""
         want = min(self.limit, max(1, len(paths) // 4))
         while len(self.running) < want:
             self.running.append(self._start())
@@ -88,22 +108,18 @@ class Workers:
         for i in range(len(paths)):
             todo.put(i)
         answers: list[dict | None] = [None] * len(paths)
-        threads = [threading.Thread(target=self._serve, args=(w, paths, todo, answers)) for w in list(self.running)]
+        questions = [f"{op} {p}" for p in paths]
+        threads = [threading.Thread(target=self._serve, args=(w, questions, todo, answers)) for w in list(self.running)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        out = []
         for path, answer in zip(paths, answers, strict=True):
-            if answer is None or "parsed" not in answer:
+            if answer is None or key not in answer:
                 raise _error(answer, f"{path}: no sandboxed parse worker answered")
-            try:
-                out.append(eb.from_data(answer["parsed"], path))
-            except ValueError as err:
-                raise RunFailed(f"{path}: the sandboxed parse answered no parse: {err}") from None
-        return out
+        return list(zip(paths, answers, strict=True))  # type: ignore[arg-type]
 
-    def _serve(self, worker: tuple[proc.Process, tempfile._TemporaryFileWrapper], paths: list[Path],
+    def _serve(self, worker: tuple[proc.Process, tempfile._TemporaryFileWrapper], questions: list[str],
                todo: queue.SimpleQueue[int], answers: list[dict | None]) -> None:
         child, log = worker
         assert child.stdin is not None
@@ -113,14 +129,14 @@ class Workers:
             except queue.Empty:
                 return
             try:
-                child.stdin.write(f"{paths[i]}\n")
+                child.stdin.write(f"{questions[i]}\n")
                 child.stdin.flush()
             except OSError:
                 answer = None
             else:
                 answer = _read(child, log)
             if answer is None or not isinstance(answer, dict):
-                ended = f"{paths[i]}: the sandboxed parse worker ended: {_tail(log)}"
+                ended = f"{questions[i]}: the sandboxed parse worker ended: {_tail(log)}"
                 answers[i] = {"error": "failed", "message": ended}
                 self.running.remove(worker)
                 return
@@ -144,6 +160,12 @@ def _read(child: proc.Process, log: tempfile._TemporaryFileWrapper) -> dict | No
     except ValueError:
         return None
     return answer if isinstance(answer, dict) else None
+
+
+def _listed(value: object) -> list:
+    if not isinstance(value, list):
+        raise ValueError(f"not a list: {str(value)[:200]}")
+    return value
 
 
 def _tail(log: tempfile._TemporaryFileWrapper) -> str:

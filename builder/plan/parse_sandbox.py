@@ -4,7 +4,8 @@ The parse workers (builder/ebadapter/worker.py) run in the sandbox a local build
 (builder/execute/sandbox.py): no network, no writable folder but a private ``/tmp``, not the runner's
 environment (its tokens), processes, library or parse cache. They see the robot path (the site's
 easyconfigs, EasyBuild's own in the venv), the folders of the listed easyconfigs, the hooks file's
-folder, the easyblocks an entry includes, EasyBuild's configuration files, and the Python that runs them.
+folder, the easyblocks an entry includes, EasyBuild's configuration files, and the Python that runs them. Listing
+an easyconfig's sources runs it too, so ``source_lists`` asks the workers as well.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import builder
 from builder import ebadapter
+from builder.ebadapter.sources import SourceFile
 from builder.ebadapter.worker import Workers
 from builder.execute import sandbox
 from builder.plan.eb_inputs import config_files
@@ -56,3 +58,17 @@ def workers(settings: Settings, eb: ebadapter.Session, listed: list[Path], optio
         yield pool
     finally:
         pool.close()
+
+
+def source_lists(settings: Settings, options: Mapping[str, object], easyconfigs: list[Path],
+                 report: Callable[[str], None]) -> list[list[SourceFile]]:
+    """The files a build of each easyconfig fetches, as EasyBuild lists them: which runs the easyconfig
+    (and the site hooks), so in the sandbox, as a parse."""
+    from builder.plan.planner import robot_paths
+
+    isolated = sandbox.wanted(settings, "parses", report)
+    with ebadapter.configured(robot_paths(settings), None if isolated else settings.hooks, options) as eb:
+        if not isolated:
+            return [eb.source_files(p) for p in easyconfigs]
+        with workers(settings, eb, easyconfigs, options, "easybuild_options") as pool:
+            return pool.sources(easyconfigs)

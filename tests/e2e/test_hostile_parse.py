@@ -1,7 +1,7 @@
 """Parsing an easyconfig runs its Python: the runner parses in bubblewrap's sandbox, where that code
 cannot write the library, the repository or the parse cache, reach the network, or read the runner's
-environment or see its processes. What the code found out it tells through the only channel it has,
-the parse itself: its module name."""
+environment or see its processes, neither when the plan parses it nor when its sources are listed.
+What the code found out it tells through the only channel it has, the parse itself: its module name."""
 
 import json
 import socket
@@ -56,10 +56,13 @@ def test_a_hostile_parse_cannot_write_reach_the_network_or_read_the_runner(tmp_p
                           easyconfig_paths=[str(site)])
     root.mkdir()
     cache.mkdir()
-    result = modlib("plan", "--json", "--config", str(config),
-                    env={"RUNNER_SECRET_TOKEN": "s3cr3t", "MODLIB_CACHE": str(cache)})
-    listener.close()
+    env = {"RUNNER_SECRET_TOKEN": "s3cr3t", "MODLIB_CACHE": str(cache)}
+    result = modlib("plan", "--json", "--config", str(config), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     modules = [n["module"] for n in json.loads(result.stdout)["nodes"]]
     assert modules == ["hostile/1.0-nosecret-offline-blind-readonly"], modules
+    # listing its sources runs the easyconfig again: in the sandbox too
+    listing = modlib("plan", "--check-sources", "--config", str(config), env=env)
+    listener.close()
+    assert listing.returncode == 0, listing.stdout + listing.stderr
     assert reached == [] and not any(t.exists() for t in targets)
