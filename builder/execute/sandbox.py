@@ -98,7 +98,8 @@ def _system() -> list[str]:
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    return args + ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    return args + ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
+                   "--perms", "1777", "--tmpfs", "/tmp"]
 
 
 def _parents(paths: Iterable[Path], system: Sequence[str]) -> list[str]:
