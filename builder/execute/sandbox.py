@@ -12,7 +12,8 @@ that started it: nothing a build started (a ``setsid`` daemon included) outlives
 A root runner gives the build an unprivileged user: ``bwrap`` runs as root to make the mounts (so
 the paths it binds need not be reachable by that user on the host), drops every capability but the
 two that ``setpriv`` needs to switch to the build user, and ``unshare --user`` puts the build in a user
-namespace of its own. A runner that is not root gets the same from ``bwrap`` through unprivileged user
+namespace of its own, where its own ids are mapped (an unmapped id fails ``make``, whose spawns reset
+them). A runner that is not root gets the same from ``bwrap`` through unprivileged user
 namespaces, where the host allows them.
 """
 
@@ -142,7 +143,7 @@ def wrap(argv: Sequence[str], view: View, env: Mapping[str, str], user: tuple[in
     args += ["--chdir", str(cwd)] if cwd else []
     if root:
         args += ["--", "setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", "--clear-groups", "--inh-caps=-all",
-                 "--", "unshare", "--user"]
+                 "--", "unshare", "--user", f"--map-user={user[0]}", f"--map-group={user[1]}"]
     return [*args, "--", *argv]
 
 
