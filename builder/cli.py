@@ -289,6 +289,8 @@ def _target_lines(t: dict) -> list[str]:
               for d in t["unrecorded"]]
     lines += [f"python: {p['module']} was built for Python {p['python']}, notebooks run another"
               for p in t["python_mismatch"]]
+    lines += [f"unisolated: {d['tree']}/{d['module']} (built without a sandbox, as sandbox.unisolated allowed)"
+              for d in t["unisolated"]]
     lines += [f"failed: {f['module']} (exit {f['record']['exit_code']}, log {f['record']['log']})" for f in t["failed"]]
     return lines
 

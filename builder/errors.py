@@ -26,10 +26,10 @@ class ModlibError(Exception):
 
     def __reduce__(self):
         """Errors cross process boundaries (the planner parses in forked workers): rebuild from the message."""
-        return _rebuilt, (type(self), str(self))
+        return rebuilt, (type(self), str(self))
 
 
-def _rebuilt(cls: type[ModlibError], message: str) -> ModlibError:
+def rebuilt(cls: type[ModlibError], message: str) -> ModlibError:
     err = cls.__new__(cls)
     Exception.__init__(err, message)
     return err

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 Process = subprocess.Popen
 
@@ -42,6 +43,14 @@ def start(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: P
     with open(log_path, "ab") as log:
         return subprocess.Popen(guard, env=dict(env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, process_group=0)
+
+
+def start_piped(argv: Sequence[str], *, env: Mapping[str, str], stderr: IO[bytes]) -> Process:
+    """Start ``argv`` to talk with it a line at a time (text on its stdin and stdout); its stderr goes to
+    ``stderr``. For workers that end when their stdin closes, or with the runner (a sandbox's
+    ``--die-with-parent``)."""
+    return subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=stderr, text=True, bufsize=1)
 
 
 def _signal_group(child: Process, sig: int) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from builder import ebadapter, proc
+from builder import proc
 from builder.ebadapter.sources import config_guess_dir
 from builder.errors import BadInput, ModlibError, RunFailed
 from builder.execute import records, sources
@@ -27,8 +27,9 @@ from builder.execute.command import Invocation, effective_options, invocation
 from builder.execute.executors import Executor, NodeRun, get_executor
 from builder.execute.inputs import stage_node_files
 from builder.execute.lock import RunLock
+from builder.plan import parse_sandbox
 from builder.plan.graph import Node, NodeKey, Plan
-from builder.plan.planner import make_plan, robot_paths
+from builder.plan.planner import make_plan
 from builder.plan.schedule import Scheduler
 from builder.publish import prefixes
 from builder.publish.live import publish_node, retract_node, settle_node
@@ -85,8 +86,9 @@ def fetch_sources(settings: Settings, todo: list[Node], report: Report) -> dict[
     checked: dict[NodeKey, list[dict]] = {}
     for target_name in sorted({n.target for n in todo}):
         target = settings.targets[target_name]
-        with ebadapter.configured(robot_paths(settings), settings.hooks, target.options()) as eb:
-            per_node = {n.key: eb.source_files(n.easyconfig) for n in todo if n.target == target_name}
+        mine = [n for n in todo if n.target == target_name]
+        listed = parse_sandbox.source_lists(settings, target.options(), [n.easyconfig for n in mine], report)
+        per_node = {n.key: files for n, files in zip(mine, listed, strict=True)}
         local = [p / "sources" for p in settings.easyconfig_paths]
         files = [f for node_files in per_node.values() for f in node_files]
         sources.prefetch(files, settings.layout.sources(), local, settings.pypi_simple, report)

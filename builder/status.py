@@ -14,10 +14,11 @@ import time
 from builder.errors import BadInput
 from builder.execute import records
 from builder.execute.lock import holder_gone, read_holder
+from builder.execute.records import UNISOLATED
 from builder.layout import Layout
 from builder.plan.graph import Plan
 from builder.publish.featured import python_minor
-from builder.publish.live import drifted
+from builder.publish.live import drifted, read_manifest
 from builder.read.config import Settings
 from builder.verify import Finding, select, store_modules, verify
 
@@ -52,6 +53,7 @@ def library_status(settings: Settings, plans: dict[str, Plan | BadInput]) -> dic
         state["orphaned"] = [{"module": f.module, "tree": f.tree} for f in stored
                              if f.tree not in unplanned and (f.tree, f.module) not in planned]
         state["python_mismatch"] = _python_mismatch(settings, name)
+        state["unisolated"] = [{"module": f.module, "tree": f.tree} for f in stored if _unisolated(layout, f)]
         state["last_run"] = _for_trees(out["last_run"], plan) if isinstance(plan, Plan) else None
         out["targets"][name] = state
     return out
@@ -85,6 +87,13 @@ def _integrity(mine: list[Finding]) -> dict:
     return {"damaged": [{"module": f.module, "tree": f.tree, "problems": f.problems} for f in mine if f.problems],
             "not_live": [{"module": f.module, "tree": f.tree, "why": f.not_live} for f in mine if f.not_live],
             "unrecorded": [{"module": f.module, "tree": f.tree} for f in mine if not f.recorded]}
+
+
+def _unisolated(layout: Layout, found: Finding) -> bool:
+    """Whether the published build of a module ran without a sandbox (sandbox.unisolated allowed it)."""
+    manifest = read_manifest(layout, found.tree, found.module)
+    record = records.read(manifest["record"]) if manifest and manifest.get("record") else None
+    return isinstance(record, dict) and UNISOLATED in str(record.get("where", ""))
 
 
 def run_in_progress(layout: Layout) -> dict | None:

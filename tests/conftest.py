@@ -22,3 +22,17 @@ def demo_library(tmp_path_factory, source_cache):
     result = modlib("build", "--config", str(REPO / "easyconfigs" / "library.yaml"), env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root, env, result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _readable_tmp_folders(tmp_path_factory):
+    """pytest makes its folders 0700; a root runner's sandboxed builds and parses run as nobody, who must
+    read the repositories and libraries tests keep there (as a site's must be readable to its build user)."""
+    mktemp = tmp_path_factory.mktemp
+
+    def readable(*args, **kwargs):
+        folder = mktemp(*args, **kwargs)
+        folder.chmod(0o755)
+        return folder
+
+    tmp_path_factory.mktemp = readable

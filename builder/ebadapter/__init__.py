@@ -43,6 +43,22 @@ class ParsedEasyconfig:
     moduleclass: str
     deps: tuple[Dependency, ...]
 
+    def data(self) -> dict:
+        """The parse as JSON data, without paths: what the parse cache keeps and a sandboxed parse returns
+        (dependencies are looked up again by ``Session.from_data``, in the runner)."""
+        return {"name": self.name, "version": self.version, "module": self.module, "moduleclass": self.moduleclass,
+                "deps": [{"module": d.module, "hidden": d.hidden, "build_only": d.build_only, "name": d.name,
+                          "version": d.version} for d in self.deps]}
+
+
+_FIELDS: dict[str, type] = {"name": str, "version": str, "module": str, "moduleclass": str, "deps": list}
+_DEP_FIELDS: dict[str, type] = {"module": str, "hidden": bool, "build_only": bool, "name": str, "version": str}
+
+
+def _shaped(data: object, fields: dict[str, type]) -> bool:
+    return isinstance(data, dict) and data.keys() == fields.keys() and \
+        all(isinstance(data[k], t) for k, t in fields.items())
+
 
 def robot_folders(top: str) -> Iterator[str]:
     """The folders of a robot path as EasyBuild's index walks them, following links. A robot path that is
@@ -358,6 +374,15 @@ class Session:
         except Exception as err:  # raised by a site hook, or by EasyBuild itself: not the easyconfig's fault
             raise RunFailed(f"{path}: parsing failed in EasyBuild or the site hooks ({self.hooks}): "
                             f"{type(err).__name__}: {err}") from err
+
+    def from_data(self, data: object, path: Path) -> ParsedEasyconfig:
+        """A parse from ``ParsedEasyconfig.data``'s form, its dependencies looked up with this session's robot;
+        anything else (a torn cache entry, a hostile parse's answer) is a ValueError."""
+        if not isinstance(data, dict) or not _shaped(data, _FIELDS) or \
+                not all(_shaped(d, _DEP_FIELDS) for d in data["deps"]):
+            raise ValueError(f"not a parse of {path.name}: {str(data)[:200]}")
+        deps = tuple(Dependency(**{**d, "easyconfig": self.find(d["name"], d["version"])}) for d in data["deps"])
+        return ParsedEasyconfig(**{**data, "path": path, "deps": deps})
 
     def find(self, name: str, version: str) -> Path | None:
         """EasyBuild's robot look-up: the easyconfig for a name and full version, site folders first."""

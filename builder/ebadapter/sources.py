@@ -24,6 +24,44 @@ class SourceFile:
     checksum: object  # EasyBuild's checksum spec: str, tuple, dict, list of those, or None
     owner: Path  # the easyconfig that asks for it
 
+    def data(self) -> dict:
+        """As JSON data (a tuple or a dict of the checksum spec tagged, they mean other things than a list)."""
+        return {"filename": self.filename, "subdir": self.subdir, "urls": list(self.urls),
+                "checksum": _tagged(self.checksum)}
+
+    @staticmethod
+    def from_data(data: object, owner: Path) -> SourceFile:
+        """From ``data()``'s form; anything else (a hostile parse's answer) is a ValueError."""
+        if not isinstance(data, dict) or data.keys() != {"filename", "subdir", "urls", "checksum"} or \
+                not isinstance(data["filename"], str) or not isinstance(data["subdir"], str) or \
+                not isinstance(data["urls"], list) or not all(isinstance(u, str) for u in data["urls"]):
+            raise ValueError(f"not a source of {owner.name}: {str(data)[:200]}")
+        return SourceFile(filename=data["filename"], subdir=data["subdir"], urls=tuple(data["urls"]),
+                          checksum=_untagged(data["checksum"]), owner=owner)
+
+
+def _tagged(spec: object) -> object:
+    if isinstance(spec, tuple):
+        return {"tuple": [_tagged(v) for v in spec]}
+    if isinstance(spec, dict):
+        return {"dict": [[str(k), _tagged(v)] for k, v in spec.items()]}
+    if isinstance(spec, list):
+        return [_tagged(v) for v in spec]
+    return spec
+
+
+def _untagged(data: object) -> object:
+    if isinstance(data, list):
+        return [_untagged(v) for v in data]
+    if isinstance(data, dict) and data.keys() == {"tuple"} and isinstance(data["tuple"], list):
+        return tuple(_untagged(v) for v in data["tuple"])
+    if isinstance(data, dict) and data.keys() == {"dict"} and isinstance(data["dict"], list) and \
+            all(isinstance(kv, list) and len(kv) == 2 and isinstance(kv[0], str) for kv in data["dict"]):
+        return {k: _untagged(v) for k, v in data["dict"]}
+    if data is None or (isinstance(data, (str, int)) and not isinstance(data, bool)):
+        return data
+    raise ValueError(f"not a checksum spec: {str(data)[:200]}")
+
 
 def source_files(path: Path) -> list[SourceFile]:
     """Sources and patches of one easyconfig (extensions included), templates resolved by EasyBuild; the

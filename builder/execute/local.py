@@ -4,46 +4,50 @@ from __future__ import annotations
 
 import queue
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from builder import jsonfile, proc
-from builder.execute import sandbox
-from builder.execute.command import Invocation, clear_leftovers, host_env
+from builder.execute import records, sandbox
+from builder.execute.command import Invocation, clear_leftovers, host_env, outputs
 from builder.execute.executors import Executor, NodeRun
 from builder.layout import Layout, slug
 from builder.plan.graph import Node, NodeKey
 from builder.read.config import Settings
 
 
-def _protected(settings: Settings) -> tuple[Path, ...]:
-    """What a local build must not write: the library, and what the runner itself reads and runs
-    later (the repository: site easyconfigs, hooks, its venv; the parse cache)."""
-    paths = [settings.root, settings.repo_root, *settings.easyconfig_paths, settings.hooks.parent]
-    paths += [settings.cache_dir] if settings.cache_dir else []
+def _view(settings: Settings) -> sandbox.View:
+    """What a local build reads: the library (its dependencies, the sources), the site repository (its
+    easyconfigs and hooks), the Pythons that run ``eb`` and the site hooks' scripts, and Lmod; all
+    read-only. The parse cache the runner trusts is not in it."""
+    paths = [settings.root, settings.repo_root, *settings.easyconfig_paths, settings.hooks.parent,
+             settings.layout.sources()]
     for path in paths:
         path.mkdir(parents=True, exist_ok=True)
-    return tuple(sorted({p.resolve() for p in paths}))
+    tools = [Path(sys.prefix), Path(sys.base_prefix), settings.lmod_prefix]
+    tools += [Path(settings.python).parent.parent] if "/" in settings.python else []
+    return sandbox.View(readonly=(*paths, *(p for p in tools if p.is_dir())))
 
 
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, cwd: Path, layout: Layout, host_env: dict[str, str], readonly: tuple[Path, ...] = ()):
+    def __init__(self, cwd: Path, layout: Layout, host_env: dict[str, str], view: sandbox.View | None = None,
+                 user: tuple[int, int] = (65534, 65534)):
         self.cwd, self.layout, self.host_env = cwd, layout, host_env
-        self.readonly = readonly  # empty: builds are not isolated
+        self.view, self.user = view, user  # no view: builds are not isolated
         self._finished: queue.Queue[tuple[Node, NodeRun]] = queue.Queue()
         self._running: dict[NodeKey, proc.Process] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, scratch: Path, report: Callable[[str], None]) -> LocalExecutor:
-        why_not = sandbox.unavailable()
-        if why_not:
-            report(f"warning: {why_not}")
+        view = sandbox.checked(_view(settings), settings) if sandbox.wanted(settings, "builds", report) else None
         return cls(cwd=settings.repo_root, layout=settings.layout, host_env=host_env(settings, scratch),
-                   readonly=() if why_not else _protected(settings))
+                   view=view, user=settings.sandbox_user)
 
     def open(self) -> None:
         """Nothing to take: builds run here, under the run lock the run holds."""
@@ -62,24 +66,23 @@ class LocalExecutor(Executor):
         clear_leftovers(self.layout, node, inv)
         # A build dir of its own, as each pod has: EasyBuild removes emptied parents of its build
         # dir (build/Jinja2/), which pulls the floor from under a second version building beside it.
-        build = Path(self.host_env["EASYBUILD_BUILDPATH"]) / f"{node.tree}--{slug(node.module)}"
+        own = f"{node.tree}--{slug(node.module)}"
+        build = Path(self.host_env["EASYBUILD_BUILDPATH"]) / own
         build.mkdir(parents=True, exist_ok=True)
         env = {**self.host_env, "EASYBUILD_BUILDPATH": str(build), **dict(inv.env)}
         argv = list(inv.argv)
-        if self.readonly:
-            argv = sandbox.wrap(argv, self.readonly, self._writable(node, inv, env))
+        if self.view:
+            tmp = Path(self.host_env["EASYBUILD_TMPDIR"]) / own  # its own, as its build dir
+            env.update(EASYBUILD_TMPDIR=str(tmp), EASYBUILD_REPOSITORYPATH=str(tmp / "ebfiles_repo"), HOME=str(tmp))
+            writable = [*outputs(self.layout, node, inv), self.layout.eb_locks(), build, tmp]
+            sandbox.hand_over(writable, self.user)
+            argv = sandbox.wrap(argv, replace(self.view, writable=tuple(writable)), env, self.user, cwd=self.cwd)
+            env = sandbox.kept_env(env)  # bwrap's own processes, pid 1 of the sandbox among them, too
         start = time.time()
         child = proc.start(argv, env=env, cwd=self.cwd, log_path=log)
         self._running[node.key] = child
         jsonfile.write(marker, proc.identity(child))
-        threading.Thread(target=self._reap, args=(node, child, start, log, marker), daemon=True).start()
-
-    def _writable(self, node: Node, inv: Invocation, env: dict[str, str]) -> list[Path]:
-        """What this build may write of what is read-only to it: its prefix, its staging folder, EasyBuild's
-        locks, and this host's scratch space should it lie below one of those folders."""
-        paths = [Path(inv.prefix), self.layout.staging(node.tree, node.module), self.layout.eb_locks()]
-        scratch = [Path(env[v]) for v in ("EASYBUILD_BUILDPATH", "EASYBUILD_TMPDIR", "EASYBUILD_REPOSITORYPATH")]
-        return paths + [p for p in scratch if any(p.is_relative_to(r) for r in self.readonly)]
+        threading.Thread(target=self._reap, args=(node, inv, child, start, log, marker), daemon=True).start()
 
     def _refuse(self, node: Node, log: Path, message: str) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -88,11 +91,13 @@ class LocalExecutor(Executor):
         now = time.time()
         self._finished.put((node, NodeRun(exit_code=1, start=now, end=now, log=str(log), where=socket.gethostname())))
 
-    def _reap(self, node: Node, child: proc.Process, start: float, log: Path, marker: Path) -> None:
+    def _reap(self, node: Node, inv: Invocation, child: proc.Process, start: float, log: Path, marker: Path) -> None:
         code = proc.reap(child)
+        if self.view:  # the sandbox ended with its first process: no process of the build writes any more
+            sandbox.take_back(outputs(self.layout, node, inv))
         marker.unlink(missing_ok=True)
         self._running.pop(node.key, None)
-        where = f"{socket.gethostname()} (pid {child.pid})"
+        where = f"{socket.gethostname()} (pid {child.pid}{'' if self.view else ', ' + records.UNISOLATED})"
         self._finished.put((node, NodeRun(exit_code=code, start=start, end=time.time(), log=str(log), where=where)))
 
     def wait(self, timeout: float | None = None) -> list[tuple[Node, NodeRun]]:

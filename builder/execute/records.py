@@ -13,6 +13,9 @@ from builder import jsonfile
 from builder.digests import file_sha256
 from builder.layout import Layout, slug
 
+#: In a record's ``where``: the build ran without a sandbox (library.yaml's sandbox.unisolated allowed it).
+UNISOLATED = "unisolated"
+
 
 @dataclass
 class Record:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from builder import ebadapter, jsonfile
@@ -67,16 +66,13 @@ class ParseCache:
         data = self.entries.get(key)
         if data is None:
             return None
-        deps = [ebadapter.Dependency(**{**dep, "easyconfig": eb.find(dep["name"], dep["version"])})
-                for dep in data["deps"]]  # one not found is reported by the planner, as a fresh parse's is
-        return ebadapter.ParsedEasyconfig(**{**data, "path": path, "deps": tuple(deps)})
+        try:
+            return eb.from_data(data, path)  # a dependency not found is reported by the planner, as a fresh parse's is
+        except ValueError:
+            return None
 
     def put(self, key: str, parsed: ebadapter.ParsedEasyconfig) -> None:
-        data = asdict(parsed)
-        data.pop("path")
-        for dep in data["deps"]:
-            dep.pop("easyconfig")
-        self.entries[key] = data
+        self.entries[key] = parsed.data()
         self.dirty = True
 
     def save(self) -> None:

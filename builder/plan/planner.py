@@ -6,6 +6,7 @@ each easyconfig is parsed once and the graph is kept by module name, which gives
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -13,8 +14,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from builder import ebadapter, jsonfile
+from builder.ebadapter.worker import Workers
 from builder.errors import BadInput
-from builder.plan import diagnostics, entry_options
+from builder.execute import sandbox
+from builder.plan import diagnostics, entry_options, parse_sandbox
 from builder.plan.entry_options import EntryOptions
 from builder.plan.graph import Node, Plan, cuda_bound
 from builder.plan.parse_cache import ParseCache, entry_key
@@ -85,17 +88,20 @@ def _parse_in_worker(path: Path) -> ebadapter.ParsedEasyconfig:
     return _worker_session.parse(path)
 
 
-def _parse_all(eb: ebadapter.Session, paths: list[Path], cache: ParseCache,
-               digests: dict[Path, str]) -> list[ebadapter.ParsedEasyconfig]:
-    """Parse a batch: cached entries are reused, the rest parsed by EasyBuild in forked workers
-    (they inherit this process's EasyBuild configuration). Records each file's digest in ``digests``."""
+def _parse_all(eb: ebadapter.Session, paths: list[Path], cache: ParseCache, digests: dict[Path, str],
+               sandboxed: Workers | None) -> list[ebadapter.ParsedEasyconfig]:
+    """Parse a batch: cached entries are reused, the rest parsed by EasyBuild in sandboxed workers, or,
+    where the site allows parsing unisolated, in forked workers (they inherit this process's EasyBuild
+    configuration). Records each file's digest in ``digests``."""
     digests.update({p: _digest(p) for p in paths})
     keys = {p: entry_key(p, digests[p]) for p in paths}
     cached = {p: cache.get(eb, keys[p], p) for p in paths}
     done = {p: parsed for p, parsed in cached.items() if parsed is not None}
     todo = [p for p in paths if p not in done]
     workers = min(os.cpu_count() or 1, 8)
-    if len(todo) >= 2 * workers > 2:
+    if sandboxed is not None:
+        fresh = sandboxed.parse(eb, todo) if todo else []
+    elif len(todo) >= 2 * workers > 2:
         import multiprocessing  # here: a cached plan imports the planner and never parses
         from concurrent.futures import ProcessPoolExecutor
 
@@ -110,8 +116,8 @@ def _parse_all(eb: ebadapter.Session, paths: list[Path], cache: ParseCache,
     return [done[p] for p in paths]
 
 
-def _resolve(eb: ebadapter.Session, entries: list[Entry], cache: ParseCache,
-             digests: dict[Path, str]) -> dict[str, ebadapter.ParsedEasyconfig]:
+def _resolve(eb: ebadapter.Session, entries: list[Entry], cache: ParseCache, digests: dict[Path, str],
+             sandboxed: Workers | None) -> dict[str, ebadapter.ParsedEasyconfig]:
     """Every module reachable from the entries, each easyconfig parsed once, level by level, and keyed by
     the module each wants (a hidden dependency is its easyconfig under the hidden name, as ``eb`` plans
     it); what cannot be planned is bad input, all of it in one error naming the easystacks."""
@@ -121,7 +127,7 @@ def _resolve(eb: ebadapter.Session, entries: list[Entry], cache: ParseCache,
     while level:
         seen.update(level)
         following = []
-        for parsed in _parse_all(eb, level, cache, digests):
+        for parsed in _parse_all(eb, level, cache, digests, sandboxed):
             by_path[parsed.path] = parsed
             following += [d.easyconfig for d in parsed.deps if d.easyconfig is not None and d.easyconfig not in seen]
         level = list(dict.fromkeys(following))
@@ -164,7 +170,11 @@ def _plan_session(settings: Settings, target: Target, listed: list[tuple[Path, s
     session = listed[0][2].session
     options = {**target.options(), **dict(session)}  # the entry's options override the target's, as in eb
     origin = f"{listed[0][0]}: entry {listed[0][1]}" if session else "easybuild_options"
-    with ebadapter.configured(robot_paths(settings), settings.hooks, options, origin) as eb:
+    isolated = sandbox.wanted(settings, "parses", lambda message: None)  # builds warn, where they run so
+    # The site hooks are loaded where easyconfigs are parsed: in the workers, unless a tweak (which
+    # EasyBuild makes here, parsing the easyconfig it tweaks) needs them here.
+    hooks = settings.hooks if not isolated or listed[0][2].tweaks else None
+    with ebadapter.configured(robot_paths(settings), hooks, options, origin) as eb:
         entries = _entries(eb, listed)
         if eb.build_specs:
             entries = [replace(e, easyconfig=eb.tweak(e.easyconfig)) for e in entries]
@@ -172,7 +182,9 @@ def _plan_session(settings: Settings, target: Target, listed: list[tuple[Path, s
         else:
             cache = ParseCache(settings.cache_dir, eb.parse_context(settings.hooks, eb.robot_paths(), options))
         digests: dict[Path, str] = {}
-        parsed = _resolve(eb, entries, cache, digests)
+        with parse_sandbox.workers(settings, eb, [e.easyconfig for e in entries], options, origin) if isolated \
+                else contextlib.nullcontext() as sandboxed:
+            parsed = _resolve(eb, entries, cache, digests, sandboxed)
         cache.save()
         kept = {p.path: _kept(settings, p.path, digests[p.path]) for p in parsed.values() if eb.generated(p.path)}
     seen.update({kept.get(path, path): digest for path, digest in digests.items()})

@@ -113,6 +113,8 @@ class Settings:
     cached_loads: bool = False  # LMOD_CACHED_LOADS in notebooks' env.sh (measured slower: docs/performance.md)
     kernels: tuple[str, ...] | None = None  # modules with a Jupyter kernel; None: the featured Python packages
     grace_period_hours: float = 24.0  # how long a prefix nothing names any more stays
+    unisolated_ok: bool = False  # builds and parses may run without a sandbox where none can be made
+    sandbox_user: tuple[int, int] = (65534, 65534)  # uid, gid a root runner's builds and parses run as
     lmod_prefix: Path = DEBIAN_LMOD  # Lmod here (holds libexec/ and init/); builds and publishing use it
     pypi_simple: str = DEFAULT_PYPI_SIMPLE  # where the source pre-fetch finds Python distributions
     kubernetes: KubernetesSettings = KubernetesSettings()
@@ -307,6 +309,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         cached_loads=data.get("notebook", {}).get("cached_loads", False),
         kernels=None if kernels is None else tuple(kernels),
         grace_period_hours=data.get("installs", {}).get("grace_period_hours", 24.0),
+        unisolated_ok=data.get("sandbox", {}).get("unisolated", False),
+        sandbox_user=(data.get("sandbox", {}).get("uid", 65534), data.get("sandbox", {}).get("gid", 65534)),
         lmod_prefix=lmod_prefix(env),
         pypi_simple=(env.get("MODLIB_PYPI_SIMPLE") or data.get("sources", {}).get("pypi_simple")
                      or DEFAULT_PYPI_SIMPLE).rstrip("/"),

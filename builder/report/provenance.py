@@ -16,6 +16,7 @@ import time
 from builder.digests import file_sha256
 from builder.errors import BadInput
 from builder.execute import records
+from builder.execute.records import UNISOLATED
 from builder.plan.graph import NodeKey
 from builder.publish.live import read_manifest
 from builder.read.config import Settings
@@ -93,6 +94,8 @@ def lines(info: dict) -> list[str]:
            + (f" ({build['seconds']} s)" if "seconds" in build else ""),
            f"  executor        {build['executor'] or missing} on {build['where'] or missing}"
            f" (recorded by {build['host'] or missing})",
+           *(["  sandbox         none: built UNISOLATED (sandbox.unisolated), it could write what the runner could"]
+             if UNISOLATED in str(build["where"]) else []),
            f"  prefix          {info['prefix']}",
            f"  published       {_when(info['published'])}",
            f"  build record    {info['record'] or missing}",

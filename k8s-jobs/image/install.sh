@@ -15,8 +15,10 @@ apt-get update -q
 # lmod: the modules tool, the same Debian package the notebook images use.
 # python3, python3-dev, python3-venv: the Python modules are built for (C extensions need headers).
 # build-essential ... bzip2: what EasyBuild's easyblocks call while unpacking, patching, building.
+# bubblewrap: the runner parses easyconfigs in its sandbox (builder/execute/sandbox.py), where the pod
+# may make namespaces.
 apt-get install -y -q --no-install-recommends \
-    lmod \
+    lmod bubblewrap \
     python3 python3-dev python3-venv \
     build-essential file patch unzip xz-utils bzip2 gzip tar zstd \
     git ca-certificates perl make

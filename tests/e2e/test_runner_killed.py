@@ -2,6 +2,7 @@
 `eb` behind: its build, and everything the build started, ends with it, and the next run builds the node."""
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from builder import proc
+from tests.e2e.test_build_sandbox import daemons
 from tests.e2e.test_publish_protocol import SLOW_INSTALL
 from tests.helpers import bundle_easyconfig, modlib, write_config, write_easystack
 
@@ -38,10 +40,12 @@ def descendants(pid: int) -> dict[int, str]:
 
 
 def test_a_runner_killed_with_sigkill_leaves_no_eb_and_the_next_run_builds_the_node(tmp_path):
-    site, marker = tmp_path / "site", tmp_path / "slow.marker"
+    site, marker, daemon = tmp_path / "site", tmp_path / "slow.marker", random.randint(100000, 999999)
     (site / "s" / "slow").mkdir(parents=True)
+    slow = SLOW_INSTALL.format(marker=marker).replace(  # and leaves a daemon of its own session behind
+        "postinstallcmds = ['", f"postinstallcmds = ['(setsid sleep {daemon} </dev/null >/dev/null 2>&1 &) && ")
     (site / "s" / "slow" / "slow-1.0-GCCcore-system.eb").write_text(
-        bundle_easyconfig("slow", SLOW_INSTALL.format(marker=marker), "waits while a marker file exists"))
+        bundle_easyconfig("slow", slow, "waits while a marker file exists"))
     (tmp_path / "easyconfigs").mkdir()
     stack = write_easystack(tmp_path / "easyconfigs" / "cpu.yaml", ["slow-1.0-GCCcore-system.eb"])
     config = str(write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
@@ -63,8 +67,11 @@ def test_a_runner_killed_with_sigkill_leaves_no_eb_and_the_next_run_builds_the_n
         while any(proc.alive(pid) for pid in left) and time.time() < deadline:
             time.sleep(0.1)
         assert [cmd for pid, cmd in left.items() if proc.alive(pid)] == []
+        assert daemons(daemon) == []
     finally:
         marker.unlink()
+        for pid in daemons(daemon):
+            os.kill(pid, signal.SIGKILL)
     again = modlib("build", "--config", config)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "took over the run lock" in again.stdout and "built    cpu/slow/1.0-GCCcore-system" in again.stdout

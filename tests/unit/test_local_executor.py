@@ -65,7 +65,9 @@ def test_dependencies_finish_before_dependents_start_and_jobs_bound_holds(tmp_pa
     for t in {s for s, _ in spans.values()}:
         assert sum(1 for s, e in spans.values() if s <= t < e) <= 2
     assert all(Path(r.log).parent == tmp_path / "logs" for r in results.values())
-    assert all(re.fullmatch(rf"{re.escape(socket.gethostname())} \(pid \d+\)", r.where) for r in results.values())
+    # built without a sandbox (no view given): the record says so
+    assert all(re.fullmatch(rf"{re.escape(socket.gethostname())} \(pid \d+, unisolated\)", r.where)
+               for r in results.values())
 
 
 def test_failure_blocks_dependents_but_the_rest_runs(tmp_path):

@@ -127,3 +127,16 @@ def test_two_runs_fetching_at_once_both_end_with_one_good_file(tmp_path, pypi):
         t.join()
     assert errors == []
     assert [p.name for p in (tmp_path / "d/demo").iterdir()] == ["demo_pkg-1.0.tar.gz"]
+
+
+def test_a_source_list_crosses_from_the_parse_sandbox_as_data_and_nothing_else_does():
+    """A sandboxed parse answers JSON: a checksum spec's tuples (alternatives) and dicts (per file) must
+    come back as such, and an answer of another shape is refused, not trusted."""
+    spec = [("sha256", "a" * 64), {"x.tar.gz": ("b" * 64, "c" * 64)}, "d" * 64, None]
+    src = SourceFile("x.tar.gz", "x/X", ("https://example.org/x.tar.gz",), spec, Path("/site/X-1.eb"))
+    assert SourceFile.from_data(json.loads(json.dumps(src.data())), src.owner) == src
+    hostile: list[object] = [[], {"filename": 1, "subdir": "", "urls": [], "checksum": None},
+                             {**src.data(), "checksum": {"tuple": "x"}}, {**src.data(), "checksum": True}]
+    for answer in hostile:
+        with pytest.raises(ValueError):
+            SourceFile.from_data(answer, src.owner)
