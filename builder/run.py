@@ -33,7 +33,7 @@ from builder.publish import prefixes
 from builder.publish.live import publish_node, retract_node, settle_node
 from builder.publish.view import current_inputs, generations, inputs_digest, publish_view
 from builder.read.config import Settings, Target
-from builder.verify import altered_module_files, module_file_stats
+from builder.verify import altered_module_files, module_file_stats, publish_blockers
 
 Report = Callable[[str], None]
 
@@ -251,8 +251,10 @@ def _collect_prefixes(settings: Settings) -> list[Path]:
 
 
 def _refused(settings: Settings, result: RunResult) -> bool:
-    """No generation is published while a module file in the store differs from its integrity record:
-    the publish would link the altered bytes into it. The live view stays as it is; what the run built
+    """No generation is published while a module file in the store differs from its integrity record (or
+    has none, or an unreadable one), the live generation differs from its own record, or the store holds
+    a file no record names: the publish would carry the damage into the new generation. The live view
+    stays as it is; what the run built
     stays in the store (later builds use it) and goes live with the first publish after the damage is
     undone, in this run (``--rebuild`` of the altered module) or a later one. Each check replaces the
     last, so ``altered`` says what still stopped the run's last publish. The run's first check reads
@@ -261,6 +263,8 @@ def _refused(settings: Settings, result: RunResult) -> bool:
     stats = module_file_stats(settings.layout, settings.trees())
     moved = [key for key, stat in stats.items() if result.checked.get(key) != stat]
     result.altered = altered_module_files(settings.layout, moved if result.checked else stats)
+    if not result.checked:  # the run's first check, or one after damage: the live generation, the stores too
+        result.altered += publish_blockers(settings.layout, settings.trees())
     result.checked = {} if result.altered else stats  # damage found: check everything again next time
     return bool(result.altered)
 

@@ -94,8 +94,19 @@ def write_last_run(layout: Layout, summary: dict) -> None:
     jsonfile.write(layout.last_run(), summary, indent=2, sort_keys=True)
 
 
+#: What a run's summary must hold for status to report it, and its types.
+_SUMMARY: dict[str, type | tuple[type, ...]] = {
+    "finished": (int, float), "host": str, "seconds": (int, float), "built": list, "failed": list, "blocked": dict}
+
+
 def read_last_run(layout: Layout) -> dict | None:
-    return jsonfile.read(layout.last_run())
+    """The last run's summary, None before the first; jsonfile.Garbled when it is torn or of another shape."""
+    path = layout.last_run()
+    summary = jsonfile.read_object(path)
+    bad = [k for k, kind in _SUMMARY.items() if summary is not None and not isinstance(summary.get(k), kind)]
+    if bad:
+        raise jsonfile.Garbled(path, f"not a run summary ({', '.join(bad)} missing or malformed)")
+    return summary
 
 
 def of_software(layout: Layout, name: str) -> list[dict]:

@@ -228,14 +228,19 @@ def check_manifest(header: dict) -> str | None:
     return None if same else f"manifest {path} was altered since publish"
 
 
-def check_prefix(prefix: Path, entries: Iterable[dict], thorough: bool) -> list[str]:
-    """What differs between the install prefix and its record: deleted, altered and added entries."""
+def check_prefix(prefix: Path, entries: Iterable[dict], thorough: bool,
+                 ignore: Callable[[str], bool] = lambda path: False) -> list[str]:
+    """What differs between the install prefix (or a generation) and its record: deleted, altered and added
+    entries; paths that ``ignore`` names (what a generation's record leaves to other records) are not
+    looked at."""
     if not prefix.is_dir():
         return [f"install folder {prefix} is gone"]
     expected = {recorded["path"]: recorded for recorded in entries}
     changed: dict[str, list[str]] = {"deleted": [], "altered": [], "added": []}
 
     def visit(entry: Found) -> None:
+        if ignore(entry.path):
+            return
         recorded = expected.pop(entry.path, None)
         if recorded is None:
             changed["added"].append(entry.path)

@@ -23,11 +23,7 @@ from builder.publish.integrity import write_record
 
 def read_manifest(layout: Layout, tree: str, module: str) -> dict | None:
     """A stored module's manifest, None when there is none; jsonfile.Garbled when it is not one."""
-    path = layout.manifest(tree, module)
-    manifest = jsonfile.read_object(path)
-    if manifest is not None and not isinstance(manifest.get("sha256"), str):
-        raise jsonfile.Garbled(path, "not a manifest (no easyconfig sha256)")
-    return manifest
+    return jsonfile.read_object(layout.manifest(tree, module))
 
 
 def drifted(layout: Layout, node: Node) -> dict | None:
@@ -37,7 +33,7 @@ def drifted(layout: Layout, node: Node) -> dict | None:
         manifest = read_manifest(layout, node.tree, node.module) if node.installed else None
     except jsonfile.Garbled:
         return None
-    return manifest if manifest and manifest["sha256"] != node.sha256 else None
+    return manifest if manifest and manifest.get("sha256") != node.sha256 else None
 
 
 def _kept(layout: Layout, tree: str, module: str) -> list[tuple[Path, Path]]:
@@ -70,7 +66,8 @@ def publish_node(layout: Layout, node: Node, record: str, prefix: str, reference
     jsonfile.write(manifest, {"module": node.module, "easyconfig": str(node.easyconfig), "sha256": node.sha256,
                               "moduleclass": node.moduleclass, "published": time.time(), "record": record,
                               "prefix": prefix, "references": references}, indent=2, sort_keys=True)
-    fresh = live.with_name(f".{live.name}.{uuid.uuid4().hex[:8]}")
+    # written beside the manifest, never in the store: a file in the store that no record names is damage
+    fresh = manifest.with_name(f".{manifest.stem}.lua.{uuid.uuid4().hex[:8]}")
     try:
         fresh.write_bytes(content)
         write_record(layout, node.tree, node.module, layout.install_dir(Path(prefix), node.module), fresh)
@@ -78,7 +75,7 @@ def publish_node(layout: Layout, node: Node, record: str, prefix: str, reference
     finally:
         fresh.unlink(missing_ok=True)
     if default is not None:
-        marker = live.with_name(f".default.{uuid.uuid4().hex[:8]}")
+        marker = manifest.with_name(f".{manifest.stem}.default.{uuid.uuid4().hex[:8]}")
         marker.symlink_to(default)
         os.replace(marker, live.parent / "default")
     shutil.rmtree(staging, ignore_errors=True)
