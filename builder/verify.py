@@ -24,6 +24,7 @@ from builder.jsonfile import Garbled
 from builder.layout import Layout, slug
 from builder.plan.graph import NodeKey
 from builder.publish import generation_record
+from builder.publish.build_output import NotRegular
 from builder.publish.integrity import (
     check_manifest,
     check_module_file,
@@ -147,7 +148,11 @@ def _not_live(layout: Layout, header: dict) -> str | None:
             return None
     except FileNotFoundError:
         pass
-    if sha256(live) != header["module_file"]["sha256"]:
+    try:
+        same = sha256(live) == header["module_file"]["sha256"]
+    except NotRegular as err:
+        return f"published but not live: {err}"
+    if not same:
         return f"published but not live: {live} holds another module file than the store"
     return None
 

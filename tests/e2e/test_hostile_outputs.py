@@ -20,7 +20,8 @@ LINKER = """postinstallcmds = ['''nohup sh -c 'f={staged}; for i in $(seq 1200);
   if [ -f "$f" ] && [ ! -L "$f" ]; then ln -sf {outside} "$f.tmp" && mv -T "$f.tmp" "$f"; exit 0; fi; sleep 0.05
   done' >/dev/null 2>&1 </dev/null &''']"""
 DEFAULTER = "postinstallcmds = ['mkdir -p {folder} && ln -s {outside} {folder}/default']"
-FIFO = "postinstallcmds = ['mkfifo %(installdir)s/pipe && mkdir -p %(installdir)s/bin && echo ok > %(installdir)s/bin/x']"
+FIFO = ("postinstallcmds = ['mkfifo %(installdir)s/pipe && mkdir -p %(installdir)s/bin "
+        "&& echo ok > %(installdir)s/bin/x']")
 
 MODULES = {name: f"{name}/1.0-GCCcore-system" for name in ("linker", "defaulter", "fifo")}
 
