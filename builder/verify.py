@@ -92,9 +92,10 @@ def in_threads(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
         return list(pool.map(work, items))
 
 
-def store_modules(layout: Layout, tree: str) -> list[str]:
-    """Module names of the module files in a tree's store (``Name/version``; hidden ones keep their dot)."""
-    base = layout.store(tree)
+def store_modules(layout: Layout, tree: str, base: Path | None = None) -> list[str]:
+    """Module names of the module files in a tree's store, or in the module tree ``base`` (``Name/version``;
+    hidden ones keep their dot)."""
+    base = layout.store(tree) if base is None else base
     files = sorted(base.rglob("*.lua")) if base.is_dir() else []
     return [str(p.relative_to(base))[: -len(".lua")] for p in files if p.name != ".modulerc.lua"]
 
@@ -197,11 +198,8 @@ def _unpublished_in_live(layout: Layout, trees: list[str]) -> list[str]:
     out = []
     for tree in trees:
         base = layout.view_tree(layout.live(), tree)
-        for path in sorted(base.rglob("*.lua")) if base.is_dir() else []:
-            module = str(path.relative_to(base))[: -len(".lua")]
-            if path.name != ".modulerc.lua" and not os.path.lexists(layout.module_file(tree, module)) \
-                    and not layout.integrity(tree, module).exists():
-                out.append(f"{path} is in live but {tree}/{module} is not published")
+        planted = set(store_modules(layout, tree, base)) - set(published(layout, tree))
+        out += [f"{base}/{module}.lua is in live but {tree}/{module} is not published" for module in sorted(planted)]
     return out
 
 

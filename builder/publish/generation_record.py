@@ -103,15 +103,13 @@ def write(layout: Layout, gen: Path) -> Path:
     described: list[tuple[str, dict]] = []
 
     def visit(entry: Found) -> None:
-        if entry.path == record.name or entry.path.startswith(f".{record.name}.") or not _covered(entry.path):
-            return
         old = known.get(entry.path)
         if old is not None and old["type"] == "file" and matches(entry, old, thorough=False):
             described.append((entry.path, {k: v for k, v in old.items() if k != "path"}))
         else:
             described.append((entry.path, describe(entry)))
 
-    walk(gen, visit)
+    walk(gen, visit, lambda rel: rel == record.name or rel.startswith(f".{record.name}.") or not _covered(rel))
     header = {"version": VERSION, "generation": gen.name, "recorded": time.time(), "unrecorded": sorted(unrecorded)}
     tmp = record.with_name(f".{record.name}.tmp")
     write_lines(tmp, header, described)

@@ -91,18 +91,19 @@ def matches(entry: Found, recorded: dict, thorough: bool) -> bool:
         return False
 
 
-def walk(prefix: Path, visit: Callable[[Found], None]) -> None:
+def walk(prefix: Path, visit: Callable[[Found], None], skip: Callable[[str], bool] = lambda path: False) -> None:
     """``visit`` every entry below ``prefix`` (none when it is a link), links not followed, while its
     folder is open: each folder is read once through its descriptor and each entry stat-ed relative to it
-    (one name per call on a network file system)."""
+    (one name per call on a network file system). Entries whose path ``skip`` names are not visited nor
+    stat-ed (a folder among them is still entered)."""
     try:
         top = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return
-    _walk_open(top, "", visit)
+    _walk_open(top, "", visit, skip)
 
 
-def _walk_open(fd: int, rel: str, visit: Callable[[Found], None]) -> None:
+def _walk_open(fd: int, rel: str, visit: Callable[[Found], None], skip: Callable[[str], bool]) -> None:
     """The open folder ``fd`` and below; closes ``fd``. A subfolder that cannot be opened (removed, or
     replaced by a link meanwhile) is not entered: its recorded entries show as deleted."""
     try:
@@ -110,17 +111,21 @@ def _walk_open(fd: int, rel: str, visit: Callable[[Found], None]) -> None:
             entries = list(listing)
         for item in entries:
             path = f"{rel}/{item.name}" if rel else item.name
-            try:
-                st = item.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # removed since it was listed
-            visit(Found(path, item.name, st, fd))
-            if stat.S_ISDIR(st.st_mode):
+            if skip(path):
+                folder = item.is_dir(follow_symlinks=False)  # the listing's type: no stat
+            else:
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed since it was listed
+                visit(Found(path, item.name, st, fd))
+                folder = stat.S_ISDIR(st.st_mode)
+            if folder:
                 try:
                     sub = os.open(item.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
                 except OSError:
                     continue
-                _walk_open(sub, path, visit)
+                _walk_open(sub, path, visit, skip)
     finally:
         os.close(fd)
 
@@ -239,16 +244,14 @@ def check_prefix(prefix: Path, entries: Iterable[dict], thorough: bool,
     changed: dict[str, list[str]] = {"deleted": [], "altered": [], "added": []}
 
     def visit(entry: Found) -> None:
-        if ignore(entry.path):
-            return
         recorded = expected.pop(entry.path, None)
         if recorded is None:
             changed["added"].append(entry.path)
         elif not matches(entry, recorded, thorough):
             changed["altered"].append(entry.path)
 
-    walk(prefix, visit)
-    changed["deleted"] = list(expected)
+    walk(prefix, visit, ignore)
+    changed["deleted"] = [path for path in expected if not ignore(path)]
     return [_listed(kind, prefix, sorted(paths)) for kind, paths in changed.items() if paths]
 
 

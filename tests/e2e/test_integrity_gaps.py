@@ -134,15 +134,20 @@ def test_a_file_planted_in_the_store_is_damage(library):
     planted.write_text('setenv("EVIL", "1")\n')
     rc = store / "alpha" / ".modulerc.lua"
     rc.write_text('module_version("alpha/1.0-GCCcore-system", "evil")\n')
+    ghost = library.root / "live" / "trees" / "cpu" / "modules" / "all" / "ghost" / "1.0.lua"
+    ghost.parent.mkdir()
+    ghost.write_text('setenv("EVIL", "1")\n')
     code, report = library.verify()
     problems = {d["module"]: d["problems"] for d in report["damaged"]}
     assert code == 1 and report["unrecorded"] == []
     assert problems == {"planted/1.0": [f"no integrity record ({library.root}/cpu/.modlib/integrity/planted--1.0.jsonl"
                                         " is missing)"]}
-    assert report["library"] == [f"{rc} is in the store but no integrity record names it"]
+    assert report["library"] == [f"{ghost.parent.parent}/ghost/1.0.lua is in live but cpu/ghost/1.0 is not published",
+                                 f"{rc} is in the store but no integrity record names it"]
     out = library.refuses_to_publish_with("extra3")
     assert "cpu/planted/1.0: no integrity record" in out
-    planted.unlink()
+    for path in (planted, ghost, rc):
+        path.unlink()
     planted.parent.rmdir()
-    rc.unlink()
+    ghost.parent.rmdir()
     library.publishes_again()
