@@ -82,12 +82,19 @@ def read(path: str | Path) -> dict | None:
     return jsonfile.read(Path(path))
 
 
+#: How much of a log's end ``tail`` reads: a build decides how much it prints.
+TAIL_BYTES = 64 << 10
+
+
 def tail(log: str, lines: int = 15) -> str:
+    """The log's last lines, from at most its last TAIL_BYTES."""
     try:
-        with open(log, errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:])
+        with open(log, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - TAIL_BYTES))
+            data = fh.read(TAIL_BYTES)
     except OSError:
         return ""
+    return "".join(data.decode(errors="replace").splitlines(keepends=True)[-lines:])
 
 
 def write_last_run(layout: Layout, summary: dict) -> None:

@@ -126,3 +126,18 @@ def test_scanning_an_install_never_opens_a_fifo_or_follows_a_link(layout, tmp_pa
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
     assert found == [str(dep)]
+
+
+def test_a_failed_builds_log_tail_reads_only_the_end_of_a_huge_log(tmp_path):
+    log = tmp_path / "build.log"
+    with open(log, "wb") as f:
+        f.truncate(8 << 30)  # sparse: 8 GiB of a build's output, no line end
+        f.seek(0, 2)
+        f.write(b"\nlast line\n")
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(10)
+    try:
+        assert records.tail(str(log), lines=1) == "last line\n"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
