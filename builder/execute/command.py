@@ -56,7 +56,7 @@ def clear_leftovers(layout: Layout, node: Node, inv: Invocation) -> None:
     if (read_manifest(layout, node.tree, node.module) or {}).get("prefix") == inv.prefix:
         raise RunFailed(f"{prefix}: the build's prefix is the published one; refusing to build into it")
     for path in (staging, layout.eb_install_lock(layout.install_dir(prefix, node.module)), prefix):
-        remove(path)
+        remove(path, ignore_errors=True)  # as before: what cannot go, EasyBuild's own cleanup meets
 
 
 def store_modulepath(settings: Settings, target_name: str) -> list[Path]:

@@ -119,14 +119,16 @@ def is_real_folder(path: Path) -> bool:
         return False
 
 
-def remove(path: Path) -> None:
+def remove(path: Path, ignore_errors: bool = False) -> None:
     """Remove what is at ``path``, whatever a build made of it: a folder with everything in it (links in
     it removed, never followed), or a link, file, FIFO or socket itself. Nothing there is fine."""
     try:
-        st = path.lstat()
+        if stat.S_ISDIR(path.lstat().st_mode):
+            shutil.rmtree(path, ignore_errors=ignore_errors)
+        else:
+            path.unlink()
     except FileNotFoundError:
         return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
+    except OSError:
+        if not ignore_errors:
+            raise
