@@ -173,10 +173,9 @@ def _summary(console: Console, result) -> None:
                   markup=False)
     for warning in result.warnings:
         console.print(f"warning: {warning}", markup=False)
-    for module in result.altered:
-        console.print(f"warning: {module}: its module file in the store differs from its integrity record, so "
-                      "no generation was published with it (`modlib verify` shows the damage, `modlib build "
-                      "--rebuild` of the module stores a fresh file)", markup=False)
+    for damage in result.altered:
+        console.print(f"warning: {damage}: no generation was published over this damage (`modlib verify` shows "
+                      "it; `modlib build --rebuild` of a damaged module stores a fresh file)", markup=False)
     for key, tail in result.failed.items():
         console.print(f"\n--- {'/'.join(key)} failed; last lines of its log:\n{tail}", markup=False)
     for key, cause in result.blocked.items():
@@ -208,6 +207,8 @@ def status(config: Path | None, as_json: bool, where: tuple[str, ...]) -> None:
                    f"{len(t['not_live'])} not live, {len(t['orphaned'])} orphaned")
         for line in _target_lines(t):
             click.echo(f"  {line}")
+    for problem in info["damage"]:
+        click.echo(f"damaged: {problem}")
     run = info["run_in_progress"]
     if run:
         click.echo(f"run in progress: {run['holder']} on {run['host']}, process {run['pid']}, "
@@ -308,10 +309,12 @@ def verify(config: Path | None, quick: bool, as_json: bool, modules: tuple[str, 
 
     settings = load_settings(config)
     report = check(settings.layout, select(settings.layout, settings.trees(), list(modules)),
-                   thorough=not quick)
+                   thorough=not quick, trees=[] if modules else settings.trees())
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=1))
     else:
+        for problem in report.library:
+            click.echo(f"damaged: {problem}")
         for finding in report.damaged():
             click.echo(f"damaged: {finding.tree}/{finding.module}")
             for problem in finding.as_json()["problems"]:
@@ -319,8 +322,8 @@ def verify(config: Path | None, quick: bool, as_json: bool, modules: tuple[str, 
         for finding in report.unrecorded():
             click.echo(f"unrecorded: {finding.tree}/{finding.module} (published before integrity records)")
         click.echo(f"verified {len(report.findings)} modules in {report.seconds:.2f} s: {len(report.damaged())} "
-                   f"damaged, {len(report.unrecorded())} without a record")
-    if report.damaged():
+                   f"damaged, {len(report.unrecorded())} without a record, {len(report.library)} other damage")
+    if not report.clean():
         sys.exit(EXIT_BUILD_FAILED)
 
 

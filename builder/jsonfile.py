@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from builder.errors import RunFailed
+
 
 def write(path: Path, data: object, *, indent: int | None = None, sort_keys: bool = False) -> None:
     """``data`` as JSON at ``path``, by a rename of a temporary file beside it."""
@@ -30,6 +32,32 @@ def write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class Garbled(RunFailed):
+    """A state file that is there but not what modlib wrote: torn, garbled, or JSON of another shape.
+    ``str()`` names the file and the problem, one line; where nobody reports it as damage, the run fails
+    with it (exit 1), never with a traceback."""
+
+    def __init__(self, path: Path | str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+
+
+def read_object(path: Path) -> dict | None:
+    """The JSON object at ``path``, or None where there is no such file; Garbled where the file is not one
+    (torn by a full disk, edited by hand, or a list where an object belongs)."""
+    try:
+        text = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise Garbled(path, f"not valid JSON, torn or garbled ({err})") from None
+    if not isinstance(data, dict):
+        raise Garbled(path, f"holds a JSON {type(data).__name__}, not an object") from None
+    return data
 
 
 def read(path: Path) -> Any:

@@ -45,7 +45,9 @@ VIEW_KERNELS = Entry("jupyter/", "a Jupyter data folder, first on JUPYTER_PATH (
 VIEW_KERNEL_SH = Entry("kernel.sh", "what kernels run with bash: Lmod's init, env.sh, module load, exec Python", 3)
 VIEW_KERNEL = Entry("kernels/modlib-<kernel>/kernel.json", "one kernelspec per module with a kernel", 3)
 VIEW_STATE = Entry("publish.json", "each stored file the generation holds, for the next publish to compare", 1)
-VIEW_INPUTS = Entry("inputs.json", "digest of what the generation was made from; written last", 1)
+VIEW_INPUTS = Entry("inputs.json", "digest of what the generation was made from", 1)
+VIEW_RECORD = Entry("record.jsonl", "every file of the generation (sha256), written last, before the swap; "
+                    "modlib verify checks it", 1)
 SOFTWARE = Entry("<tree>/software/<Name>-<build>/...", "installs, one fresh prefix per build (EasyBuild's "
                  "<Name>/<version> below it), never written once published")
 UNREFERENCED = Entry("<tree>/software/.unreferenced.json", "when each prefix nothing names was first found so")
@@ -70,8 +72,8 @@ CACHE = Entry("cache/", "parsed easyconfigs, whole plans, library.yaml contents 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_CATALOGUE_DATA, VIEW_TARGET,
            VIEW_ENV, VIEW_LMODRC, VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_CATALOGUE, VIEW_KERNELS,
-           VIEW_KERNEL_SH, VIEW_KERNEL, VIEW_STATE,
-           VIEW_INPUTS, SOFTWARE, UNREFERENCED, STORE, STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META,
+           VIEW_KERNEL_SH, VIEW_KERNEL, VIEW_STATE, VIEW_INPUTS, VIEW_RECORD,
+           SOFTWARE, UNREFERENCED, STORE, STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META,
            RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
 
 
@@ -142,6 +144,10 @@ class Layout:
 
     def view_inputs(self, base: Path) -> Path:
         return base / _fill(VIEW_INPUTS)
+
+    def view_record(self, base: Path) -> Path:
+        """A generation's record of every file it holds (builder/publish/generation_record.py)."""
+        return base / _fill(VIEW_RECORD)
 
     def software(self, tree: str) -> Path:
         """The folder of a tree's build prefixes."""

@@ -35,7 +35,7 @@ from builder.publish import prefixes
 from builder.publish.live import publish_node, retract_node, settle_node
 from builder.publish.view import current_inputs, generations, inputs_digest, publish_view
 from builder.read.config import Settings, Target
-from builder.verify import altered_module_files, module_file_stats
+from builder.verify import altered_module_files, module_file_stats, publish_blockers
 
 Report = Callable[[str], None]
 
@@ -314,8 +314,10 @@ class StoreCheck:
 
 
 def check_store(settings: Settings, intact: dict[NodeKey, tuple[int, int, int]]) -> StoreCheck:
-    """No generation is published while a module file in the store differs from its integrity record:
-    the publish would link the altered bytes into it. The live view stays as it is; what the run built
+    """No generation is published while a module file in the store differs from its integrity record (or
+    has none, or an unreadable one), the live generation differs from its own record, or the store holds
+    a file no record names: the publish would carry the damage into the new generation. The live view
+    stays as it is; what the run built
     stays in the store (later builds use it) and goes live with the first publish after the damage is
     undone, in this run (``--rebuild`` of the altered module) or a later one. A check with nothing
     ``intact`` from the last one reads every module file in full; later ones (before each node's
@@ -324,6 +326,8 @@ def check_store(settings: Settings, intact: dict[NodeKey, tuple[int, int, int]])
     stats = module_file_stats(settings.layout, settings.trees())
     moved = [key for key, stat in stats.items() if intact.get(key) != stat]
     altered = altered_module_files(settings.layout, moved if intact else stats)
+    if not intact:  # the run's first check, or one after damage: the live generation, the stores too
+        altered += publish_blockers(settings.layout, settings.trees())
     return StoreCheck(altered=altered, intact={} if altered else stats)
 
 

@@ -15,6 +15,7 @@ from builder.errors import BadInput
 from builder.execute import records
 from builder.execute.lock import holder_gone, read_holder
 from builder.execute.records import UNISOLATED
+from builder.jsonfile import Garbled
 from builder.layout import Layout
 from builder.plan.graph import Plan
 from builder.publish.featured import python_minor
@@ -39,12 +40,16 @@ def plan_targets(settings: Settings) -> dict[str, Plan | BadInput]:
 def library_status(settings: Settings, plans: dict[str, Plan | BadInput]) -> dict:
     """``plans`` maps each target name to its plan or its planning error (see ``plan_targets``)."""
     layout = settings.layout
-    integrity = verify(layout, select(layout, settings.trees(), []), thorough=False)
+    integrity = verify(layout, select(layout, settings.trees(), []), thorough=False, trees=settings.trees())
     planned = {n.key for p in plans.values() if isinstance(p, Plan) for n in p.nodes}
     unplanned = {tree for name, p in plans.items() if not isinstance(p, Plan)
                  for tree in settings.layered_trees(settings.target(name))}
     out: dict = {"root": str(settings.root), "targets": {}, "run_in_progress": run_in_progress(layout),
-                 "last_run": records.read_last_run(layout)}
+                 "last_run": None, "damage": integrity.library}
+    try:
+        out["last_run"] = records.read_last_run(layout)
+    except Garbled as err:
+        out["damage"].append(str(err))
     for name, plan in plans.items():
         mine = settings.layered_trees(settings.target(name))
         stored = [f for f in integrity.findings if f.tree in mine]  # every published module of its trees
@@ -101,7 +106,9 @@ def run_in_progress(layout: Layout) -> dict | None:
     holder = read_holder(layout.run_lock())
     if holder is None:
         return None
-    return {**{k: v for k, v in holder.items() if k != "token"}, "gone": holder_gone(holder, time.time())}
+    unknown = {"holder": f"an unreadable lock ({layout.run_lock()})", "host": "?", "pid": "?",
+               "started": holder["heartbeat"]}  # torn or garbled: read_holder kept the well-formed fields
+    return {**unknown, **{k: v for k, v in holder.items() if k != "token"}, "gone": holder_gone(holder, time.time())}
 
 
 def _for_trees(last_run: dict | None, plan: Plan) -> dict | None:

@@ -191,13 +191,17 @@ def _strong(spec: object) -> bool:
 def checksum_problem(path: Path, spec: object) -> str | None:
     """None when ``path`` matches the easyconfig's checksum spec; else what is wrong (missing, too weak
     to count, or a mismatch)."""
+    from easybuild.tools.build_log import EasyBuildError
     from easybuild.tools.filetools import compute_checksum, verify_checksum
 
     weakness = checksum_weakness(spec)
     if weakness:
         return weakness
-    if verify_checksum(str(path), spec):
-        return None
+    try:
+        if verify_checksum(str(path), spec):
+            return None
+    except EasyBuildError as err:  # a dict without this file's name: EasyBuild's "Missing checksum for ..."
+        return f"checksum {spec!r} does not name this file ({err.msg})"
     return f"checksum mismatch (sha256 of the file: {compute_checksum(str(path), 'sha256')}, expected {spec})"
 
 

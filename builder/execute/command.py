@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from builder.layout import Layout
 from builder.plan import entry_options
 from builder.plan.graph import Node
 from builder.publish import prefixes
+from builder.publish.build_output import remove
 from builder.publish.live import read_manifest
 from builder.publish.view import generations
 from builder.read.config import Settings
@@ -66,13 +66,13 @@ def outputs(layout: Layout, node: Node, inv: Invocation) -> tuple[Path, Path]:
 def clear_leftovers(layout: Layout, node: Node, inv: Invocation) -> None:
     """What a killed build of this node left behind: its staging dir, EasyBuild's install lock and the
     half-made prefix. Executors call it right before they start a fresh build of the node, when no
-    other can run; a prefix that a published module names is never touched."""
+    other can run; a prefix that a published module names is never touched. Whatever the killed build
+    made of them (a link in place of its folder, a FIFO) is removed itself, never followed."""
     prefix, staging = outputs(layout, node, inv)
     if (read_manifest(layout, node.tree, node.module) or {}).get("prefix") == inv.prefix:
         raise RunFailed(f"{prefix}: the build's prefix is the published one; refusing to build into it")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(layout.eb_install_lock(layout.install_dir(prefix, node.module)), ignore_errors=True)
-    shutil.rmtree(prefix, ignore_errors=True)
+    for path in (staging, layout.eb_install_lock(layout.install_dir(prefix, node.module)), prefix):
+        remove(path, ignore_errors=True)  # as before: what cannot go, EasyBuild's own cleanup meets
 
 
 def store_modulepath(settings: Settings, target_name: str) -> list[Path]:

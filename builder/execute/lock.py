@@ -96,8 +96,14 @@ def read_holder(path: Path) -> dict | None:
         info = json.loads(raw)
     except ValueError:
         info = None
-    info = info if isinstance(info, dict) else {}
+    info = {k: v for k, v in info.items() if isinstance(v, _FIELDS.get(k, ()))} if isinstance(info, dict) else {}
     return {**info, "heartbeat": st.st_mtime, "id": str(info.get("token") or f"inode-{st.st_ino}")}
+
+
+#: A holder's fields and their types: a torn or garbled lock keeps only what is well formed, so a field
+#: of another type (a list for a pid) counts as missing, and such a holder is gone only by its heartbeat.
+_FIELDS: dict[str, type | tuple[type, ...]] = {"holder": str, "host": str, "boot": str, "pid": int,
+                                               "process_start": int, "token": str, "started": (int, float)}
 
 
 def holder_gone(holder: dict | None, now: float, stale_after: float = STALE_AFTER) -> bool:

@@ -85,20 +85,38 @@ def read(path: str | Path) -> dict | None:
     return jsonfile.read(Path(path))
 
 
+#: How much of a log's end ``tail`` reads: a build decides how much it prints.
+TAIL_BYTES = 64 << 10
+
+
 def tail(log: str, lines: int = 15) -> str:
+    """The log's last lines, from at most its last TAIL_BYTES."""
     try:
-        with open(log, errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:])
+        with open(log, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - TAIL_BYTES))
+            data = fh.read(TAIL_BYTES)
     except OSError:
         return ""
+    return "".join(data.decode(errors="replace").splitlines(keepends=True)[-lines:])
 
 
 def write_last_run(layout: Layout, summary: dict) -> None:
     jsonfile.write(layout.last_run(), summary, indent=2, sort_keys=True)
 
 
+#: What a run's summary must hold for status to report it, and its types.
+_SUMMARY: dict[str, type | tuple[type, ...]] = {
+    "finished": (int, float), "host": str, "seconds": (int, float), "built": list, "failed": list, "blocked": dict}
+
+
 def read_last_run(layout: Layout) -> dict | None:
-    return jsonfile.read(layout.last_run())
+    """The last run's summary, None before the first; jsonfile.Garbled when it is torn or of another shape."""
+    path = layout.last_run()
+    summary = jsonfile.read_object(path)
+    bad = [k for k, kind in _SUMMARY.items() if summary is not None and not isinstance(summary.get(k), kind)]
+    if bad:
+        raise jsonfile.Garbled(path, f"not a run summary ({', '.join(bad)} missing or malformed)")
+    return summary
 
 
 def of_software(layout: Layout, name: str) -> list[dict]:

@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from builder.jsonfile import Garbled
 from builder.layout import Layout
+from builder.publish.build_output import NotRegular, chunks, open_regular
 
 #: Bumped when a record's shape changes; a reader refuses shapes it does not know.
 VERSION = 1
@@ -46,8 +48,12 @@ def found(path: Path) -> Found:
 
 
 def sha256(name: str | Path, folder: int | None = None) -> str:
-    with os.fdopen(os.open(name, os.O_RDONLY, dir_fd=folder), "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    """The digest of a regular file; NotRegular for anything else (a link, FIFO, device or socket is never
+    opened for reading, and a file swapped for one after it was listed is caught on its descriptor)."""
+    digest = hashlib.sha256()
+    for chunk in chunks(open_regular(name, folder)):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def describe(entry: Found, digest: bool = True) -> dict:
@@ -58,9 +64,14 @@ def describe(entry: Found, digest: bool = True) -> dict:
     if stat.S_ISDIR(mode):
         return {"type": "dir", "mode": stat.S_IMODE(mode)}
     if not stat.S_ISREG(mode):
-        return {"type": "other", "mode": mode}  # a fifo or socket: never opened
+        return {"type": "other", "mode": mode}  # a fifo, socket or device: never opened
     described = {"type": "file", "size": entry.st.st_size, "mode": stat.S_IMODE(mode), "mtime_ns": entry.st.st_mtime_ns}
-    return {**described, "sha256": sha256(entry.name, entry.folder)} if digest else described
+    if not digest:
+        return described
+    try:
+        return {**described, "sha256": sha256(entry.name, entry.folder)}
+    except NotRegular:  # replaced since it was listed: recorded as not a file, never read
+        return {"type": "other", "mode": os.stat(entry.name, dir_fd=entry.folder, follow_symlinks=False).st_mode}
 
 
 def matches(entry: Found, recorded: dict, thorough: bool) -> bool:
@@ -74,21 +85,25 @@ def matches(entry: Found, recorded: dict, thorough: bool) -> bool:
         return False
     if not thorough and st.st_mtime_ns == recorded["mtime_ns"]:
         return True
-    return sha256(entry.name, entry.folder) == recorded["sha256"]
+    try:
+        return sha256(entry.name, entry.folder) == recorded["sha256"]
+    except NotRegular:
+        return False
 
 
-def walk(prefix: Path, visit: Callable[[Found], None]) -> None:
+def walk(prefix: Path, visit: Callable[[Found], None], skip: Callable[[str], bool] = lambda path: False) -> None:
     """``visit`` every entry below ``prefix`` (none when it is a link), links not followed, while its
     folder is open: each folder is read once through its descriptor and each entry stat-ed relative to it
-    (one name per call on a network file system)."""
+    (one name per call on a network file system). Entries whose path ``skip`` names are not visited nor
+    stat-ed (a folder among them is still entered)."""
     try:
         top = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return
-    _walk_open(top, "", visit)
+    _walk_open(top, "", visit, skip)
 
 
-def _walk_open(fd: int, rel: str, visit: Callable[[Found], None]) -> None:
+def _walk_open(fd: int, rel: str, visit: Callable[[Found], None], skip: Callable[[str], bool]) -> None:
     """The open folder ``fd`` and below; closes ``fd``. A subfolder that cannot be opened (removed, or
     replaced by a link meanwhile) is not entered: its recorded entries show as deleted."""
     try:
@@ -96,55 +111,97 @@ def _walk_open(fd: int, rel: str, visit: Callable[[Found], None]) -> None:
             entries = list(listing)
         for item in entries:
             path = f"{rel}/{item.name}" if rel else item.name
-            try:
-                st = item.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # removed since it was listed
-            visit(Found(path, item.name, st, fd))
-            if stat.S_ISDIR(st.st_mode):
+            if skip(path):
+                folder = item.is_dir(follow_symlinks=False)  # the listing's type: no stat
+            else:
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed since it was listed
+                visit(Found(path, item.name, st, fd))
+                folder = stat.S_ISDIR(st.st_mode)
+            if folder:
                 try:
                     sub = os.open(item.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
                 except OSError:
                     continue
-                _walk_open(sub, path, visit)
+                _walk_open(sub, path, visit, skip)
     finally:
         os.close(fd)
 
 
 def write_record(layout: Layout, tree: str, module: str, prefix: Path, module_file: Path) -> Path:
-    """Record ``prefix`` and ``module_file`` (its store path, whether or not it was moved there yet);
-    the record replaces the previous one in one rename."""
+    """Record ``prefix``, ``module_file`` (its store path, whether or not it was moved there yet) and the
+    module's manifest (written before, never changed after); the record replaces the previous one in one
+    rename."""
     store_file = layout.module_file(tree, module)
+    manifest = layout.manifest(tree, module)
     header = {"version": VERSION, "tree": tree, "module": module, "prefix": str(prefix), "recorded": time.time(),
               "module_file": {"path": str(store_file), **describe(found(module_file))}}
+    if manifest.is_file():
+        header["manifest"] = {"path": str(manifest), "sha256": sha256(manifest)}
     path = layout.integrity(tree, module)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     described: list[tuple[str, dict]] = []
     walk(prefix, lambda e: described.append((e.path, describe(e))))
-    with open(tmp, "w") as out:
-        out.write(json.dumps(header) + "\n")
-        for rel, entry in sorted(described):
-            out.write(json.dumps({"path": rel, **entry}) + "\n")
+    write_lines(tmp, header, described)
     os.replace(tmp, path)
     return path
 
 
+def write_lines(path: Path, header: dict, described: list[tuple[str, dict]]) -> None:
+    """A record: its header, then one line per entry in path order."""
+    with open(path, "w") as out:
+        out.write(json.dumps(header) + "\n")
+        for rel, entry in sorted(described):
+            out.write(json.dumps({"path": rel, **entry}) + "\n")
+
+
+#: The fields each kind of entry must have for the checks to read it.
+_FIELDS = {"file": ("size", "mode", "mtime_ns", "sha256"), "dir": ("mode",), "link": ("target",), "other": ("mode",)}
+
+
 def read_header(path: Path) -> dict | None:
-    """A record's first line, or None when there is no record (modules published before records existed)."""
+    """A record's first line, or None when there is no record. A record that is there but cannot be
+    read (torn, garbled, another shape or version) is Garbled: damage, never "no record"."""
     try:
-        with open(path) as f:
-            header = json.loads(f.readline())
-    except (FileNotFoundError, ValueError):
+        with open(path, "rb") as f:
+            line = f.readline()
+    except FileNotFoundError:
         return None
-    return header if header.get("version") == VERSION else None
+    try:
+        header = json.loads(line)
+    except ValueError as err:
+        raise Garbled(path, f"integrity record is torn or garbled ({err})") from None
+    if not isinstance(header, dict) or header.get("version") != VERSION:
+        raise Garbled(path, f"not an integrity record of version {VERSION}")
+    module_file = header.get("module_file")
+    if not isinstance(header.get("prefix"), str) or not isinstance(module_file, dict) \
+            or not _entry_ok({**module_file, "path": module_file.get("path")}):
+        raise Garbled(path, "integrity record lacks its prefix or module file")
+    return header
+
+
+def _entry_ok(entry: object) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("path"), str) \
+        and all(k in entry for k in _FIELDS.get(entry.get("type"), ("",)))  # type: ignore[arg-type]
 
 
 def read_entries(path: Path) -> list[dict]:
-    """A record's entries, decoded as one JSON array (a call per line costs more than the check itself)."""
-    with open(path) as f:
+    """A record's entries, decoded as one JSON array (a call per line costs more than the check itself);
+    Garbled when a line is torn or not an entry."""
+    with open(path, "rb") as f:
         f.readline()
-        return json.loads("[" + ",".join(f.read().splitlines()) + "]")
+        lines = f.read().decode(errors="replace").splitlines()
+    try:
+        entries = json.loads("[" + ",".join(lines) + "]")
+    except ValueError as err:
+        raise Garbled(path, f"integrity record is torn or garbled ({err})") from None
+    bad = next((i for i, e in enumerate(entries) if not _entry_ok(e)), None)
+    if bad is not None:
+        raise Garbled(path, f"line {bad + 2} of the integrity record is not an entry")
+    return entries
 
 
 def check_module_file(header: dict, thorough: bool = True) -> str | None:
@@ -160,8 +217,27 @@ def check_module_file(header: dict, thorough: bool = True) -> str | None:
     return None
 
 
-def check_prefix(prefix: Path, entries: Iterable[dict], thorough: bool) -> list[str]:
-    """What differs between the install prefix and its record: deleted, altered and added entries."""
+def check_manifest(header: dict) -> str | None:
+    """What is wrong with the module's manifest, or None (records written before they covered manifests
+    do not check them)."""
+    recorded = header.get("manifest")
+    if not isinstance(recorded, dict):
+        return None
+    path = Path(str(recorded.get("path")))
+    try:
+        same = sha256(path) == recorded.get("sha256")
+    except FileNotFoundError:
+        return f"manifest {path} is missing"
+    except NotRegular as err:
+        return str(err)
+    return None if same else f"manifest {path} was altered since publish"
+
+
+def check_prefix(prefix: Path, entries: Iterable[dict], thorough: bool,
+                 ignore: Callable[[str], bool] = lambda path: False) -> list[str]:
+    """What differs between the install prefix (or a generation) and its record: deleted, altered and added
+    entries; paths that ``ignore`` names (what a generation's record leaves to other records) are not
+    looked at."""
     if not prefix.is_dir():
         return [f"install folder {prefix} is gone"]
     expected = {recorded["path"]: recorded for recorded in entries}
@@ -174,8 +250,8 @@ def check_prefix(prefix: Path, entries: Iterable[dict], thorough: bool) -> list[
         elif not matches(entry, recorded, thorough):
             changed["altered"].append(entry.path)
 
-    walk(prefix, visit)
-    changed["deleted"] = list(expected)
+    walk(prefix, visit, ignore)
+    changed["deleted"] = [path for path in expected if not ignore(path)]
     return [_listed(kind, prefix, sorted(paths)) for kind, paths in changed.items() if paths]
 
 

@@ -10,20 +10,47 @@ it was first found unreferenced is kept in a marker beside the prefixes.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from builder import jsonfile
 from builder.layout import Layout
+from builder.publish.build_output import NotRegular, chunks, is_real_folder, open_regular, remove
+from builder.publish.integrity import Found, walk
 
 
 def _names(text: bytes, pattern: re.Pattern[bytes]) -> set[str]:
-    return {m.decode() for m in pattern.findall(text)}
+    return {m.decode(errors="replace") for m in pattern.findall(text)}
+
+
+#: Bytes kept from one chunk to the next while scanning, so that a path cut by a chunk's end is found
+#: whole in the next (longer than any path: PATH_MAX).
+_OVERLAP = 4096
+
+
+def scan(fd: int, pattern: re.Pattern[bytes]) -> set[str]:
+    """The prefixes named in an open regular file, read a chunk at a time (memory stays bounded whatever
+    the file's size); a name touching a chunk's end is taken from the next window, where it ends."""
+    out: set[str] = set()
+    carry = b""
+    for chunk in chunks(fd):
+        window = carry + chunk
+        out |= {m.group(1).decode(errors="replace") for m in pattern.finditer(window) if m.end() < len(window)}
+        carry = window[-_OVERLAP:]
+    return out | _names(carry, pattern)
+
+
+def _scan_entry(entry: Found, pattern: re.Pattern[bytes]) -> set[str]:
+    """A regular file's names; links, FIFOs, sockets and devices are never opened."""
+    if not stat.S_ISREG(entry.st.st_mode):
+        return set()
+    try:
+        return scan(open_regular(entry.name, entry.folder, shown=entry.path), pattern)
+    except NotRegular:
+        return set()  # replaced by something else since it was listed
 
 
 def prefix_pattern(layout: Layout, trees: Iterable[str]) -> re.Pattern[bytes]:
@@ -34,13 +61,10 @@ def prefix_pattern(layout: Layout, trees: Iterable[str]) -> re.Pattern[bytes]:
 
 def references(install_dir: Path, pattern: re.Pattern[bytes], own: Path) -> list[str]:
     """Other prefixes the files of a new install name: recorded at publish, so one that a dependent
-    was built against is kept while the dependent is published."""
+    was built against is kept while the dependent is published. The install is the build's output:
+    walked without following links, and only its regular files are read."""
     found: set[str] = set()
-    for folder, _, files in os.walk(install_dir):
-        for name in files:
-            path = Path(folder, name)
-            if not path.is_symlink():
-                found |= _names(path.read_bytes(), pattern)
+    walk(install_dir, lambda entry: found.update(_scan_entry(entry, pattern)))
     return sorted(found - {str(own)})
 
 
@@ -50,16 +74,20 @@ def referenced(layout: Layout, trees: list[str], generations: list[Path]) -> set
     out: set[str] = set()
     seen: set[int] = set()
     folders = [layout.store(t) for t in trees] + [layout.view_tree(g, t) for g in generations for t in trees]
+
+    def visit(entry: Found) -> None:
+        # generations hard-link the store's files: read each once
+        if entry.name.endswith(".lua") and entry.st.st_ino not in seen:
+            seen.add(entry.st.st_ino)
+            out.update(_scan_entry(entry, pattern))
+
     for folder in folders:
-        for path in folder.rglob("*.lua") if folder.is_dir() else []:
-            inode = path.stat().st_ino
-            if inode not in seen:  # generations hard-link the store's files: read each once
-                seen.add(inode)
-                out |= _names(path.read_bytes(), pattern)
+        walk(folder, visit)
     for tree in trees:
-        for manifest in layout.manifests(tree).glob("*.json"):
-            data = json.loads(manifest.read_text())
-            out |= {data.get("prefix", "")} | set(data.get("references", []))
+        for manifest in sorted(layout.manifests(tree).glob("*.json")):
+            data = jsonfile.read_object(manifest) or {}
+            refs = data.get("references", [])
+            out |= {str(data.get("prefix", ""))} | {str(r) for r in (refs if isinstance(refs, list) else [])}
     return out
 
 
@@ -75,23 +103,36 @@ def in_use(layout: Layout, trees: list[str], generations: list[Path], tree: str,
     return prefix.name in (jsonfile.read(layout.unreferenced(tree)) or {})
 
 
+def _since(markers: dict, name: str, now: float) -> float:
+    try:
+        return float(markers.get(name, now))
+    except (TypeError, ValueError):
+        return now  # a garbled marker: the grace period starts again, never ends early
+
+
 def collect(layout: Layout, trees: list[str], generations: list[Path], grace_seconds: float,
             now: float | None = None) -> list[Path]:
-    """Remove the prefixes unreferenced for longer than the grace period; returns them."""
+    """Remove the prefixes unreferenced for longer than the grace period; returns them. Whatever else is
+    in ``software/`` (a link, a file, a FIFO a build left) counts as a prefix: it is removed itself,
+    never followed, so nothing there can stop a run's cleanup."""
     now = time.time() if now is None else now
     keep = referenced(layout, trees, generations)
     removed = []
     for tree in trees:
         software = layout.software(tree)
         markers_path = layout.unreferenced(tree)
-        markers = jsonfile.read(markers_path) or {}
+        try:
+            markers = jsonfile.read_object(markers_path) or {}
+        except jsonfile.Garbled:
+            markers = {}
         current = {}
-        for prefix in sorted(p for p in software.iterdir() if p.is_dir()) if software.is_dir() else []:
+        names = sorted(p for p in software.iterdir() if not p.name.startswith(".")) if is_real_folder(software) else []
+        for prefix in names:
             if _kept(prefix, keep):
                 continue
-            since = float(markers.get(prefix.name, now))
+            since = _since(markers, prefix.name, now)
             if now - since >= grace_seconds:
-                shutil.rmtree(prefix)
+                remove(prefix)
                 removed.append(prefix)
             else:
                 current[prefix.name] = since

@@ -77,6 +77,10 @@ def library(tmp_path):
     return settings
 
 
+#: modlib's own files in a generation, which name the generation or its time
+BOOKKEEPING = ("publish.json", "inputs.json", "record.jsonl")
+
+
 def seen(settings) -> dict:
     """Everything notebooks get from the live view, generation names aside."""
     live = settings.root / "live"
@@ -86,7 +90,7 @@ def seen(settings) -> dict:
         rel = str(path.relative_to(gen))
         if path.is_symlink():
             out[rel] = os.readlink(path)
-        elif path.is_file() and rel not in ("publish.json", "inputs.json") and not rel.endswith(".luac_5.3"):
+        elif path.is_file() and rel not in BOOKKEEPING and not rel.endswith(".luac_5.3"):
             text = path.read_text()
             if path.name == "featured.json":
                 text = json.dumps({k: v for k, v in json.loads(text).items() if k != "generated"})

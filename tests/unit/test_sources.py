@@ -103,6 +103,14 @@ def test_sha256_checksums_count(tmp_path, pypi, strong):
     assert sources.prefetch([src(checksum=strong)], tmp_path, [], pypi + "/simple") == 1
 
 
+@pytest.mark.parametrize("spec", [{"other-file.tar.gz": SHA}, [{"other-file.tar.gz": SHA}]], ids=["dict", "list"])
+def test_a_checksum_dict_without_the_files_name_is_one_line_of_bad_input(tmp_path, pypi, spec):
+    with pytest.raises(ModlibError) as err:
+        sources.prefetch([src(checksum=spec)], tmp_path, [], pypi + "/simple")
+    assert err.value.exit_code == 2 and str(EC) in str(err.value) and "\n" not in str(err.value)
+    assert "does not name this file" in str(err.value)
+
+
 def test_missing_source_without_network_stops_with_exit_2(tmp_path):
     with pytest.raises(ModlibError) as err:
         sources.prefetch([src()], tmp_path, [], "http://127.0.0.1:9/simple")
