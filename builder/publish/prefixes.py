@@ -100,7 +100,15 @@ def in_use(layout: Layout, trees: list[str], generations: list[Path], tree: str,
     replaced install that kernels may still have open). Such a prefix is never built into again."""
     if _kept(prefix, referenced(layout, trees, generations)):
         return True
-    return prefix.name in (jsonfile.read(layout.unreferenced(tree)) or {})
+    return prefix.name in _markers(layout.unreferenced(tree))
+
+
+def _markers(path: Path) -> dict:
+    """When each prefix was first found unreferenced; a garbled file restarts every grace period."""
+    try:
+        return jsonfile.read_object(path) or {}
+    except jsonfile.Garbled:
+        return {}
 
 
 def _since(markers: dict, name: str, now: float) -> float:
@@ -121,10 +129,7 @@ def collect(layout: Layout, trees: list[str], generations: list[Path], grace_sec
     for tree in trees:
         software = layout.software(tree)
         markers_path = layout.unreferenced(tree)
-        try:
-            markers = jsonfile.read_object(markers_path) or {}
-        except jsonfile.Garbled:
-            markers = {}
+        markers = _markers(markers_path)
         current = {}
         names = sorted(p for p in software.iterdir() if not p.name.startswith(".")) if is_real_folder(software) else []
         for prefix in names:
