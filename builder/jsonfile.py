@@ -60,6 +60,24 @@ def read_object(path: Path) -> dict | None:
     return data
 
 
+def read_first_line(path: Path, what: str) -> dict | None:
+    """The JSON object on the first line of a JSON-lines record (its header), or None where there is no
+    such file; Garbled where the line is torn or not an object: a record that is there but cannot be read
+    is damage, never "no record"."""
+    try:
+        with open(path, "rb") as f:
+            line = f.readline()
+    except FileNotFoundError:
+        return None
+    try:
+        header = json.loads(line)
+    except ValueError as err:
+        raise Garbled(path, f"{what} is torn or garbled ({err})") from None
+    if not isinstance(header, dict):
+        raise Garbled(path, f"{what} does not start with a JSON object")
+    return header
+
+
 def read(path: Path) -> Any:
     """The JSON at ``path``, or None where there is no such file or it is not JSON."""
     try:

@@ -17,13 +17,12 @@ forward while they stay so: any other module without an integrity record is dama
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 from pathlib import Path
 
-from builder.jsonfile import Garbled
+from builder.jsonfile import Garbled, read_first_line
 from builder.layout import Layout
 from builder.publish.integrity import Found, check_prefix, describe, matches, read_entries, walk, write_lines
 
@@ -44,17 +43,10 @@ def required(gen: Path) -> bool:
 def read_header(layout: Layout, gen: Path) -> dict | None:
     """The record's first line, None when the generation has none; Garbled when it cannot be read."""
     record = path(layout, gen)
-    try:
-        with open(record, "rb") as f:
-            line = f.readline()
-    except FileNotFoundError:
+    header = read_first_line(record, "generation record")
+    if header is None:
         return None
-    try:
-        header = json.loads(line)
-    except ValueError as err:
-        raise Garbled(record, f"generation record is torn or garbled ({err})") from None
-    if not isinstance(header, dict) or header.get("version") != VERSION \
-            or not isinstance(header.get("unrecorded"), list):
+    if header.get("version") != VERSION or not isinstance(header.get("unrecorded"), list):
         raise Garbled(record, f"not a generation record of version {VERSION}")
     return header
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from builder.jsonfile import Garbled
+from builder.jsonfile import Garbled, read_first_line
 from builder.layout import Layout
 from builder.publish.build_output import NotRegular, chunks, open_regular
 
@@ -165,16 +165,10 @@ _FIELDS = {"file": ("size", "mode", "mtime_ns", "sha256"), "dir": ("mode",), "li
 def read_header(path: Path) -> dict | None:
     """A record's first line, or None when there is no record. A record that is there but cannot be
     read (torn, garbled, another shape or version) is Garbled: damage, never "no record"."""
-    try:
-        with open(path, "rb") as f:
-            line = f.readline()
-    except FileNotFoundError:
+    header = read_first_line(path, "integrity record")
+    if header is None:
         return None
-    try:
-        header = json.loads(line)
-    except ValueError as err:
-        raise Garbled(path, f"integrity record is torn or garbled ({err})") from None
-    if not isinstance(header, dict) or header.get("version") != VERSION:
+    if header.get("version") != VERSION:
         raise Garbled(path, f"not an integrity record of version {VERSION}")
     module_file = header.get("module_file")
     if not isinstance(header.get("prefix"), str) or not isinstance(module_file, dict) \
