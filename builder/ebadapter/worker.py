@@ -192,7 +192,8 @@ def _read(child: proc.Process, log: tempfile._TemporaryFileWrapper) -> dict | No
 
 def _written(answer: object, folders: tuple[str, str] | None) -> Path:
     """The files of a tweak's answer written into ``folders`` (plain ``*.eb`` names, each once), and the
-    path of the tweaked listed easyconfig among them; anything else is a ValueError, before any is written."""
+    path of the tweaked listed easyconfig, the only one in the first folder (a dependency's there would
+    shadow the site's); anything else is a ValueError, before any is written."""
     if folders is None or not isinstance(answer, dict):
         raise ValueError(f"not a tweak: {str(answer)[:200]}")
     files: dict[Path, str] = {}
@@ -206,8 +207,8 @@ def _written(answer: object, folders: tuple[str, str] | None) -> Path:
             raise ValueError(f"{item[1]} answered twice")
         files[target] = item[2]
     spec = Path(folders[0]) / str(answer.get("spec"))
-    if spec not in files:
-        raise ValueError(f"the tweaked easyconfig {str(answer.get('spec'))[:200]!r} is not among its files")
+    if [f for f in files if f.parent == spec.parent] != [spec]:  # the first robot folder: it shadows every other
+        raise ValueError(f"the tweaked easyconfig {str(answer.get('spec'))[:200]!r} is not the one file of its folder")
     for target, text in files.items():
         jsonfile.write_text(target, text)
     return spec

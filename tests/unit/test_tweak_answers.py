@@ -1,5 +1,6 @@
 """What a sandboxed tweak answers is hostile data: the runner writes only plain ``*.eb`` names into its
-session's two tweak folders, each once, and only when the whole answer has that shape."""
+session's two tweak folders, each once, the listed easyconfig's alone in the first (which comes first in
+the robot path), and only when the whole answer has that shape."""
 
 import pytest
 
@@ -28,6 +29,7 @@ def test_a_tweak_answer_is_written_into_the_sessions_folders_by_name(tmp_path):
     {**GOOD, "files": "x-2.0.eb"},
     {**GOOD, "spec": "y-2.0.eb"},
     {**GOOD, "spec": "dep-1.0-GCCcore-14.2.0.eb"},  # a dependency's folder, not the listed one's
+    {**GOOD, "files": [*GOOD["files"], [0, "GCCcore-14.2.0.eb", "shadows the site's"]]},
     ["x-2.0.eb"],
 ], ids=lambda a: str(a)[-40:])
 def test_a_tweak_answer_of_another_shape_writes_nothing(tmp_path, answer):
