@@ -4,10 +4,13 @@ An easyconfig is Python that EasyBuild runs while parsing it, with the site hook
 write access to the library and, in a cluster, its service account's token. So the runner parses in
 workers (``python -m builder.ebadapter.worker``) that a sandbox wraps (builder/execute/sandbox.py): each
 configures EasyBuild as the runner's session is configured, then reads a question a line on stdin
-(``parse PATH``, or ``sources PATH``: what a build of it fetches) and writes one JSON answer a line.
-The runner trusts none of it: an answer must have the shape of a parse (``Session.from_data``) or of a
-source list (``SourceFile.from_data``), dependencies are looked up again by the runner's own robot, and
-an error is at most a bounded message. A worker that dies fails the question it was given.
+(``parse PATH``; ``sources PATH``: what a build of it fetches; ``tweak PATH``: the easyconfigs an entry's
+``--try-*`` options make of it, which EasyBuild writes into the worker's private ``/tmp``) and writes one
+JSON answer a line. The runner trusts none of it: an answer must have the shape of a parse
+(``Session.from_data``), of a source list (``SourceFile.from_data``) or of tweaked files (plain ``*.eb``
+names and texts, which the runner writes and never parses itself), dependencies are looked up again by
+the runner's own robot, and an error is at most a bounded message. A worker that dies fails the
+question it was given.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from builder import proc
+from builder import jsonfile, proc
 from builder.ebadapter import ParsedEasyconfig, Session, configured
 from builder.ebadapter.sources import SourceFile
 from builder.errors import BadInput, ModlibError, RunFailed, rebuilt
@@ -29,16 +33,31 @@ from builder.errors import BadInput, ModlibError, RunFailed, rebuilt
 #: The longest answer read from a worker, and the longest message of one that failed.
 _MAX_ANSWER, _MAX_MESSAGE = 1 << 20, 2000
 
+#: A tweaked easyconfig's file name, as the runner accepts it: a plain name in one folder.
+_EB_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*\.eb")
+
 
 def _answer(eb: Session, question: str) -> dict:
-    """``parse PATH``: the parse; ``sources PATH``: the files a build of it fetches."""
+    """``parse PATH``: the parse; ``sources PATH``: the files a build of it fetches; ``tweak PATH``: the
+    easyconfigs the session's ``--try-*`` options make of it."""
     op, _, path = question.partition(" ")
     try:
         if op == "sources":
             return {"sources": [f.data() for f in eb.source_files(Path(path))]}
+        if op == "tweak":
+            return {"tweaked": _tweaked(eb, Path(path))}
         return {"parsed": eb.parse(Path(path)).data()}
     except ModlibError as err:
         return {"error": "bad" if isinstance(err, BadInput) else "failed", "message": str(err)}
+
+
+def _tweaked(eb: Session, path: Path) -> dict:
+    """The tweaked easyconfig's name and every file EasyBuild wrote for it, by folder: 0 for the listed
+    one (first in the robot path), 1 for the dependencies it tweaked too (last)."""
+    spec = eb.tweak(path)
+    folders = [Path(d) for d in eb.tweak_dirs or ()]
+    files = [[i, f.name, f.read_text()] for i, d in enumerate(folders) if d.is_dir() for f in sorted(d.glob("*.eb"))]
+    return {"spec": spec.name if spec.parent == folders[0] else "", "files": files}
 
 
 def main() -> None:
@@ -98,6 +117,15 @@ class Workers:
                     for path, answer in self._ask("sources", paths, "sources")]
         except ValueError as err:
             raise RunFailed(f"the sandboxed parse answered no source list: {err}") from None
+
+    def tweak(self, eb: Session, path: Path) -> Path:
+        """The easyconfig the session's ``--try-*`` options make of ``path``, as ``Session.tweak`` gives it,
+        made in the sandbox: the files it answers are written into ``eb``'s own ``tweak_dirs``, by name."""
+        ((_, answer),) = self._ask("tweak", [path], "tweaked")
+        try:
+            return _written(answer["tweaked"], eb.tweak_dirs)
+        except ValueError as err:
+            raise RunFailed(f"{path}: the sandboxed tweak answered no tweaked easyconfigs: {err}") from None
 
     def _ask(self, op: str, paths: list[Path], key: str) -> list[tuple[Path, dict]]:
         """Each path's answer to ``op``, by the workers (more of them for a larger batch)."""
@@ -160,6 +188,30 @@ def _read(child: proc.Process, log: tempfile._TemporaryFileWrapper) -> dict | No
     except ValueError:
         return None
     return answer if isinstance(answer, dict) else None
+
+
+def _written(answer: object, folders: tuple[str, str] | None) -> Path:
+    """The files of a tweak's answer written into ``folders`` (plain ``*.eb`` names, each once), and the
+    path of the tweaked listed easyconfig, the only one in the first folder (a dependency's there would
+    shadow the site's); anything else is a ValueError, before any is written."""
+    if folders is None or not isinstance(answer, dict):
+        raise ValueError(f"not a tweak: {str(answer)[:200]}")
+    files: dict[Path, str] = {}
+    for item in _listed(answer.get("files")):
+        if not (isinstance(item, list) and len(item) == 3 and item[0] in (0, 1) and type(item[0]) is int
+                and isinstance(item[1], str) and _EB_NAME.fullmatch(item[1]) and ".." not in item[1]
+                and isinstance(item[2], str)):
+            raise ValueError(f"not a tweaked easyconfig file: {str(item)[:200]}")
+        target = Path(folders[item[0]]) / item[1]
+        if target in files:
+            raise ValueError(f"{item[1]} answered twice")
+        files[target] = item[2]
+    spec = Path(folders[0]) / str(answer.get("spec"))
+    if [f for f in files if f.parent == spec.parent] != [spec]:  # the first robot folder: it shadows every other
+        raise ValueError(f"the tweaked easyconfig {str(answer.get('spec'))[:200]!r} is not the one file of its folder")
+    for target, text in files.items():
+        jsonfile.write_text(target, text)
+    return spec
 
 
 def _listed(value: object) -> list:

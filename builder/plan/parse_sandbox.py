@@ -5,7 +5,9 @@ The parse workers (builder/ebadapter/worker.py) run in the sandbox a local build
 environment (its tokens), processes, library or parse cache. They see the robot path (the site's
 easyconfigs, EasyBuild's own in the venv), the folders of the listed easyconfigs, the hooks file's
 folder, the easyblocks an entry includes, EasyBuild's configuration files, and the Python that runs them. Listing
-an easyconfig's sources runs it too, so ``source_lists`` asks the workers as well.
+an easyconfig's sources runs it too, so ``source_lists`` asks the workers as well, and so does an entry's
+``--try-*`` tweak (``Workers.tweak``): the runner writes the files it answers into the session's
+``tweak_dirs``, which the workers then read.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ def _view(settings: Settings, eb: ebadapter.Session, listed: list[Path], options
     folders = [*eb.robot_paths(), *(p.parent for p in listed), settings.hooks.parent, Path(sys.prefix),
                Path(sys.base_prefix), Path(builder.__file__).parent, *configs]
     folders += [f.parent for f in easyblock_files(options.get("include-easyblocks", ""))]
-    for tweaked in eb.tweak_dirs or ():  # EasyBuild's own temporary folders, 0700: the sandbox's user reads them
-        if os.path.isdir(tweaked):
-            os.chmod(tweaked, 0o755)
-            folders.append(Path(tweaked))
+    for tweaked in eb.tweak_dirs or ():  # where the runner writes what a sandboxed tweak answered: the sandbox reads it
+        os.makedirs(tweaked, mode=0o755, exist_ok=True)
+        os.chmod(tweaked, 0o755)
+        folders.append(Path(tweaked))
     return sandbox.checked(sandbox.View(readonly=tuple(p for p in folders if p.exists())), settings)
 
 

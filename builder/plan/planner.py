@@ -171,19 +171,19 @@ def _plan_session(settings: Settings, target: Target, listed: list[tuple[Path, s
     options = {**target.options(), **dict(session)}  # the entry's options override the target's, as in eb
     origin = f"{listed[0][0]}: entry {listed[0][1]}" if session else "easybuild_options"
     isolated = sandbox.wanted(settings, "parses", lambda message: None)  # builds warn, where they run so
-    # The site hooks are loaded where easyconfigs are parsed: in the workers, unless a tweak (which
-    # EasyBuild makes here, parsing the easyconfig it tweaks) needs them here.
-    hooks = settings.hooks if not isolated or listed[0][2].tweaks else None
+    # The site hooks are loaded where easyconfigs are parsed and tweaked: in the workers, if sandboxed
+    hooks = None if isolated else settings.hooks
     with ebadapter.configured(robot_paths(settings), hooks, options, origin) as eb:
         entries = _entries(eb, listed)
-        if eb.build_specs:
-            entries = [replace(e, easyconfig=eb.tweak(e.easyconfig)) for e in entries]
-            cache = ParseCache(None, {})  # tweaked files live in this session's temporary folder only
-        else:
-            cache = ParseCache(settings.cache_dir, eb.parse_context(settings.hooks, eb.robot_paths(), options))
+        # tweaked files live in this session's temporary folder only
+        cache = ParseCache(None, {}) if eb.build_specs else \
+            ParseCache(settings.cache_dir, eb.parse_context(settings.hooks, eb.robot_paths(), options))
         digests: dict[Path, str] = {}
         with parse_sandbox.workers(settings, eb, [e.easyconfig for e in entries], options, origin) if isolated \
                 else contextlib.nullcontext() as sandboxed:
+            if eb.build_specs:  # a tweak parses the easyconfig it tweaks: in the sandbox, where parses run
+                entries = [replace(e, easyconfig=sandboxed.tweak(eb, e.easyconfig) if sandboxed else
+                                   eb.tweak(e.easyconfig)) for e in entries]
             parsed = _resolve(eb, entries, cache, digests, sandboxed)
         cache.save()
         kept = {p.path: _kept(settings, p.path, digests[p.path]) for p in parsed.values() if eb.generated(p.path)}
