@@ -4,6 +4,7 @@ environment or see its processes, neither when the plan parses it nor when its s
 when an entry's ``--try-*`` options make EasyBuild tweak it. What the code found out it tells through
 the only channel it has, the parse itself: its module name (and, where it could write, the files it wrote)."""
 
+import contextlib
 import json
 import socket
 import threading
@@ -43,13 +44,19 @@ moduleclass = 'tools'
 """
 
 
+def _record_caller(listener: socket.socket, reached: list[str]) -> None:
+    """Whoever connects is recorded; a listener that times out or is closed first records nothing."""
+    with contextlib.suppress(OSError):  # TimeoutError included
+        reached.append(str(listener.accept()[1]))
+
+
 def _hostile(tmp_path, entry: object) -> tuple:
     """A site repository with the hostile easyconfig, listed in an easystack as ``entry``; a listener it tries
     to reach; the files it tries to write; the config; and the runner's environment, which holds a secret."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(60)
     reached: list[str] = []
-    threading.Thread(target=lambda: reached.append(str(listener.accept()[1])), daemon=True).start()
+    threading.Thread(target=_record_caller, args=(listener, reached), daemon=True).start()
     root, cache, site = tmp_path / "library", tmp_path / "cache", tmp_path / "site"
     targets = [root / "parse-escaped", tmp_path / "parse-escaped", cache / "parse-escaped", site / "parse-escaped"]
     (site / "h" / "hostile").mkdir(parents=True)
