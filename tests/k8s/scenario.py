@@ -21,6 +21,8 @@ from tests.helpers import (
     REPO,
     bundle_easyconfig,
     copy_site_easyconfigs,
+    link_sources,
+    modlib,
     write_config,
     write_easystack,
 )
@@ -72,9 +74,19 @@ def write_scenario_config(base: Path, marker: Path, oom_marker: Path) -> Path:
         "modules": demo["modules"], "featured": demo["featured"]})
 
 
+def fetch_sources(base: Path, config: Path, source_cache: Path) -> None:
+    """Build pods have no network: what the library's builds fetch goes into the session's cache first
+    (``plan --check-sources`` against a root holding just that cache), whichever test ran before."""
+    root = base / "fetch"
+    link_sources(root, source_cache)
+    result = modlib("plan", "--config", str(config), "--check-sources", env={"MODLIB_ROOT": str(root)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def make_volume(base: Path, source_cache: Path) -> Path:
     """The claim's folder, with the session's downloads hard-linked in (build pods have no network)."""
     volume = base / "volume"
+    volume.mkdir()
     for path in source_cache.rglob("*"):
         if path.is_file():
             dest = volume / "sources" / path.relative_to(source_cache)
