@@ -45,6 +45,9 @@ def waiting_easyconfig(name: str, marker: str, then: str = "true") -> str:
                                    f"sanity_check_paths = {{'files': ['bin/{name}'], 'dirs': []}}")
 
 
+#: library.yaml's kubernetes section of every emulated scenario
+KUBERNETES = {"namespace": NS, "scratch": {"path": SCRATCH}, "poll_seconds": 1, "backoff_limit": 1}
+
 FIXTURES = {
     "broken": bundle_easyconfig("broken", "sanity_check_paths = {'files': ['bin/never-there'], 'dirs': []}"),
     "needsbroken": bundle_easyconfig("needsbroken", "dependencies = [('broken', '1.0')]"),
@@ -70,8 +73,7 @@ def write_scenario_config(base: Path, marker: Path, oom_marker: Path) -> Path:
                for name, t in demo["targets"].items()}
     targets["cpu"]["easystacks"].append(str(fixtures))
     return write_config(base, targets, easyconfig_paths=[str(site)], root=ROOT, extra={
-        "kubernetes": {"namespace": NS, "scratch": {"path": SCRATCH}, "poll_seconds": 1, "backoff_limit": 1},
-        "modules": demo["modules"], "featured": demo["featured"]})
+        "kubernetes": KUBERNETES, "modules": demo["modules"], "featured": demo["featured"]})
 
 
 def fetch_sources(base: Path, config: Path, source_cache: Path) -> None:
