@@ -21,6 +21,8 @@ from tests.helpers import (
     REPO,
     bundle_easyconfig,
     copy_site_easyconfigs,
+    link_sources,
+    modlib,
     write_config,
     write_easystack,
 )
@@ -42,6 +44,9 @@ def waiting_easyconfig(name: str, marker: str, then: str = "true") -> str:
                                    f" && {then} && while [ -e {marker} ]; do sleep 0.2; done']\n"
                                    f"sanity_check_paths = {{'files': ['bin/{name}'], 'dirs': []}}")
 
+
+#: library.yaml's kubernetes section of every emulated scenario
+KUBERNETES = {"namespace": NS, "scratch": {"path": SCRATCH}, "poll_seconds": 1, "backoff_limit": 1}
 
 FIXTURES = {
     "broken": bundle_easyconfig("broken", "sanity_check_paths = {'files': ['bin/never-there'], 'dirs': []}"),
@@ -68,13 +73,22 @@ def write_scenario_config(base: Path, marker: Path, oom_marker: Path) -> Path:
                for name, t in demo["targets"].items()}
     targets["cpu"]["easystacks"].append(str(fixtures))
     return write_config(base, targets, easyconfig_paths=[str(site)], root=ROOT, extra={
-        "kubernetes": {"namespace": NS, "scratch": {"path": SCRATCH}, "poll_seconds": 1, "backoff_limit": 1},
-        "modules": demo["modules"], "featured": demo["featured"]})
+        "kubernetes": KUBERNETES, "modules": demo["modules"], "featured": demo["featured"]})
+
+
+def fetch_sources(base: Path, config: Path, source_cache: Path) -> None:
+    """Build pods have no network: what the library's builds fetch goes into the session's cache first
+    (``plan --check-sources`` against a root holding just that cache), whichever test ran before."""
+    root = base / "fetch"
+    link_sources(root, source_cache)
+    result = modlib("plan", "--config", str(config), "--check-sources", env={"MODLIB_ROOT": str(root)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def make_volume(base: Path, source_cache: Path) -> Path:
     """The claim's folder, with the session's downloads hard-linked in (build pods have no network)."""
     volume = base / "volume"
+    volume.mkdir()
     for path in source_cache.rglob("*"):
         if path.is_file():
             dest = volume / "sources" / path.relative_to(source_cache)

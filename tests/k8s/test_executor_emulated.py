@@ -39,6 +39,7 @@ from tests.k8s.scenario import (
     TAMPER,
     UID,
     Scenario,
+    fetch_sources,
     first_two_runs,
     installed,
     make_volume,
@@ -62,6 +63,7 @@ def run(source_cache):
     marker.touch()
     oom_marker.touch()
     config = write_scenario_config(base, marker, oom_marker)
+    fetch_sources(base, config, source_cache)
     volume = make_volume(base, source_cache)
     settings = load_settings(config)
     plan = make_plan(settings, list(settings.targets.values()))
