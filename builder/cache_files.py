@@ -32,10 +32,11 @@ import hashlib
 import hmac
 import os
 import re
-import stat
 import time
 import uuid
 from pathlib import Path
+
+from builder.hostile_files import open_regular
 
 ENTRY = re.compile(r"^(plan|parse|valid)-[0-9a-f]+\.json$")
 MAX_PER_KIND = 16
@@ -55,10 +56,10 @@ def read_entry(path: Path) -> bytes:
     """An entry's bytes, marked as used (see the module's docstring). Only a regular file of at most
     ``MAX_BYTES`` is read: a link, FIFO or device planted under an entry's name is a miss (OSError), not a
     hang or a read of another file."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    fd = open_regular(path)
     with open(fd, "rb") as f:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+        if st.st_size > MAX_BYTES:
             raise OSError(f"{path}: not a regular file of at most {MAX_BYTES} bytes")
         data = f.read(MAX_BYTES + 1)
         if time.time() - st.st_mtime > REFRESH_S:
@@ -85,11 +86,10 @@ def secret(folder: Path) -> bytes | None:
 
 
 def _read_secret(path: Path) -> bytes | None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    fd = open_regular(path)
     try:
         st = os.fstat(fd)
-        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077
-                or st.st_size != SECRET_BYTES):
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077 or st.st_size != SECRET_BYTES:
             return None
         data = os.read(fd, SECRET_BYTES + 1)
         return data if len(data) == SECRET_BYTES else None

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from builder.errors import BadInput
+from builder.hostile_files import NotRegular
 from builder.jsonfile import Garbled
 from builder.layout import Layout, slug
 from builder.plan.graph import NodeKey
 from builder.publish import generation_record
-from builder.publish.build_output import NotRegular
 from builder.publish.integrity import (
     check_manifest,
     check_module_file,

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from builder import ebadapter
 from builder.errors import RunFailed
+from builder.hostile_files import remove
 from builder.layout import Layout
 from builder.plan import entry_options
 from builder.plan.graph import Node
 from builder.publish import prefixes
-from builder.publish.build_output import remove
 from builder.publish.live import read_manifest
 from builder.publish.view import generations
 from builder.read.config import Settings

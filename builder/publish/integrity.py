@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from builder.hostile_files import NotRegular, chunks, open_regular
 from builder.jsonfile import Garbled, read_first_line
 from builder.layout import Layout
-from builder.publish.build_output import NotRegular, chunks, open_regular
 
 #: Bumped when a record's shape changes; a reader refuses shapes it does not know.
 VERSION = 1

@@ -15,9 +15,9 @@ import uuid
 from pathlib import Path
 
 from builder import jsonfile
+from builder.hostile_files import MODULE_FILE_LIMIT, NotRegular, read_below
 from builder.layout import Layout
 from builder.plan.graph import Node
-from builder.publish.build_output import MODULE_FILE_LIMIT, NotRegular, read_below
 from builder.publish.integrity import write_record
 
 
@@ -46,7 +46,7 @@ def _kept(layout: Layout, tree: str, module: str) -> list[tuple[Path, Path]]:
 def publish_node(layout: Layout, node: Node, record: str, prefix: str, references: list[str]) -> Path:
     """Copy the staged module file (and a ``default`` marker EasyBuild wrote) into the store, with a
     manifest naming the build's prefix; what it replaces is kept aside until ``settle_node``. The runner
-    reads the staged file itself (build_output: a regular file, no link on the way, bounded) and writes
+    reads the staged file itself (hostile_files: a regular file, no link on the way, bounded) and writes
     the store's file from those bytes: what a build left there is never moved into the store as it is."""
     staging = layout.staging(node.tree, node.module)
     try:

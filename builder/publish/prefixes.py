@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from builder import jsonfile
+from builder.hostile_files import NotRegular, chunks, is_real_folder, open_regular, remove
 from builder.layout import Layout
-from builder.publish.build_output import NotRegular, chunks, is_real_folder, open_regular, remove
 from builder.publish.integrity import Found, walk
 
 

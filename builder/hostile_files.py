@@ -1,4 +1,4 @@
-"""Reading what a build left on the volume, as hostile data.
+"""Reading what a build left on the volume, and what others may have planted in the cache, as hostile data.
 
 A build writes its prefix and its staging folder, and may leave there anything a shell can make: a
 link to a file elsewhere (publishing it would let whoever owns the target change what notebooks load),
