@@ -95,8 +95,12 @@ def _integrity(mine: list[Finding]) -> dict:
 
 
 def _unisolated(layout: Layout, found: Finding) -> bool:
-    """Whether the published build of a module ran without a sandbox (sandbox.unisolated allowed it)."""
-    manifest = read_manifest(layout, found.tree, found.module)
+    """Whether the published build of a module ran without a sandbox (sandbox.unisolated allowed it). A
+    garbled manifest says nothing of it: the module's integrity finding reports the damage."""
+    try:
+        manifest = read_manifest(layout, found.tree, found.module)
+    except Garbled:
+        return False
     record = records.read(manifest["record"]) if manifest and manifest.get("record") else None
     return isinstance(record, dict) and UNISOLATED in str(record.get("where", ""))
 

@@ -123,6 +123,9 @@ def test_tampered_generation_files_and_manifests_are_damage(library):
     code, report = library.verify()
     damaged = {d["module"]: d["problems"] for d in report["damaged"]}
     assert code == 1 and damaged[MODULE["beta"]] == [f"{manifest}: holds a JSON list, not an object"]
+    status = modlib("status", "--config", str(library.config), "--json")  # names it, as verify does
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stdout + status.stderr
+    assert MODULE["beta"] in [d["module"] for d in json.loads(status.stdout)["targets"]["cpu"]["damaged"]]
     manifest.write_bytes(saved[manifest])
     library.publishes_again()
 
