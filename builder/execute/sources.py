@@ -7,6 +7,7 @@ files through ``pypi.org/simple`` when EasyBuild's own URL fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -84,8 +85,9 @@ def _folder(cache: Path, folder: Path) -> list[Path]:
     made: list[Path] = []
     try:
         for path in reversed(missing):
-            path.mkdir()
-            made.insert(0, path)
+            with contextlib.suppress(FileExistsError):  # made by another run meanwhile: not ours to take back
+                path.mkdir()
+                made.insert(0, path)
     except OSError:
         _take_back(made)
         raise
