@@ -317,7 +317,8 @@ def new_pypi(settings: Settings, spec: str, target: Target) -> NewEasyconfig:
     summary, homepage, requires, ignored = _metadata(index, spec, chosen, info, version, name)
     filename = ebadapter.easyconfig_filename(name, version, TOOLCHAIN)
     path = _target_path(settings, name, filename)
-    deps, found, missing = _dependencies(requires or [], _published(settings, target), settings.python_version)
+    python_version = settings.python_version or "3.11"  # TODO(lead): the library's Python module
+    deps, found, missing = _dependencies(requires or [], _published(settings, target), python_version)
     if requires is None:
         missing.append("(unknown: PyPI has no metadata of this sdist's version; read its setup files)")
     dep_lines = "".join(f"    ({n!r}, {v!r}),\n" for n, v in deps)

@@ -132,6 +132,6 @@ def _python_mismatch(settings: Settings, target: str) -> list[dict]:
         for module in store_modules(settings.layout, tree):
             path = settings.layout.module_file(tree, module)
             built_for = python_minor(path.read_text())
-            if built_for and built_for != settings.python_version:
+            if built_for and settings.python_version and built_for != settings.python_version:
                 out.append({"module": module, "tree": tree, "python": built_for})
     return out

@@ -169,7 +169,7 @@ def host_env(settings: Settings, scratch: Path, base: dict[str, str] | None = No
     env = dict(os.environ if base is None else base)
     for var in ("LOADEDMODULES", "_LMFILES_", "PYTHONPATH", "VIRTUAL_ENV"):
         env.pop(var, None)
-    tools = [str(Path(settings.python).parent)] if "/" in settings.python else []
+    tools = [str(Path(settings.python).parent)] if settings.python and "/" in settings.python else []
     tools.append(str(Path(sys.executable).parent))
     env["PATH"] = os.pathsep.join([*tools, env.get("PATH", "/usr/bin:/bin")])
     from builder.plan.planner import robot_paths
@@ -180,7 +180,10 @@ def host_env(settings: Settings, scratch: Path, base: dict[str, str] | None = No
     for sub in ("build", "tmp"):  # made once here: concurrent eb processes race creating them
         (scratch / sub).mkdir(parents=True, exist_ok=True)
     env["LMOD_CMD"] = str(settings.lmod_prefix / "libexec" / "lmod")
-    env["MODLIB_PYTHON"] = settings.python  # the site hooks start installed scripts with it (pods: the image's)
+    if settings.python:  # the site hooks start installed scripts with it (pods: the image's)
+        env["MODLIB_PYTHON"] = settings.python
+    else:  # the library's Python: EasyBuild's own shebangs, which the module's Python dependency serves
+        env.pop("MODLIB_PYTHON", None)
     if os.geteuid() == 0:
         env["EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES"] = "1"
     return env

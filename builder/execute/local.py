@@ -29,7 +29,7 @@ def _view(settings: Settings) -> sandbox.View:
     for path in paths:
         path.mkdir(parents=True, exist_ok=True)
     tools = [Path(sys.prefix), Path(sys.base_prefix), settings.lmod_prefix]
-    tools += [Path(settings.python).parent.parent] if "/" in settings.python else []
+    tools += [Path(settings.python).parent.parent] if settings.python and "/" in settings.python else []
     return sandbox.View(readonly=(*paths, *(p for p in tools if p.is_dir())))
 
 

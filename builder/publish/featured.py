@@ -61,7 +61,7 @@ def feature(settings: Settings, target: str, catalogue: list[dict], gpu_dirs: li
             continue
         path = Path(version["path"])
         built_for = python_minor(path.read_text())
-        if built_for and built_for != settings.python_version:
+        if built_for and settings.python_version and built_for != settings.python_version:
             out.warnings.append(f"featured {version['full']} was built for Python {built_for}, the notebooks "
                                 f"run {settings.python_version}: left out")
             continue

@@ -101,8 +101,10 @@ class Settings:
     config_sha256: str
     repo_root: Path
     root: Path
-    python: str
-    python_version: str
+    #: The notebook image's Python (library.yaml's ``python``, a migration path): packages built for it.
+    #: None: the library's own Python module, which every Python package module depends on.
+    python: str | None
+    python_version: str | None
     hooks: Path
     easyconfig_paths: tuple[Path, ...]
     targets: dict[str, Target] = field(hash=False)
@@ -255,7 +257,8 @@ def lmod_prefix(env: dict[str, str]) -> Path:
 
 def _python(executable: str, rel) -> str:
     """A path is taken from the repository root; a bare name is looked up on PATH. MODLIB_PYTHON
-    overrides it where the notebooks' Python lives elsewhere (the builder image's venv)."""
+    overrides it where the notebooks' Python lives elsewhere (the builder image's venv), only for a
+    library that names one: a library with its own Python ignores it."""
     return str(rel(executable)) if "/" in executable else executable
 
 
@@ -297,8 +300,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     kernels = data.get("notebook", {}).get("kernels")  # absent: the featured Python packages get kernels
     return Settings(
         config_file=path.resolve(), config_sha256=sha256, repo_root=repo, root=root.resolve(),
-        python=_python(env.get("MODLIB_PYTHON") or data["python"]["executable"], rel),
-        python_version=data["python"]["version"],
+        python=_python(env.get("MODLIB_PYTHON") or data["python"]["executable"], rel) if "python" in data else None,
+        python_version=data["python"]["version"] if "python" in data else None,
         hooks=rel(data.get("hooks", DEFAULT_HOOKS)),
         easyconfig_paths=tuple(rel(p) for p in data.get("easyconfig_paths", ["easyconfigs"])),
         targets=targets,

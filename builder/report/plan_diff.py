@@ -109,7 +109,9 @@ def _settings_at(settings: Settings, repo: Path, tree: Path, ref: str) -> Settin
     config = tree / settings.config_file.relative_to(repo)
     if not config.is_file():
         raise BadInput(f"--diff {ref}", f"{config.relative_to(tree)} does not exist at {ref}")
-    env = {**os.environ, "MODLIB_ROOT": str(settings.root), "MODLIB_PYTHON": settings.python}
+    env = {**os.environ, "MODLIB_ROOT": str(settings.root)}
+    if settings.python:
+        env["MODLIB_PYTHON"] = settings.python
     try:
         return dataclasses.replace(load_settings(config, env), cache_dir=None)
     except BadInput as err:

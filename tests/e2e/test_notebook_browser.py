@@ -36,7 +36,7 @@ TIMEOUT_MS = 60_000
 def lab(demo_library, tmp_path_factory):
     """The server and one browser page on JupyterLab, for the module's tests in turn."""
     root, env, _ = demo_library
-    python = Path(load_settings(REPO / "easyconfigs" / "library.yaml", env={**os.environ, **env}).python)
+    python = Path(load_settings(REPO / "easyconfigs" / "library.yaml", env={**os.environ, **env}).python or "")
     shots = Path(os.environ.get("MODLIB_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     start = time.monotonic()
     with jupyter_lab(root, "cpu", python) as server, sync_playwright() as playwright:

@@ -57,6 +57,7 @@ def test_host_env_carries_root_override_and_robot_path(tmp_path):
     assert env["EASYBUILD_ROBOT_PATHS"].startswith(str(REPO / "easyconfigs") + os.pathsep)
     assert env["EASYBUILD_HOOKS"] == str(SETTINGS.hooks)
     assert "PYTHONPATH" not in env
+    assert SETTINGS.python is not None  # the tests' libraries build for the venv's Python (the migration path)
     assert env["PATH"].split(os.pathsep)[0] == str(Path(SETTINGS.python).parent)
     if os.geteuid() == 0:
         assert env["EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES"] == "1"
