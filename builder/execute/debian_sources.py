@@ -4,10 +4,11 @@ source package in that suite of the runner machine's own Debian mirrors. A sourc
 mirror serves it; the easyconfig's checksum stays the trust anchor, as for any other URL.
 
 apt is the field's tool for finding the file: a deb-src twin of the machine's sources (same URIs,
-components and Signed-By, the URL's suite) in a private apt state, so nothing of the machine's own apt
-state is written and a runner that is not root works too. The state lives under ``$MODLIB_CACHE/apt``,
-not in the source cache: it describes this machine's mirrors (another runner sharing the library volume
-may have others), and build sandboxes see the source cache, which should hold only what builds read.
+components and Signed-By, the URL's suite; the security archive for a security suite) in a private
+apt state, so nothing of the machine's own apt state is written and a runner that is not root works
+too. The state lives under ``$MODLIB_CACHE/apt``, not in the source cache: it describes this
+machine's mirrors (another runner sharing the library volume may have others), and build sandboxes
+see the source cache, which should hold only what builds read.
 One folder per twin (suite and mirrors), locked while apt writes or reads it, so runs at once do not
 corrupt each other; lists updated within a day are reused, and a run updates a suite at most once.
 """
@@ -32,12 +33,14 @@ from builder.errors import BadInput, RunFailed
 SCHEME = "deb-src:"
 #: A Debian suite or source package name; never an option to apt (no leading '-'), never a path.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.-]*\Z")
-#: Suites of the security archive: they hold only updates, never the suite an easyconfig names.
+#: Suites of the security archive, which serves no other suite.
 _SECURITY = re.compile(r"(-security|/updates)\Z")
 _ONE_LINE = re.compile(r"(deb|deb-src)\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)\s*(.*)\Z")
 #: Lists this young are used again without an update.
 FRESH_S = 86400
 ETC_APT = Path("/etc/apt")
+#: apt's messages, read here, untranslated.
+_C = {**os.environ, "LC_ALL": "C"}
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,9 @@ def parse(owner: Path, url: str) -> DebSrc | None:
 
 
 def twin(etc: Path, suite: str) -> str:
-    """deb822 stanzas of type deb-src for ``suite`` on every archive the machine's apt sources name
-    (the security archive left out), in ``etc``'s ``sources.list`` and ``sources.list.d``."""
+    """deb822 stanzas of type deb-src for ``suite`` on every archive the machine's apt sources name in
+    ``etc``'s ``sources.list`` and ``sources.list.d``: the security archive for a security suite
+    (``bookworm-security``), the others for any other suite."""
     files = [etc / "sources.list"] + sorted((etc / "sources.list.d").glob("*.list")) + \
         sorted((etc / "sources.list.d").glob("*.sources"))
     stanzas: dict[str, None] = {}
@@ -75,8 +79,8 @@ def twin(etc: Path, suite: str) -> str:
             continue
         for fields in _deb822(text) if path.suffix == ".sources" else _one_line(text):
             suites = fields.get("suites", "").split()
-            if fields.get("enabled", "yes").lower() == "no" or not fields.get("uris") or \
-                    not fields.get("components") or all(_SECURITY.search(s) for s in suites):
+            if fields.get("enabled", "yes").lower() == "no" or not fields.get("uris") or not suites or \
+                    not fields.get("components") or all(map(_SECURITY.search, suites)) != bool(_SECURITY.search(suite)):
                 continue
             key = fields.get("signed-by", "")  # a file, or an inline key on continued lines
             signed = "" if not key else f"Signed-By:{key}\n" if key[0] == "\n" else f"Signed-By: {key}\n"
@@ -136,7 +140,7 @@ class DebianSources:
     def locate(self, deb: DebSrc) -> str:
         """The URL of ``deb`` on the machine's mirrors; LookupError saying why when there is none."""
         apt = shutil.which("apt-get")
-        if apt is None:
+        if apt is None or shutil.which("apt-cache") is None:
             raise RunFailed(f"{SCHEME}{deb.suite}/{deb.package}: apt-get is not on this machine (sources from "
                             "Debian need apt and a Debian mirror in its apt sources, README 'Sources from Debian')")
         sources = twin(self._etc, deb.suite)
@@ -148,16 +152,33 @@ class DebianSources:
         with _locked(folder):
             if folder not in self._errors and not _fresh(folder / "updated"):
                 self._errors[folder] = self._update(apt, folder, sources, deb.suite)
+            version = self._version(folder, deb)
             listing = proc.run([apt, *_options(folder), "-o", "APT::Get::Only-Source=true", "source", "--print-uris",
-                                deb.package], env={**os.environ, "LC_ALL": "C"})
-        if listing.returncode != 0:
-            why = [self._errors.get(folder, ""), _errors(listing.stderr)]
-            raise LookupError("; ".join(filter(None, why)) or f"apt-get source failed (exit code {listing.returncode})")
-        files = _files(listing.stdout)
-        if deb.filename not in files:
+                                f"{deb.package}={version}"], env=_C)
+        url = _files(listing.stdout).get(deb.filename) if listing.returncode == 0 else None
+        if url is None:
+            raise LookupError(_errors(listing.stderr) or f"apt-get source --print-uris {deb.package}={version} "
+                                                          f"does not list {deb.filename}")
+        return url
+
+    def _version(self, folder: Path, deb: DebSrc) -> str:
+        """The version of the source package that has the file: a mirror may list several, and apt's
+        ``source`` looks at the newest alone. LookupError saying why where none has it."""
+        found = proc.run(["apt-cache", *_options(folder), "-o", "APT::Cache::Only-Source=true", "showsrc",
+                          deb.package], env=_C)
+        stanzas = [f for f in _deb822(found.stdout) if f.get("package") == deb.package] if found.returncode == 0 else []
+        names: dict[str, None] = {}
+        for fields in stanzas:
+            lines = (fields.get("checksums-sha256", "") + "\n" + fields.get("files", "")).splitlines()
+            files = list(dict.fromkeys(line.split()[-1] for line in lines if line.split()))  # Files: (md5) may lack
+            if deb.filename in files:
+                return fields.get("version", "")
+            names.update(dict.fromkeys(files))
+        if stanzas:
             raise LookupError(f"source package {deb.package} of {deb.suite} has no file {deb.filename} "
-                              f"(it has {', '.join(files) or 'none'})")
-        return files[deb.filename]
+                              f"(it has {', '.join(names)})")
+        why = [self._errors.get(folder, ""), _errors(found.stderr), f"no source package {deb.package} in {deb.suite}"]
+        raise LookupError("; ".join(filter(None, why)))
 
     def _update(self, apt: str, folder: Path, sources: str, suite: str) -> str:
         """``apt-get update`` of ``folder``'s lists; apt's errors, '' when it succeeded."""
@@ -167,7 +188,7 @@ class DebianSources:
             (folder / sub).mkdir(parents=True, exist_ok=True)
         jsonfile.write_text(folder / "sources.list.d" / "modlib.sources", sources)
         jsonfile.write_text(folder / "sources.list", "")
-        result = proc.run([apt, *_options(folder), "update"], env={**os.environ, "LC_ALL": "C"})
+        result = proc.run([apt, *_options(folder), "update"], env=_C)
         if result.returncode == 0:
             (folder / "updated").touch()
             return ""

@@ -20,7 +20,7 @@ import yaml
 from builder.ebadapter import SourceFile
 from builder.errors import ModlibError
 from builder.execute import sources
-from builder.execute.debian_sources import FRESH_S, DebianSources, parse, twin
+from builder.execute.debian_sources import FRESH_S, DebianSources, DebSrc, parse, twin
 from tests.helpers import modlib, write_config
 
 pytestmark = pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt and a Debian mirror")
@@ -85,7 +85,7 @@ def test_check_sources_fetches_a_debian_orig_tarball_with_a_private_apt_state(tm
     (easyconfig(filename="lua-filesystem_9.9.orig.tar.gz"),
      f"has no file lua-filesystem_9.9.orig.tar.gz (it has lua-filesystem_1.8.0-3.dsc, {FILE}"),
     (easyconfig(url="deb-src:nosuchsuite/lua-filesystem"), "nosuchsuite Release' does not have a Release file"),
-    (easyconfig(url="deb-src:bookworm/no-such-package"), "Unable to find a source package for no-such-package"),
+    (easyconfig(url="deb-src:bookworm/no-such-package"), "no source package no-such-package in bookworm"),
     (easyconfig(url="deb-src:../bookworm/lua-filesystem"), "'deb-src:../bookworm/lua-filesystem': a Debian source "
                                                            "URL is 'deb-src:SUITE/PACKAGE' with plain Debian names"),
     (easyconfig(url="deb-src:bookworm/-oDir=x"), "'deb-src:bookworm/-oDir=x': a Debian source URL is"),
@@ -116,6 +116,17 @@ def test_lists_are_updated_once_per_run_and_reused_while_fresh(tmp_path):
     with DebianSources(tmp_path / "apt", report=said.append) as debian:
         sources.prefetch([src()], tmp_path / "four", [], debian=debian)
     assert said.count("apt-get update: Debian's bookworm sources") == 2
+
+
+def test_a_security_suite_is_looked_up_in_the_security_archive(tmp_path):
+    """The security archive serves only security suites: 'deb-src:bookworm-security/less' finds the
+    file there, with the version that has it (apt's Sources of that archive give no md5 Files)."""
+    security, main = twin(ETC, "bookworm-security"), twin(ETC, "bookworm")
+    assert security.count("URIs:") == 1 and "Suites: bookworm-security\n" in security
+    assert security.splitlines()[1] not in main  # its URIs line: the other archives are left out
+    with DebianSources(tmp_path / "apt") as debian:
+        url = debian.locate(DebSrc("bookworm-security", "less", "less_590.orig.tar.gz"))
+    assert url.endswith("/pool/updates/main/l/less/less_590.orig.tar.gz")
 
 
 def test_runs_at_once_share_the_apt_state_and_the_cache(tmp_path):
