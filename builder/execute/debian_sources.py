@@ -149,12 +149,15 @@ class DebianSources:
         if self._state is None:
             self._state = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="modlib-apt-")))
         folder = self._state / f"{deb.suite}-{hashlib.sha256(sources.encode()).hexdigest()[:12]}"
-        with _locked(folder):
-            if folder not in self._errors and not _fresh(folder / "updated"):
-                self._errors[folder] = self._update(apt, folder, sources, deb.suite)
-            version = self._version(folder, deb)
-            listing = proc.run([apt, *_options(folder), "-o", "APT::Get::Only-Source=true", "source", "--print-uris",
-                                f"{deb.package}={version}"], env=_C)
+        try:
+            with _locked(folder):
+                if folder not in self._errors and not _fresh(folder / "updated"):
+                    self._errors[folder] = self._update(apt, folder, sources, deb.suite)
+                version = self._version(folder, deb)
+                listing = proc.run([apt, *_options(folder), "-o", "APT::Get::Only-Source=true", "source",
+                                    "--print-uris", f"{deb.package}={version}"], env=_C)
+        except OSError as err:  # another user's folder, a full disk: the runner's, not the easyconfig's
+            raise RunFailed(f"apt state {folder}: {err.strerror or err}") from None
         url = _files(listing.stdout).get(deb.filename) if listing.returncode == 0 else None
         if url is None:
             raise LookupError(_errors(listing.stderr) or f"apt-get source --print-uris {deb.package}={version} "

@@ -182,6 +182,14 @@ def test_no_apt_on_the_machine_is_a_clear_failure(tmp_path, monkeypatch):
     assert not (tmp_path / "cache" / "l").exists()
 
 
+def test_an_apt_state_that_cannot_be_made_is_a_run_failure(tmp_path):
+    (tmp_path / "apt").write_text("not a folder")
+    with pytest.raises(ModlibError) as err, DebianSources(tmp_path / "apt") as debian:
+        sources.prefetch([src()], tmp_path / "cache", [], debian=debian)
+    assert err.value.exit_code == 1 and f"apt state {tmp_path / 'apt'}/bookworm-" in str(err.value)
+    assert not (tmp_path / "cache" / "l").exists()
+
+
 def test_the_twin_of_one_line_sources_is_that_of_the_same_deb822_sources(tmp_path):
     """The machine's deb822 sources written in sources.list's one-line form (with signed-by and the
     security suite) give the same twin; disabled stanzas and the security archive are left out."""
