@@ -90,7 +90,8 @@ def twin(etc: Path, suite: str) -> str:
 
 
 def _deb822(text: str) -> list[dict[str, str]]:
-    """Stanzas of a ``.sources`` file, keys lower-cased; a continued value (an inline key) keeps its lines."""
+    """deb822 stanzas (a ``.sources`` file, ``apt-cache showsrc``), keys lower-cased; a continued value (an
+    inline key, a list of files) keeps its lines."""
     stanzas: list[dict[str, str]] = []
     fields: dict[str, str] = {}
     key = ""

@@ -80,6 +80,17 @@ def test_check_sources_fetches_a_debian_orig_tarball_with_a_private_apt_state(tm
     assert not (tmp_path / "library" / "cpu").exists()
 
 
+@pytest.mark.e2e
+def test_build_fetches_a_debian_orig_tarball_and_easybuild_builds_from_it(tmp_path):
+    """``modlib build`` goes through the same pre-fetch; EasyBuild then finds the file in the source cache
+    and never looks at the ``deb-src:`` URL."""
+    text = easyconfig() + "sanity_check_paths = {'files': ['src/lfs.c'], 'dirs': []}\n"
+    config, env, _ = library(tmp_path, text)
+    result = modlib("build", "--config", str(config), env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert list((tmp_path / "library" / "cpu" / "software").glob("lua-filesystem*/lua-filesystem/1.8.0/src/lfs.c"))
+
+
 @pytest.mark.parametrize("text, expected", [
     (easyconfig(checksum="0" * 64), f"checksum mismatch (sha256 of the file: {SHA}"),
     (easyconfig(filename="lua-filesystem_9.9.orig.tar.gz"),
