@@ -67,7 +67,8 @@ INPUTS = Entry("inputs/<digest>/",
                "site easyconfigs and hooks of a run, staged for build pods; file-<digest>/ one file a node's eb names",
                1)
 CACHE = Entry("cache/", "parsed easyconfigs, whole plans, library.yaml contents that passed the schema, each "
-              "signed with its 'secret' (mode 0600), where MODLIB_CACHE points here (the CronJob)", 1)
+              "signed with its 'secret' (mode 0600), and apt/ (lists of Debian's source packages), where MODLIB_CACHE "
+              "points here (the CronJob)", 1)
 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_CATALOGUE_DATA, VIEW_TARGET,

@@ -24,6 +24,7 @@ from builder.ebadapter.sources import config_guess_dir
 from builder.errors import BadInput, ModlibError, RunFailed
 from builder.execute import records, sources
 from builder.execute.command import Invocation, effective_options, invocation
+from builder.execute.debian_sources import DebianSources
 from builder.execute.executors import Executor, NodeRun, get_executor
 from builder.execute.inputs import stage_node_files
 from builder.execute.lock import RunLock
@@ -87,16 +88,18 @@ def fetch_sources(settings: Settings, todo: list[Node], report: Report) -> dict[
     anything is built, and builds (pods included) then need no network. Returns each node's files with
     the checksum they were verified against, for its build record."""
     checked: dict[NodeKey, list[dict]] = {}
-    for target_name in sorted({n.target for n in todo}):
-        target = settings.targets[target_name]
-        mine = [n for n in todo if n.target == target_name]
-        listed = parse_sandbox.source_lists(settings, target.options(), [n.easyconfig for n in mine], report)
-        per_node = {n.key: files for n, files in zip(mine, listed, strict=True)}
-        local = [p / "sources" for p in settings.easyconfig_paths]
-        files = [f for node_files in per_node.values() for f in node_files]
-        sources.prefetch(files, settings.layout.sources(), local, settings.pypi_simple, report)
-        checked.update({key: [{"file": f"{f.subdir}/{f.filename}", "checksum": f.checksum} for f in node_files]
-                        for key, node_files in per_node.items()})
+    apt_state = settings.cache_dir / "apt" if settings.cache_dir else None
+    with DebianSources(apt_state, report=report) as debian:  # one apt update per suite and run
+        for target_name in sorted({n.target for n in todo}):
+            target = settings.targets[target_name]
+            mine = [n for n in todo if n.target == target_name]
+            listed = parse_sandbox.source_lists(settings, target.options(), [n.easyconfig for n in mine], report)
+            per_node = {n.key: files for n, files in zip(mine, listed, strict=True)}
+            local = [p / "sources" for p in settings.easyconfig_paths]
+            files = [f for node_files in per_node.values() for f in node_files]
+            sources.prefetch(files, settings.layout.sources(), local, settings.pypi_simple, report, debian)
+            checked.update({key: [{"file": f"{f.subdir}/{f.filename}", "checksum": f.checksum} for f in node_files]
+                            for key, node_files in per_node.items()})
     config_guess_dir(settings.layout.sources()).mkdir(parents=True, exist_ok=True)
     return checked
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from builder.ebadapter.sources import SourceFile, checksum_problem, checksum_weakness
 from builder.errors import BadInput, RunFailed
+from builder.execute import debian_sources
+from builder.execute.debian_sources import DebianSources
 from builder.read.config import DEFAULT_PYPI_SIMPLE
 
 _ARCHIVE = re.compile(r"\.(tar\.gz|tar\.bz2|tar\.xz|tgz|zip)$")
@@ -102,9 +104,20 @@ def _take_back(folders: list[Path]) -> None:
             break
 
 
-def _obtain(src: SourceFile, dest: Path, cache: Path, local_dirs: Iterable[Path], index_url: str) -> None:
+def _resolved(candidate: str, src: SourceFile, index_url: str, debian: DebianSources) -> str | None:
+    """Where to download ``candidate`` from: itself, or the file found for it in PyPI's simple index or in
+    a Debian source package (LookupError when it is not there)."""
+    if candidate == "pypi":
+        return pypi_url(src.filename, index_url)
+    deb = debian_sources.parse(src.owner, candidate)
+    return debian.locate(deb) if deb else candidate
+
+
+def _obtain(src: SourceFile, dest: Path, cache: Path, local_dirs: Iterable[Path], index_url: str,
+            debian: DebianSources) -> None:
     """Fetch one file to a temporary name beside ``dest``, check it, rename: safe with concurrent runs.
-    A fetch that fails leaves nothing behind, not even the folders it made."""
+    A fetch that fails leaves nothing behind, not even the folders it made. PyPI's index is asked last,
+    unless the file is a Debian source package's (no PyPI project has its name)."""
     made = _folder(cache, dest.parent)
     # a private folder keeps the file's own name, which EasyBuild's checksum dicts are keyed by
     part_dir = dest.parent / f".part-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -114,10 +127,16 @@ def _obtain(src: SourceFile, dest: Path, cache: Path, local_dirs: Iterable[Path]
     candidates = [(d / src.subdir / src.filename).as_uri() for d in local_dirs
                   if (d / src.subdir / src.filename).is_file()]
     candidates += list(src.urls)
+    if not any(debian_sources.parse(src.owner, url) for url in src.urls):
+        candidates.append("pypi")
     tried = []
     try:
-        for candidate in candidates + ["pypi"]:
-            url = pypi_url(src.filename, index_url) if candidate == "pypi" else candidate
+        for candidate in candidates:
+            try:
+                url = _resolved(candidate, src, index_url, debian)
+            except LookupError as err:
+                tried.append(f"{candidate}: {err}")
+                continue
             if url is None:
                 break
             error = _download(url, tmp)
@@ -139,20 +158,27 @@ def _obtain(src: SourceFile, dest: Path, cache: Path, local_dirs: Iterable[Path]
 
 
 def prefetch(files: Iterable[SourceFile], cache: Path, local_dirs: Iterable[Path],
-             index_url: str = DEFAULT_PYPI_SIMPLE, report: Callable[[str], None] = lambda msg: None) -> int:
+             index_url: str = DEFAULT_PYPI_SIMPLE, report: Callable[[str], None] = lambda msg: None,
+             debian: DebianSources | None = None) -> int:
     """Make every file present and verified in ``cache``, before any build: returns how many were
     downloaded. ``local_dirs`` (sources kept in the repository) come first, ``index_url`` (a PyPI
-    simple index) last."""
+    simple index) last; ``debian`` finds ``deb-src:`` files (None: a private one for this call)."""
     fetched = 0
     local_dirs = list(local_dirs)
-    for src in {(f.subdir, f.filename): f for f in files}.values():
-        weakness = checksum_weakness(src.checksum)
-        if weakness:
-            raise BadInput(src.owner, f"source {src.filename}: {weakness}")
-        dest = cache / src.subdir / src.filename
-        if dest.is_file() and checksum_problem(dest, src.checksum) is None:
-            continue
-        report(f"fetching {src.filename}")
-        _obtain(src, dest, cache, local_dirs, index_url)
-        fetched += 1
+    unique = {(f.subdir, f.filename): f for f in files}.values()
+    for src in unique:  # every Debian source URL is a plain one before anything is fetched
+        for url in src.urls:
+            debian_sources.parse(src.owner, url)
+    with contextlib.ExitStack() as stack:
+        debian = debian or stack.enter_context(DebianSources(None, report=report))
+        for src in unique:
+            weakness = checksum_weakness(src.checksum)
+            if weakness:
+                raise BadInput(src.owner, f"source {src.filename}: {weakness}")
+            dest = cache / src.subdir / src.filename
+            if dest.is_file() and checksum_problem(dest, src.checksum) is None:
+                continue
+            report(f"fetching {src.filename}")
+            _obtain(src, dest, cache, local_dirs, index_url, debian)
+            fetched += 1
     return fetched

@@ -17,6 +17,9 @@ apt-get update -q
 # build-essential ... bzip2: what EasyBuild's easyblocks call while unpacking, patching, building.
 # bubblewrap: the runner parses easyconfigs in its sandbox (builder/execute/sandbox.py), where the pod
 # may make namespaces.
+# apt itself (with gpgv, debian-archive-keyring and the image's own apt sources) stays: the source
+# pre-fetch runs apt-get and apt-cache as the image user for deb-src: sources (README "Sources from
+# Debian"), with a private apt state, so the lists removed below are not needed.
 apt-get install -y -q --no-install-recommends \
     lmod bubblewrap \
     python3 python3-dev python3-venv \

@@ -114,3 +114,25 @@ def test_image_leaves_no_build_inputs(rootfs):
     assert not (rootfs / "src").exists()
     assert not (rootfs / "tmp" / "host-ca.pem").exists()
     assert not list((rootfs / "var" / "lib" / "apt" / "lists").glob("*Packages*"))
+
+
+def test_the_image_user_fetches_a_debian_orig_tarball(rootfs):
+    """Sources from Debian (README): apt in the image, as uid 1000, with the image's own apt sources and
+    keyring and a private apt state; the machine's apt state stays as the image left it."""
+    script = """python - <<'END'
+from pathlib import Path
+from builder.ebadapter import SourceFile
+from builder.execute import sources
+from builder.execute.debian_sources import DebianSources
+name = "lua-filesystem_1.8.0.orig.tar.gz"
+src = SourceFile(name, "l/lua-filesystem", ("deb-src:bookworm/lua-filesystem/" + name,),
+                 "a1b7cf748ef2cdb6d75ebaa82a9c91b383fabc541b96febb1f9de98f06b8c188", Path("/site/lua-filesystem.eb"))
+with DebianSources(Path.home() / ".cache" / "modlib" / "apt") as debian:
+    print(sources.prefetch([src], Path("/tmp/sources"), [], debian=debian))
+END"""
+    result = run_as_image_user(rootfs, script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1"]
+    assert (rootfs / "tmp" / "sources" / "l" / "lua-filesystem" / "lua-filesystem_1.8.0.orig.tar.gz").stat().st_uid \
+        == 1000
+    assert not list((rootfs / "var" / "lib" / "apt" / "lists").glob("*Sources*"))
