@@ -87,8 +87,7 @@ def _lmod_init(install: Path) -> bool:
 def lmod_init_lines(package: Path) -> list[str]:
     """POSIX sh that defines ``module`` with the library's Lmod in a shell that has none."""
     init = {shell: shlex.quote(str(package / "init" / shell)) for shell in ("bash", "zsh", "sh")}
-    return ["# the library's Lmod, for a shell without a module command (an image without Lmod of its own)",
-            "if ! command -v module >/dev/null 2>&1; then",
+    return ["if ! command -v module >/dev/null 2>&1; then  # no Lmod of the image's: the library's",
             f'  if [ -n "${{BASH_VERSION:-}}" ]; then . {init["bash"]}',
             f'  elif [ -n "${{ZSH_VERSION:-}}" ]; then . {init["zsh"]}',
             f"  else . {init['sh']}",
