@@ -120,7 +120,7 @@ def bare_image(script: str, scratch: Path, *, shell: tuple[str, ...] = ("bash", 
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``script`` as a notebook image with only a shell, coreutils and glibc would: a private mount
     namespace (bwrap) of this host read-only, minus its Lmod, Lua and Pythons, with a clean environment
-    (``env`` added). /usr/bin is a folder of links to the host's commands but the hidden ones (the
+    (``env`` added), as uid 1000. /usr/bin is a folder of links to the host's commands but the hidden ones (the
     host's folder sits at /mnt/host-bin); ``scratch`` holds that folder. The library stays at its path,
     read-only, as a notebook mounts it."""
     commands = scratch / "usr-bin"
@@ -131,7 +131,8 @@ def bare_image(script: str, scratch: Path, *, shell: tuple[str, ...] = ("bash", 
                 (commands / entry.name).symlink_to(f"/mnt/host-bin/{entry.name}")
     hidden = sorted({str(p) for pattern in BARE_HIDDEN_DIRS for p in Path("/").glob(pattern.lstrip("/"))
                      if p.is_dir() and not p.is_symlink()})
-    args = ["bwrap", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+    args = ["bwrap", "--die-with-parent", "--unshare-user", "--uid", "1000", "--gid", "100",  # jovyan, as in images
+            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--tmpfs", "/mnt", "--ro-bind", "/usr/bin", "/mnt/host-bin", "--ro-bind", str(commands), "/usr/bin",
             "--dir", "/mnt/home", "--chdir", "/mnt/home", "--clearenv"]
     args += [a for folder in hidden for a in ("--tmpfs", folder)]

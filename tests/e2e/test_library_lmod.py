@@ -87,6 +87,7 @@ module load Greeting
 module -t list 2>&1
 echo "GREETING=$GREETING"
 echo "LMOD_CMD=$LMOD_CMD"
+id -u
 """
     result = bare_image(script, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -94,6 +95,7 @@ echo "LMOD_CMD=$LMOD_CMD"
     assert "GREETING=hello from the library" in result.stdout
     (lmod_cmd,) = [line.split("=", 1)[1] for line in result.stdout.splitlines() if line.startswith("LMOD_CMD=")]
     assert Path(lmod_cmd).is_relative_to(root / "cpu" / "software"), lmod_cmd
+    assert result.stdout.splitlines()[-1] == "1000"  # a notebook user, not root
 
 
 def test_modlib_env_prints_what_env_sh_holds(library):
