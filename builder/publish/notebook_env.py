@@ -69,8 +69,10 @@ def library_lmod(settings: Settings, target_name: str, base: Path | None = None)
                 prefix = (read_manifest(layout, tree, module) or {}).get("prefix")
             except jsonfile.Garbled:
                 continue  # damage: verify and status name it
-            install = layout.install_dir(Path(prefix), module) if isinstance(prefix, str) else None
-            if module in settings.hidden or install is None or not _lmod_init(install):
+            if module in settings.hidden or not isinstance(prefix, str) or Path(prefix).parent != layout.software(tree):
+                continue
+            install = layout.install_dir(Path(prefix), module)
+            if not _lmod_init(install):
                 continue
             found.append((module.split("/", 1)[1], install / LMOD_PACKAGE))
     default = [pkg for version, pkg in found if version == defaults.get(LMOD_MODULE)]
@@ -97,7 +99,8 @@ def lmod_init_lines(package: Path) -> list[str]:
 
 def env_lines(settings: Settings, target_name: str, base: Path | None = None) -> list[str]:
     """The lines of a target's env.sh; ``base`` is the generation they are written into (default the live
-    one), which says whether the library holds an Lmod. Every path they name goes through ``live``."""
+    one), which says whether the library holds an Lmod. Every path they name goes through ``live``, but
+    that Lmod's: its install's own path, which a publish changes by writing env.sh anew."""
     target = settings.target(target_name)
     live = settings.layout.live()
     values = [

@@ -91,3 +91,13 @@ def test_an_lmod_without_a_manifest_or_whose_init_leads_out_of_its_install_is_no
     _lmod(tmp_path, "cuda", "8.7.61-GCCcore-system")
     (tmp_path / "cuda" / ".modlib" / "manifest" / "Lmod--8.7.61-GCCcore-system.json").write_text("[garbled")
     assert library_lmod(chosen, "cuda") is None
+
+
+def test_an_lmod_whose_manifest_names_a_prefix_outside_the_trees_software_is_not_used(tmp_path):
+    _lmod(tmp_path, "cpu", "8.7.60-GCCcore-system")
+    manifest = tmp_path / "cpu" / ".modlib" / "manifest" / "Lmod--8.7.60-GCCcore-system.json"
+    elsewhere = tmp_path / "elsewhere" / "Lmod-x"
+    (elsewhere / "Lmod" / "8.7.60-GCCcore-system" / "lmod" / "lmod" / "init").mkdir(parents=True)
+    (elsewhere / "Lmod" / "8.7.60-GCCcore-system" / "lmod" / "lmod" / "init" / "bash").write_text("")
+    manifest.write_text(json.dumps({"prefix": str(elsewhere)}))
+    assert library_lmod(settings(root=tmp_path, hidden=()), "cpu") is None
