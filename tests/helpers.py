@@ -107,3 +107,35 @@ class Handler:
     log_path: Callable[[Node], Path]
     on_finished: Callable[[Node, Invocation, NodeRun], bool]
     lost: Callable[[], str | None] = lambda: None
+
+
+#: What a bare notebook image lacks that this host has: Lmod, Lua and every Python. Folders matching
+#: these patterns are hidden under empty ones, commands in /usr/bin matching ``BARE_HIDDEN_COMMANDS`` left out.
+BARE_HIDDEN_DIRS = ("/usr/share/lmod", "/etc/lmod", "/usr/lib/x86_64-linux-gnu/lua", "/usr/share/lua",
+                    "/usr/lib/python3*", "/usr/local/lib/python3*")
+BARE_HIDDEN_COMMANDS = re.compile(r"lua|luac|python|pydoc|pip|lmod|tclsh|wish")
+
+
+def bare_image(script: str, scratch: Path, *, shell: tuple[str, ...] = ("bash", "--noprofile", "--norc"),
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``script`` as a notebook image with only a shell, coreutils and glibc would: a private mount
+    namespace (bwrap) of this host read-only, minus its Lmod, Lua and Pythons, with a clean environment
+    (``env`` added), as uid 1000. /usr/bin is a folder of links to the host's commands but the hidden ones (the
+    host's folder sits at /mnt/host-bin); ``scratch`` holds that folder. The library stays at its path,
+    read-only, as a notebook mounts it."""
+    commands = scratch / "usr-bin"
+    if not commands.is_dir():
+        commands.mkdir(parents=True)
+        for entry in os.scandir("/usr/bin"):
+            if not BARE_HIDDEN_COMMANDS.search(entry.name):
+                (commands / entry.name).symlink_to(f"/mnt/host-bin/{entry.name}")
+    hidden = sorted({str(p) for pattern in BARE_HIDDEN_DIRS for p in Path("/").glob(pattern.lstrip("/"))
+                     if p.is_dir() and not p.is_symlink()})
+    args = ["bwrap", "--die-with-parent", "--unshare-user", "--uid", "1000", "--gid", "100",  # jovyan, as in images
+            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/mnt", "--ro-bind", "/usr/bin", "/mnt/host-bin", "--ro-bind", str(commands), "/usr/bin",
+            "--dir", "/mnt/home", "--chdir", "/mnt/home", "--clearenv"]
+    args += [a for folder in hidden for a in ("--tmpfs", folder)]
+    variables = {"PATH": "/usr/bin:/bin", "HOME": "/mnt/home", "USER": "jovyan", "LANG": "C.UTF-8", **(env or {})}
+    args += [a for key, value in variables.items() for a in ("--setenv", key, value)]
+    return subprocess.run([*args, "--", *shell, "-c", script], capture_output=True, text=True, timeout=300)

@@ -250,7 +250,7 @@ def _target_files(settings: Settings, gen: Path, name: str, changes: dict[str, T
     trees = settings.layered_trees(settings.target(name))
     (folder / "lmodrc.lua").write_text(lmodrc(lmod.default_lmodrc(settings.lmod_prefix),
                                               *(layout.view_cache(live, t) for t in trees)))
-    (folder / "env.sh").write_text(env_sh(settings, name))
+    (folder / "env.sh").write_text(env_sh(settings, name, gen))
     catalogue.write_page(settings, name, gen)
     wanted = {f.name for f in settings.featured if not f.targets or name in f.targets}
     wanted |= kernels.names(settings, name)

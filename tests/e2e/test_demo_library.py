@@ -1,6 +1,7 @@
 """The demo library built for real with EasyBuild (cpu and cuda targets) and loaded with Lmod."""
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -22,17 +23,17 @@ def library(demo_library):
 def in_library(library, script, target="cpu"):
     root, env, _ = library
     lines = modlib("env", "--config", CONFIG, "--target", target, env=env, check=True).stdout
-    return lmod(f'eval "{lines}"\n{script}')
+    return lmod(f"eval {shlex.quote(lines)}\n{script}")
 
 
 def test_every_planned_module_is_published(library):
     root, env, build = library
-    assert "built 9, already published 0, failed 0" in build.stdout
+    assert "built 12, already published 0, failed 0" in build.stdout
     status = json.loads(modlib("status", "--config", CONFIG, "--json", env=env, check=True).stdout)
     for name, target in status["targets"].items():
         assert target["missing"] == [] and target["failed"] == [] and target["drifted"] == [], name
-    assert len(status["targets"]["cpu"]["published"]) == 7
-    assert status["last_run"]["failed"] == [] and len(status["last_run"]["built"]) == 9
+    assert len(status["targets"]["cpu"]["published"]) == 10
+    assert status["last_run"]["failed"] == [] and len(status["last_run"]["built"]) == 12
 
 
 @pytest.mark.parametrize("version", JINJA)
@@ -71,7 +72,7 @@ def test_env_layers_cuda_tree_over_cpu_tree(library):
 def test_every_node_run_has_a_build_record(library):
     root = library[0]
     recs = [json.loads(p.read_text()) for p in (root / ".modlib" / "records").rglob("*.json")]
-    assert len(recs) == 9
+    assert len(recs) == 12
     for rec in recs:
         assert rec["exit_code"] == 0 and rec["command"][0] == "eb" and rec["end"] >= rec["start"]
         assert Path(rec["log"]).is_file() and Path(rec["log"]).is_relative_to(root)
@@ -81,7 +82,7 @@ def test_every_node_run_has_a_build_record(library):
 def test_second_run_has_nothing_to_do(library):
     root, env, _ = library
     again = modlib("build", "--config", CONFIG, env=env)
-    assert again.returncode == 0 and "built 0, already published 9" in again.stdout
+    assert again.returncode == 0 and "built 0, already published 12" in again.stdout
 
 
 def test_second_run_while_one_runs_is_refused(library):

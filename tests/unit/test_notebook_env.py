@@ -1,7 +1,8 @@
+import json
 import subprocess
 from pathlib import Path
 
-from builder.publish.notebook_env import env_lines, lmodrc
+from builder.publish.notebook_env import env_lines, library_lmod, lmodrc
 from builder.read.config import load_settings
 from tests.helpers import REPO, write_config, write_easystack
 
@@ -51,3 +52,52 @@ def test_lmodrc_keeps_lmods_properties_and_adds_the_cache():
     assert text.startswith("propT = { arch = {} }")
     assert '["dir"] = "/srv/lib/live/targets/cpu/cache"' in text
     assert '["timestamp"] = "/srv/lib/live/targets/cpu/cache/timestamp"' in text
+
+
+def _lmod(root: Path, tree: str, version: str) -> Path:
+    """An Lmod module as a publish leaves it: its file in the live view, its manifest, its install's init."""
+    module = f"Lmod/{version}"
+    view = root / "live" / "trees" / tree / "modules" / "all" / f"{module}.lua"
+    view.parent.mkdir(parents=True, exist_ok=True)
+    view.write_text("")
+    prefix = root / tree / "software" / f"Lmod-{version}"
+    manifest = root / tree / ".modlib" / "manifest" / f"Lmod--{version}.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"module": module, "prefix": str(prefix)}))
+    init = prefix / module / "lmod" / "lmod" / "init"
+    init.mkdir(parents=True)
+    (init / "bash").write_text("")
+    return init.parent
+
+
+def test_env_sh_initialises_the_librarys_newest_lmod_unless_an_admin_chose_one(tmp_path):
+    chosen = settings(root=tmp_path, hidden=())
+    assert not any("command -v module" in line for line in env_lines(chosen, "cpu"))  # no Lmod in the library
+    older = _lmod(tmp_path, "cpu", "8.7.9-GCCcore-system")
+    newer = _lmod(tmp_path, "cpu", "8.7.60-GCCcore-system")
+    assert library_lmod(chosen, "cpu") == newer
+    assert library_lmod(chosen, "cuda") == newer  # the cuda target layers over the cpu tree
+    assert library_lmod(settings(root=tmp_path, hidden=("Lmod/8.7.60-GCCcore-system",)), "cpu") == older
+    assert library_lmod(settings(root=tmp_path, defaults=(("Lmod", "8.7.9-GCCcore-system"),)), "cpu") == older
+    assert f"  if [ -n \"${{BASH_VERSION:-}}\" ]; then . {newer}/init/bash" in env_lines(chosen, "cpu")
+
+
+def test_an_lmod_without_a_manifest_or_whose_init_leads_out_of_its_install_is_not_used(tmp_path):
+    chosen = settings(root=tmp_path, hidden=())
+    package = _lmod(tmp_path, "cpu", "8.7.60-GCCcore-system")
+    (package / "init" / "bash").unlink()
+    (package / "init" / "bash").symlink_to("/etc/passwd")
+    assert library_lmod(chosen, "cpu") is None
+    _lmod(tmp_path, "cuda", "8.7.61-GCCcore-system")
+    (tmp_path / "cuda" / ".modlib" / "manifest" / "Lmod--8.7.61-GCCcore-system.json").write_text("[garbled")
+    assert library_lmod(chosen, "cuda") is None
+
+
+def test_an_lmod_whose_manifest_names_a_prefix_outside_the_trees_software_is_not_used(tmp_path):
+    _lmod(tmp_path, "cpu", "8.7.60-GCCcore-system")
+    manifest = tmp_path / "cpu" / ".modlib" / "manifest" / "Lmod--8.7.60-GCCcore-system.json"
+    elsewhere = tmp_path / "elsewhere" / "Lmod-x"
+    (elsewhere / "Lmod" / "8.7.60-GCCcore-system" / "lmod" / "lmod" / "init").mkdir(parents=True)
+    (elsewhere / "Lmod" / "8.7.60-GCCcore-system" / "lmod" / "lmod" / "init" / "bash").write_text("")
+    manifest.write_text(json.dumps({"prefix": str(elsewhere)}))
+    assert library_lmod(settings(root=tmp_path, hidden=()), "cpu") is None
