@@ -7,7 +7,6 @@ without its Lmod, Lua or any Python.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -29,19 +28,6 @@ pytestmark = pytest.mark.e2e
 
 GREETING = bundle_easyconfig("Greeting", "modextravars = {'GREETING': 'hello from the library'}")
 LMOD = "Lmod-8.7.60-GCCcore-system.eb"
-#: Debian's orig tarballs of Lua, luaposix and Lmod, for a source cache that lacks them. Until the fetch
-#: knows the easyconfigs' deb-src: URLs, a machine that runs these tests needs them there (they are
-#: never committed): the fetch then finds them in the cache with their checksums.
-DEB_SOURCES = Path("/tmp/ebsrc/l")
-
-
-def _seed(cache: Path) -> None:
-    for name in ("Lua", "luaposix", "Lmod"):
-        folder = cache / "l" / name
-        for tarball in (DEB_SOURCES / name).glob("*.orig.tar.gz") if (DEB_SOURCES / name).is_dir() else []:
-            if not (folder / tarball.name).is_file():
-                folder.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(tarball, folder / tarball.name)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +42,6 @@ def library(tmp_path_factory, source_cache):
     config = write_config(repo, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)], "parallel": 2}},
                           easyconfig_paths=[str(repo / "site"), str(REPO / "easyconfigs")])
     link_sources(repo / "library", source_cache)
-    _seed(source_cache)
     env_sh = repo / "library" / "live" / "targets" / "cpu" / "env.sh"
     runs = []
     for entries in (["GCCcore-system.eb", "Greeting-1.0-GCCcore-system.eb"],
