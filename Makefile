@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 
 .PHONY: setup test-tools apt-packages kubectl demo test lint bench clean-library image
 
-APT_PACKAGES := lmod file python3-venv bubblewrap
+# tcl: the library's SQLite is built from its full source tree, whose build runs tclsh
+APT_PACKAGES := lmod file python3-venv bubblewrap tcl
 # mmdebstrap: tests/k8s/test_image.py runs the builder image's install script in a bookworm root file system;
 # chromium: the browser tests drive Debian's headless Chromium through Playwright
 TEST_APT_PACKAGES := mmdebstrap chromium

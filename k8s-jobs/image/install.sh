@@ -14,7 +14,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 # lmod: the modules tool, the same Debian package the notebook images use.
 # python3, python3-dev, python3-venv: the Python modules are built for (C extensions need headers).
-# build-essential ... bzip2: what EasyBuild's easyblocks call while unpacking, patching, building.
+# build-essential ... bzip2: what EasyBuild's easyblocks call while unpacking, patching, building;
+# tcl: SQLite's full source tree (the library's SQLite, for its Python) makes its amalgamation with tclsh.
 # bubblewrap: the runner parses easyconfigs in its sandbox (builder/execute/sandbox.py), where the pod
 # may make namespaces.
 # apt itself (with gpgv, debian-archive-keyring and the image's own apt sources) stays: the source
@@ -24,7 +25,7 @@ apt-get install -y -q --no-install-recommends \
     lmod bubblewrap \
     python3 python3-dev python3-venv \
     build-essential file patch unzip xz-utils bzip2 gzip tar zstd \
-    git ca-certificates perl make
+    git ca-certificates perl make tcl
 apt-get clean
 rm -rf /var/lib/apt/lists/*
 
