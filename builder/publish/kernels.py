@@ -15,8 +15,9 @@ Which Python: a library with its own Python (no ``python`` in library.yaml) has 
 per Python version it holds, built for that Python (easyconfigs/i/ipykernel). A kernel loads the
 ipykernel module of its package's Python, then the package's module (so the package comes first on
 sys.path), and runs ``python``, which the loaded Python module puts first on PATH: nothing of the
-notebook server's environment is on its sys.path. Each ipykernel module also gives a "Python 3.11
-(library)" kernel with nothing else loaded. A library built for the image's Python (library.yaml's
+notebook server's environment is on its sys.path. Each Python version with an ipykernel module also
+gets a "Python 3.11 (library)" kernel that loads that module alone (Lmod's default among those built for
+it, else the newest). A library built for the image's Python (library.yaml's
 ``python``, the migration path) runs that Python, with the ipykernel the image installs into it.
 
 Which modules: ``notebook.kernels`` in library.yaml, or by default every featured module that is a
