@@ -4,16 +4,27 @@ A module loaded after a kernel started does not reach it (jupyter-lmod's issue #
 kernel); a kernel that loads the module before Python starts does. So every publish writes, per target,
 a kernelspec for each module that gets one into the generation's ``targets/<t>/jupyter/kernels/``,
 which env.sh puts first on JUPYTER_PATH. Its argv runs ``kernel.sh`` with bash: Lmod's init (a Jupyter
-server's own environment need not have Lmod), env.sh, ``module load``, then ``exec`` of the library's
-Python with ipykernel, which the notebook image installs into that Python. Paths go through ``live``,
-so a kernel started later gets the library as it is then, and the kernel of a module that was retired
-(``modules.hidden``) or is no longer published has no kernelspec in the new generation: it disappears
-with the swap.
+server's own environment need not have Lmod), a purge of the modules the server's environment had
+loaded and of its Python's variables (PYTHONPATH, PYTHONHOME, VIRTUAL_ENV ...), env.sh, ``module load``
+of the server's modules again (jupyter-lmod's panel loads into the server) and then of the kernel's,
+then ``exec`` of Python with ipykernel. Paths go through ``live``, so a kernel started later gets the
+library as it is then, and the kernel of a module that was retired (``modules.hidden``) or is no longer
+published has no kernelspec in the new generation: it disappears with the swap.
+
+Which Python: a library with its own Python (no ``python`` in library.yaml) has an ``ipykernel`` module
+per Python version it holds, built for that Python (easyconfigs/i/ipykernel). A kernel loads the
+ipykernel module of its package's Python, then the package's module (so the package comes first on
+sys.path), and runs ``python``, which the loaded Python module puts first on PATH: nothing of the
+notebook server's environment is on its sys.path. Each Python version with an ipykernel module also
+gets a "Python 3.11 (library)" kernel that loads that module alone (Lmod's default among those built for
+it, else the newest). A library built for the image's Python (library.yaml's
+``python``, the migration path) runs that Python, with the ipykernel the image installs into it.
 
 Which modules: ``notebook.kernels`` in library.yaml, or by default every featured module that is a
 Python package. A Python package is a module whose file adds ``lib/pythonX.Y/site-packages``, which is
 what EasyBuild's PythonPackage and PythonBundle easyblocks (and the Python extensions of any easyblock)
-write into it; it gets a kernel only if X.Y is the library's Python, the one the kernel runs.
+write into it; it gets a kernel only if X.Y is a Python the kernels run: the image's, or one the
+library has an ipykernel module for.
 """
 
 from __future__ import annotations
@@ -29,12 +40,18 @@ from builder import ebadapter
 from builder.publish.featured import pick, python_minor
 from builder.read.config import Featured, Settings
 
+#: The module that gives kernels their ipykernel in a library with its own Python.
+IPYKERNEL = "ipykernel"
+#: What kernel.sh unsets before loading: the notebook server's Python must not reach the kernel's.
+SERVER_PYTHON_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONEXECUTABLE",
+                           "PYTHONPLATLIBDIR", "VIRTUAL_ENV", "CONDA_PREFIX")
+
 
 @dataclass(frozen=True)
 class Kernel:
-    module: str  # Lmod's full name, what kernel.sh loads
-    name: str
-    version: str  # the software's version (EasyBuild's EBVERSION<NAME>), without the toolchain suffix
+    key: str  # names the kernelspec's folder: the package's module, or Python/X.Y for a library Python kernel
+    display_name: str
+    loads: tuple[str, ...]  # Lmod's full names, what kernel.sh loads in turn (the last comes first on sys.path)
 
 
 def _wanted(settings: Settings, target: str) -> list[Featured]:
@@ -46,7 +63,7 @@ def _wanted(settings: Settings, target: str) -> list[Featured]:
 
 def names(settings: Settings, target: str) -> set[str]:
     """The module names whose change can change the target's kernels."""
-    return {wanted.name for wanted in _wanted(settings, target)}
+    return {wanted.name for wanted in _wanted(settings, target)} | ({IPYKERNEL} if settings.python is None else set())
 
 
 def _version(module_text: str, name: str, fallback: str) -> str:
@@ -55,13 +72,39 @@ def _version(module_text: str, name: str, fallback: str) -> str:
     return found.group(1) if found else fallback
 
 
+def _ipykernels(settings: Settings, packages: dict[str, dict]) -> dict[str, str]:
+    """The ipykernel module kernels load per Python X.Y: Lmod's default among those built for it, else the newest."""
+    if settings.python is not None:
+        return {}
+    by_python: dict[str, list[dict]] = {}
+    for version in packages.get(IPYKERNEL, {}).get("versions", []):
+        built_for = python_minor(Path(version["path"]).read_text())
+        if built_for and version["full"] not in settings.hidden:
+            by_python.setdefault(built_for, []).append(version)
+    chosen = {python: pick({"versions": versions}, Featured(name=IPYKERNEL)) for python, versions in by_python.items()}
+    return {python: version["full"] for python, version in sorted(chosen.items()) if version}
+
+
+def _refusal(settings: Settings, full: str, built_for: str | None, ipykernels: dict[str, str]) -> str | None:
+    """Why a module gets no kernel, or None when it gets one."""
+    if built_for is None:
+        return f"kernel {full} is not a Python package: no kernel"
+    if settings.python is not None and built_for != settings.python_version:
+        return f"kernel {full} was built for Python {built_for}, the notebooks run {settings.python_version}: no kernel"
+    if settings.python is None and built_for not in ipykernels:
+        return f"kernel {full} was built for Python {built_for}, which has no {IPYKERNEL} module: no kernel"
+    return None
+
+
 def select(settings: Settings, target: str, catalogue: list[dict]) -> tuple[list[Kernel], list[str]]:
     """The target's kernels from Lmod's catalogue of the new generation, and warnings for the admin about
     modules named in ``notebook.kernels`` that get none. By default, featured modules that are no Python
     packages are simply left out (and one built for another Python is already named by the featured index)."""
     packages = {p["package"]: p for p in catalogue}
     explicit = settings.kernels is not None
-    kernels: dict[str, Kernel] = {}
+    ipykernels = _ipykernels(settings, packages)
+    kernels = {f"Python/{python}": Kernel(f"Python/{python}", f"Python {python} (library)", (module,))
+               for python, module in ipykernels.items()}
     warnings = []
     for wanted in _wanted(settings, target):
         label = wanted.name + (f"/{wanted.version}" if wanted.version else "")
@@ -72,13 +115,13 @@ def select(settings: Settings, target: str, catalogue: list[dict]) -> tuple[list
             continue
         text = Path(version["path"]).read_text()
         built_for = python_minor(text)
-        if built_for != settings.python_version:
-            why = "is not a Python package" if built_for is None else f"was built for Python {built_for}"
-            warnings += [f"kernel {version['full']} {why}, the notebooks run {settings.python_version}: "
-                         "no kernel"] if explicit else []
+        refusal = _refusal(settings, version["full"], built_for, ipykernels)
+        if refusal or built_for is None:
+            warnings += [refusal] if explicit and refusal else []
             continue
-        kernels[version["full"]] = Kernel(version["full"], wanted.name,
-                                          _version(text, wanted.name, version["versionName"]))
+        display = f"Python {built_for} · {wanted.name} {_version(text, wanted.name, version['versionName'])}"
+        loads = (version["full"],) if settings.python is not None else (ipykernels[built_for], version["full"])
+        kernels[version["full"]] = Kernel(version["full"], display, loads)
     return list(kernels.values()), warnings
 
 
@@ -88,24 +131,31 @@ def kernel_sh(settings: Settings, target: str) -> str:
     init = shlex.quote(str(settings.lmod_prefix))
     return f"""# Generated by modlib for target '{target}': starts a Jupyter kernel with modules loaded.
 # Usage (each kernel.json's argv): bash kernel.sh MODULE... -- PYTHON -m ipykernel_launcher -f CONNECTION_FILE
-# The Jupyter server that starts it need not have Lmod initialised nor any module loaded.
+# The Jupyter server that starts it need not have Lmod initialised nor any module loaded. Its Python's
+# variables do not reach the kernel; the modules it had loaded (jupyter-lmod's panel loads into the
+# server) are loaded again from the library, those it cannot find are left out, the kernel's come last.
 modules=()
 while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do modules+=("$1"); shift; done
 shift
 source "${{LMOD_PKG:-{init}}}/init/bash" || exit 1
+IFS=: read -r -a server_modules <<< "${{LOADEDMODULES:-}}"
+module --force purge || exit 1
+unset {" ".join(SERVER_PYTHON_VARIABLES)}
 source {shlex.quote(str(env_sh))} || exit 1
+[ "${{#server_modules[@]}}" -eq 0 ] || module try-load "${{server_modules[@]}}"
 module load "${{modules[@]}}" || exit 1
 exec "$@"
 """
 
 
 def kernelspec(settings: Settings, target: str, kernel: Kernel) -> dict:
+    """The library's Python is ``python`` on the PATH its modules made; the image's is the configured one."""
     launcher = settings.layout.view_kernel_sh(settings.layout.live(), target)
-    return {"argv": ["bash", str(launcher), kernel.module, "--",
-                     settings.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": f"Python {settings.python_version} · {kernel.name} {kernel.version}",
+    return {"argv": ["bash", str(launcher), *kernel.loads, "--",
+                     settings.python or "python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": kernel.display_name,
             "language": "python",
-            "metadata": {"modlib": {"module": kernel.module, "target": target}}}
+            "metadata": {"modlib": {"module": kernel.loads[-1], "target": target}}}
 
 
 def write(settings: Settings, gen: Path, target: str, kernels: list[Kernel]) -> None:
@@ -114,7 +164,7 @@ def write(settings: Settings, gen: Path, target: str, kernels: list[Kernel]) -> 
     layout.view_kernel(gen, target, "x").parent.mkdir(parents=True)  # kernels/, even with none in it
     layout.view_kernel_sh(gen, target).write_text(kernel_sh(settings, target))
     for kernel in kernels:
-        folder = layout.view_kernel(gen, target, kernel.module)
+        folder = layout.view_kernel(gen, target, kernel.key)
         folder.mkdir(parents=True)
         (folder / "kernel.json").write_text(json.dumps(kernelspec(settings, target, kernel), indent=2,
                                                        ensure_ascii=False) + "\n")

@@ -5,9 +5,11 @@ requirements.txt, its Jupyter startup hook), runs as uid 1000 in a private mount
 /etc/profile.d is the image's (Debian's lmod.sh and modlib.sh) and where the library is mounted
 read-only at its own path (tests/k8s/pod_sandbox.py sets that up, then drops to the user).
 
-Kernels run the library's Python by its path (library.yaml's python.executable), which the image
-provides with its packages. The demo library's is the checkout's .venv/bin/python, so the namespace
-shows the image venv's site-packages there: the kernel is that Python with the image's ipykernel.
+Kernels run the library's own Python with its ipykernel module, which the library holds: nothing of
+the image's Python is needed. A library built for the image's Python (library.yaml's python.executable,
+the migration path) runs that one by its path, which the image provides with its packages: for such a
+library the namespace shows the image venv's site-packages at that Python's (the checkout's .venv), so
+the kernel is that Python with the image's ipykernel.
 """
 
 from __future__ import annotations
@@ -89,17 +91,17 @@ def _site_packages(prefix: Path) -> Path:
 
 
 def _spec(venv: Path, root: Path, target: str, home: Path, profile_d: Path, port: int, token: str,
-          library_python: Path) -> dict:
+          image_python: Path | None) -> dict:
     env = {"PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "SHELL": "/bin/bash",
            "LMOD_CMD": "/usr/share/lmod/lmod/libexec/lmod", "MODLIB_ROOT": str(root), "MODLIB_TARGET": target,
            "LANG": "C.UTF-8"}
     command = [str(venv / "bin" / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={home}",
                "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    packages = [] if image_python is None else [{"source": str(_site_packages(venv)), "read_only": True,
+                                                 "target": str(_site_packages(image_python.parent.parent))}]
     return {"mounts": [{"source": str(root), "target": str(root), "read_only": True},
-                       {"source": str(profile_d), "target": "/etc/profile.d", "read_only": True},
-                       {"source": str(_site_packages(venv)), "read_only": True,
-                        "target": str(_site_packages(library_python.parent.parent))}],
+                       {"source": str(profile_d), "target": "/etc/profile.d", "read_only": True}, *packages],
             "empty_dirs": [], "read_only_root": False, "reveal": [str(root), str(REPO)],
             "uid": USER[0], "gid": USER[1], "workdir": str(home), "env": env, "command": command}
 
@@ -118,8 +120,9 @@ def _wait_ready(server: Server, proc: subprocess.Popen, timeout: float = 90) -> 
 
 
 @contextmanager
-def jupyter_lab(root: Path, target: str, library_python: Path) -> Iterator[Server]:
-    """A running server on ``root``'s ``target``; stopped (kernels and launched tools with it) on exit."""
+def jupyter_lab(root: Path, target: str, image_python: Path | None) -> Iterator[Server]:
+    """A running server on ``root``'s ``target``; stopped (kernels and launched tools with it) on exit.
+    ``image_python``: the Python a library built for the image's Python names (None: the library's own)."""
     venv = notebook_venv()
     scratch = Path(tempfile.mkdtemp(prefix="modlib-notebook-"))
     scratch.chmod(0o755)
@@ -129,7 +132,7 @@ def jupyter_lab(root: Path, target: str, library_python: Path) -> Iterator[Serve
     port, token = _free_port(), secrets.token_hex(16)
     spec = scratch / "pod.json"
     spec.write_text(json.dumps(_spec(venv, root, target, home, _image_profile_d(scratch / "profile.d"), port, token,
-                                library_python)))
+                                image_python)))
     server = Server(f"http://127.0.0.1:{port}", token, home, scratch / "jupyter.log")
     with server.log.open("w") as log:
         proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", sys.executable,

@@ -36,7 +36,8 @@ TIMEOUT_MS = 60_000
 def lab(demo_library, tmp_path_factory):
     """The server and one browser page on JupyterLab, for the module's tests in turn."""
     root, env, _ = demo_library
-    python = Path(load_settings(REPO / "easyconfigs" / "library.yaml", env={**os.environ, **env}).python or "")
+    configured = load_settings(REPO / "easyconfigs" / "library.yaml", env={**os.environ, **env}).python
+    python = Path(configured) if configured else None
     shots = Path(os.environ.get("MODLIB_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     start = time.monotonic()
     with jupyter_lab(root, "cpu", python) as server, sync_playwright() as playwright:
@@ -115,16 +116,23 @@ def _open_notebook(page: Page, kernel: str) -> None:
 
 
 def test_notebook_on_the_jinja2_kernel_imports_it_from_the_library(lab):
+    """JupyterLab's venv has Jinja2 3.1.6 (JupyterLab depends on it): the kernel imports the library's 3.1.4,
+    on the library's Python (a library built for the image's Python: on that one)."""
     page, root, _ = lab
     _open_notebook(page, "Python 3.11 · Jinja2 3.1.4")
     page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first.click()
-    page.keyboard.type("import jinja2; print(jinja2.__version__, jinja2.__file__)")
+    page.keyboard.type("import jinja2, sys; print(jinja2.__version__, jinja2.__file__, sys.executable)")
     page.keyboard.press("Shift+Enter")
     output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
     output.wait_for()
-    version, where = output.inner_text().split()
+    version, where, python = output.inner_text().split()
     assert version == "3.1.4"
     assert Path(where).is_relative_to(root / "cpu" / "software")
+    configured = load_settings(REPO / "easyconfigs" / "library.yaml", env={**os.environ, "MODLIB_ROOT": str(root)})
+    if configured.python is None:
+        assert Path(python).resolve().is_relative_to(root.resolve() / "cpu" / "software"), python
+    else:
+        assert Path(python) == Path(configured.python), python
 
 
 def test_tensorboard_tile_opens_tensorboard_through_the_proxy(lab):

@@ -1,4 +1,5 @@
-"""The demo library on the notebook side: its kernels start as Jupyter starts them, and the scripts of its
+"""The demo library on the notebook side: its kernels start as Jupyter starts them, each imports its packages
+from the library, on the library's Python, whatever the server's Python environment, and the scripts of its
 Python packages run where no `python` command is on PATH (a Debian image has only `python3`)."""
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -33,37 +36,92 @@ def settings_of(demo_library):
     return load_settings(CONFIG, env={**os.environ, **env})
 
 
-def test_each_kernel_is_listed_with_the_module_and_the_python(demo_library, monkeypatch):
-    jupyter = demo_library[0] / "live" / "targets" / "cpu" / "jupyter"
-    monkeypatch.setenv("JUPYTER_PATH", str(jupyter))
-    specs = KernelSpecManager().get_all_specs()
-    names = {name: spec["spec"]["display_name"] for name, spec in specs.items() if name.startswith("modlib-")}
-    assert names == {KERNEL: "Python 3.11 · Jinja2 3.1.4",
-                     "modlib-jinja2--3.1.6-gcccore-system": "Python 3.11 · Jinja2 3.1.6",
-                     "modlib-tensorboard--2.21.0-gcccore-system": "Python 3.11 · TensorBoard 2.21.0"}
+def venv_server_env(home: Path) -> dict[str, str]:
+    """What a Jupyter server running in a venv passes on: the venv's bin first on PATH, VIRTUAL_ENV, and (as
+    some images set it) PYTHONPATH naming the venv's packages; this venv has Jinja2 3.1.6 among them."""
+    return {**bare_env(home), "PATH": f"{Path(sys.executable).parent}:{BARE_PATH}", "VIRTUAL_ENV": sys.prefix,
+            "PYTHONPATH": sysconfig.get_paths()["purelib"]}
 
 
-def test_a_kernel_started_from_its_kernelspec_imports_its_modules_version(demo_library, monkeypatch, tmp_path):
-    """Started as a Jupyter server starts it (jupyter_client, the kernelspec found on JUPYTER_PATH), from an
-    environment without Lmod or any module, the kernel has Jinja2 3.1.4 and not the default 3.1.6."""
-    monkeypatch.setenv("JUPYTER_PATH", str(demo_library[0] / "live" / "targets" / "cpu" / "jupyter"))
-    manager = KernelManager(kernel_name=KERNEL)
-    manager.start_kernel(env=bare_env(tmp_path))
+def run_in_kernel(kernel: str, code: str, env: dict[str, str]) -> str:
+    """Started as a Jupyter server starts it (jupyter_client, the kernelspec found on JUPYTER_PATH): what
+    ``code`` printed."""
+    manager = KernelManager(kernel_name=kernel)
+    manager.start_kernel(env=env)
     client = manager.client()
     try:
         client.start_channels()
         client.wait_for_ready(timeout=120)
         out: list[str] = []
-        reply = client.execute_interactive(
-            "import jinja2, os; print(jinja2.__version__, os.environ['LOADEDMODULES'])", timeout=60,
-            output_hook=lambda msg: out.append(msg["content"].get("text", "")))
+        reply = client.execute_interactive(code, timeout=60,
+                                           output_hook=lambda msg: out.append(msg["content"].get("text", "")))
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    version, loaded = "".join(out).split()
+    assert reply["content"]["status"] == "ok", (kernel, reply["content"])
+    return "".join(out)
+
+
+def test_each_kernel_is_listed_with_the_module_and_the_python(demo_library, monkeypatch):
+    jupyter = demo_library[0] / "live" / "targets" / "cpu" / "jupyter"
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter))
+    specs = KernelSpecManager().get_all_specs()
+    names = {name: spec["spec"]["display_name"] for name, spec in specs.items() if name.startswith("modlib-")}
+    own_python = settings_of(demo_library).python is None  # else the migration path: no library Python kernel
+    assert names == {KERNEL: "Python 3.11 · Jinja2 3.1.4",
+                     "modlib-jinja2--3.1.6-gcccore-system": "Python 3.11 · Jinja2 3.1.6",
+                     "modlib-tensorboard--2.21.0-gcccore-system": "Python 3.11 · TensorBoard 2.21.0",
+                     **({"modlib-python--3.11": "Python 3.11 (library)"} if own_python else {})}
+
+
+def test_a_kernel_started_from_its_kernelspec_imports_its_modules_version(demo_library, monkeypatch, tmp_path):
+    """From an environment without Lmod or any module, the kernel has Jinja2 3.1.4 and not the default 3.1.6."""
+    monkeypatch.setenv("JUPYTER_PATH", str(demo_library[0] / "live" / "targets" / "cpu" / "jupyter"))
+    out = run_in_kernel(KERNEL, "import jinja2, os; print(jinja2.__version__, os.environ['LOADEDMODULES'])",
+                        bare_env(tmp_path))
+    version, loaded = out.split()
     assert version == "3.1.4"
     assert "Jinja2/3.1.4-GCCcore-system" in loaded.split(":")
+
+
+#: Run in each kernel: its Python, its sys.path, and where each featured package it loaded imports from.
+PROBE = """import importlib, json, os, sys
+featured = set(json.loads({featured!r}))
+loaded = [m.split("/")[0] for m in os.environ.get("LOADEDMODULES", "").split(":") if m]
+files = {{}}
+for name in (n for n in loaded if n in featured):
+    package = importlib.import_module(name.lower())
+    files[name] = [package.__file__, getattr(package, "__version__", "")]
+print(json.dumps({{"executable": sys.executable, "path": [p for p in sys.path if p], "files": files}}))
+"""
+
+
+def test_every_kernel_imports_its_featured_packages_from_the_library(demo_library, monkeypatch, tmp_path):
+    """Every generated kernel, started by a server that runs in a venv whose packages shadowed the kernels'
+    before (Jinja2 3.1.6): each featured package a kernel loads imports from the library, on the library's
+    Python; nothing of the venv is on any kernel's sys.path, and the library Python kernel's is the
+    library's alone."""
+    root = demo_library[0]
+    settings = settings_of(demo_library)
+    if settings.python is not None:
+        pytest.skip("the demo library is built for the image's Python (library.yaml's python): kernels run it")
+    monkeypatch.setenv("JUPYTER_PATH", str(root / "live" / "targets" / "cpu" / "jupyter"))
+    featured = [m["name"] for m in json.loads((root / "live" / "targets" / "cpu" / "featured.json").read_text())
+                ["modules"]]
+    kernels = sorted(name for name in KernelSpecManager().find_kernel_specs() if name.startswith("modlib-"))
+    seen = {name: json.loads(run_in_kernel(name, PROBE.format(featured=json.dumps(featured)),
+                                           venv_server_env(tmp_path))) for name in kernels}
+    library, venv = root.resolve(), Path(sys.prefix).resolve()
+    for name, found in seen.items():
+        assert Path(found["executable"]).resolve().is_relative_to(library / "cpu" / "software"), (name, found)
+        assert not [p for p in found["path"] if Path(p).resolve().is_relative_to(venv)], (name, found)
+        for package, (file, _) in found["files"].items():
+            assert Path(file).resolve().is_relative_to(library), (name, package, file)
+    assert {n: sorted(found["files"]) for n, found in seen.items()} == {
+        KERNEL: ["Jinja2"], "modlib-jinja2--3.1.6-gcccore-system": ["Jinja2"],
+        "modlib-tensorboard--2.21.0-gcccore-system": ["TensorBoard"], "modlib-python--3.11": []}
+    assert seen[KERNEL]["files"]["Jinja2"][1] == "3.1.4"  # not the venv's 3.1.6
+    assert all(Path(p).resolve().is_relative_to(library) for p in seen["modlib-python--3.11"]["path"]), seen
 
 
 @pytest.mark.skipif(shutil.which("python", path=BARE_PATH) is not None, reason=f"this host has a python in {BARE_PATH}")

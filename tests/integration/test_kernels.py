@@ -1,31 +1,44 @@
 """Kernels follow the library: each publish writes one kernelspec per module with a kernel, and the kernel of
-a module that was retired or taken out is gone after the next publish. Real Lmod and real publishes, module
-files as EasyBuild writes them (tests/e2e/test_notebook_side.py starts the demo library's kernels)."""
+a module that was retired or taken out is gone after the next publish. In a library with its own Python a
+kernel loads the ipykernel module of its package's Python first, and kernel.sh keeps the Jupyter server's
+Python and loaded modules out. Real Lmod and real publishes, module files as EasyBuild writes them
+(tests/e2e/test_notebook_side.py starts the demo library's kernels)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from builder.layout import Layout
 from builder.publish import view
 from builder.read.config import load_settings
-from tests.helpers import PYVER, write_config, write_easystack
+from tests.helpers import LMOD_INIT, PYVER, write_config, write_easystack
 from tests.integration.test_incremental_publish import put
 
 SITE_PACKAGES = 'prepend_path("PYTHONPATH", pathJoin(root, "lib", "python{}", "site-packages"))'
 JINJA_OLD, JINJA_NEW = "Jinja2/3.1.4-GCCcore-system", "Jinja2/3.1.6-GCCcore-system"
 
 
-def configure(repo: Path, **notebook_and_modules):
+IPYKERNEL, IPYKERNEL_39 = "ipykernel/7.4.0-GCCcore-system", "ipykernel/6.29.5-GCCcore-system-Python-3.9"
+
+
+def configure(repo: Path, own_python: bool = False, **notebook_and_modules):
+    """``own_python``: a library without library.yaml's ``python`` (its Python packages depend on its own)."""
     stack = str(write_easystack(repo / "cpu.yaml", []))
     notebook = {k: v for k, v in notebook_and_modules.items() if k == "kernels"}
     modules = {k: v for k, v in notebook_and_modules.items() if k == "hidden"}
     config = write_config(repo, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [stack]}},
                           extra={"featured": [{"name": "Jinja2"}, {"name": "Tool"}, {"name": "OldPy"}],
                                  "notebook": notebook, "modules": modules})
+    if own_python:
+        data = yaml.safe_load(config.read_text())
+        del data["python"]
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
     return load_settings(config, env={"MODLIB_ROOT": str(repo / "library")})
 
 
@@ -64,7 +77,7 @@ def test_a_retired_module_and_a_module_taken_out_lose_their_kernels(repo):
     settings = configure(repo, kernels=[JINJA_OLD, JINJA_NEW, "Tool", "OldPy"])
     _, warnings = view.publish_view(settings)
     assert list(kernels(settings)) == ["modlib-jinja2--3.1.4-gcccore-system", "modlib-jinja2--3.1.6-gcccore-system"]
-    assert f"kernel Tool/1.0 is not a Python package, the notebooks run {PYVER}: no kernel" in warnings
+    assert "kernel Tool/1.0 is not a Python package: no kernel" in warnings
     assert f"kernel OldPy/1.0 was built for Python 3.9, the notebooks run {PYVER}: no kernel" in warnings
 
     settings = configure(repo, kernels=[JINJA_OLD, JINJA_NEW], hidden=[JINJA_NEW])
@@ -85,3 +98,57 @@ def test_an_unchanged_kernel_is_taken_from_the_live_generation(repo):
     put(settings.root, "cpu", "Other/1.0")  # not a name with a kernel: the Jupyter folder is reused
     view.publish_view(settings)
     assert kernels(settings) == before
+
+
+def put_library_python(settings) -> None:
+    """The library's Python and an ipykernel module built for it, and one for a Python 3.9 beside them."""
+    put(settings.root, "cpu", "Python/3.11.2-GCCcore-system")
+    put(settings.root, "cpu", IPYKERNEL, extra=SITE_PACKAGES.format(PYVER))
+    put(settings.root, "cpu", IPYKERNEL_39, extra=SITE_PACKAGES.format("3.9"))
+
+
+def test_with_its_own_python_a_kernel_loads_ipykernel_then_its_module_and_runs_python(repo):
+    settings = configure(repo, own_python=True, kernels=[JINJA_NEW, "OldPy", "Tool"])
+    put_library_python(settings)
+    _, warnings = view.publish_view(settings)
+    found = kernels(settings)
+    launcher = str(settings.root / "live" / "targets" / "cpu" / "jupyter" / "kernel.sh")
+    command = ["--", "python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    assert {name: (spec["display_name"], spec["argv"]) for name, spec in found.items()} == {
+        "modlib-python--3.9": ("Python 3.9 (library)", ["bash", launcher, IPYKERNEL_39, *command]),
+        f"modlib-python--{PYVER}": (f"Python {PYVER} (library)", ["bash", launcher, IPYKERNEL, *command]),
+        "modlib-jinja2--3.1.6-gcccore-system": (f"Python {PYVER} · Jinja2 3.1.6-GCCcore-system",
+                                                ["bash", launcher, IPYKERNEL, JINJA_NEW, *command]),
+        "modlib-oldpy--1.0": ("Python 3.9 · OldPy 1.0", ["bash", launcher, IPYKERNEL_39, "OldPy/1.0", *command])}
+    assert [w for w in warnings if w.startswith("kernel")] == ["kernel Tool/1.0 is not a Python package: no kernel"]
+
+    (Layout(settings.root).module_file("cpu", IPYKERNEL_39)).unlink()  # no ipykernel for 3.9 any more
+    _, warnings = view.publish_view(settings)
+    assert sorted(kernels(settings)) == ["modlib-jinja2--3.1.6-gcccore-system", f"modlib-python--{PYVER}"]
+    assert "kernel OldPy/1.0 was built for Python 3.9, which has no ipykernel module: no kernel" in warnings
+
+
+def test_kernel_sh_keeps_the_servers_python_and_loaded_modules_out(repo, tmp_path):
+    """A server that runs in a venv and whose panel loaded Jinja2/3.1.4 and Tool (jupyter-lmod loads into the
+    server's environment) starts the 3.1.6 kernel: Tool is loaded again, the kernel's modules last (3.1.6 in
+    place of 3.1.4), PYTHONPATH is the loaded modules' alone, and no variable of the venv is left."""
+    settings = configure(repo, own_python=True)
+    put_library_python(settings)
+    view.publish_view(settings)
+    env_sh = settings.root / "live" / "targets" / "cpu" / "env.sh"
+    server = {k: v for k, v in os.environ.items() if k not in ("LOADEDMODULES", "_LMFILES_", "PYTHONPATH")}
+    server.update(VIRTUAL_ENV=str(tmp_path / "venv"), PYTHONPATH=str(tmp_path / "venv" / "extra"),
+                  PYTHONHOME=str(tmp_path / "venv"))
+    script = f"source {LMOD_INIT} && source {env_sh} && module load {JINJA_OLD} Tool/1.0 && env -0"
+    loaded = subprocess.run(["bash", "-c", script], env=server, capture_output=True, check=True)
+    server = dict(line.split("=", 1) for line in loaded.stdout.decode().split("\0") if "=" in line)
+    assert JINJA_OLD in server["LOADEDMODULES"] and str(tmp_path / "venv" / "extra") in server["PYTHONPATH"]
+    spec = kernels(settings)["modlib-jinja2--3.1.6-gcccore-system"]
+    argv = spec["argv"][:spec["argv"].index("--") + 1]
+    show = 'echo "$LOADEDMODULES|${PYTHONPATH-}|${PYTHONHOME-unset}|${VIRTUAL_ENV-unset}"'
+    out = subprocess.run([*argv, "bash", "-c", show], env=server, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    modules, pythonpath, home, venv = out.stdout.strip().split("|")
+    assert modules.split(":") == ["Tool/1.0", IPYKERNEL, JINJA_NEW]
+    assert pythonpath.split(":") == [f"/opt/test/{m}/lib/python{PYVER}/site-packages" for m in (JINJA_NEW, IPYKERNEL)]
+    assert (home, venv) == ("unset", "unset")
