@@ -137,11 +137,13 @@ def kernel_sh(settings: Settings, target: str) -> str:
 modules=()
 while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do modules+=("$1"); shift; done
 shift
-source "${{LMOD_PKG:-{init}}}/init/bash" || exit 1
+# Lmod: the server's, else the library's (env.sh starts it where no module command is), else the builder's path
+if [ -n "${{LMOD_PKG:-}}" ] && [ -f "$LMOD_PKG/init/bash" ]; then source "$LMOD_PKG/init/bash"; fi
+source {shlex.quote(str(env_sh))} || exit 1
+command -v module >/dev/null 2>&1 || source {init}/init/bash || exit 1
 IFS=: read -r -a server_modules <<< "${{LOADEDMODULES:-}}"
 module --force purge || exit 1
 unset {" ".join(SERVER_PYTHON_VARIABLES)}
-source {shlex.quote(str(env_sh))} || exit 1
 [ "${{#server_modules[@]}}" -eq 0 ] || module try-load "${{server_modules[@]}}"
 module load "${{modules[@]}}" || exit 1
 exec "$@"
