@@ -125,3 +125,20 @@ def test_a_script_that_needs_python_on_path_fails_the_sanity_check(tmp_path, sou
     assert fixed.read_text().startswith(f"#!{load_settings(config).python}\n")
     log = next((root / ".modlib" / "records" / "cpu").glob("unfixed--1.0-GCCcore-system/*.log")).read_text()
     assert re.search(r"/usr/bin/env: .python.: No such file or directory", log)  # quotes follow the locale
+
+
+def test_a_script_that_needs_python_fails_a_module_without_the_librarys_python(tmp_path, source_cache):
+    """A library with its own Python: scripts keep EasyBuild's '#!/usr/bin/env python', which the Python
+    module serves where a module depends on it; a module without it has no 'python' in its sanity check."""
+    site = tmp_path / "site"
+    (site / "f" / "fixed").mkdir(parents=True)
+    (site / "f" / "fixed" / "fixed-1.0-GCCcore-system.eb").write_text(scripted("fixed", "bin"))
+    stack = write_easystack(tmp_path / "cpu.yaml", ["fixed-1.0-GCCcore-system.eb"])
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
+                          easyconfig_paths=[str(site), str(REPO / "easyconfigs")], own_python=True)
+    root = tmp_path / "library"
+    link_sources(root, source_cache)
+    result = modlib("build", "--config", str(config))
+    assert result.returncode == 1 and "failed 1" in result.stdout, result.stdout + result.stderr
+    log = next((root / ".modlib" / "records" / "cpu").glob("fixed--1.0-GCCcore-system/*.log")).read_text()
+    assert re.search(r"/usr/bin/env: .python.: No such file or directory", log) and "MODLIB_PYTHON" not in log
