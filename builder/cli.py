@@ -382,6 +382,8 @@ def new_pypi(config: Path | None, target: str | None, spec: str) -> None:
     click.echo(f"wrote {made.path}")
     for home in made.ignored:
         click.echo(f"  ignored PyPI's {home}")
+    if made.python:
+        click.echo(f"  depends on {made.python}: the library's Python")
     for module in made.found:
         click.echo(f"  depends on {module} (published)")
     for requirement in made.missing:

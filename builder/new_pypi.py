@@ -5,8 +5,11 @@ them the library already has. PyPI says all of it: its JSON API (``/pypi/NAME/js
 configured simple index) lists the release's files with their sha256, and a wheel's own metadata
 (PEP 658, ``<wheel URL>.metadata``) its requirements for exactly that version. The easyconfig installs
 the pure-Python wheel (or the sdist where there is none) with ``PythonPackage`` on the toolchain the
-demo's easyconfigs use; requirements published in the library become ``dependencies``, the others are
-named for the admin to add first. The file is written in EasyBuild's robot layout and never over
+demo's easyconfigs use; it depends on the library's Python module (the newest the target publishes, else
+the one its plan builds) as EasyBuild's own easyconfigs do, and installs a file whose Requires-Python
+admits that Python. Requirements published in the library become ``dependencies``, the others are named for
+the admin to add first. A library built for a notebook image's Python (library.yaml's ``python:``, the
+migration path) gets no Python dependency. The file is written in EasyBuild's robot layout and never over
 another one: the admin reviews it and adds the printed line to an easystack.
 
 The index is data, never code: the easyconfig is Python that the next ``plan`` runs, so a value from
@@ -29,6 +32,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
@@ -42,7 +46,7 @@ TIMEOUT = 30
 TOOLCHAIN = ("GCCcore", "system")
 
 EASYCONFIG = """# Written by `modlib new-pypi {spec}` from PyPI: review it before adding it to an easystack.
-# Python: no Python dependency, so PythonPackage uses the 'python' first on $PATH (the notebook's).
+# Python: {python_note}
 easyblock = 'PythonPackage'
 
 name = {name!r}
@@ -59,20 +63,27 @@ checksums = [{sha256!r}]
 {dependencies}
 # EasyBuild 5 defaults: use_pip = True, download_dep_fail = True (pip runs offline, --no-deps); EasyBuild
 # also imports {module!r} (options = {{'modulename': ...}} when the package imports under another name)
-
-# the default sanity paths need %(pyshortver)s, which has no value without a Python dependency
-sanity_check_paths = {{
-    'files': [],
-    'dirs': ['lib'],
-}}
-
-# %(python)s: the library's Python (PythonPackage's template); the sanity check's PATH has no 'python'
+{sanity_paths}
 sanity_check_commands = [
     {check!r},
 ]
 
 moduleclass = 'lib'
 """
+#: What an easyconfig without the Python dependency (the migration path) writes for its sanity check.
+MIGRATION_SANITY = """
+# the default sanity paths need %(pyshortver)s, which has no value without a Python dependency
+sanity_check_paths = {
+    'files': [],
+    'dirs': ['lib'],
+}
+
+# %(python)s: the library's Python (PythonPackage's template); the sanity check's PATH has no 'python'
+"""
+#: The package's version, read from its own install: not one that another path on sys.path holds.
+CHECK = ("{python} -c 'import importlib.metadata as m; d = m.distribution(\"{name}\"); "
+         "assert d.version == \"%(version)s\", d.version; "
+         "assert str(d.locate_file(\"\")).startswith(\"%(installdir)s/\"), d.locate_file(\"\")'")
 #: PEP 508's project name, which PyPI enforces: letters, digits and ``._-`` inside, never ``/`` or ``..``.
 _NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 #: A distribution's file name as PyPI accepts it (wheel or sdist): one path component.
@@ -87,6 +98,7 @@ class NewEasyconfig:
     found: list[str] = field(default_factory=list)  # requirements the library has: module names
     missing: list[str] = field(default_factory=list)  # requirements it lacks, as PyPI states them
     ignored: list[str] = field(default_factory=list)  # homepages PyPI gave that are no http(s) URL
+    python: str = ""  # the library's Python module it depends on, and where it was found; "": none
 
 
 def _get(url: str, what: str) -> bytes:
@@ -167,9 +179,18 @@ def _pure(filename: str) -> bool:
     return all(t.abi == "none" and t.platform == "any" for t in tags) and any(t.interpreter == "py3" for t in tags)
 
 
-def _pick(files: object, spec: str, where: str, version: str) -> _Dist:
-    """The release's pure-Python wheel, else its sdist: what installs the same on every node. Only the file
-    chosen is written into the easyconfig, so it alone must pass every check."""
+def _runs_on(entry: dict, python: str) -> bool:
+    """The file's Requires-Python admits the library's Python (one the index cannot state counts as none)."""
+    stated = entry.get("requires_python")
+    try:
+        return not isinstance(stated, str) or SpecifierSet(stated).contains(python, prereleases=True)
+    except InvalidSpecifier:
+        return True
+
+
+def _pick(files: object, spec: str, where: str, version: str, python: str) -> _Dist:
+    """The release's pure-Python wheel, else its sdist, for the library's Python: what installs the same on
+    every node. Only the file chosen is written into the easyconfig, so it alone must pass every check."""
     what = f"releases[{version!r}]"
     if not isinstance(files, list):
         raise BadInput(where, f"{what} is {_shown(files)}, not a list of files")
@@ -178,12 +199,15 @@ def _pick(files: object, spec: str, where: str, version: str) -> _Dist:
         if not isinstance(entry, dict):
             raise BadInput(where, f"{what}[{i}] is {_shown(entry)}, not a file")
         filename = _string(entry.get("filename"), where, f"{what}[{i}].filename")
-        if not entry.get("yanked") and filename.endswith(".whl") and _pure(filename):
+        if entry.get("yanked") or not _runs_on(entry, python):
+            continue
+        if filename.endswith(".whl") and _pure(filename):
             wheels.append((i, entry))
-        elif not entry.get("yanked") and entry.get("packagetype") == "sdist":
+        elif entry.get("packagetype") == "sdist":
             sdists.append((i, entry))
     if not wheels + sdists:
-        raise BadInput(spec, "has no pure-Python wheel and no sdist on PyPI; write its easyconfig by hand")
+        raise BadInput(spec, f"has no pure-Python wheel and no sdist for Python {python} on PyPI; "
+                             "write its easyconfig by hand")
     i, entry = (wheels + sdists)[0]
     return _checked(entry, where, f"{what}[{i}]", wheel=bool(wheels))
 
@@ -244,17 +268,20 @@ def _published(settings: Settings, target: Target) -> dict[str, list[tuple[str, 
     return out
 
 
-def _dependencies(requires: list[str], published: dict, python_version: str) -> tuple[list[tuple[str, str]],
-                                                                                      list[str], list[str]]:
-    """(EasyBuild dependencies, their module names, requirements the library lacks) for the notebook's Python."""
+def _dependencies(requires: list[str], published: dict, python: str) -> tuple[list[tuple[str, str]],
+                                                                           list[str], list[str]]:
+    """(EasyBuild dependencies, their module names, requirements the library lacks) for the library's Python."""
     deps, found, missing = [], [], []
+    markers = {"python_version": ".".join(python.split(".")[:2]), "extra": ""}
+    if python.count(".") == 2:  # the library's module; python.version (the migration path) names a minor only
+        markers["python_full_version"] = python
     for text in requires:
         try:
             req = Requirement(text)
         except InvalidRequirement:
             missing.append(_shown(text))
             continue
-        if req.marker and not req.marker.evaluate({"python_version": python_version, "extra": ""}):
+        if req.marker and not req.marker.evaluate(markers):
             continue
         fits = [(n, v) for n, v in published.get(canonicalize_name(req.name), [])
                 if req.specifier.contains(v, prereleases=True)]
@@ -265,6 +292,54 @@ def _dependencies(requires: list[str], published: dict, python_version: str) -> 
         else:
             missing.append(str(req))
     return deps, found, missing
+
+
+@dataclass(frozen=True)
+class _Python:
+    """The Python the package is built for: the library's own module (``found_in`` says where: published,
+    planned), or the notebook image's that library.yaml's ``python:`` names (the migration path: "")."""
+
+    version: str
+    found_in: str = ""
+
+    @property
+    def module(self) -> str:
+        return f"Python/{self.version}-{'-'.join(TOOLCHAIN)}" if self.found_in else ""
+
+
+def _library_python(settings: Settings, target: Target, published: dict) -> _Python:
+    """The library's Python module that the package depends on: the newest one published in the target's
+    trees (what its published requirements were built for), else the newest one its plan builds."""
+    if settings.python_version:
+        return _Python(settings.python_version)
+    versions, found_in = [v for _, v in published.get("python", [])], "published"
+    if not versions:
+        from builder.plan.planner import make_plan
+
+        suffix = "-" + "-".join(TOOLCHAIN)
+        planned = [n.module.partition("/")[2] for n in make_plan(settings, [target]).nodes if n.name == "Python"]
+        versions, found_in = [v.removesuffix(suffix) for v in planned if v.endswith(suffix)], "planned"
+    if not versions:
+        raise BadInput(settings.config_file, f"target '{target.name}' has no Python module on {TOOLCHAIN[0]}/"
+                                             f"{TOOLCHAIN[1]}, published or planned: the library's Python packages "
+                                             "depend on it; add its easyconfig to an easystack of the target first")
+    return _Python(max(versions, key=_newest_first), found_in)
+
+
+def _easyconfig(spec: str, name: str, version: str, chosen: _Dist, python: _Python, deps: list[tuple[str, str]],
+                homepage: str, summary: str) -> str:
+    """The easyconfig's text, each value from the index a Python literal."""
+    deps = [("Python", python.version), *deps] if python.found_in else deps
+    dep_lines = "".join(f"    ({n!r}, {v!r}),\n" for n, v in deps)
+    note = ("the library's own Python module, a dependency as in EasyBuild's own easyconfigs" if python.found_in
+            else "no Python dependency, so PythonPackage uses the 'python' first on $PATH (the notebook's).")
+    return EASYCONFIG.format(
+        spec=spec, python_note=note, name=name, version=version, homepage=homepage, description=summary or name,
+        tc_name=TOOLCHAIN[0], tc_version=TOOLCHAIN[1], source_url=chosen.url.rsplit("/", 1)[0] + "/",
+        source=chosen.filename.replace(version, "%(version)s"), sha256=chosen.sha256,
+        dependencies=f"\ndependencies = [\n{dep_lines}]\n" if deps else "",
+        module=name.lower().replace("-", "_"), sanity_paths="" if python.found_in else MIGRATION_SANITY,
+        check=CHECK.format(python="python" if python.found_in else "%(python)s", name=name))
 
 
 def _newest_first(text: str) -> Version:
@@ -313,20 +388,16 @@ def new_pypi(settings: Settings, spec: str, target: Target) -> NewEasyconfig:
     files = releases.get(version) if isinstance(releases, dict) else None
     if not files:
         raise BadInput(spec, f"PyPI has no files of version {version} of {name}")
-    chosen = _pick(files, spec, where, version)
+    published = _published(settings, target)
+    python = _library_python(settings, target, published)
+    chosen = _pick(files, spec, where, version, python.version)
     summary, homepage, requires, ignored = _metadata(index, spec, chosen, info, version, name)
     filename = ebadapter.easyconfig_filename(name, version, TOOLCHAIN)
     path = _target_path(settings, name, filename)
-    python_version = settings.python_version or "3.11"  # TODO(lead): the library's Python module
-    deps, found, missing = _dependencies(requires or [], _published(settings, target), python_version)
+    deps, found, missing = _dependencies(requires or [], published, python.version)
     if requires is None:
         missing.append("(unknown: PyPI has no metadata of this sdist's version; read its setup files)")
-    dep_lines = "".join(f"    ({n!r}, {v!r}),\n" for n, v in deps)
-    check = f"%(python)s -c 'import importlib.metadata as m; assert m.version(\"{name}\") == \"%(version)s\"'"
-    _write_new(path, EASYCONFIG.format(
-        spec=f"{wanted}=={version}", name=name, version=version, homepage=homepage, description=summary or name,
-        tc_name=TOOLCHAIN[0], tc_version=TOOLCHAIN[1], source_url=chosen.url.rsplit("/", 1)[0] + "/",
-        source=chosen.filename.replace(version, "%(version)s"), sha256=chosen.sha256,
-        dependencies=f"\ndependencies = [\n{dep_lines}]\n" if deps else "",
-        module=name.lower().replace("-", "_"), check=check))
-    return NewEasyconfig(path=path, easystack_line=f"  - {filename}", found=found, missing=missing, ignored=ignored)
+    _write_new(path, _easyconfig(f"{wanted}=={version}", name, version, chosen, python, deps, homepage, summary))
+    module = f"{python.module} ({python.found_in})" if python.found_in else ""
+    return NewEasyconfig(path=path, easystack_line=f"  - {filename}", found=found, missing=missing, ignored=ignored,
+                         python=module)

@@ -1,8 +1,9 @@
 """modlib's site hooks for EasyBuild (passed to every build with --hooks).
 
 Each hook is a thin shim over a plain function that takes explicit arguments, so the rules are
-unit-tested without running eb. modlib passes the library root, the target kind and the library's
-Python to every build in MODLIB_ROOT, MODLIB_TARGET_KIND and MODLIB_PYTHON.
+unit-tested without running eb. modlib passes the library root and the target kind to every build in MODLIB_ROOT and
+MODLIB_TARGET_KIND, and, for a library built for a notebook image's Python (library.yaml's
+`python:`, the migration path), that Python in MODLIB_PYTHON.
 """
 
 import glob
@@ -46,9 +47,13 @@ def tag_gpu(target_kind, module_txt):
 
 
 def library_python(value, path=None):
-    """The library's Python as an absolute path (a bare name is looked up on PATH): the one command
-    every notebook image has at that path, unlike a 'python' on PATH (Debian has only 'python3')."""
-    found = value if os.path.isabs(value or "") else shutil.which(value or "", path=path)
+    """MODLIB_PYTHON, the notebook image's Python that a library built for it names (the migration path),
+    as an absolute path (a bare name is looked up on PATH): the one command every notebook image has at
+    that path, unlike a 'python' on PATH (Debian has only 'python3'). None where there is none: the
+    library has its own Python module, which its Python packages depend on."""
+    if not value:
+        return None
+    found = value if os.path.isabs(value) else shutil.which(value, path=path)
     if not found:
         raise EasyBuildError("MODLIB_PYTHON (%s) is not an executable: the library's Python is needed to "
                              "start the scripts that Python packages install", value)
@@ -94,14 +99,20 @@ def pre_fetch_hook(self, *args, **kwargs):
 
 
 def post_postproc_hook(self, *args, **kwargs):
-    """After EasyBuild's own shebang fix (post_install_step, part of postproc), before the sanity check."""
+    """After EasyBuild's own shebang fix (post_install_step, part of postproc), before the sanity check.
+    A library with its own Python keeps EasyBuild's '#!/usr/bin/env python': the module's Python
+    dependency puts that 'python' on PATH wherever the module is loaded."""
     python = library_python(os.environ.get("MODLIB_PYTHON"))
+    if python is None:
+        return
     for path in fix_python_shebangs(self.installdir, self.cfg["fix_python_shebang_for"], python):
         self.log.info("modlib: shebang of %s set to #!%s", path, python)
 
 
 def pre_sanitycheck_hook(self, *args, **kwargs):
-    """The environment the sanity check loads the module into (EasyBuild restores initial_environ first)."""
+    """The environment the sanity check loads the module into (EasyBuild restores initial_environ first):
+    its only 'python' is then the one the module's own dependencies bring (the library's Python module),
+    so a script that needs 'python' in a module without it fails the build."""
     for environ in (os.environ, self.initial_environ):
         environ["PATH"] = without_python(environ.get("PATH"))
 

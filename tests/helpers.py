@@ -20,15 +20,19 @@ from builder.plan.graph import Node
 REPO = Path(__file__).resolve().parent.parent
 LMOD_INIT = "/usr/share/lmod/lmod/init/bash"
 PYVER = "{}.{}".format(*sys.version_info[:2])
+#: The demo's Python packages built for the tests' venv (library.yaml's ``python:``, the migration path),
+#: without the Python dependency of the library's own: a small test library builds no Python.
+TEST_EASYCONFIGS = REPO / "tests" / "data" / "easyconfigs"
 
 
 def write_config(repo: Path, targets: dict, *, easyconfig_paths: list[str] | None = None,
-                 root: str = "library", extra: dict | None = None) -> Path:
-    """A library.yaml in ``repo/easyconfigs`` whose relative paths resolve against ``repo``."""
+                 root: str = "library", extra: dict | None = None, own_python: bool = False) -> Path:
+    """A library.yaml in ``repo/easyconfigs`` whose relative paths resolve against ``repo``: built for the
+    tests' venv (the migration path), or with ``own_python`` for the library's own Python module."""
     (repo / "easyconfigs").mkdir(parents=True, exist_ok=True)
-    data = {"root": root, "python": {"executable": sys.executable, "version": PYVER},
-            "hooks": str(REPO / "hooks" / "modlib_hooks.py"),
-            "easyconfig_paths": easyconfig_paths or [str(REPO / "easyconfigs")],
+    python = {} if own_python else {"python": {"executable": sys.executable, "version": PYVER}}
+    data = {"root": root, **python, "hooks": str(REPO / "hooks" / "modlib_hooks.py"),
+            "easyconfig_paths": easyconfig_paths or [str(TEST_EASYCONFIGS), str(REPO / "easyconfigs")],
             "targets": targets, **(extra or {})}
     path = repo / "easyconfigs" / "library.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -81,7 +85,9 @@ def link_sources(root: Path, cache: Path) -> None:
 
 
 def copy_site_easyconfigs(dest: Path) -> Path:
+    """The site repository's easyconfigs, its Python packages being the tests' (``TEST_EASYCONFIGS``)."""
     shutil.copytree(REPO / "easyconfigs", dest, ignore=shutil.ignore_patterns("library.yaml", "*.easystack.yaml"))
+    shutil.copytree(TEST_EASYCONFIGS, dest, dirs_exist_ok=True)
     return dest
 
 

@@ -10,18 +10,27 @@ import threading
 
 import pytest
 
-from tests.helpers import copy_site_easyconfigs, link_sources, lmod, modlib, write_config, write_easystack
+from tests.helpers import (
+    bundle_easyconfig,
+    copy_site_easyconfigs,
+    link_sources,
+    lmod,
+    modlib,
+    write_config,
+    write_easystack,
+)
 
 pytestmark = pytest.mark.e2e
 SIX = "six-1.16.0-GCCcore-system.eb"
 
 
-def site_repo(tmp_path):
-    """A copy of the site repository's easyconfigs with its own library.yaml (cpu target only)."""
+def site_repo(tmp_path, own_python=False):
+    """A copy of the site repository's easyconfigs with its own library.yaml (cpu target only): built for the
+    tests' venv (the migration path), or with ``own_python`` for the library's own Python module."""
     easyconfigs = copy_site_easyconfigs(tmp_path / "easyconfigs")
     stack = write_easystack(easyconfigs / "cpu.easystack.yaml", [])
     config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
-                          easyconfig_paths=[str(easyconfigs)])
+                          easyconfig_paths=[str(easyconfigs)], own_python=own_python)
     return easyconfigs, stack, config
 
 
@@ -37,6 +46,7 @@ def test_a_pure_python_package_is_written_built_and_imported(tmp_path, source_ca
     assert made.stdout.splitlines()[-1] == f"  - {SIX}"
     text = written.read_text()
     assert "easyblock = 'PythonPackage'" in text and "toolchain = {'name': 'GCCcore', 'version': 'system'}" in text
+    assert "dependencies" not in text  # the migration path: built for the Python library.yaml names
     assert "'https://files.pythonhosted.org/packages/" in text
     assert "checksums = ['8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254']" in text
 
@@ -56,13 +66,15 @@ def test_a_pure_python_package_is_written_built_and_imported(tmp_path, source_ca
 
 
 def test_requirements_the_library_has_become_dependencies(tmp_path, demo_library):
-    """Flask 3.1.0 needs Jinja2>=3.1.2 (the demo publishes 3.1.4 to 3.1.6) and four packages it lacks."""
+    """Flask 3.1.0 needs Jinja2>=3.1.2 (the demo publishes 3.1.4 to 3.1.6) and four packages it lacks; like
+    every Python package of the library, it depends on the library's Python, which the demo publishes."""
     root, env, _ = demo_library
-    easyconfigs, _, config = site_repo(tmp_path)
+    easyconfigs, _, config = site_repo(tmp_path, own_python=True)
     made = modlib("new-pypi", "--config", str(config), "Flask==3.1.0", env=env)
     assert made.returncode == 0, made.stderr
-    assert "dependencies = [\n    ('Jinja2', '3.1.6'),\n]" in (easyconfigs / "f" / "Flask" /
-                                                                 "Flask-3.1.0-GCCcore-system.eb").read_text()
+    assert "dependencies = [\n    ('Python', '3.11.2'),\n    ('Jinja2', '3.1.6'),\n]" in \
+        (easyconfigs / "f" / "Flask" / "Flask-3.1.0-GCCcore-system.eb").read_text()
+    assert "  depends on Python/3.11.2-GCCcore-system (published): the library's Python" in made.stdout.splitlines()
     assert "  depends on Jinja2/3.1.6-GCCcore-system (published)" in made.stdout.splitlines()
     needs = [line.split(":")[0].strip() for line in made.stdout.splitlines() if line.startswith("  needs ")]
     assert needs == ["needs Werkzeug>=3.1", "needs itsdangerous>=2.2", "needs click>=8.1.3", "needs blinker>=1.9"]
@@ -110,12 +122,12 @@ def hostile_index():
 
 
 def release(base: str, name: str, filename: str, info: dict | None = None, url: str | None = None,
-            sha256: str = "a" * 64) -> dict:
-    """The JSON API's page of a project with one file of version 1.0."""
+            sha256: str = "a" * 64, more: tuple[dict, ...] = ()) -> dict:
+    """The JSON API's page of a project with one file of version 1.0 (and ``more`` before it)."""
     return {"info": {"name": name, "version": "1.0", "summary": "", **(info or {})},
-            "releases": {"1.0": [{"filename": filename, "url": url or f"{base}/files/{filename}",
-                                  "packagetype": "sdist" if filename.endswith(".tar.gz") else "bdist_wheel",
-                                  "digests": {"sha256": sha256}}]}}
+            "releases": {"1.0": [*more, {"filename": filename, "url": url or f"{base}/files/{filename}",
+                                         "packagetype": "sdist" if filename.endswith(".tar.gz") else "bdist_wheel",
+                                         "digests": {"sha256": sha256}}]}}
 
 
 def assignments(path) -> dict:
@@ -204,3 +216,55 @@ def test_a_relative_file_url_is_resolved_against_the_index(tmp_path, hostile_ind
     assert modlib("new-pypi", "--config", str(config), "old==1.0", env=env).returncode == 0
     written = assignments(easyconfigs / "o" / "old" / "old-1.0-GCCcore-system.eb")
     assert (written["source_urls"], written["sources"]) == ([f"{base}/packages/ab/"], ["old-%(version)s.tar.gz"])
+
+
+def own_python_site(tmp_path, python: str | None):
+    """A site whose library has its own Python (a stand-in Bundle named Python, planned, never built)."""
+    easyconfigs, stack, config = site_repo(tmp_path, own_python=True)
+    if python:
+        (easyconfigs / "p" / "Python").mkdir(parents=True, exist_ok=True)
+        (easyconfigs / "p" / "Python" / f"Python-{python}-GCCcore-system.eb").write_text(
+            bundle_easyconfig("Python", "").replace("version = '1.0'", f"version = {python!r}"))
+        write_easystack(stack, [f"Python-{python}-GCCcore-system.eb"])
+    return easyconfigs, stack, config
+
+
+def test_a_library_with_its_own_python_gets_a_dependency_on_it_and_a_file_for_it(tmp_path, hostile_index):
+    """Its Python is the one the target's plan builds (3.12 here): the easyconfig depends on that module, its
+    sanity check runs the module's 'python', and the file and requirements are the ones for Python 3.12."""
+    pages, base, env = hostile_index
+    easyconfigs, stack, config = own_python_site(tmp_path, "3.12.4")
+    env = {**env, "MODLIB_ROOT": str(tmp_path / "library"), "MODLIB_CACHE": str(tmp_path / "cache")}
+    newer = {"filename": "fresh-1.0-py3-none-any.whl", "url": f"{base}/files/fresh-1.0-py3-none-any.whl",
+             "packagetype": "bdist_wheel", "digests": {"sha256": "b" * 64}, "requires_python": ">=3.13"}
+    pages["/pypi/fresh/json"] = release(base, "fresh", "fresh-1.0.tar.gz", more=(newer,), info={
+        "requires_dist": ['tomli; python_version < "3.11"', 'typing-extensions; python_version < "3.13"']})
+    made = modlib("new-pypi", "--config", str(config), "fresh==1.0", env=env)
+    assert made.returncode == 0, made.stderr
+    assert "  depends on Python/3.12.4-GCCcore-system (planned): the library's Python" in made.stdout.splitlines()
+    needs = [line.split(":")[0] for line in made.stdout.splitlines() if line.startswith("  needs ")]
+    assert needs == ['  needs typing-extensions; python_version < "3.13"']  # tomli is for Python < 3.11
+    written = easyconfigs / "f" / "fresh" / "fresh-1.0-GCCcore-system.eb"
+    stated = assignments(written)
+    assert stated["dependencies"] == [("Python", "3.12.4")]
+    assert stated["sources"] == ["fresh-%(version)s.tar.gz"]  # the wheel needs Python 3.13
+    assert "sanity_check_paths" not in stated  # EasyBuild's own, for this Python's lib/python3.12/site-packages
+    assert stated["sanity_check_commands"][0].startswith("python -c ")
+    write_easystack(stack, ["Python-3.12.4-GCCcore-system.eb", "fresh-1.0-GCCcore-system.eb"])
+    plan = modlib("plan", "--config", str(config), "--json", env=env)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    nodes = {n["module"]: n for n in json.loads(plan.stdout)["nodes"]}
+    assert "Python/3.12.4-GCCcore-system" in nodes["fresh/1.0-GCCcore-system"]["deps"]
+
+
+def test_a_library_with_its_own_python_but_none_in_the_target_is_bad_input(tmp_path, hostile_index):
+    pages, base, env = hostile_index
+    easyconfigs, _, config = own_python_site(tmp_path, None)
+    pages["/pypi/fresh/json"] = release(base, "fresh", "fresh-1.0.tar.gz")
+    made = modlib("new-pypi", "--config", str(config), "fresh==1.0",
+                  env={**env, "MODLIB_ROOT": str(tmp_path / "library"), "MODLIB_CACHE": str(tmp_path / "cache")})
+    assert (made.returncode, made.stderr) == (2, f"modlib: error: {config}: target 'cpu' has no Python module on "
+                                                 "GCCcore/system, published or planned: the library's Python packages "
+                                                 "depend on it; add its easyconfig to an easystack of the target "
+                                                 "first\n")
+    assert not (easyconfigs / "f").exists()

@@ -134,9 +134,11 @@ def test_tensorboard_runs_from_its_module_without_python_on_path(demo_library, t
     assert out.stdout.strip() == "2.21.0"
 
 
-def test_every_python_script_starts_with_the_librarys_python(demo_library):
-    """For every install of the library: a script with a Python shebang names the configured Python."""
-    python = settings_of(demo_library).python
+def test_every_python_script_runs_the_librarys_python(demo_library):
+    """For every install of the library: a script with a Python shebang runs the library's Python, a
+    package's through EasyBuild's '#!/usr/bin/env python' (its module loads the Python module), the Python
+    module's own by that install's path."""
+    python = str(demo_library[0] / "cpu" / "software" / "Python-")
     scripts = {}
     for tree in ("cpu", "cuda"):
         for path in (demo_library[0] / tree / "software").glob("*/*/*/bin/*"):
@@ -146,7 +148,9 @@ def test_every_python_script_starts_with_the_librarys_python(demo_library):
                 if first.startswith("#!") and "python" in first:
                     scripts[str(path)] = first
     assert any(p.endswith("/bin/tensorboard") for p in scripts) and len(scripts) > 5, scripts
-    assert {line for line in scripts.values()} == {f"#!{python}"}, json.dumps(scripts, indent=1)
+    wrong = {path: line for path, line in scripts.items() if line != "#!/usr/bin/env python"
+             and not (path.startswith(python) and line.startswith("#!" + python))}
+    assert wrong == {}, json.dumps(scripts, indent=1)
 
 
 SCRIPT = ("mkdir -p %(installdir)s/{folder} && printf '#!/usr/bin/env python\\\\nprint(42)\\\\n' > {path} "
@@ -183,3 +187,20 @@ def test_a_script_that_needs_python_on_path_fails_the_sanity_check(tmp_path, sou
     assert fixed.read_text().startswith(f"#!{load_settings(config).python}\n")
     log = next((root / ".modlib" / "records" / "cpu").glob("unfixed--1.0-GCCcore-system/*.log")).read_text()
     assert re.search(r"/usr/bin/env: .python.: No such file or directory", log)  # quotes follow the locale
+
+
+def test_a_script_that_needs_python_fails_a_module_without_the_librarys_python(tmp_path, source_cache):
+    """A library with its own Python: scripts keep EasyBuild's '#!/usr/bin/env python', which the Python
+    module serves where a module depends on it; a module without it has no 'python' in its sanity check."""
+    site = tmp_path / "site"
+    (site / "f" / "fixed").mkdir(parents=True)
+    (site / "f" / "fixed" / "fixed-1.0-GCCcore-system.eb").write_text(scripted("fixed", "bin"))
+    stack = write_easystack(tmp_path / "cpu.yaml", ["fixed-1.0-GCCcore-system.eb"])
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
+                          easyconfig_paths=[str(site), str(REPO / "easyconfigs")], own_python=True)
+    root = tmp_path / "library"
+    link_sources(root, source_cache)
+    result = modlib("build", "--config", str(config))
+    assert result.returncode == 1 and "failed 1" in result.stdout, result.stdout + result.stderr
+    log = next((root / ".modlib" / "records" / "cpu").glob("fixed--1.0-GCCcore-system/*.log")).read_text()
+    assert re.search(r"/usr/bin/env: .python.: No such file or directory", log) and "MODLIB_PYTHON" not in log

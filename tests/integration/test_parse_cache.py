@@ -8,7 +8,7 @@ import pytest
 
 from builder.plan.planner import fresh_plan
 from builder.read.config import load_settings
-from tests.helpers import REPO
+from tests.helpers import REPO, TEST_EASYCONFIGS
 
 
 def plan(config, env):
@@ -40,7 +40,7 @@ def test_changed_easyconfig_is_parsed_again(lib):
     ec = site / "a" / "app" / "app-1.0-GCCcore-system.eb"
     ec.write_text(ec.read_text() + "dependencies = [('MarkupSafe', '3.0.2')]\n")
     (site / "m" / "MarkupSafe").mkdir(parents=True)
-    shutil.copy(REPO / "easyconfigs/m/MarkupSafe/MarkupSafe-3.0.2-GCCcore-system.eb", site / "m" / "MarkupSafe")
+    shutil.copy(TEST_EASYCONFIGS / "m/MarkupSafe/MarkupSafe-3.0.2-GCCcore-system.eb", site / "m" / "MarkupSafe")
     assert "MarkupSafe/3.0.2-GCCcore-system" in deps_of(plan(config, env), "app/1.0-GCCcore-system")
 
 
@@ -103,6 +103,6 @@ def test_hooks_change_selects_another_cache(lib):
     hooks.write_text(hooks.read_text() + "\n\ndef parse_hook(ec, *args, **kwargs):\n"
                      "    if ec.name == 'app':\n        ec['dependencies'] = [('MarkupSafe', '3.0.2')]\n")
     (site / "m" / "MarkupSafe").mkdir(parents=True)
-    shutil.copy(REPO / "easyconfigs/m/MarkupSafe/MarkupSafe-3.0.2-GCCcore-system.eb", site / "m" / "MarkupSafe")
+    shutil.copy(TEST_EASYCONFIGS / "m/MarkupSafe/MarkupSafe-3.0.2-GCCcore-system.eb", site / "m" / "MarkupSafe")
     assert "MarkupSafe/3.0.2-GCCcore-system" in deps_of(plan(config, env), "app/1.0-GCCcore-system")
     assert len(list((tmp / "cache").glob("parse-*.json"))) == 2

@@ -17,7 +17,7 @@ from builder.cache_files import MAX_PER_KIND
 from builder.errors import BadInput
 from builder.plan import planner
 from builder.read.config import load_settings
-from tests.helpers import REPO, bundle_easyconfig, write_easystack
+from tests.helpers import REPO, TEST_EASYCONFIGS, bundle_easyconfig, write_easystack
 
 UPSTREAM = Path(sys.prefix) / "easybuild" / "easyconfigs"
 
@@ -129,7 +129,7 @@ def test_easybuild_configuration_file(lib, change):
 
 def test_easystack_line(lib, fresh_calls):
     def add_entry(tmp, site, hooks):
-        shutil.copytree(REPO / "easyconfigs" / "m", site / "m")
+        shutil.copytree(TEST_EASYCONFIGS / "m", site / "m")
         write_easystack(tmp / "easyconfigs" / "cpu.yaml",
                         ["app-1.0-GCCcore-system.eb", "MarkupSafe-3.0.2-GCCcore-system.eb"])
 
@@ -206,7 +206,7 @@ def test_hooks_change(lib, fresh_calls):
     def new_hook(tmp, site, hooks):
         hooks.write_text(hooks.read_text() + "\n\ndef parse_hook(ec, *args, **kwargs):\n"
                          "    if ec.name == 'app':\n        ec['dependencies'] = [('MarkupSafe', '3.0.2')]\n")
-        shutil.copytree(REPO / "easyconfigs" / "m", site / "m")
+        shutil.copytree(TEST_EASYCONFIGS / "m", site / "m")
 
     before, after, fresh = cached_plan_changes(lib, fresh_calls, new_hook)
     assert after == fresh != before

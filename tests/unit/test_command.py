@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from builder.execute.command import clear_leftovers, host_env, invocation
 from builder.execute.inputs import stage_inputs
 from builder.plan.graph import Node
 from builder.read.config import load_settings
-from tests.helpers import REPO
+from tests.helpers import REPO, write_config, write_easystack
 
 SETTINGS = load_settings(REPO / "easyconfigs" / "library.yaml", env={"MODLIB_ROOT": "/srv/library"})
 
@@ -57,10 +58,23 @@ def test_host_env_carries_root_override_and_robot_path(tmp_path):
     assert env["EASYBUILD_ROBOT_PATHS"].startswith(str(REPO / "easyconfigs") + os.pathsep)
     assert env["EASYBUILD_HOOKS"] == str(SETTINGS.hooks)
     assert "PYTHONPATH" not in env
-    assert SETTINGS.python is not None  # the tests' libraries build for the venv's Python (the migration path)
-    assert env["PATH"].split(os.pathsep)[0] == str(Path(SETTINGS.python).parent)
     if os.geteuid() == 0:
         assert env["EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES"] == "1"
+
+
+def test_builds_get_the_notebook_images_python_only_on_the_migration_path(tmp_path):
+    """The demo has its own Python module: no MODLIB_PYTHON, only the runner's own tools (eb) on PATH. A
+    library built for an image's Python (library.yaml's ``python:``) gets that Python first, and named."""
+    base = {"PATH": "/usr/bin", "MODLIB_PYTHON": "/leaked/python"}
+    own = host_env(SETTINGS, tmp_path, base=base)
+    assert SETTINGS.python is None and "MODLIB_PYTHON" not in own
+    assert own["PATH"] == os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin"])
+    stack = write_easystack(tmp_path / "cpu.yaml", [])
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}})
+    migration = load_settings(config, env={"MODLIB_ROOT": str(tmp_path / "library")})
+    env = host_env(migration, tmp_path, base=base)
+    assert env["MODLIB_PYTHON"] == migration.python == sys.executable
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
 
 
 def test_each_build_gets_a_fresh_prefix_and_a_rebuild_never_the_published_one(tmp_path):

@@ -78,12 +78,19 @@ def test_python_scripts_start_with_the_librarys_python(hooks, tmp_path):
     assert hooks.fix_python_shebangs(str(tmp_path), None, "/opt/py/bin/python") == []
 
 
-def test_the_librarys_python_must_be_found(hooks, tmp_path):
+def test_the_notebook_images_python_must_be_found(hooks, tmp_path):
+    """The migration path: MODLIB_PYTHON names the Python that scripts start with, and it must exist."""
     script(tmp_path / "python3", "#!/bin/sh\n")
     assert hooks.library_python("python3", path=str(tmp_path)) == str(tmp_path / "python3")
     assert hooks.library_python("/opt/py/bin/python") == "/opt/py/bin/python"
     with pytest.raises(EasyBuildError, match="MODLIB_PYTHON"):
-        hooks.library_python(None)
+        hooks.library_python("python3.99", path=str(tmp_path))
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_library_with_its_own_python_leaves_shebangs_to_easybuild(hooks, value):
+    """No MODLIB_PYTHON: the packages' Python dependency serves EasyBuild's '#!/usr/bin/env python'."""
+    assert hooks.library_python(value) is None
 
 
 def test_the_sanity_checks_path_has_no_python(hooks, tmp_path):
