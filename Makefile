@@ -60,9 +60,9 @@ demo: setup
 	@bash -c 'source $(LMOD_INIT) && eval "$$($(VENV)/bin/modlib env --target cuda)" && module avail'
 	@echo
 	@echo "The demo library is in ./library. To use it in a shell:"
-	@echo "  source $(LMOD_INIT)"
 	@echo "  source library/live/targets/cpu/env.sh          # or: eval \"\$$($(VENV)/bin/modlib env --target cpu)\"; cuda on a GPU node"
-	@echo "  module load Jinja2/3.1.4-GCCcore-system && $(VENV)/bin/python -c 'import jinja2; print(jinja2.__version__)'"
+	@echo "  module load Jinja2/3.1.4-GCCcore-system && python -c 'import jinja2; print(jinja2.__version__, jinja2.__file__)'"
+	@echo "(env.sh starts the library's own Lmod where the shell has no module command; python is the library's)"
 
 test: setup test-tools lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
