@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,3 +146,21 @@ def bare_image(script: str, scratch: Path, *, shell: tuple[str, ...] = ("bash", 
     variables = {"PATH": "/usr/bin:/bin", "HOME": "/mnt/home", "USER": "jovyan", "LANG": "C.UTF-8", **(env or {})}
     args += [a for key, value in variables.items() for a in ("--setenv", key, value)]
     return subprocess.run([*args, "--", *shell, "-c", script], capture_output=True, text=True, timeout=300)
+
+
+def at_once(action: Callable[[], object], count: int) -> list[BaseException]:
+    """Run ``action`` in ``count`` threads at the same time, as runs sharing a cache do: what they raised."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except Exception as err:  # reported to the caller
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from builder.ebadapter import SourceFile
 from builder.errors import ModlibError
 from builder.execute import sources
 from builder.execute.debian_sources import FRESH_S, DebianSources, DebSrc, parse, twin
-from tests.helpers import modlib, write_config
+from tests.helpers import at_once, modlib, write_config
 
 pytestmark = pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt and a Debian mirror")
 
@@ -141,21 +140,11 @@ def test_a_security_suite_is_looked_up_in_the_security_archive(tmp_path):
 
 
 def test_runs_at_once_share_the_apt_state_and_the_cache(tmp_path):
-    errors: list[Exception] = []
-
     def fetch() -> None:
-        try:
-            with DebianSources(tmp_path / "apt") as debian:
-                sources.prefetch([src()], tmp_path / "cache", [], debian=debian)
-        except Exception as err:  # pragma: no cover - reported below
-            errors.append(err)
+        with DebianSources(tmp_path / "apt") as debian:
+            sources.prefetch([src()], tmp_path / "cache", [], debian=debian)
 
-    threads = [threading.Thread(target=fetch) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert at_once(fetch, 3) == []
     assert [p.name for p in (tmp_path / "cache" / "l" / "lua-filesystem").iterdir()] == [FILE]
 
 

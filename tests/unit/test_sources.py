@@ -11,6 +11,7 @@ import pytest
 from builder.ebadapter import SourceFile
 from builder.errors import ModlibError
 from builder.execute import sources
+from tests.helpers import at_once
 
 PAYLOAD = b"not really a tarball, but bytes with a checksum\n"
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -120,20 +121,7 @@ def test_missing_source_without_network_stops_with_exit_2(tmp_path):
 
 
 def test_two_runs_fetching_at_once_both_end_with_one_good_file(tmp_path, pypi):
-    errors = []
-
-    def fetch():
-        try:
-            sources.prefetch([src()], tmp_path, [], pypi + "/simple")
-        except Exception as err:  # pragma: no cover - reported below
-            errors.append(err)
-
-    threads = [threading.Thread(target=fetch) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert at_once(lambda: sources.prefetch([src()], tmp_path, [], pypi + "/simple"), 4) == []
     assert [p.name for p in (tmp_path / "d/demo").iterdir()] == ["demo_pkg-1.0.tar.gz"]
 
 
