@@ -157,7 +157,8 @@ def test_without_a_cache_folder_the_apt_state_is_temporary():
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="switching to nobody needs root")
 def test_a_runner_that_is_not_root_fetches_too():
-    base = Path(tempfile.mkdtemp(prefix="modlib-nonroot-"))
+    # under /tmp itself: tempfile's folder may be one EasyBuild made private (0700) in an earlier test's process
+    base = Path(tempfile.mkdtemp(prefix="modlib-nonroot-", dir="/tmp"))
     try:
         os.chown(base, 65534, 65534)
         script = ("import sys; from pathlib import Path; from builder.execute import sources; "
