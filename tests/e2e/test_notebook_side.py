@@ -67,11 +67,10 @@ def test_each_kernel_is_listed_with_the_module_and_the_python(demo_library, monk
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter))
     specs = KernelSpecManager().get_all_specs()
     names = {name: spec["spec"]["display_name"] for name, spec in specs.items() if name.startswith("modlib-")}
-    own_python = settings_of(demo_library).python is None  # else the migration path: no library Python kernel
     assert names == {KERNEL: "Python 3.11 · Jinja2 3.1.4",
                      "modlib-jinja2--3.1.6-gcccore-system": "Python 3.11 · Jinja2 3.1.6",
                      "modlib-tensorboard--2.21.0-gcccore-system": "Python 3.11 · TensorBoard 2.21.0",
-                     **({"modlib-python--3.11": "Python 3.11 (library)"} if own_python else {})}
+                     "modlib-python--3.11": "Python 3.11 (library)"}
 
 
 def test_a_kernel_started_from_its_kernelspec_imports_its_modules_version(demo_library, monkeypatch, tmp_path):
@@ -102,9 +101,7 @@ def test_every_kernel_imports_its_featured_packages_from_the_library(demo_librar
     Python; nothing of the venv is on any kernel's sys.path, and the library Python kernel's is the
     library's alone."""
     root = demo_library[0]
-    settings = settings_of(demo_library)
-    if settings.python is not None:
-        pytest.skip("the demo library is built for the image's Python (library.yaml's python): kernels run it")
+    assert settings_of(demo_library).python is None  # the demo library has its own Python, which kernels run
     monkeypatch.setenv("JUPYTER_PATH", str(root / "live" / "targets" / "cpu" / "jupyter"))
     featured = [m["name"] for m in json.loads((root / "live" / "targets" / "cpu" / "featured.json").read_text())
                 ["modules"]]
