@@ -1,5 +1,6 @@
 """Session fixtures shared by the test suite."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,13 @@ def source_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_library(tmp_path_factory, source_cache):
-    """The demo library (easyconfigs/library.yaml) built once for the session into a temporary root."""
-    root = tmp_path_factory.mktemp("demo") / "library"
-    link_sources(root, source_cache)
+    """The demo library (easyconfigs/library.yaml) built once for the session into a temporary root.
+    MODLIB_TEST_DEMO_ROOT names a root to build into instead, where an earlier build is brought up to date
+    rather than repeated: for reruns of the tests that only read it (CI leaves it unset)."""
+    kept = os.environ.get("MODLIB_TEST_DEMO_ROOT")
+    root = Path(kept) if kept else tmp_path_factory.mktemp("demo") / "library"
+    if not kept:
+        link_sources(root, source_cache)
     env = {"MODLIB_ROOT": str(root)}
     result = modlib("build", "--config", str(REPO / "easyconfigs" / "library.yaml"), env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
