@@ -43,6 +43,8 @@ VIEW_CATALOGUE = Entry("catalogue.html", "the catalogue page: every module, how 
                        "from; a search box", 2)
 VIEW_KERNELS = Entry("jupyter/", "a Jupyter data folder, first on JUPYTER_PATH (env.sh)", 2)
 VIEW_KERNEL_SH = Entry("kernel.sh", "what kernels run with bash: Lmod's init, env.sh, module load, exec Python", 3)
+VIEW_KERNEL_STARTUP = Entry("kernel_startup.py", "what kernels run before the first cell: panel change notices, "
+                            "jupyter-lmod's in-kernel loads first on sys.path", 3)
 VIEW_KERNEL = Entry("kernels/modlib-<kernel>/kernel.json", "one kernelspec per module with a kernel", 3)
 VIEW_STATE = Entry("publish.json", "each stored file the generation holds, for the next publish to compare", 1)
 VIEW_INPUTS = Entry("inputs.json", "digest of what the generation was made from", 1)
@@ -73,7 +75,7 @@ CACHE = Entry("cache/", "parsed easyconfigs, whole plans, library.yaml contents 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_CATALOGUE_DATA, VIEW_TARGET,
            VIEW_ENV, VIEW_LMODRC, VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_CATALOGUE, VIEW_KERNELS,
-           VIEW_KERNEL_SH, VIEW_KERNEL, VIEW_STATE, VIEW_INPUTS, VIEW_RECORD,
+           VIEW_KERNEL_SH, VIEW_KERNEL_STARTUP, VIEW_KERNEL, VIEW_STATE, VIEW_INPUTS, VIEW_RECORD,
            SOFTWARE, UNREFERENCED, STORE, STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META,
            RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
 
@@ -120,6 +122,9 @@ class Layout:
 
     def view_kernel_sh(self, base: Path, target: str) -> Path:
         return self.view_jupyter(base, target) / _fill(VIEW_KERNEL_SH)
+
+    def view_kernel_startup(self, base: Path, target: str) -> Path:
+        return self.view_jupyter(base, target) / _fill(VIEW_KERNEL_STARTUP)
 
     def view_kernel(self, base: Path, target: str, module: str) -> Path:
         """The folder of a module's kernelspec (kernel.json in it) inside a view."""

@@ -2,10 +2,9 @@
 # Install steps of the notebook image (k8s-jobs/notebook-image/Containerfile), run as root in a
 # Debian bookworm root file system: `sh install.sh SRC` with SRC a copy of this folder. Kept out of
 # the Containerfile so that tests/k8s/test_notebook_image.py can run exactly these steps in a chroot.
-# The same Debian and Python (3.11) as the builder image: the library's Python packages are built for
-# that minor version, and kernels import them. The venv is where the builder image's is
-# (/opt/modlib/venv): the library's kernels start the Python builds ran with (MODLIB_PYTHON) by its
-# path, and find the notebook's ipykernel there.
+# The library's kernels run the library's own Python and ipykernel; this venv is the Jupyter server's.
+# It sits where the builder image's does (/opt/modlib/venv), so that a library built for the builder's
+# Python (library.yaml's `python`, the migration path) finds that Python and an ipykernel at its path.
 set -eu
 
 SRC=${1:-/src}

@@ -55,6 +55,35 @@ def featured_first(featured: list[str]) -> None:
     module.ModuleAPI.avail = ordered
 
 
+def panel_file() -> None:
+    """jupyter-lmod's panel loads into this server's environment, and Jupyter restarts a kernel with the
+    environment of its session's start: so after each of the panel's changes the server writes what it has
+    loaded (LOADEDMODULES) to a file named in MODLIB_PANEL_MODULES, which every kernel inherits. The library's
+    kernel.sh loads from it at each start and restart; a running kernel compares it with what it started with."""
+    import module  # jupyter-lmod's Lmod client: it reads LMOD_CMD when imported, so only now
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    path = Path(jupyter_runtime_dir(), f"modlib-panel-{os.getpid()}.modules")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["MODLIB_PANEL_MODULES"] = str(path)
+    run = module.module
+
+    def write() -> None:
+        draft = path.with_suffix(".draft")
+        draft.write_text(os.environ.get("LOADEDMODULES", "") + "\n")
+        os.replace(draft, path)  # a kernel starting meanwhile reads the old line or the new, never half
+
+    async def tracked(command, *args):
+        try:
+            return await run(command, *args)
+        finally:
+            if command in ("load", "unload", "purge", "reset", "restore", "use", "unuse"):
+                write()
+
+    module.module = tracked
+    write()
+
+
 def configure(config: Config) -> None:
     os.environ.update(profile_environment())
     target = Path(os.environ.get("MODLIB_ROOT", "/srv/modlib"), "live", "targets", os.environ.get("MODLIB_TARGET", "cpu"))
@@ -71,6 +100,7 @@ def configure(config: Config) -> None:
         name: {"command": launcher(launchers[name], command), "timeout": 60, "launcher_entry": {"title": title}}
         for name, (title, command) in TOOLS.items() if name in launchers}
     featured_first(featured)
+    panel_file()
 
 
 configure(c)  # type: ignore[name-defined]  # noqa: F821

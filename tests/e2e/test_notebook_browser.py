@@ -3,15 +3,18 @@
 The server is the notebook image's (tests/e2e/notebook.py): its Python environment, its startup hook,
 uid 1000, the demo library read-only at its own path, the cpu target. What a data scientist does:
 the Lmod panel lists the featured modules first and no GPU module; Jinja2/3.1.4 loads from the panel;
-a notebook on the library's "Jinja2 3.1.4" kernel imports that version from the library; the
-TensorBoard tile opens TensorBoard through jupyter-server-proxy. MODLIB_SCREENSHOTS=docs saves the
-screenshots README shows (default: the test's temporary folder).
+a notebook on each of the library's kernels imports its package from the library, on the library's
+Python; the panel's loads and unloads reach a kernel's restart, and the running kernel says what changed;
+jupyter-lmod's in-kernel API loads first on sys.path; the TensorBoard tile opens TensorBoard through
+jupyter-server-proxy. MODLIB_SCREENSHOTS=docs saves the screenshots README shows (default: the test's
+temporary folder).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -115,29 +118,114 @@ def _open_notebook(page: Page, kernel: str) -> None:
     page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
 
 
-def test_notebook_on_the_jinja2_kernel_imports_it_from_the_library(lab):
-    """JupyterLab's venv has Jinja2 3.1.6 (JupyterLab depends on it): the kernel imports the library's 3.1.4,
-    on the library's Python (a library built for the image's Python: on that one)."""
-    page, root, _ = lab
-    _open_notebook(page, "Python 3.11 · Jinja2 3.1.4")
-    page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first.click()
-    page.keyboard.type("import jinja2, sys; print(jinja2.__version__, jinja2.__file__, sys.executable)")
+def _new_launcher(page: Page) -> None:
+    """A new Launcher tab: a notebook opened from one takes its place."""
+    page.locator(".lm-TabBar-addButton:visible").first.click()
+    page.locator(".jp-LauncherCard").first.wait_for()
+
+
+def _run_cell(page: Page, code: str) -> str:
+    """``code`` in the open notebook's last cell, run; what its output area shows once the run ended."""
+    cell = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-CodeCell").last
+    cell.locator(".cm-content").click()
+    page.keyboard.insert_text(code)  # not typed: the editor would close brackets and indent on its own
     page.keyboard.press("Shift+Enter")
-    output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
-    output.wait_for()
-    version, where, python = output.inner_text().split()
-    assert version == "3.1.4"
-    assert Path(where).is_relative_to(root / "cpu" / "software")
-    configured = load_settings(REPO / "easyconfigs" / "library.yaml", env={**os.environ, "MODLIB_ROOT": str(root)})
-    if configured.python is None:
-        assert Path(python).resolve().is_relative_to(root.resolve() / "cpu" / "software"), python
-    else:
-        assert Path(python) == Path(configured.python), python
+    cell.locator(".jp-InputPrompt").filter(has_text=re.compile(r"\[\d+\]")).wait_for()
+    return "\n".join(cell.locator(".jp-OutputArea-output").all_inner_texts())
+
+
+def _restart_kernel(page: Page) -> None:
+    """Kernel › Restart Kernel…, accepted; JupyterLab's restart request ends once the kernel answers again."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel…$")).click()
+    with page.expect_response(lambda r: r.url.split("?")[0].endswith("/restart") and r.request.method == "POST"):
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+    page.locator('.jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
+
+
+def _panel_button(page: Page, section: str, module: str, label: str) -> None:
+    """The panel's Load or Unload button of ``module`` in ``section`` (avail or loaded), clicked; done when
+    the loaded list shows the change (a dialog with Lmod's warnings, on a swap, is closed)."""
+    _panel(page)
+    page.fill("#modules", module.split("-")[0])
+    item = page.locator(f"#module_{section}_list li", has_text=module)
+    item.hover()
+    item.locator("button", has_text=label).click()
+    loaded = page.locator("#module_loaded_list .jp-Module-itemLabel", has_text=module)
+    loaded.wait_for(state="visible" if label == "Load" else "detached")
+    if page.locator(".jp-Dialog").is_visible():
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+
+
+JINJA_WHERE = "import jinja2, sys; print(jinja2.__version__, jinja2.__file__, sys.executable)"
+
+
+def _imported(out: str, root: Path) -> str:
+    """The version ``JINJA_WHERE`` printed, once its file and Python are checked to be the library's."""
+    version, where, python = out.split()[-3:]
+    assert Path(where).is_relative_to(root / "cpu" / "software"), out
+    assert Path(python).resolve().is_relative_to(root.resolve() / "cpu" / "software"), out
+    return version
+
+
+def test_a_notebook_on_each_kernel_imports_its_package_from_the_library(lab):
+    """JupyterLab's venv has Jinja2 3.1.6 (JupyterLab depends on it): every kernel the library generated
+    imports its own package from the library, on the library's Python."""
+    page, root, _ = lab
+    folder = root / "live" / "targets" / "cpu" / "jupyter" / "kernels"
+    specs = [json.loads((k / "kernel.json").read_text()) for k in sorted(folder.iterdir())]
+    assert len(specs) >= 4
+    for spec in specs:
+        _new_launcher(page)
+        _open_notebook(page, spec["display_name"])
+        package = spec["metadata"]["modlib"]["module"].split("/")[0].lower()
+        package = "sys" if package == "ipykernel" else package
+        out = _run_cell(page, f"import {package}, sys; print({package}.__file__, sys.executable)")
+        where, python = out.split()[-2:]
+        assert Path(python).resolve().is_relative_to(root.resolve() / "cpu" / "software"), (spec, out)
+        if package != "sys":
+            assert Path(where).is_relative_to(root / "cpu" / "software"), (spec, out)
+        if spec["display_name"] == "Python 3.11 · Jinja2 3.1.4":
+            assert _imported(_run_cell(page, JINJA_WHERE), root) == "3.1.4"
+
+
+def test_panel_loads_reach_a_restart_and_a_running_kernel_says_what_changed(lab):
+    """On the Jinja2 3.1.6 kernel: the panel loads 3.1.4, the next cell says so (and still has 3.1.6), the
+    restart imports 3.1.4; the panel unloads it, the next cell says so, the restart imports 3.1.6 again."""
+    page, root, shots = lab
+    if page.locator("#module_loaded_list .jp-Module-itemLabel", has_text="Jinja2/").count():
+        _panel_button(page, "loaded", "Jinja2/3.1.4-GCCcore-system", "Unload")
+    _new_launcher(page)
+    _open_notebook(page, "Python 3.11 · Jinja2 3.1.6")
+    assert _imported(_run_cell(page, JINJA_WHERE), root) == "3.1.6"
+    _panel_button(page, "avail", "Jinja2/3.1.4-GCCcore-system", "Load")
+    out = _run_cell(page, JINJA_WHERE)
+    assert "modlib: modules changed in the panel since this kernel started (loaded" in out, out
+    assert "Jinja2/3.1.4-GCCcore-system" in out and _imported(out, root) == "3.1.6"
+    page.screenshot(path=shots / "notebook-panel-change-notice.png")
+    _restart_kernel(page)
+    assert _imported(_run_cell(page, JINJA_WHERE), root) == "3.1.4"
+    _panel_button(page, "loaded", "Jinja2/3.1.4-GCCcore-system", "Unload")
+    out = _run_cell(page, JINJA_WHERE)
+    assert "unloaded Jinja2/3.1.4-GCCcore-system" in out and _imported(out, root) == "3.1.4"
+    _restart_kernel(page)
+    assert _imported(_run_cell(page, JINJA_WHERE), root) == "3.1.6"
+
+
+def test_the_in_kernel_api_puts_the_loaded_module_first(lab):
+    """The code the panel's "Generate Python code" gives (jupyter-lmod's client), in the library's Python kernel
+    and in the Jinja2 3.1.6 kernel: a fresh import takes the loaded 3.1.4, not 3.1.6."""
+    page, root, _ = lab
+    for kernel in ("Python 3.11 (library)", "Python 3.11 · Jinja2 3.1.6"):
+        _new_launcher(page)
+        _open_notebook(page, kernel)
+        out = _run_cell(page, "import module\nawait module.load('Jinja2/3.1.4')\n" + JINJA_WHERE)
+        assert _imported(out, root) == "3.1.4", (kernel, out)
 
 
 def test_tensorboard_tile_opens_tensorboard_through_the_proxy(lab):
     page, _, shots = lab
-    page.locator(".lm-TabBar-addButton:visible").first.click()  # a new Launcher: the notebook took the first
+    _new_launcher(page)
     tile = page.locator('.jp-LauncherCard[title^="TensorBoard"]')
     tile.wait_for()
     page.screenshot(path=shots / "notebook-launcher.png")

@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,23 +45,34 @@ def venv_server_env(home: Path) -> dict[str, str]:
             "PYTHONPATH": sysconfig.get_paths()["purelib"]}
 
 
-def run_in_kernel(kernel: str, code: str, env: dict[str, str]) -> str:
-    """Started as a Jupyter server starts it (jupyter_client, the kernelspec found on JUPYTER_PATH): what
-    ``code`` printed."""
+@contextmanager
+def kernel_session(kernel: str, env: dict[str, str]) -> Iterator[tuple[KernelManager, Callable[[str], str]]]:
+    """Started as a Jupyter server starts it (jupyter_client, the kernelspec found on JUPYTER_PATH; a restart
+    reuses the first start's environment, as a server's does): the manager, and a function that runs a cell
+    and returns what it printed, on stdout and stderr."""
     manager = KernelManager(kernel_name=kernel)
     manager.start_kernel(env=env)
     client = manager.client()
-    try:
-        client.start_channels()
+
+    def run(code: str) -> str:
         client.wait_for_ready(timeout=120)
         out: list[str] = []
         reply = client.execute_interactive(code, timeout=60,
                                            output_hook=lambda msg: out.append(msg["content"].get("text", "")))
+        assert reply["content"]["status"] == "ok", (kernel, reply["content"], out)
+        return "".join(out)
+
+    try:
+        client.start_channels()
+        yield manager, run
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
-    assert reply["content"]["status"] == "ok", (kernel, reply["content"])
-    return "".join(out)
+
+
+def run_in_kernel(kernel: str, code: str, env: dict[str, str]) -> str:
+    with kernel_session(kernel, env) as (_, run):
+        return run(code)
 
 
 def test_each_kernel_is_listed_with_the_module_and_the_python(demo_library, monkeypatch):
@@ -119,6 +132,60 @@ def test_every_kernel_imports_its_featured_packages_from_the_library(demo_librar
         "modlib-tensorboard--2.21.0-gcccore-system": ["TensorBoard"], "modlib-python--3.11": []}
     assert seen[KERNEL]["files"]["Jinja2"][1] == "3.1.4"  # not the venv's 3.1.6
     assert all(Path(p).resolve().is_relative_to(library) for p in seen["modlib-python--3.11"]["path"]), seen
+
+
+WHERE = "import importlib.util as u; s = u.find_spec('jinja2'); print(s and s.origin)"
+
+
+def panel_loaded(root: Path, *modules: str) -> str:
+    """What a server's panel file holds once it has loaded ``modules``: its LOADEDMODULES, from Lmod."""
+    env_sh = root / "live" / "targets" / "cpu" / "env.sh"
+    script = f'source {LMOD_INIT} && source {env_sh} && module load "$@" && echo "$LOADEDMODULES"'
+    done = subprocess.run(["bash", "-c", script, "panel", *modules], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_a_restart_follows_the_panel_and_a_running_kernel_says_what_changed(demo_library, monkeypatch, tmp_path):
+    """The library Python kernel, from a server whose panel loads Jinja2/3.1.4 while it runs: the next cell
+    says so and what to do, the restart imports 3.1.4 from the library; the panel's unload and another
+    restart take it away again."""
+    root = demo_library[0]
+    monkeypatch.setenv("JUPYTER_PATH", str(root / "live" / "targets" / "cpu" / "jupyter"))
+    panel = tmp_path / "panel.modules"
+    panel.write_text("\n")
+    with kernel_session("modlib-python--3.11", {**venv_server_env(tmp_path), "MODLIB_PANEL_MODULES": str(panel)}
+                        ) as (manager, run):
+        assert run(WHERE).strip() == "None"  # the venv's Jinja2 3.1.6 is not the kernel's
+        panel.write_text(panel_loaded(root, "Jinja2/3.1.4") + "\n")
+        told = run(WHERE)
+        assert "modlib: modules changed in the panel since this kernel started (loaded " in told
+        assert "Jinja2/3.1.4-GCCcore-system" in told and told.strip().endswith("None")
+        manager.restart_kernel(now=True)
+        where = Path(run(WHERE).strip())
+        assert where.is_relative_to(root / "cpu" / "software") and "Jinja2-3.1.4" in str(where)
+        assert "modlib:" not in run("print()")  # the restarted kernel started with the panel's modules
+        panel.write_text("\n")
+        assert "unloaded Jinja2/3.1.4-GCCcore-system" in run("print()")
+        manager.restart_kernel(now=True)
+        assert run(WHERE).strip() == "None"
+
+
+def test_jupyter_lmods_in_kernel_load_comes_first_on_sys_path(demo_library, monkeypatch, tmp_path):
+    """The code jupyter-lmod's panel generates, in the Jinja2 3.1.6 kernel: after ``module.load`` of 3.1.4 a
+    fresh import gets 3.1.4 (jupyter-lmod alone appends it behind 3.1.6, which it fails to remove), and a
+    package imported before is named, as it keeps its version."""
+    root = demo_library[0]
+    monkeypatch.setenv("JUPYTER_PATH", str(root / "live" / "targets" / "cpu" / "jupyter"))
+    with kernel_session("modlib-jinja2--3.1.6-gcccore-system", venv_server_env(tmp_path)) as (_, run):
+        assert "Jinja2-3.1.6" in run(WHERE)
+        out = run("import module\nawait module.load('Jinja2/3.1.4')\nimport jinja2, sys\n"
+                  "print(jinja2.__version__, jinja2.__file__)")
+        version, where = out.split()[-2:]
+        assert version == "3.1.4" and Path(where).is_relative_to(root / "cpu" / "software"), out
+        out = run("await module.load('Jinja2/3.1.6')\n" + WHERE)
+        assert "modlib: jinja2 was imported before this load and keeps the version it had" in out
+        assert "Jinja2-3.1.6" in out.split()[-1]  # a fresh import would take 3.1.6 again
+        assert run("await module.unload('Jinja2')\n" + WHERE).strip().endswith("None")
 
 
 @pytest.mark.skipif(shutil.which("python", path=BARE_PATH) is not None, reason=f"this host has a python in {BARE_PATH}")

@@ -66,8 +66,10 @@ def test_by_default_each_featured_python_package_gets_a_kernel(repo):
     # the version is EBVERSIONJINJA2 (put() writes the full version there; EasyBuild writes 3.1.6)
     assert spec["display_name"] == f"Python {PYVER} · Jinja2 3.1.6-GCCcore-system"
     launcher = str(settings.root / "live" / "targets" / "cpu" / "jupyter" / "kernel.sh")
+    startup = str(settings.root / "live" / "targets" / "cpu" / "jupyter" / "kernel_startup.py")
     assert spec["argv"] == ["bash", launcher, JINJA_NEW, "--", settings.python, "-m", "ipykernel_launcher",
-                            "-f", "{connection_file}"]
+                            "-f", "{connection_file}", "--IPKernelApp.exec_lines=__import__('runpy').run_path("
+                            f"'{startup}', run_name='modlib_kernel_startup')"]
     assert spec["language"] == "python" and spec["metadata"]["modlib"] == {"module": JINJA_NEW, "target": "cpu"}
     assert not [w for w in warnings if w.startswith("kernel")]  # the featured index names OldPy/1.0 already
     assert any(w.startswith("featured OldPy/1.0 was built for Python 3.9") for w in warnings), warnings
@@ -113,7 +115,8 @@ def test_with_its_own_python_a_kernel_loads_ipykernel_then_its_module_and_runs_p
     _, warnings = view.publish_view(settings)
     found = kernels(settings)
     launcher = str(settings.root / "live" / "targets" / "cpu" / "jupyter" / "kernel.sh")
-    command = ["--", "python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    command = ["--", "python", "-m", "ipykernel_launcher", "-f", "{connection_file}",
+               found[f"modlib-python--{PYVER}"]["argv"][-1]]
     assert {name: (spec["display_name"], spec["argv"]) for name, spec in found.items()} == {
         "modlib-python--3.9": ("Python 3.9 (library)", ["bash", launcher, IPYKERNEL_39, *command]),
         f"modlib-python--{PYVER}": (f"Python {PYVER} (library)", ["bash", launcher, IPYKERNEL, *command]),
@@ -128,6 +131,26 @@ def test_with_its_own_python_a_kernel_loads_ipykernel_then_its_module_and_runs_p
     assert "kernel OldPy/1.0 was built for Python 3.9, which has no ipykernel module: no kernel" in warnings
 
 
+def server_env(settings, tmp_path, *load: str) -> dict[str, str]:
+    """A Jupyter server's environment: a venv's Python variables, the library's env.sh, ``load`` loaded."""
+    env_sh = settings.root / "live" / "targets" / "cpu" / "env.sh"
+    server = {k: v for k, v in os.environ.items() if k not in ("LOADEDMODULES", "_LMFILES_", "PYTHONPATH")}
+    server.update(VIRTUAL_ENV=str(tmp_path / "venv"), PYTHONPATH=str(tmp_path / "venv" / "extra"),
+                  PYTHONHOME=str(tmp_path / "venv"))
+    script = f"source {LMOD_INIT} && source {env_sh} && module load {' '.join(load)} && env -0"
+    loaded = subprocess.run(["bash", "-c", script], env=server, capture_output=True, check=True)
+    return dict(line.split("=", 1) for line in loaded.stdout.decode().split("\0") if "=" in line)
+
+
+def start_kernel(settings, name: str, env: dict[str, str], show: str) -> str:
+    """kernel.sh of kernel ``name`` as Jupyter runs it, with ``bash -c show`` in place of Python."""
+    spec = kernels(settings)[name]
+    argv = spec["argv"][:spec["argv"].index("--") + 1]
+    out = subprocess.run([*argv, "bash", "-c", show], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_kernel_sh_keeps_the_servers_python_and_loaded_modules_out(repo, tmp_path):
     """A server that runs in a venv and whose panel loaded Jinja2/3.1.4 and Tool (jupyter-lmod loads into the
     server's environment) starts the 3.1.6 kernel: Tool is loaded again, the kernel's modules last (3.1.6 in
@@ -135,20 +158,35 @@ def test_kernel_sh_keeps_the_servers_python_and_loaded_modules_out(repo, tmp_pat
     settings = configure(repo, own_python=True)
     put_library_python(settings)
     view.publish_view(settings)
-    env_sh = settings.root / "live" / "targets" / "cpu" / "env.sh"
-    server = {k: v for k, v in os.environ.items() if k not in ("LOADEDMODULES", "_LMFILES_", "PYTHONPATH")}
-    server.update(VIRTUAL_ENV=str(tmp_path / "venv"), PYTHONPATH=str(tmp_path / "venv" / "extra"),
-                  PYTHONHOME=str(tmp_path / "venv"))
-    script = f"source {LMOD_INIT} && source {env_sh} && module load {JINJA_OLD} Tool/1.0 && env -0"
-    loaded = subprocess.run(["bash", "-c", script], env=server, capture_output=True, check=True)
-    server = dict(line.split("=", 1) for line in loaded.stdout.decode().split("\0") if "=" in line)
+    server = server_env(settings, tmp_path, JINJA_OLD, "Tool/1.0")
     assert JINJA_OLD in server["LOADEDMODULES"] and str(tmp_path / "venv" / "extra") in server["PYTHONPATH"]
-    spec = kernels(settings)["modlib-jinja2--3.1.6-gcccore-system"]
-    argv = spec["argv"][:spec["argv"].index("--") + 1]
     show = 'echo "$LOADEDMODULES|${PYTHONPATH-}|${PYTHONHOME-unset}|${VIRTUAL_ENV-unset}"'
-    out = subprocess.run([*argv, "bash", "-c", show], env=server, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    modules, pythonpath, home, venv = out.stdout.strip().split("|")
+    modules, pythonpath, home, venv = start_kernel(settings, "modlib-jinja2--3.1.6-gcccore-system", server,
+                                                   show).split("|")
     assert modules.split(":") == ["Tool/1.0", IPYKERNEL, JINJA_NEW]
     assert pythonpath.split(":") == [f"/opt/test/{m}/lib/python{PYVER}/site-packages" for m in (JINJA_NEW, IPYKERNEL)]
     assert (home, venv) == ("unset", "unset")
+
+
+def test_a_restart_follows_the_panel_since_the_session_began(repo, tmp_path):
+    """Jupyter restarts a kernel with its session's first environment (Tool/1.0 loaded in the server then);
+    the server's panel file says what it has loaded now. What the panel loaded since is loaded last, over the
+    kernel's own module of that name; what it unloaded is left out; with the file as at the session's start,
+    or none, the kernel starts as it did. The kernel is told what it started with (its change notices)."""
+    settings = configure(repo, own_python=True)
+    put_library_python(settings)
+    view.publish_view(settings)
+    panel = tmp_path / "panel.modules"
+    session = {**server_env(settings, tmp_path, "Tool/1.0"), "MODLIB_PANEL_MODULES": str(panel)}
+    show = 'echo "$LOADEDMODULES|$MODLIB_PANEL_AT_START"'
+    kernel = "modlib-jinja2--3.1.6-gcccore-system"
+    for now, loaded in ((None, ["Tool/1.0", IPYKERNEL, JINJA_NEW]),
+                        ("Tool/1.0", ["Tool/1.0", IPYKERNEL, JINJA_NEW]),
+                        (f"Tool/1.0:{JINJA_OLD}", ["Tool/1.0", IPYKERNEL, JINJA_OLD]),
+                        (JINJA_OLD, [IPYKERNEL, JINJA_OLD]),
+                        ("", [IPYKERNEL, JINJA_NEW])):
+        if now is not None:
+            panel.write_text(now + "\n")
+        modules, started = start_kernel(settings, kernel, session, show).split("|")
+        assert modules.split(":") == loaded, now
+        assert started == ("Tool/1.0" if now is None else now)
