@@ -12,7 +12,9 @@ jupyter-lmod's in-kernel client (``import module; await module.load(...)``, the 
 changes the kernel's environment and appends the loaded modules' Python paths to ``sys.path``, after
 everything the kernel had; for EBPYTHONPREFIXES it names ``lib/python3.1`` on Python 3.11 (it takes
 ``sys.version[:3]``). Here its calls put the loaded modules' paths first, where a fresh start has them,
-and name the packages imported before that keep their old version until a restart.
+and name the packages imported before that keep their old version until a restart. The folder the
+running ipykernel comes from stays on sys.path whatever is unloaded: the panel's generated code starts
+with ``module.purge(force=True)``, which unloads the kernel's own ipykernel module too.
 """
 
 from __future__ import annotations
@@ -99,9 +101,14 @@ def stale_imports(new_paths: list[str]) -> list[str]:
     return sorted(set(stale))
 
 
+def _kernel_site() -> str:
+    """The folder the running ipykernel was imported from (its module's site-packages)."""
+    return os.path.dirname(os.path.dirname(getattr(sys.modules.get("ipykernel"), "__file__", None) or "/"))
+
+
 def _first(call: Callable[..., Any], wrong_site: str) -> Callable[..., Any]:
     async def changed(*args: Any, **kwargs: Any) -> Any:
-        before = python_paths(os.environ)
+        before = [p for p in python_paths(os.environ) if p != _kernel_site()]
         result = await call(*args, **kwargs)
         after = python_paths(os.environ)
         sys.path[:] = paths_first(sys.path, before, after, wrong_site)

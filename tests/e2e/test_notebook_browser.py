@@ -212,15 +212,29 @@ def test_panel_loads_reach_a_restart_and_a_running_kernel_says_what_changed(lab)
     assert _imported(_run_cell(page, JINJA_WHERE), root) == "3.1.6"
 
 
-def test_the_in_kernel_api_puts_the_loaded_module_first(lab):
-    """The code the panel's "Generate Python code" gives (jupyter-lmod's client), in the library's Python kernel
-    and in the Jinja2 3.1.6 kernel: a fresh import takes the loaded 3.1.4, not 3.1.6."""
-    page, root, _ = lab
-    for kernel in ("Python 3.11 (library)", "Python 3.11 · Jinja2 3.1.6"):
-        _new_launcher(page)
-        _open_notebook(page, kernel)
-        out = _run_cell(page, "import module\nawait module.load('Jinja2/3.1.4')\n" + JINJA_WHERE)
-        assert _imported(out, root) == "3.1.4", (kernel, out)
+def test_the_panels_generated_code_loads_into_a_running_kernel_first_on_sys_path(lab):
+    """A notebook runs on the library's Python kernel; the panel loads Jinja2/3.1.4, and the code its "Generate
+    Python code" gives (jupyter-lmod's client: a forced purge, then a load of the panel's modules) runs in the
+    notebook: jinja2 imports 3.1.4 from the library, and the kernel goes on importing its own packages (the
+    purge unloaded its ipykernel module). In the Jinja2 3.1.6 kernel, ``module.load`` of 3.1.4 comes first."""
+    page, root, shots = lab
+    _new_launcher(page)
+    _open_notebook(page, "Python 3.11 (library)")
+    if not page.locator("#module_loaded_list .jp-Module-itemLabel", has_text="Jinja2/3.1.4").count():
+        _panel_button(page, "avail", "Jinja2/3.1.4-GCCcore-system", "Load")
+    page.click("#export-button")
+    dialog = page.locator(".jp-Dialog-body")
+    text = dialog.inner_text()
+    code = text[text.index("import module"):]
+    assert "await module.purge(force=True)" in code and "Jinja2/3.1.4-GCCcore-system" in code, text
+    page.screenshot(path=shots / "notebook-generated-code.png")
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    assert _imported(_run_cell(page, code + "\n" + JINJA_WHERE), root) == "3.1.4"
+    assert _run_cell(page, "import IPython.lib.demo, jedi; print('still a kernel')").strip() == "still a kernel"
+    _new_launcher(page)
+    _open_notebook(page, "Python 3.11 · Jinja2 3.1.6")
+    out = _run_cell(page, "import module\nawait module.load('Jinja2/3.1.4')\n" + JINJA_WHERE)
+    assert _imported(out, root) == "3.1.4", out
 
 
 def test_tensorboard_tile_opens_tensorboard_through_the_proxy(lab):
