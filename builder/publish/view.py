@@ -37,10 +37,20 @@ from builder.read.config import Settings
 #: Generations kept besides the live one, for shells that resolved ``live`` a moment before a swap.
 KEEP_PREVIOUS = 2
 
-#: What a generation holds, bumped when modlib writes files into it that earlier versions did not, or
-#: writes them differently (2: the kernels; 3: jupyter-lmod's launcher map as lists, which jupyter-lmod
-#: 5.3 requires): a publish starts from scratch rather than reuse a live generation made the old way.
-VIEW_FORMAT = 3
+
+def _publish_code() -> str:
+    """The digest of the code that writes generations (this folder's files). A modlib whose code differs
+    publishes from scratch rather than reuse a live generation made the old way, and publishes even when no
+    module changed: an upgrade reaches env.sh, kernel.sh and the kernels at its first run."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.iterdir()):
+        if path.suffix in (".py", ".html"):
+            digest.update(f"{path.name}\n".encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+#: What a generation holds and how it is written.
+VIEW_FORMAT = _publish_code()
 
 #: A store listing: path below the tree's store -> [inode, size, mtime_ns] of a file, "->target" of a
 #: link, or "dir".
@@ -93,7 +103,7 @@ def _listing(base: Path) -> Listing:
 
 
 def _digest(settings: Settings, listings: dict[str, Listing]) -> str:
-    digest = hashlib.sha256(f"{settings.config_sha256}\n".encode())
+    digest = hashlib.sha256(f"{settings.config_sha256}\n{VIEW_FORMAT}\n".encode())
     for tree in sorted(listings):
         for rel, value in sorted(listings[tree].items()):
             if value != "dir":

@@ -190,3 +190,18 @@ def test_a_restart_follows_the_panel_since_the_session_began(repo, tmp_path):
         modules, started = start_kernel(settings, kernel, session, show).split("|")
         assert modules.split(":") == loaded, now
         assert started == ("Tool/1.0" if now is None else now)
+
+
+def test_a_modlib_that_publishes_otherwise_republishes_though_no_module_changed(repo, monkeypatch):
+    """A library published by an older modlib (another kernel.sh): the next run of this one publishes,
+    from scratch, though no module changed, so an upgrade reaches the kernels (and env.sh) at once."""
+    settings = configure(repo)
+    monkeypatch.setattr(view, "VIEW_FORMAT", "an older modlib")
+    monkeypatch.setattr(view.kernels, "kernel_sh", lambda settings, target: "# an older kernel.sh\n")
+    view.publish_view(settings)
+    monkeypatch.undo()
+    assert view.current_inputs(settings.layout) != view.inputs_digest(settings)  # the run publishes (run.py)
+    view.publish_view(settings)
+    launcher = settings.root / "live" / "targets" / "cpu" / "jupyter" / "kernel.sh"
+    assert launcher.read_text() == view.kernels.kernel_sh(settings, "cpu")
+    assert view.current_inputs(settings.layout) == view.inputs_digest(settings)  # and the next one does not
