@@ -34,10 +34,12 @@ def _names(loaded: str) -> list[str]:
     return [name for name in loaded.strip().split(":") if name]
 
 
-def change_notice(started: str, now: str) -> str | None:
-    """What a user reads at the next cell after the panel changed, or None when nothing did."""
-    before, after = _names(started), _names(now)
-    loaded, unloaded = [m for m in after if m not in before], [m for m in before if m not in after]
+def change_notice(started: str, now: str, own: str) -> str | None:
+    """What a user reads at the next cell after the panel changed: what it loaded and unloaded since the
+    kernel started, but for the kernel's own modules (a restart keeps them); None when that is nothing."""
+    before, after, kept = _names(started), _names(now), set(_names(own))
+    loaded = [m for m in after if m not in before and m not in kept]
+    unloaded = [m for m in before if m not in after and m not in kept]
     if not loaded and not unloaded:
         return None
     said = "; ".join(f"{verb} {', '.join(names)}" for verb, names in (("loaded", loaded), ("unloaded", unloaded))
@@ -47,7 +49,7 @@ def change_notice(started: str, now: str) -> str | None:
             "has loaded now.")
 
 
-def watch_panel(panel_file: str, started: str, say: Callable[[str], None]) -> Callable[..., None]:
+def watch_panel(panel_file: str, started: str, own: str, say: Callable[[str], None]) -> Callable[..., None]:
     """IPython's ``pre_run_cell`` callback: reads the panel's one-line file, speaks once per change."""
     told = [started]
 
@@ -60,7 +62,10 @@ def watch_panel(panel_file: str, started: str, say: Callable[[str], None]) -> Ca
         if now == told[-1]:
             return
         told.append(now)
-        say(change_notice(started, now) or "modlib: the panel's modules are again those this kernel started with.")
+        notice = ("modlib: the panel's modules are again those this kernel started with." if now == started
+                  else change_notice(started, now, own))
+        if notice:
+            say(notice)
 
     return before_cell
 
@@ -132,8 +137,8 @@ def install() -> None:
     shell = get_ipython()
     panel_file = os.environ.get("MODLIB_PANEL_MODULES")
     if shell is not None and panel_file:
-        started = os.environ.get("MODLIB_PANEL_AT_START", "")
-        shell.events.register("pre_run_cell", watch_panel(panel_file, started, _say))
+        started, own = os.environ.get("MODLIB_PANEL_AT_START", ""), os.environ.get("MODLIB_KERNEL_OWN", "")
+        shell.events.register("pre_run_cell", watch_panel(panel_file, started, own, _say))
     try:
         import module  # jupyter-lmod's in-kernel client, in the library's ipykernel module
     except ImportError:

@@ -157,10 +157,13 @@ for m in "${{listed[@]}}"; do
 done
 module --force purge || exit 1
 unset {" ".join(SERVER_PYTHON_VARIABLES)}
-[ "${{#kept[@]}}" -eq 0 ] || module try-load "${{kept[@]}}"
 module load "${{modules[@]}}" || exit 1
+own=$LOADEDMODULES  # the kernel's modules and what they need: kernel_startup.py's notices leave them out
+if [ "${{#kept[@]}}" -gt 0 ]; then
+    module --force purge && module try-load "${{kept[@]}}" && module load "${{modules[@]}}" || exit 1
+fi
 [ "${{#added[@]}}" -eq 0 ] || module try-load "${{added[@]}}"
-export MODLIB_PANEL_AT_START=$panel
+export MODLIB_PANEL_AT_START=$panel MODLIB_KERNEL_OWN=$own
 exec "$@"
 """
 

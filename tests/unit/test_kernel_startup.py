@@ -14,15 +14,24 @@ WRONG_SITE = os.path.join("lib", "python" + sys.version[:3], "site-packages")  #
 
 
 def test_the_notice_names_what_was_loaded_and_unloaded_and_what_to_do():
-    assert ks.change_notice(TOOL, TOOL) is None
-    notice = ks.change_notice(TOOL, f"{JINJA}:{MARKUP}")
+    assert ks.change_notice(TOOL, TOOL, "") is None
+    notice = ks.change_notice(TOOL, f"{JINJA}:{MARKUP}", "")
     assert notice is not None
     assert f"loaded {JINJA}, {MARKUP}; unloaded {TOOL}" in notice and "Restart Kernel" in notice
 
 
+def test_the_notice_leaves_the_kernels_own_modules_out():
+    """A restart keeps them: the Python the panel's Jinja2 needs is the kernel's already."""
+    python = "Python/3.11.2-GCCcore-system"
+    notice = ks.change_notice(python, f"{python}:{MARKUP}:{JINJA}", f"{python}:{TOOL}")
+    assert notice is not None and f"(loaded {MARKUP}, {JINJA})" in notice
+    assert f"unloaded {JINJA})" in (ks.change_notice(f"{python}:{JINJA}", "", python) or "")
+    assert ks.change_notice(f"{TOOL}", f"{TOOL}:{python}", python) is None
+
+
 def test_the_panel_is_read_before_each_cell_and_each_change_told_once(tmp_path):
     panel, said = tmp_path / "panel.modules", list[str]()
-    before_cell = ks.watch_panel(str(panel), TOOL, said.append)
+    before_cell = ks.watch_panel(str(panel), TOOL, "", said.append)
     before_cell(None)  # no file (yet): nothing to say
     panel.write_text(TOOL + "\n")
     before_cell(None)
@@ -34,6 +43,10 @@ def test_the_panel_is_read_before_each_cell_and_each_change_told_once(tmp_path):
     panel.write_text(TOOL + "\n")
     before_cell(None)
     assert said[1] == "modlib: the panel's modules are again those this kernel started with."
+    panel.write_text(f"{TOOL}:{MARKUP}\n")  # a module the kernel has already: nothing to tell
+    silent = ks.watch_panel(str(panel), TOOL, MARKUP, said.append)
+    silent(None)
+    assert len(said) == 2
 
 
 def test_python_paths_follow_pythonpath_then_ebpythonprefixes():
