@@ -91,7 +91,8 @@ def paths_first(path: list[str], before: list[str], after: list[str], wrong_site
 
 
 def stale_imports(new_paths: list[str]) -> list[str]:
-    """Packages imported before a load that the load's paths also hold: they keep the imported version."""
+    """Packages imported before a load that the load's paths also hold: they keep the imported version.
+    Private ones (setuptools' ``_distutils_hack``) are no user's concern."""
     stale = []
     for folder in new_paths:
         try:
@@ -101,7 +102,7 @@ def stale_imports(new_paths: list[str]) -> list[str]:
         for entry in entries:
             name = entry.removesuffix(".py")
             where = getattr(sys.modules.get(name), "__file__", None) or ""
-            if name in sys.modules and not where.startswith(folder + os.sep):
+            if name in sys.modules and not name.startswith("_") and not where.startswith(folder + os.sep):
                 stale.append(name)
     return sorted(set(stale))
 
@@ -120,7 +121,7 @@ def _first(call: Callable[..., Any], wrong_site: str) -> Callable[..., Any]:
         importlib.invalidate_caches()
         stale = stale_imports([p for p in after if p not in before])
         if stale:
-            _say(f"modlib: {', '.join(stale)} was imported before this load and keeps the version it had; "
+            _say(f"modlib: imported before this load, so still the version this kernel imported: {', '.join(stale)}; "
                  "restart the kernel to import the loaded one.")
         return result
 

@@ -186,7 +186,7 @@ def test_jupyter_lmods_in_kernel_load_comes_first_on_sys_path(demo_library, monk
         version, where = out.split()[-2:]
         assert version == "3.1.4" and Path(where).is_relative_to(root / "cpu" / "software"), out
         out = run("await module.load('Jinja2/3.1.6')\n" + WHERE)
-        assert "modlib: jinja2 was imported before this load and keeps the version it had" in out
+        assert "modlib: imported before this load, so still the version this kernel imported: jinja2;" in out
         assert "/Jinja2/3.1.6-GCCcore-system/" in out  # a fresh import would take 3.1.6 again
         assert run("await module.unload('Jinja2')\n" + WHERE).strip().endswith("None")
 

@@ -73,4 +73,5 @@ def test_packages_imported_before_a_load_are_named(tmp_path):
     (loaded / "json").mkdir(parents=True)  # json is imported already, from the standard library
     (loaded / "not_imported_anywhere").mkdir()
     (loaded / "os.py").write_text("")
+    (loaded / "_io").mkdir()  # private: not named
     assert ks.stale_imports([str(loaded), str(tmp_path / "missing")]) == ["json", "os"]
