@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from builder.read.config import load_settings
+from tests.e2e.browser import TIMEOUT_MS, lab_page, open_notebook, run_in_new_cell
 from tests.e2e.notebook import jupyter_lab
 from tests.helpers import REPO
 
@@ -27,10 +28,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces and setpriv need root (test machines are root)"),
     pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium missing: `make test-tools`"),
 ]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-TIMEOUT_MS = 60_000
-
 
 @pytest.fixture(scope="module")
 def lab(demo_library, tmp_path_factory):
@@ -40,15 +37,8 @@ def lab(demo_library, tmp_path_factory):
     python = Path(configured) if configured else None
     shots = Path(os.environ.get("MODLIB_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     start = time.monotonic()
-    with jupyter_lab(root, "cpu", python) as server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        page.goto(f"{server.url}/lab?token={server.token}")
-        page.locator(".jp-LauncherCard").first.wait_for()
+    with jupyter_lab(root, "cpu", python) as server, lab_page(server) as page:
         yield page, root, shots
-        browser.close()
     print(f"\nnotebook browser tests: server, browser and all steps in {time.monotonic() - start:.1f} s")
 
 
@@ -104,28 +94,13 @@ def test_jinja2_loads_from_the_panel(lab):
     page.screenshot(path=shots / "notebook-lmod-panel.png", clip={**panel, "height": 260})
 
 
-def _open_notebook(page: Page, kernel: str) -> None:
-    """A new notebook on the kernel the launcher shows as ``kernel``, once the page has heard from it:
-    the notebook's indicator says idle before the kernel has started, and JupyterLab drops a cell run
-    while its connection to the kernel is still being made (seen here: no request ever sent)."""
-    with page.expect_websocket(lambda ws: "/api/kernels/" in ws.url) as opened:
-        page.locator(f'.jp-LauncherCard[data-category="Notebook"][title="{kernel}"]').click()
-    opened.value.wait_for_event("framereceived", lambda frame: (b"kernel_info_reply" if isinstance(frame, bytes)
-                                                                else "kernel_info_reply") in frame)
-    page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
-
-
 def test_notebook_on_the_jinja2_kernel_imports_it_from_the_library(lab):
     """JupyterLab's venv has Jinja2 3.1.6 (JupyterLab depends on it): the kernel imports the library's 3.1.4,
     on the library's Python (a library built for the image's Python: on that one)."""
     page, root, _ = lab
-    _open_notebook(page, "Python 3.11 · Jinja2 3.1.4")
-    page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first.click()
-    page.keyboard.type("import jinja2, sys; print(jinja2.__version__, jinja2.__file__, sys.executable)")
-    page.keyboard.press("Shift+Enter")
-    output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
-    output.wait_for()
-    version, where, python = output.inner_text().split()
+    open_notebook(page, "Python 3.11 · Jinja2 3.1.4")
+    output = run_in_new_cell(page, "import jinja2, sys; print(jinja2.__version__, jinja2.__file__, sys.executable)")
+    version, where, python = output.split()
     assert version == "3.1.4"
     assert Path(where).is_relative_to(root / "cpu" / "software")
     configured = load_settings(REPO / "easyconfigs" / "library.yaml", env={**os.environ, "MODLIB_ROOT": str(root)})
