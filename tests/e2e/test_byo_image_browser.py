@@ -44,7 +44,9 @@ def byo_lab(demo_library, tmp_path_factory):
     made = time.monotonic()
     print(f"\nbring-your-own image root file system: mmdebstrap trixie + install.sh in {made - start:.0f} s")
     with byo_jupyter_lab(rootfs, root) as server, lab_page(server) as page:
-        page.get_by_role("button", name="No", exact=True).click()  # a stock JupyterLab asks about its news once
+        news = page.locator(".Toastify__toast", has_text="official Jupyter news")  # a stock JupyterLab asks once
+        news.get_by_role("button", name="No", exact=True).click()
+        news.wait_for(state="detached")
         yield page, server, root, shots
     print(f"\nbring-your-own image browser tests: server, browser and all steps in {time.monotonic() - made:.1f} s")
 
