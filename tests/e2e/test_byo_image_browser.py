@@ -78,9 +78,11 @@ def test_notebook_on_the_jinja2_kernel_imports_it_from_the_library(byo_lab):
     assert Path(python).resolve().is_relative_to(root.resolve() / "cpu" / "software"), python
 
 
-def _file_in_home(server: Server, name: str, timeout: float = TIMEOUT_MS / 1000) -> str:
-    """A file the user's shell writes in the home folder, read through the server's contents API."""
-    deadline = time.monotonic() + timeout
+def _in_terminal(page: Page, server: Server, command: str, name: str) -> str:
+    """``command`` typed into the open terminal, its output shown and returned: the shell writes it to ``name``
+    in the home folder in one rename, read through the server's contents API once it is there."""
+    page.keyboard.type(f"{command} > {name}.part 2>&1; mv {name}.part {name}; cat {name}\n")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
     while True:
         try:
             return server.get(f"/api/contents/{name}?content=1&format=text")["content"]
@@ -94,7 +96,7 @@ def _open_terminal(page: Page) -> None:
     """A new JupyterLab terminal from a new launcher, once its shell has written its prompt."""
     page.locator(".lm-TabBar-addButton:visible").first.click()
     with page.expect_websocket(lambda ws: "/terminals/websocket/" in ws.url) as opened:
-        page.locator('.jp-LauncherCard[data-category="Other"][title="Start a new terminal session"]').click()
+        page.locator('.jp-LauncherCard[data-category="Other"][title="Start a new terminal session"]:visible').click()
     opened.value.wait_for_event("framereceived", lambda frame: "stdout" in str(frame))
     page.locator(".jp-Terminal .xterm").click()
 
@@ -104,9 +106,11 @@ def test_terminal_module_load_gives_the_library_package(byo_lab):
     has none) and MODULEPATH; `python` is the library's, once a module loads it (trixie has no `python`)."""
     page, server, root, shots = byo_lab
     _open_terminal(page)
-    page.keyboard.type("module load Jinja2/3.1.4 && python -c 'import jinja2, sys; "
-                       "print(jinja2.__version__, jinja2.__file__, sys.executable)' | tee terminal.txt\n")
-    version, where, python = _file_in_home(server, "terminal.txt").split()
+    image = _in_terminal(page, server, "{ python3 --version; ls /usr/share/lmod /usr/lib/python3.11; }", "image.txt")
+    assert image.startswith("Python 3.13.") and image.count("No such file") == 2, image  # the image's, not the host's
+    output = _in_terminal(page, server, "module load Jinja2/3.1.4 && python -c 'import jinja2, sys; "
+                          "print(jinja2.__version__, jinja2.__file__, sys.executable)'", "jinja2.txt")
+    version, where, python = output.split()
     assert version == "3.1.4"
     assert Path(where).is_relative_to(root / "cpu" / "software"), where
     assert Path(python).resolve().is_relative_to(root.resolve() / "cpu" / "software"), python
