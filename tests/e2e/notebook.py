@@ -72,7 +72,7 @@ class Server:
             return json.load(response)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -95,9 +95,7 @@ def _spec(venv: Path, root: Path, target: str, home: Path, profile_d: Path, port
     env = {"PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "SHELL": "/bin/bash",
            "LMOD_CMD": "/usr/share/lmod/lmod/libexec/lmod", "MODLIB_ROOT": str(root), "MODLIB_TARGET": target,
            "LANG": "C.UTF-8"}
-    command = [str(venv / "bin" / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={home}",
-               "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    command = jupyter_lab_command(str(venv / "bin" / "jupyter"), port, token, str(home))
     packages = [] if image_python is None else [{"source": str(_site_packages(venv)), "read_only": True,
                                                  "target": str(_site_packages(image_python.parent.parent))}]
     return {"mounts": [{"source": str(root), "target": str(root), "read_only": True},
@@ -124,20 +122,41 @@ def jupyter_lab(root: Path, target: str, image_python: Path | None) -> Iterator[
     """A running server on ``root``'s ``target``; stopped (kernels and launched tools with it) on exit.
     ``image_python``: the Python a library built for the image's Python names (None: the library's own)."""
     venv = notebook_venv()
-    scratch = Path(tempfile.mkdtemp(prefix="modlib-notebook-"))
-    scratch.chmod(0o755)
+    scratch = scratch_folder()
     home = scratch / "home"
     home.mkdir()
     os.chown(home, *USER)
-    port, token = _free_port(), secrets.token_hex(16)
-    spec = scratch / "pod.json"
-    spec.write_text(json.dumps(_spec(venv, root, target, home, _image_profile_d(scratch / "profile.d"), port, token,
-                                image_python)))
-    server = Server(f"http://127.0.0.1:{port}", token, home, scratch / "jupyter.log")
+    port, token = free_port(), secrets.token_hex(16)
+    spec = _spec(venv, root, target, home, _image_profile_d(scratch / "profile.d"), port, token, image_python)
+    with serve(spec, scratch, port, token) as server:
+        yield server
+
+
+def scratch_folder() -> Path:
+    """A server's folder for its pod spec, log and what it mounts; ``serve`` removes it."""
+    scratch = Path(tempfile.mkdtemp(prefix="modlib-notebook-"))
+    scratch.chmod(0o755)
+    return scratch
+
+
+def jupyter_lab_command(jupyter: str, port: int, token: str, home: str) -> list[str]:
+    """JupyterLab on localhost only, with the test's token, no news or update checks (nothing to reach)."""
+    return [jupyter, "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={home}", "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+
+
+@contextmanager
+def serve(spec: dict, scratch: Path, port: int, token: str) -> Iterator[Server]:
+    """The Jupyter server of pod spec ``spec`` (tests/k8s/pod_sandbox.py), answering on ``port``, in a private
+    mount namespace (and pid namespace, for a spec with its image's own root); stopped and ``scratch`` removed
+    on exit."""
+    (scratch / "pod.json").write_text(json.dumps(spec))
+    server = Server(f"http://127.0.0.1:{port}", token, Path(spec["workdir"]), scratch / "jupyter.log")
+    namespaces = ["--mount", "--propagation", "private"] + (["--pid", "--fork"] if spec.get("root") else [])
     with server.log.open("w") as log:
-        proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", sys.executable,
-                                 str(POD_SANDBOX), str(spec)], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(["unshare", *namespaces, sys.executable, str(POD_SANDBOX), str(scratch / "pod.json")],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_ready(server, proc)
         yield server

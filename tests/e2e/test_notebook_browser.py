@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from builder.read.config import load_settings
+from tests.e2e.browser import TIMEOUT_MS, lab_page, new_launcher, open_notebook, restart_kernel, run_cell
 from tests.e2e.notebook import jupyter_lab
 from tests.helpers import REPO
 
@@ -30,10 +30,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces and setpriv need root (test machines are root)"),
     pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium missing: `make test-tools`"),
 ]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-TIMEOUT_MS = 60_000
-
 
 @pytest.fixture(scope="module")
 def lab(demo_library, tmp_path_factory):
@@ -43,15 +39,8 @@ def lab(demo_library, tmp_path_factory):
     python = Path(configured) if configured else None
     shots = Path(os.environ.get("MODLIB_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     start = time.monotonic()
-    with jupyter_lab(root, "cpu", python) as server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        page.goto(f"{server.url}/lab?token={server.token}")
-        page.locator(".jp-LauncherCard").first.wait_for()
+    with jupyter_lab(root, "cpu", python) as server, lab_page(server) as page:
         yield page, root, shots
-        browser.close()
     print(f"\nnotebook browser tests: server, browser and all steps in {time.monotonic() - start:.1f} s")
 
 
@@ -107,43 +96,6 @@ def test_jinja2_loads_from_the_panel(lab):
     page.screenshot(path=shots / "notebook-lmod-panel.png", clip={**panel, "height": 260})
 
 
-def _open_notebook(page: Page, kernel: str) -> None:
-    """A new notebook on the kernel the launcher shows as ``kernel``, once the page has heard from it:
-    the notebook's indicator says idle before the kernel has started, and JupyterLab drops a cell run
-    while its connection to the kernel is still being made (seen here: no request ever sent)."""
-    with page.expect_websocket(lambda ws: "/api/kernels/" in ws.url) as opened:
-        page.locator(f'.jp-LauncherCard[data-category="Notebook"][title="{kernel}"]:visible').click()
-    opened.value.wait_for_event("framereceived", lambda frame: (b"kernel_info_reply" if isinstance(frame, bytes)
-                                                                else "kernel_info_reply") in frame)
-    page.locator('.jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
-
-
-def _new_launcher(page: Page) -> None:
-    """A new Launcher tab: a notebook opened from one takes its place."""
-    page.locator(".lm-TabBar-addButton:visible").first.click()
-    page.locator(".jp-LauncherCard:visible").first.wait_for()
-
-
-def _run_cell(page: Page, code: str) -> str:
-    """``code`` in the open notebook's last cell, run; what its output area shows once the run ended."""
-    cells = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-CodeCell")
-    cell = cells.nth(cells.count() - 1)  # by number: running it adds a new last cell
-    cell.locator(".cm-content").click()
-    page.keyboard.insert_text(code)  # not typed: the editor would close brackets and indent on its own
-    page.keyboard.press("Shift+Enter")
-    cell.locator(".jp-InputPrompt").filter(has_text=re.compile(r"\[\d+\]")).wait_for()
-    return "\n".join(cell.locator(".jp-OutputArea-output").all_inner_texts())
-
-
-def _restart_kernel(page: Page) -> None:
-    """Kernel › Restart Kernel…, accepted; JupyterLab's restart request ends once the kernel answers again."""
-    page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel…$")).click()
-    with page.expect_response(lambda r: r.url.split("?")[0].endswith("/restart") and r.request.method == "POST"):
-        page.locator(".jp-Dialog .jp-mod-accept").click()
-    page.locator('.jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
-
-
 def _panel_button(page: Page, section: str, module: str, label: str) -> None:
     """The panel's Load or Unload button of ``module`` in ``section`` (avail or loaded), clicked; done when
     the loaded list shows the change (a dialog with Lmod's warnings, on a swap, is closed)."""
@@ -179,15 +131,15 @@ def test_a_notebook_on_each_kernel_imports_its_package_from_the_library(lab):
     specs = [json.loads((k / "kernel.json").read_text()) for k in sorted(folder.iterdir())]
     assert len(specs) >= 4
     for spec in specs:
-        _new_launcher(page)
-        _open_notebook(page, spec["display_name"])
+        new_launcher(page)
+        open_notebook(page, spec["display_name"])
         package = spec["metadata"]["modlib"]["module"].split("/")[0].lower()
         package = "os" if package == "ipykernel" else package  # the library Python kernel: its standard library
-        out = _run_cell(page, f"import {package}, sys; print({package}.__file__, sys.executable)")
+        out = run_cell(page, f"import {package}, sys; print({package}.__file__, sys.executable)")
         for path in out.split()[-2:]:
             assert Path(path).resolve().is_relative_to(root.resolve() / "cpu" / "software"), (spec, out)
         if spec["display_name"] == "Python 3.11 · Jinja2 3.1.4":
-            assert _imported(_run_cell(page, JINJA_WHERE), root) == "3.1.4"
+            assert _imported(run_cell(page, JINJA_WHERE), root) == "3.1.4"
 
 
 def test_panel_loads_reach_a_restart_and_a_running_kernel_says_what_changed(lab):
@@ -196,21 +148,21 @@ def test_panel_loads_reach_a_restart_and_a_running_kernel_says_what_changed(lab)
     page, root, shots = lab
     if page.locator("#module_loaded_list .jp-Module-itemLabel", has_text="Jinja2/").count():
         _panel_button(page, "loaded", "Jinja2/3.1.4-GCCcore-system", "Unload")
-    _new_launcher(page)
-    _open_notebook(page, "Python 3.11 · Jinja2 3.1.6")
-    assert _imported(_run_cell(page, JINJA_WHERE), root) == "3.1.6"
+    new_launcher(page)
+    open_notebook(page, "Python 3.11 · Jinja2 3.1.6")
+    assert _imported(run_cell(page, JINJA_WHERE), root) == "3.1.6"
     _panel_button(page, "avail", "Jinja2/3.1.4-GCCcore-system", "Load")
-    out = _run_cell(page, JINJA_WHERE)
+    out = run_cell(page, JINJA_WHERE)
     assert "modlib: modules changed in the panel since this kernel started (loaded" in out, out
     assert "Jinja2/3.1.4-GCCcore-system" in out and _imported(out, root) == "3.1.6"
     page.screenshot(path=shots / "notebook-panel-change-notice.png")
-    _restart_kernel(page)
-    assert _imported(_run_cell(page, JINJA_WHERE), root) == "3.1.4"
+    restart_kernel(page)
+    assert _imported(run_cell(page, JINJA_WHERE), root) == "3.1.4"
     _panel_button(page, "loaded", "Jinja2/3.1.4-GCCcore-system", "Unload")
-    out = _run_cell(page, JINJA_WHERE)
+    out = run_cell(page, JINJA_WHERE)
     assert "(unloaded " in out and "Jinja2/3.1.4-GCCcore-system)" in out and _imported(out, root) == "3.1.4"
-    _restart_kernel(page)
-    assert _imported(_run_cell(page, JINJA_WHERE), root) == "3.1.6"
+    restart_kernel(page)
+    assert _imported(run_cell(page, JINJA_WHERE), root) == "3.1.6"
 
 
 def test_the_panels_generated_code_loads_into_a_running_kernel_first_on_sys_path(lab):
@@ -219,8 +171,8 @@ def test_the_panels_generated_code_loads_into_a_running_kernel_first_on_sys_path
     notebook: jinja2 imports 3.1.4 from the library, and the kernel goes on importing its own packages (the
     purge unloaded its ipykernel module). In the Jinja2 3.1.6 kernel, ``module.load`` of 3.1.4 comes first."""
     page, root, shots = lab
-    _new_launcher(page)
-    _open_notebook(page, "Python 3.11 (library)")
+    new_launcher(page)
+    open_notebook(page, "Python 3.11 (library)")
     if not page.locator("#module_loaded_list .jp-Module-itemLabel", has_text="Jinja2/3.1.4").count():
         _panel_button(page, "avail", "Jinja2/3.1.4-GCCcore-system", "Load")
     page.click("#export-button")
@@ -230,17 +182,17 @@ def test_the_panels_generated_code_loads_into_a_running_kernel_first_on_sys_path
     assert "await module.purge(force=True)" in code and "Jinja2/3.1.4-GCCcore-system" in code, text
     page.screenshot(path=shots / "notebook-generated-code.png")
     page.locator(".jp-Dialog .jp-mod-accept").click()
-    assert _imported(_run_cell(page, code + "\n" + JINJA_WHERE), root) == "3.1.4"
-    assert _run_cell(page, "import IPython.lib.demo, jedi; print('still a kernel')").strip() == "still a kernel"
-    _new_launcher(page)
-    _open_notebook(page, "Python 3.11 · Jinja2 3.1.6")
-    out = _run_cell(page, "import module\nawait module.load('Jinja2/3.1.4')\n" + JINJA_WHERE)
+    assert _imported(run_cell(page, code + "\n" + JINJA_WHERE), root) == "3.1.4"
+    assert run_cell(page, "import IPython.lib.demo, jedi; print('still a kernel')").strip() == "still a kernel"
+    new_launcher(page)
+    open_notebook(page, "Python 3.11 · Jinja2 3.1.6")
+    out = run_cell(page, "import module\nawait module.load('Jinja2/3.1.4')\n" + JINJA_WHERE)
     assert _imported(out, root) == "3.1.4", out
 
 
 def test_tensorboard_tile_opens_tensorboard_through_the_proxy(lab):
     page, _, shots = lab
-    _new_launcher(page)
+    new_launcher(page)
     tile = page.locator('.jp-LauncherCard[title^="TensorBoard"]:visible')
     tile.wait_for()
     page.screenshot(path=shots / "notebook-launcher.png")

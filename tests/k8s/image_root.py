@@ -1,5 +1,6 @@
-"""An image's install script run for real in a Debian bookworm root file system, and commands run in it
-as the image would run them. Shared by the builder and notebook image tests.
+"""An image's install script run for real in a Debian root file system, and commands run in it
+as the image would run them. Shared by the builder and notebook image tests (bookworm, their images'
+Debian) and by the bring-your-own-image browser test (trixie, tests/data/byo-image).
 
 No container engine runs here, but mmdebstrap makes the same bookworm userland a Containerfile
 starts from. The install script runs in it as root (as `RUN` does); checks then run as the
@@ -44,8 +45,9 @@ class Containerfile:
         return next(args for inst, args in self.instructions() if inst == name)
 
 
-def mmdebstrap(rootfs: Path, src: Path, install: str, log: Path) -> None:
-    """bookworm into ``rootfs``, then ``sh /src/INSTALL /src`` in it with ``src`` copied to /src (removed after)."""
+def mmdebstrap(rootfs: Path, src: Path, install: str, log: Path, suite: str = "bookworm") -> None:
+    """Debian ``suite`` into ``rootfs``, then ``sh /src/INSTALL /src`` in it with ``src`` copied to /src
+    (removed after)."""
     # The host's CA bundle lets pip through a TLS-inspecting proxy; it is removed again afterwards.
     ca = "/tmp/host-ca.pem" if HOST_CA.exists() else ""
     steps = [
@@ -55,7 +57,7 @@ def mmdebstrap(rootfs: Path, src: Path, install: str, log: Path) -> None:
         f'rm -rf "$1/src" "$1{ca or "/tmp/none"}"',
     ]
     cmd = ["mmdebstrap", "--variant=apt", "--include=ca-certificates",
-           *[f"--customize-hook={step}" for step in steps], "bookworm", str(rootfs)]
+           *[f"--customize-hook={step}" for step in steps], suite, str(rootfs)]
     with log.open("w") as out:
         result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=600)
     assert result.returncode == 0, log.read_text()[-4000:]

@@ -10,7 +10,11 @@ with the path of a JSON spec the emulated kubelet wrote:
 - ``read_only_root``: the container's readOnlyRootFilesystem;
 - ``reveal``: host folders the container user must reach even below a private folder (the checkout
   and its venv stand in for the image's /opt/modlib, and CI may clone below a mode-700 folder);
-- ``uid``, ``gid``, ``workdir``, ``env``, ``command``: who runs what, where.
+- ``uid``, ``gid``, ``workdir``, ``env``, ``command``: who runs what, where;
+- ``root`` (optional): the image's own root file system (a scratch copy), for a pod whose image is not
+  the host's: mount targets are inside it (missing mount points are made in it), with /proc and /dev
+  as a container runtime gives them, and the command runs chrooted into it (run under ``unshare --pid
+  --fork`` for a /proc of its own).
 
 A mount path that does not exist is made on a tmpfs laid over its parent, which must be empty, so
 nothing of the host is hidden and the host's own tree is never changed. Standard library only.
@@ -30,8 +34,11 @@ def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True)
 
 
-def _mount_point(path: Path, overlaid: set[Path]) -> None:
+def _mount_point(path: Path, overlaid: set[Path], in_root: bool) -> None:
     if path.exists():
+        return
+    if in_root:  # the image's scratch copy, not the host's tree: made where it is
+        path.mkdir(parents=True)
         return
     parent = path.parent
     if parent not in overlaid:
@@ -58,16 +65,32 @@ def _reveal(path: Path) -> None:
     os.close(held)
 
 
+def _in_root(spec: dict) -> dict:
+    """The spec with its mount targets inside its image's root, after /proc and /dev are mounted there."""
+    root = Path(spec["root"])
+    _mount("-t", "proc", "proc", str(root / "proc"))
+    _mount("--rbind", "/dev", str(root / "dev"))  # with /dev/pts: JupyterLab's terminals need ptys
+
+    def inside(path: str) -> str:
+        return str(root / Path(path).relative_to("/"))
+
+    return {**spec, "mounts": [{**m, "target": inside(m["target"])} for m in spec["mounts"]],
+            "empty_dirs": [inside(t) for t in spec["empty_dirs"]]}
+
+
 def enter(spec: dict) -> None:
     for path in spec.get("reveal", []):
         _reveal(Path(path))
+    in_root = bool(spec.get("root"))
+    if in_root:
+        spec = _in_root(spec)
     overlaid: set[Path] = set()
     mounts = sorted(spec["mounts"], key=lambda m: len(Path(m["target"]).parts))
     done: list[Path] = []
     for target in [Path(m["target"]) for m in mounts] + [Path(t) for t in spec["empty_dirs"]]:
         if any(target.is_relative_to(d) for d in done):
             continue  # inside a claim: made below, once the claim is mounted
-        _mount_point(target, overlaid)
+        _mount_point(target, overlaid, in_root)
         done.append(target)
     for mount in mounts:
         if not os.path.isdir(mount["target"]):  # a subPath's mount point must be on the claim already
@@ -80,9 +103,12 @@ def enter(spec: dict) -> None:
     if spec["read_only_root"]:
         _mount("-o", "remount,bind,ro", "/")
     env = [f"{k}={v}" for k, v in spec["env"].items()]
+    run = ["env", "-i", f"--chdir={spec['workdir']}", *env, *spec["command"]]
+    if in_root:  # the host's chroot enters the root and drops to the user; env and the rest are the image's
+        os.execvp("setpriv", ["setpriv", "--no-new-privs", "--", "chroot", f"--userspec={spec['uid']}:{spec['gid']}",
+                              f"--groups={spec['gid']}", spec["root"], *run])
     os.execvp("setpriv", ["setpriv", f"--reuid={spec['uid']}", f"--regid={spec['gid']}", "--clear-groups",
-                          "--no-new-privs", "--",
-                          "env", "-i", f"--chdir={spec['workdir']}", *env, *spec["command"]])
+                          "--no-new-privs", "--", *run])
 
 
 if __name__ == "__main__":

@@ -79,8 +79,7 @@ def test_checkov_passes(built, name, tmp_path):
     write_manifests(built[name], tmp_path)
     result = run_checkov(tmp_path, with_base=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    if name != "overlays/notebook":  # a PV and a PVC alone: no check applies, checkov prints nothing
-        assert "Failed checks: 0" in result.stdout
+    assert "Failed checks: 0" in result.stdout
 
 
 def test_base_objects(built):
@@ -293,7 +292,47 @@ def test_z2jh_profiles_name_targets_the_notebook_image_reads(z2jh):
 
 def test_notebook_values_are_not_kustomize_resources():
     kustomization = yaml.safe_load((NOTEBOOK / "kustomization.yaml").read_text())
-    assert "z2jh-values.yaml" not in kustomization["resources"]
+    assert not {"z2jh-values.yaml", "z2jh-values-byo-image.yaml"} & set(kustomization["resources"])
+
+
+@pytest.fixture(scope="module")
+def z2jh_byo() -> dict:
+    return yaml.safe_load((NOTEBOOK / "z2jh-values-byo-image.yaml").read_text())["singleuser"]
+
+
+def test_z2jh_byo_image_mounts_the_library_read_only_and_the_profile_line(built, z2jh_byo):
+    """A stock image gets the library read-only at /srv/modlib and the overlay's ConfigMap as one file of its
+    /etc/profile.d (subPath: the image's own files there stay), a valid pod under the restricted level."""
+    library, profile = z2jh_byo["storage"]["extraVolumes"]
+    mounts = {m["name"]: m for m in z2jh_byo["storage"]["extraVolumeMounts"]}
+    claim = one(built["overlays/notebook"], "PersistentVolumeClaim")["metadata"]["name"]
+    assert library["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
+    assert (mounts[library["name"]]["mountPath"], mounts[library["name"]]["readOnly"]) == (ROOT, True)
+    config_map = one(built["overlays/notebook"], "ConfigMap", profile["configMap"]["name"])
+    mount = mounts[profile["name"]]
+    assert (mount["mountPath"], mount["readOnly"]) == ("/etc/profile.d/modlib.sh", True)
+    line = config_map["data"][mount["subPath"]]
+    assert line.strip() == '. "${MODLIB_ROOT:-/srv/modlib}/live/targets/${MODLIB_TARGET:-cpu}/env.sh"'
+    pod = notebook_pod(z2jh_byo)
+    for version in K8S_VERSIONS:
+        assert schema_errors(pod, version) == []
+    assert semantic_problems(pod) == []
+
+
+def test_z2jh_byo_image_profiles_set_the_target_and_its_kernels(z2jh_byo):
+    """The image has no hook: each profile sets the target the profile line sources and the JUPYTER_PATH the
+    server lists kernels from, the folder env.sh puts first (`modlib env`)."""
+    profiles = {p["kubespawner_override"]["environment"]["MODLIB_TARGET"]: p for p in z2jh_byo["profileList"]}
+    assert profiles["cpu"].get("default") is True
+    assert z2jh_byo["extraEnv"] == {"MODLIB_ROOT": ROOT, **profiles["cpu"]["kubespawner_override"]["environment"]}
+    for target, profile in profiles.items():
+        jupyter = f"{ROOT}/live/targets/{target}/jupyter"
+        assert profile["kubespawner_override"]["environment"] == {"MODLIB_TARGET": target, "JUPYTER_PATH": jupyter}
+        result = modlib("env", "--target", target, "--config", str(REPO / "easyconfigs" / "library.yaml"),
+                        env={"MODLIB_ROOT": ROOT})
+        assert result.returncode == 0 and f"export JUPYTER_PATH={jupyter}" in result.stdout, result.stderr
+    assert profiles["cuda"]["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
+    assert "modlib" not in z2jh_byo["image"]["name"]  # a stock image
 
 
 # --- the checks can fail -----------------------------------------------------------------------
