@@ -1,0 +1,87 @@
+"""Print builder/'s package-level import graph, read from the source with ``ast``, as a Mermaid flowchart.
+
+CONTRIBUTING.md's architecture diagram is this script's output, so the picture is the code's imports and
+not someone's memory of them. A node is a subpackage of builder (``read``, ``plan``, ...) or a top-level
+module (``cli``, ``run``, ...); an edge ``a --> b`` says some module of ``a`` imports one of ``b``, lazy
+imports inside functions included (they are dependencies too). ``--edges`` prints the module-level imports
+that make each edge instead, to find which line to change::
+
+    .venv/bin/python -m bench.import_graph            # the diagram
+    .venv/bin/python -m bench.import_graph --edges    # module -> module, grouped by edge
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "builder"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path) -> set[str]:
+    """The builder modules (or packages) that ``path`` imports, relative imports resolved."""
+    here = module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1]) if node.level else ""
+            source = ".".join(p for p in (base, node.module or "") if p)
+            # ``from builder.execute import k8s_objects`` imports the module builder.execute.k8s_objects
+            found |= {f"{source}.{alias.name}" for alias in node.names} | {source}
+    return {name for name in found if name == "builder" or name.startswith("builder.")}
+
+
+def node_of(module: str) -> str | None:
+    """``builder.read.config`` -> ``read``; ``builder.cli`` -> ``cli``; the ``builder`` package itself: None."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def module_edges() -> dict[tuple[str, str], set[tuple[str, str]]]:
+    """(importing node, imported node) -> the (module, imported name) pairs behind it."""
+    modules = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+    edges: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+    for name, path in modules.items():
+        for target in imported(path):
+            while target not in modules and "." in target:  # a name imported from a module
+                target = target.rsplit(".", 1)[0]
+            source_node, target_node = node_of(name), node_of(target)
+            if source_node and target_node and source_node != target_node:
+                edges[source_node, target_node].add((name, target))
+    return edges
+
+
+def mermaid(edges: dict[tuple[str, str], set[tuple[str, str]]]) -> str:
+    packages = sorted({p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()})
+    lines = ["flowchart LR"]
+    lines += [f"    {name}[[{name}/]]" for name in packages if any(name in edge for edge in edges)]
+    lines += [f"    {a} --> {b}" for a, b in sorted(edges)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edges", action="store_true", help="the module imports behind each edge")
+    args = parser.parse_args()
+    edges = module_edges()
+    if not args.edges:
+        print(mermaid(edges))
+        return
+    for (a, b), pairs in sorted(edges.items()):
+        print(f"{a} -> {b}")
+        for importer, target in sorted(pairs):
+            print(f"    {importer} -> {target}")
+
+
+if __name__ == "__main__":
+    main()
