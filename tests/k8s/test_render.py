@@ -53,6 +53,7 @@ def test_one_job_per_planned_node_and_all_valid(rendered, demo, target):
         assert semantic_problems(job) == [], job["metadata"]["name"]
 
 
+@pytest.mark.slow  # checkov takes seconds a run
 @pytest.mark.parametrize("target", ["cpu", "cuda"])
 def test_checkov_passes_on_rendered_jobs(rendered, target):
     result = run_checkov(rendered[target])
