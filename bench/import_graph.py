@@ -3,7 +3,9 @@
 CONTRIBUTING.md's architecture diagram is this script's output, so the picture is the code's imports and
 not someone's memory of them. A node is a subpackage of builder (``read``, ``plan``, ...) or a top-level
 module (``cli``, ``run``, ...); an edge ``a --> b`` says some module of ``a`` imports one of ``b``, lazy
-imports inside functions included (they are dependencies too). ``--edges`` prints the module-level imports
+imports inside functions included (they are dependencies too); a dotted edge goes against the layers of
+``make lint``'s contract (one of its listed exceptions). The small modules that import only each
+other (errors, layout, proc, ...) are listed in one box rather than drawn. ``--edges`` prints the module-level imports
 that make each edge instead, to find which line to change::
 
     .venv/bin/python -m bench.import_graph            # the diagram
@@ -14,10 +16,18 @@ from __future__ import annotations
 
 import argparse
 import ast
+import tomllib
 from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "builder"
+PYPROJECT = PACKAGE.parent / "pyproject.toml"
+
+
+def layers() -> list[str]:
+    """The pipeline's layers, highest first, as make lint's import contract (pyproject.toml) has them."""
+    contracts = tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]["contracts"]
+    return next(c["layers"] for c in contracts if c["type"] == "layers")
 
 
 def module_name(path: Path) -> str:
@@ -61,11 +71,28 @@ def module_edges() -> dict[tuple[str, str], set[tuple[str, str]]]:
     return edges
 
 
+def utilities(edges: dict[tuple[str, str], set[tuple[str, str]]], packages: set[str]) -> set[str]:
+    """Top-level modules that import nothing but each other (errors, layout, proc, ...): imported from
+    everywhere, so the diagram lists them once instead of drawing an arrow from every node to each."""
+    nodes = {n for edge in edges for n in edge} - packages
+    leaves: set[str] = set()
+    while True:
+        more = {n for n in nodes - leaves if all(b in leaves for a, b in edges if a == n)}
+        if not more:
+            return leaves
+        leaves |= more
+
+
 def mermaid(edges: dict[tuple[str, str], set[tuple[str, str]]]) -> str:
-    packages = sorted({p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()})
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    leaves = utilities(edges, packages)
+    drawn = sorted((a, b) for a, b in edges if b not in leaves)
     lines = ["flowchart LR"]
-    lines += [f"    {name}[[{name}/]]" for name in packages if any(name in edge for edge in edges)]
-    lines += [f"    {a} --> {b}" for a, b in sorted(edges)]
+    lines += [f"    {name}[[{name}/]]" for name in sorted(packages) if any(name in edge for edge in drawn)]
+    order = layers()
+    upward = {(a, b) for a, b in drawn if a in order and b in order and order.index(a) > order.index(b)}
+    lines += [f"    {a} -.->|exception| {b}" if (a, b) in upward else f"    {a} --> {b}" for a, b in drawn]
+    lines.append(f'    utilities["imported from anywhere: {", ".join(sorted(leaves))}"]')
     return "\n".join(lines)
 
 
