@@ -30,14 +30,15 @@ def layers() -> list[str]:
     return next(c["layers"] for c in contracts if c["type"] == "layers")
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+def module_name(path: Path, package: Path) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported(path: Path) -> set[str]:
-    """The builder modules (or packages) that ``path`` imports, relative imports resolved."""
-    here = module_name(path).split(".")
+def imported(path: Path, package_dir: Path) -> set[str]:
+    """The modules (or packages) of ``package_dir`` that ``path`` imports, relative imports resolved."""
+    root = package_dir.name
+    here = module_name(path, package_dir).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -48,7 +49,7 @@ def imported(path: Path) -> set[str]:
             source = ".".join(p for p in (base, node.module or "") if p)
             # ``from builder.execute import k8s_objects`` imports the module builder.execute.k8s_objects
             found |= {f"{source}.{alias.name}" for alias in node.names} | {source}
-    return {name for name in found if name == "builder" or name.startswith("builder.")}
+    return {name for name in found if name == root or name.startswith(f"{root}.")}
 
 
 def node_of(module: str) -> str | None:
@@ -57,12 +58,12 @@ def node_of(module: str) -> str | None:
     return parts[1] if len(parts) > 1 else None
 
 
-def module_edges() -> dict[tuple[str, str], set[tuple[str, str]]]:
+def module_edges(package: Path = PACKAGE) -> dict[tuple[str, str], set[tuple[str, str]]]:
     """(importing node, imported node) -> the (module, imported name) pairs behind it."""
-    modules = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+    modules = {module_name(p, package): p for p in sorted(package.rglob("*.py"))}
     edges: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
     for name, path in modules.items():
-        for target in imported(path):
+        for target in imported(path, package):
             while target not in modules and "." in target:  # a name imported from a module
                 target = target.rsplit(".", 1)[0]
             source_node, target_node = node_of(name), node_of(target)
@@ -83,8 +84,8 @@ def utilities(edges: dict[tuple[str, str], set[tuple[str, str]]], packages: set[
         leaves |= more
 
 
-def mermaid(edges: dict[tuple[str, str], set[tuple[str, str]]]) -> str:
-    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+def mermaid(edges: dict[tuple[str, str], set[tuple[str, str]]], package: Path = PACKAGE) -> str:
+    packages = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
     leaves = utilities(edges, packages)
     drawn = sorted((a, b) for a, b in edges if b not in leaves)
     lines = ["flowchart LR"]
