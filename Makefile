@@ -67,10 +67,12 @@ demo: setup
 test: setup test-tools lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# types and lint are part of the tests: mypy (packages and settings in pyproject.toml) and ruff
+# types and lint are part of the tests: mypy (packages and settings in pyproject.toml), ruff, and the
+# import contracts that keep read -> plan -> execute -> publish one-way (pyproject.toml [tool.importlinter])
 lint: setup
 	$(VENV)/bin/ruff check builder tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(call apt_install,fuse libfuse2)

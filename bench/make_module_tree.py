@@ -8,8 +8,8 @@ tree that grows as it goes (and without the stub files below it stops at LLVM). 
 ``--module-only`` does, mostly in-process and without Lmod:
 
 1. Resolve every easystack entry and its dependencies (build ones included, as ``eb --robot`` does) with
-   EasyBuild's parser, keyed by full module name (EasyBuild's ``resolve_dependencies`` is quadratic, see
-   docs/research/easybuild-api.md section 2.4).
+   EasyBuild's parser, keyed by full module name (EasyBuild's ``resolve_dependencies``, in
+   easybuild/tools/robot.py, compares ``EasyConfig`` objects pairwise: docs/performance.md, "Lab notes").
 2. Put stub files into each install dir (``tree_hooks.py``): EasyBuild only writes ``prepend_path`` for
    folders that exist and hold files, so without stubs the modules would lack the PATH,
    LD_LIBRARY_PATH, ... lines real modules have (``--no-stubs`` turns this off).

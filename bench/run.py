@@ -117,9 +117,15 @@ GROUPS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "notebook": lambda args: notebook_rows(args.workdir),
 }
 BLOCK = re.compile(r"<!-- group: (\w+) -->\n(.*?)<!-- end: \1 -->\n", re.S)
+#: docs/performance.md's results section lies between these; the lab notes below it are kept as they are.
+RESULTS, END_RESULTS = "<!-- results -->", "<!-- end results -->"
+TITLES = {"cold": "Cold plan of EESSI 2025.06", "plan": "Warm plan of EESSI 2025.06", "noop": "No-op run",
+          "schedule": "Scheduling EESSI's DAG", "publish": "Publishing one built node",
+          "lock": "The run lock under contention", "verify": "modlib verify",
+          "notebook": "Notebook side: Lmod on 1,099 modules"}
 INTRO = ("Each block below is one group of rows (`make bench BENCH_ARGS=\"--only GROUP,...\"` reruns some and "
-         "rewrites only their blocks), with when it ran and the machine's load. Times in seconds, makespans in "
-         "simulated minutes.\n\n")
+         "rewrites only their blocks), with when it ran, on what machine, and the machine's load. Times in "
+         "seconds, makespans in simulated minutes.\n\n")
 
 
 def load() -> str:
@@ -127,11 +133,14 @@ def load() -> str:
 
 
 def write_report(path: Path, fresh: dict[str, str]) -> None:
-    """The results section of ``path``, with the blocks of the groups just run replaced."""
-    head, _, results = path.read_text().partition("<!-- results -->")
+    """The results section of ``path``, with the blocks of the groups just run replaced; what is before
+    and after the section stays."""
+    head, _, rest = path.read_text().partition(RESULTS)
+    results, _, tail = rest.partition(END_RESULTS)
     blocks = {**dict(BLOCK.findall(results)), **fresh}
-    body = "".join(f"<!-- group: {g} -->\n{blocks[g]}<!-- end: {g} -->\n" for g in GROUPS if g in blocks)
-    path.write_text(head + "<!-- results -->\n\n" + INTRO + body)
+    body = "".join(f"### {TITLES[g]}\n\n<!-- group: {g} -->\n{blocks[g]}<!-- end: {g} -->\n"
+                   for g in GROUPS if g in blocks)
+    path.write_text(head + RESULTS + "\n\n" + INTRO + body + END_RESULTS + tail)
 
 
 def main() -> None:

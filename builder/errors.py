@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-#: Exit codes of the CLI contract (design.md).
+#: Exit codes of the CLI contract (README.md, "Commands": one error class each).
 EXIT_OK = 0
 EXIT_BUILD_FAILED = 1
 EXIT_BAD_INPUT = 2

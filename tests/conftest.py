@@ -7,6 +7,20 @@ import pytest
 
 from tests.helpers import REPO, link_sources, modlib
 
+#: Folders whose tests take seconds to minutes each: real EasyBuild builds (e2e) and parses (integration).
+SLOW_FOLDERS = {"e2e", "integration"}
+#: Fixtures that make a test slow wherever it is: the demo library is built once per session (minutes).
+SLOW_FIXTURES = {"demo_library"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` what ``pytest -m "not slow"`` (the edit-test loop, CONTRIBUTING.md) leaves out: the
+    folders and fixtures above, every ``e2e`` test, and what is marked ``slow`` by hand."""
+    for item in items:
+        if (item.path.parent.name in SLOW_FOLDERS or item.get_closest_marker("e2e")
+                or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def source_cache(tmp_path_factory) -> Path:

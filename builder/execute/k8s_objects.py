@@ -8,6 +8,7 @@ a rerun finds the Jobs it already created, and the API refuses a duplicate.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -19,9 +20,10 @@ from builder.execute.command import Invocation, outputs
 from builder.execute.inputs import pod_env
 from builder.plan.graph import Node
 from builder.read.config import Settings
+from builder.read.k8s_overrides import BUILD_CONTAINER, CONTAINER_ISOLATION, POD_ISOLATION, merged
 
 PREFIX = "modlib.io"
-CONTAINER = "eb"
+CONTAINER = BUILD_CONTAINER
 LEASE = "modlib-run"
 #: every object modlib creates carries this, and lists ask for it
 MANAGED = {"app.kubernetes.io/managed-by": "modlib", "app.kubernetes.io/part-of": "modlib"}
@@ -56,18 +58,20 @@ def _resources(settings: Settings, node: Node) -> dict:
 
 
 def _container(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> dict:
+    """The build container, with the library's and then the target's container_overrides laid over it."""
     cluster = settings.kubernetes
     env = {**pod_env(settings, inputs), **dict(inv.env)}
-    return {
+    container = {
         "name": CONTAINER, "image": cluster.image, "imagePullPolicy": cluster.image_pull_policy,
         "command": list(inv.argv), "workingDir": cluster.scratch_path,
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
         "resources": _resources(settings, node),
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "runAsUser": cluster.user, "runAsGroup": cluster.user,
-                            "capabilities": {"drop": ["ALL"]}},
+        "securityContext": {**copy.deepcopy(CONTAINER_ISOLATION),
+                            "runAsUser": cluster.user, "runAsGroup": cluster.user},
         "volumeMounts": [*library_mounts(settings, node, inv), {"name": "scratch", "mountPath": cluster.scratch_path}],
     }
+    placement = settings.targets[node.target].kubernetes
+    return merged(merged(container, cluster.container_overrides), placement.container_overrides)
 
 
 def library_mounts(settings: Settings, node: Node, inv: Invocation) -> list[dict]:
@@ -85,7 +89,7 @@ def _pod_spec(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> 
     placement = settings.targets[node.target].kubernetes
     spec = {
         "restartPolicy": "Never", "serviceAccountName": cluster.service_account,
-        "automountServiceAccountToken": False,  # builds need no API access
+        **POD_ISOLATION,  # builds need no API access
         "terminationGracePeriodSeconds": 60,  # EasyBuild removes its install lock on SIGTERM
         "securityContext": {"runAsNonRoot": True, "runAsUser": cluster.user, "runAsGroup": cluster.user,
                             "fsGroup": cluster.user, "fsGroupChangePolicy": "OnRootMismatch",
@@ -99,15 +103,6 @@ def _pod_spec(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> 
     if placement.tolerations:
         spec["tolerations"] = [dict(t) for t in placement.tolerations]
     return merged(merged(spec, cluster.pod_overrides), placement.pod_overrides)
-
-
-def merged(base: dict, overrides: dict) -> dict:
-    """``overrides`` laid over ``base`` (kubespawner's extra_pod_config, but recursive): dicts merge key
-    by key, anything else replaces, so a site adds affinity or imagePullSecrets without restating the rest."""
-    out = dict(base)
-    for key, value in overrides.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def failure_policy() -> dict:

@@ -20,6 +20,7 @@ from builder import jsonfile
 from builder.cache_files import prune, read_entry, secret, sign, signed
 from builder.errors import BadInput
 from builder.layout import Layout
+from builder.read import k8s_overrides
 
 DEFAULT_CONFIG = Path("easyconfigs") / "library.yaml"
 DEFAULT_HOOKS = "hooks/modlib_hooks.py"
@@ -39,6 +40,7 @@ class KubernetesPlacement:
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[tuple[tuple[str, object], ...], ...] = ()
     pod_overrides: dict = field(default_factory=dict, hash=False)  # merged last into the pod spec
+    container_overrides: dict = field(default_factory=dict, hash=False)  # merged into the build container
 
 
 GPU_PLACEMENT = {"gpus": 1, "node_selector": {"nvidia.com/gpu.present": "true"},
@@ -64,6 +66,7 @@ class KubernetesSettings:
     poll_seconds: float = 10.0
     lmod_cmd: str = str(DEBIAN_LMOD / "libexec" / "lmod")  # the builder image's Lmod
     pod_overrides: dict = field(default_factory=dict, hash=False)  # merged last into every pod spec
+    container_overrides: dict = field(default_factory=dict, hash=False)  # merged into every build container
     kubeconfig: str | None = None  # --kubeconfig / $KUBECONFIG; None: in-cluster or ~/.kube/config
 
 
@@ -240,7 +243,8 @@ def _placement(kind: str, data: dict) -> KubernetesPlacement:
                                gpus=data.get("gpus", 0),
                                node_selector=tuple(sorted(data.get("node_selector", {}).items())),
                                tolerations=tuple(tuple(sorted(t.items())) for t in data.get("tolerations", [])),
-                               pod_overrides=data.get("pod_overrides", {}))
+                               pod_overrides=data.get("pod_overrides", {}),
+                               container_overrides=data.get("container_overrides", {}))
 
 
 def _kubernetes(data: dict, env: dict[str, str]) -> KubernetesSettings:
@@ -274,6 +278,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     raw, data = _load_yaml(path)
     sha256 = hashlib.sha256(raw).hexdigest()
     data = _validated(path, sha256, data, default_cache_dir(env))
+    k8s_overrides.check(path, data)
     repo = repo_root_of(path)
 
     def rel(value: str) -> Path:

@@ -21,6 +21,7 @@ IMAGE = image_root.Containerfile(K8S_JOBS / "image" / "Containerfile")
 INSTALL = K8S_JOBS / "image" / "install.sh"
 
 pytestmark = [
+    pytest.mark.slow,  # builds a Debian root file system with mmdebstrap (minutes)
     pytest.mark.skipif(os.geteuid() != 0, reason="mmdebstrap and chroot need root (the test machines run as root)"),
     pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="mmdebstrap missing: `make setup` installs it"),
 ]

@@ -74,6 +74,7 @@ def test_objects_pass_semantic_checks(built, name):
     assert [p for doc in built[name] for p in semantic_problems(doc, pod_security(built[name]))] == []
 
 
+@pytest.mark.slow  # checkov takes seconds a run
 @pytest.mark.parametrize("name", KUSTOMIZATIONS)
 def test_checkov_passes(built, name, tmp_path):
     write_manifests(built[name], tmp_path)
@@ -372,6 +373,7 @@ def broken_job(build_job) -> dict:
     return job
 
 
+@pytest.mark.slow  # checkov takes seconds a run
 def test_a_good_build_job_passes_every_check(build_job, tmp_path):
     """The checkov skips and the semantic rules hold for the Jobs the runner creates, not only the CronJob."""
     for version in K8S_VERSIONS:
@@ -414,6 +416,7 @@ def test_unknown_kinds_are_refused():
         schema_errors({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"}}, "1.34")
 
 
+@pytest.mark.slow  # checkov takes seconds a run
 def test_checkov_catches_a_privileged_job(broken_job, tmp_path):
     broken_job["spec"] = {"template": broken_job["spec"]["template"]}
     broken_job["spec"]["template"]["spec"]["restartPolicy"] = "Never"

@@ -27,6 +27,7 @@ REQUIREMENTS = K8S_JOBS / "notebook-image" / "requirements.txt"
 NOT_MOUNTED = "modlib: no module library is mounted at /srv/modlib"
 
 pytestmark = [
+    pytest.mark.slow,  # builds a Debian root file system with mmdebstrap (minutes)
     pytest.mark.skipif(os.geteuid() != 0, reason="mmdebstrap and chroot need root (the test machines run as root)"),
     pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="mmdebstrap missing: `make test-tools` installs it"),
 ]

@@ -53,6 +53,7 @@ def test_one_job_per_planned_node_and_all_valid(rendered, demo, target):
         assert semantic_problems(job) == [], job["metadata"]["name"]
 
 
+@pytest.mark.slow  # checkov takes seconds a run
 @pytest.mark.parametrize("target", ["cpu", "cuda"])
 def test_checkov_passes_on_rendered_jobs(rendered, target):
     result = run_checkov(rendered[target])
@@ -105,6 +106,21 @@ def test_pods_write_only_their_prefix_and_staging_folder(demo):
     assert f"--installpath-modules={ROOT}/{staging}" in container["command"]
 
 
+def _demo_config() -> dict:
+    return yaml.safe_load((REPO / "easyconfigs" / "library.yaml").read_text())
+
+
+def _demo_with(tmp_path: Path, config: dict) -> Path:
+    """``config`` (the demo's, changed) as a library.yaml in ``tmp_path`` that still finds the demo's files."""
+    (tmp_path / "easyconfigs").mkdir(exist_ok=True)
+    path = tmp_path / "easyconfigs" / "library.yaml"
+    path.write_text(yaml.safe_dump({**config, "easyconfig_paths": [str(REPO / "easyconfigs")],
+                                    "hooks": str(REPO / "hooks" / "modlib_hooks.py"),
+                                    "targets": {k: {**v, "easystacks": [str(REPO / s) for s in v["easystacks"]]}
+                                                for k, v in config["targets"].items()}}))
+    return path
+
+
 def test_cpu_jobs_ask_for_no_gpu_and_placement_comes_from_the_config(tmp_path, demo):
     plan = make_plan(demo, [demo.target("cuda")])
     cpu_node = plan.index[("cpu", "GCCcore/system")]
@@ -112,7 +128,7 @@ def test_cpu_jobs_ask_for_no_gpu_and_placement_comes_from_the_config(tmp_path, d
     assert "nodeSelector" not in pod and "tolerations" not in pod
     assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
 
-    config = yaml.safe_load((REPO / "easyconfigs" / "library.yaml").read_text())
+    config = _demo_config()
     config["targets"]["cuda"]["kubernetes"] = {
         "gpus": 0, "node_selector": {"node-role/compile": "yes"}, "tolerations": [],
         "resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"memory": "32Gi"}},
@@ -122,13 +138,7 @@ def test_cpu_jobs_ask_for_no_gpu_and_placement_comes_from_the_config(tmp_path, d
     config["kubernetes"] = {"namespace": "builds", "claim": "software", "image": "registry.example/b:1",
                             "pod_overrides": {"affinity": affinity, "imagePullSecrets": [{"name": "registry"}],
                                               "priorityClassName": "builds"}}
-    (tmp_path / "easyconfigs").mkdir()
-    path = tmp_path / "easyconfigs" / "library.yaml"
-    path.write_text(yaml.safe_dump({**config, "easyconfig_paths": [str(REPO / "easyconfigs")],
-                                    "hooks": str(REPO / "hooks" / "modlib_hooks.py"),
-                                    "targets": {k: {**v, "easystacks": [str(REPO / s) for s in v["easystacks"]]}
-                                                for k, v in config["targets"].items()}}))
-    custom = load_settings(path, env={"MODLIB_ROOT": ROOT})
+    custom = load_settings(_demo_with(tmp_path, config), env={"MODLIB_ROOT": ROOT})
     node = plan.index[("cuda", "saxpy/1.0-GCCcore-system-CUDA-13.2.2")]
     job = build_job(custom, node, invocation(custom, node), tmp_path)
     pod = job["spec"]["template"]["spec"]
@@ -143,6 +153,79 @@ def test_cpu_jobs_ask_for_no_gpu_and_placement_comes_from_the_config(tmp_path, d
     assert pod["securityContext"]["fsGroup"] == 2000 and pod["securityContext"]["runAsNonRoot"] is True
     for version in K8S_VERSIONS:
         assert schema_errors(job, version) == []
+
+
+def test_container_overrides_merge_into_the_build_container_by_name(tmp_path, demo):
+    """kubespawner's extra_container_config: env on name, volumeMounts on mountPath, the rest key by key;
+    pod_overrides' containers entry named like the build container merges into it, another is added."""
+    config = _demo_config()
+    shipper = {"name": "log-shipper", "image": "registry.example/ship:1",  # restricted, as the build container
+               "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                                   "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}}
+    config["kubernetes"] = {
+        "container_overrides": {"env": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"},
+                                        {"name": "EASYBUILD_PARALLEL", "value": "1"}],
+                                "volumeMounts": [{"name": "scratch", "mountPath": "/tmp", "readOnly": False}],
+                                "securityContext": {"runAsUser": 2000}},
+        "pod_overrides": {"containers": [{"name": "eb", "env": [{"name": "HTTPS_PROXY", "value": "http://p2:3128"}]},
+                                         shipper],
+                          "volumes": [{"name": "certs", "configMap": {"name": "site-ca"}}]}}
+    config["targets"]["cuda"]["kubernetes"] = {"container_overrides": {
+        "volumeMounts": [{"name": "certs", "mountPath": "/etc/ssl/site", "readOnly": True}]}}
+    custom = load_settings(_demo_with(tmp_path, config), env={"MODLIB_ROOT": ROOT})
+    plan = make_plan(custom, [custom.target("cuda")])
+    node = plan.index[("cuda", "saxpy/1.0-GCCcore-system-CUDA-13.2.2")]
+    job = build_job(custom, node, invocation(custom, node), tmp_path)
+    plain = build_job(demo, node, invocation(demo, node), tmp_path)["spec"]["template"]["spec"]
+    pod = job["spec"]["template"]["spec"]
+    build, sidecar = pod["containers"]
+    env = [(e["name"], e["value"]) for e in build["env"]]
+    values = dict(env)
+    assert values["HTTPS_PROXY"] == "http://p2:3128" and values["EASYBUILD_PARALLEL"] == "1"
+    assert {e["name"] for e in plain["containers"][0]["env"]} < set(values)
+    assert len(env) == len(values)  # merged on name: no variable twice
+    mounts = {m["mountPath"]: m for m in build["volumeMounts"]}
+    assert mounts["/tmp"] == {"name": "scratch", "mountPath": "/tmp", "readOnly": False}
+    assert mounts["/etc/ssl/site"]["name"] == "certs"  # the target's, after the library-wide ones
+    assert [m for m in build["volumeMounts"] if m["mountPath"] != "/etc/ssl/site"] == [
+        {**m, "readOnly": False} if m["mountPath"] == "/tmp" else m for m in plain["containers"][0]["volumeMounts"]]
+    assert build["securityContext"] == {**plain["containers"][0]["securityContext"], "runAsUser": 2000}
+    assert sidecar == shipper
+    assert pod["volumes"] == plain["volumes"] + [{"name": "certs", "configMap": {"name": "site-ca"}}]
+    for version in K8S_VERSIONS:
+        assert schema_errors(job, version) == []
+    assert semantic_problems(job) == []
+
+
+@pytest.mark.parametrize(("where", "override", "problem"), [
+    ("container_overrides", {"securityContext": {"runAsNonRoot": False}}, "securityContext.runAsNonRoot"),
+    ("container_overrides", {"securityContext": {"readOnlyRootFilesystem": False}},
+     "securityContext.readOnlyRootFilesystem"),
+    ("container_overrides", {"securityContext": {"allowPrivilegeEscalation": True}},
+     "securityContext.allowPrivilegeEscalation"),
+    ("container_overrides", {"securityContext": {"privileged": True}}, "securityContext.privileged"),
+    ("container_overrides", {"securityContext": {"capabilities": {"drop": ["NET_RAW"]}}}, "capabilities.drop"),
+    ("container_overrides", {"securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}, "capabilities.add"),
+    ("container_overrides", {"securityContext": None}, "securityContext must stay"),
+    ("container_overrides", {"name": "other"}, "the 'eb' container must stay"),
+    ("pod_overrides", {"automountServiceAccountToken": True}, "automountServiceAccountToken"),
+    ("pod_overrides", {"containers": [{"name": "eb", "securityContext": {"runAsNonRoot": False}}]},
+     "securityContext.runAsNonRoot"),
+    ("pod_overrides", {"containers": "none"}, "the 'eb' container must stay"),
+])
+@pytest.mark.parametrize("layer", ["library", "target"])
+def test_overrides_that_turn_off_the_build_isolation_are_bad_input(tmp_path, where, override, problem, layer):
+    config = _demo_config()
+    section = config.setdefault("kubernetes", {}) if layer == "library" else config["targets"]["cuda"].setdefault(
+        "kubernetes", {})
+    section[where] = override
+    path = _demo_with(tmp_path, config)
+    field = f"kubernetes.{where}" if layer == "library" else f"targets.cuda.kubernetes.{where}"
+    result = modlib("render", "--config", str(path), "--target", "cuda", "--out", str(tmp_path / "jobs"),
+                    env={"MODLIB_ROOT": ROOT})
+    assert result.returncode == 2, result.stderr
+    assert f"{path}: invalid configuration at '{field}'" in result.stderr and problem in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "jobs").exists()
 
 
 def test_job_names_hash_the_node_not_the_plan(demo):

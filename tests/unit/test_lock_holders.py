@@ -46,6 +46,7 @@ def wait_for(what, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # about 40 s on 2 cores
 def test_many_processes_racing_for_the_lock_never_hold_it_together():
     """A few hundred holds here (``make bench`` runs thousands); every fifth holder dies holding it,
     so takeovers by several contenders at once are part of the race."""
