@@ -46,6 +46,10 @@ VIEW_KERNEL_SH = Entry("kernel.sh", "what kernels run with bash: Lmod's init, en
 VIEW_KERNEL_STARTUP = Entry("kernel_startup.py", "what kernels run before the first cell: panel change notices, "
                             "jupyter-lmod's in-kernel loads first on sys.path", 3)
 VIEW_KERNEL = Entry("kernels/modlib-<kernel>/kernel.json", "one kernelspec per module with a kernel", 3)
+VIEW_MODLIB_EXEC = Entry("bin/modlib-exec", "runs a command with a target's modules loaded (bash only): what the pods "
+                         "a notebook starts run; --print-session gives a session's modules as JSON", 1)
+VIEW_SESSION_PY = Entry("python/modlib_session.py", "session() and pod_patch() for kernels, from modlib-exec "
+                        "(env.sh names it in MODLIB_SESSION_PY)", 1)
 VIEW_STATE = Entry("publish.json", "each stored file the generation holds, for the next publish to compare", 1)
 VIEW_INPUTS = Entry("inputs.json", "digest of what the generation was made from", 1)
 VIEW_RECORD = Entry("record.jsonl", "every file of the generation (sha256), written last, before the swap; "
@@ -75,8 +79,8 @@ CACHE = Entry("cache/", "parsed easyconfigs, whole plans, library.yaml contents 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_CATALOGUE_DATA, VIEW_TARGET,
            VIEW_ENV, VIEW_LMODRC, VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_CATALOGUE, VIEW_KERNELS,
-           VIEW_KERNEL_SH, VIEW_KERNEL_STARTUP, VIEW_KERNEL, VIEW_STATE, VIEW_INPUTS, VIEW_RECORD,
-           SOFTWARE, UNREFERENCED, STORE, STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META,
+           VIEW_KERNEL_SH, VIEW_KERNEL_STARTUP, VIEW_KERNEL, VIEW_MODLIB_EXEC, VIEW_SESSION_PY, VIEW_STATE, VIEW_INPUTS,
+           VIEW_RECORD, SOFTWARE, UNREFERENCED, STORE, STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META,
            RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
 
 
@@ -130,6 +134,13 @@ class Layout:
         """The folder of a module's kernelspec (kernel.json in it) inside a view."""
         return self.view_jupyter(base, target) / _fill(VIEW_KERNEL, kernel=kernel_name(module)).removesuffix(
             "/kernel.json")
+
+    def view_modlib_exec(self, base: Path) -> Path:
+        """The launcher pods run: one per view, as a pod names its target (builder/publish/session.py)."""
+        return base / _fill(VIEW_MODLIB_EXEC)
+
+    def view_session_py(self, base: Path) -> Path:
+        return base / _fill(VIEW_SESSION_PY)
 
     def view_cache(self, base: Path, tree: str) -> Path:
         """A tree's spider cache inside a view, beside its module files."""

@@ -109,6 +109,7 @@ def env_lines(settings: Settings, target_name: str, base: Path | None = None) ->
         ("LMOD_CACHED_LOADS", "yes" if settings.cached_loads else "no"),
         ("LMOD_SHORT_TIME", USER_CACHE_THRESHOLD),
         ("MODLIB_TARGET", target.name),
+        ("MODLIB_SESSION_PY", str(settings.layout.view_session_py(live))),  # builder/publish/session.py
     ]
     jupyter = shlex.quote(str(settings.layout.view_jupyter(live, target.name)))
     package = library_lmod(settings, target.name, base)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.layout import Layout
-from builder.publish import catalogue, featured, generation_record, kernels, lmod, spider_cache
+from builder.publish import catalogue, featured, generation_record, kernels, lmod, session, spider_cache
 from builder.publish.live import read_manifest
 from builder.publish.notebook_env import env_sh, lmodrc, modulepath
 from builder.read.config import Settings
@@ -299,6 +299,7 @@ def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[
     _tree_caches(settings, gen, changes, previous, scratch)
     shutil.rmtree(scratch, ignore_errors=True)
     featured_warnings = {name: _target_files(settings, gen, name, changes, previous) for name in settings.targets}
+    session.write(settings, gen)
     layout.view_state(gen).write_text(json.dumps({**state, "files": listings, "featured_warnings": featured_warnings}))
     layout.view_inputs(gen).write_text(json.dumps({"digest": _digest(settings, listings)}) + "\n")
     generation_record.write(layout, gen)

@@ -278,7 +278,8 @@ def test_z2jh_profiles_name_targets_the_notebook_image_reads(z2jh):
     """The image's hooks take everything else from the target's env.sh: a profile names a target of
     library.yaml (one `modlib env` knows), the default being cpu; the GPU profile asks for a GPU."""
     profiles = {p["kubespawner_override"]["environment"]["MODLIB_TARGET"]: p for p in z2jh["profileList"]}
-    assert z2jh["extraEnv"] == {"MODLIB_ROOT": ROOT, "MODLIB_TARGET": "cpu"}
+    claim = z2jh["storage"]["extraVolumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert z2jh["extraEnv"] == {"MODLIB_ROOT": ROOT, "MODLIB_TARGET": "cpu", "MODLIB_CLAIM": claim}
     assert profiles["cpu"].get("default") is True
     for target, profile in profiles.items():
         assert profile["kubespawner_override"]["environment"] == {"MODLIB_TARGET": target}

@@ -21,6 +21,7 @@ def test_cuda_notebook_sees_cuda_tree_first_and_the_cache():
         "export LMOD_CACHED_LOADS=no",
         "export LMOD_SHORT_TIME=86400",
         "export MODLIB_TARGET=cuda",
+        "export MODLIB_SESSION_PY=/srv/lib/live/python/modlib_session.py",
         'export JUPYTER_PATH=/srv/lib/live/targets/cuda/jupyter"${JUPYTER_PATH:+:$JUPYTER_PATH}"',
     ]
 
