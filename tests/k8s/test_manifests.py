@@ -326,7 +326,9 @@ def test_z2jh_byo_image_profiles_set_the_target_and_its_kernels(z2jh_byo):
     server lists kernels from, the folder env.sh puts first (`modlib env`)."""
     profiles = {p["kubespawner_override"]["environment"]["MODLIB_TARGET"]: p for p in z2jh_byo["profileList"]}
     assert profiles["cpu"].get("default") is True
-    assert z2jh_byo["extraEnv"] == {"MODLIB_ROOT": ROOT, **profiles["cpu"]["kubespawner_override"]["environment"]}
+    claim = z2jh_byo["storage"]["extraVolumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert z2jh_byo["extraEnv"] == {"MODLIB_ROOT": ROOT, "MODLIB_CLAIM": claim,
+                                    **profiles["cpu"]["kubespawner_override"]["environment"]}
     for target, profile in profiles.items():
         jupyter = f"{ROOT}/live/targets/{target}/jupyter"
         assert profile["kubespawner_override"]["environment"] == {"MODLIB_TARGET": target, "JUPYTER_PATH": jupyter}
