@@ -33,7 +33,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from builder import jsonfile
@@ -171,7 +171,7 @@ def _nodes(settings: Settings, rows: list[list]) -> list[Node]:
             for tree, module, name, easyconfig, target, deps, sha256, hidden, options, moduleclass in rows]
 
 
-def _easyconfig_stamps(parsed: dict[Path, str]) -> list[list] | None:
+def _easyconfig_stamps(parsed: Mapping[Path, str]) -> list[list] | None:
     """Each parsed easyconfig's stat with the digest the planner read; None when one changed while
     planning (stat first, then the content: a change in between shows as a different digest)."""
     files = []
@@ -215,17 +215,15 @@ class PlanCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None  # missing, torn or edited: plan afresh
 
-    def make(self, fresh: Callable[[dict[Path, str]], Plan]) -> Plan:
+    def make(self, fresh: Callable[[], Plan]) -> Plan:
         """The fresh plan, stored with the robot paths' snapshot taken before it was made (what changes
-        while planning shows as a change on the next look-up). ``fresh`` fills the dict it is given with
-        the digest of every easyconfig it parsed."""
-        parsed: dict[Path, str] = {}
+        while planning shows as a change on the next look-up) and the stamps of the easyconfigs it read."""
         if self.path is None:
-            return fresh(parsed)
+            return fresh()
         taken_ns = time.time_ns()
         folders = snapshot_folders(self.robot)
-        plan = fresh(parsed)
-        files = _easyconfig_stamps(parsed)
+        plan = fresh()
+        files = _easyconfig_stamps(plan.read)
         if files is not None:
             self._store({"key": self.key, "taken_ns": taken_ns, "folders": folders, "files": files,
                          "nodes": [_node_data(n) for n in plan.nodes]})
