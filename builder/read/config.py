@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from builder import jsonfile
+from builder import jsonfile, schemas
 from builder.cache_files import prune, read_entry, secret, sign, signed
 from builder.errors import BadInput
 from builder.layout import Layout
@@ -161,7 +161,7 @@ class Settings:
 
 
 def _schema_text() -> str:
-    return resources.files("builder.schemas").joinpath("library.schema.json").read_text()
+    return resources.files(schemas).joinpath("library.schema.json").read_text()
 
 
 #: The source pre-fetch's index where no Settings name one: the schema's default, read where it is written.
