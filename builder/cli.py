@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -30,8 +29,7 @@ kubeconfig_option = click.option("--kubeconfig", envvar="KUBECONFIG", type=click
 
 
 def _settings(config: Path | None, kubeconfig: str | None) -> Settings:
-    env = {**os.environ, **({"KUBECONFIG": kubeconfig} if kubeconfig else {})}
-    return load_settings(config, env)
+    return load_settings(config, options={"kubeconfig": kubeconfig})
 
 
 class ModlibGroup(click.Group):

@@ -47,11 +47,14 @@ class Plan:
 
     nodes: tuple[Node, ...]
     index: Mapping[NodeKey, Node] = field(default_factory=dict, compare=False)
+    #: The digest of every easyconfig the planner parsed to make the plan, nodes or not: what the plan cache
+    #: watches. Empty for a plan from the cache.
+    read: Mapping[Path, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def of(cls, nodes: Iterable[Node]) -> Plan:
+    def of(cls, nodes: Iterable[Node], read: Mapping[Path, str] | None = None) -> Plan:
         ordered = topological(list(nodes))
-        return cls(nodes=tuple(ordered), index={n.key: n for n in ordered})
+        return cls(nodes=tuple(ordered), index={n.key: n for n in ordered}, read=read or {})
 
     def missing(self) -> list[Node]:
         return [n for n in self.nodes if not n.installed]

@@ -3,7 +3,8 @@ answer without importing or configuring EasyBuild (about 0.45 s of every such co
 
 What a plan depends on, and how each part is checked on a hit:
 
-* by content, in the entry's key: modlib's planning code, library.yaml and the settings read from it,
+* by content, in the entry's key: modlib's planning code (the planner and every builder module it
+  imports, found in their source: ``planning_code``), library.yaml and the settings read from it,
   every easystack, the hooks file, EasyBuild's installed versions, its configuration files and
   ``EASYBUILD_*`` variables (``eb_inputs.py``), the working folder (an easystack may name a relative path);
 * the robot paths' listings: every folder under them by inode and mtime, its listing re-read and
@@ -31,9 +32,10 @@ import functools
 import hashlib
 import json
 import os
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from builder import jsonfile
@@ -49,10 +51,11 @@ from builder.read.config import Settings, Target
 FORMAT = 3
 #: A folder or file whose timestamps are this close to the snapshot may have changed within the same tick.
 RACY_NS = 2_000_000_000
-#: modlib's own files whose code decides what a plan holds.
-_PLANNING_CODE = ("plan/planner.py", "plan/entry_options.py", "plan/diagnostics.py", "plan/graph.py",
-                  "plan/parse_cache.py", "plan/plan_cache.py", "plan/eb_inputs.py", "cache_files.py",
-                  "ebadapter/__init__.py")
+#: The module whose code, with that of every builder module it imports, decides what a plan holds.
+PLANNER = "builder.plan.planner"
+#: An import statement anywhere in a source file (a function's own imports too): ``from M import N, ...``
+#: (parenthesised over lines or not) or ``import M, ...``.
+_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]*)|import[ \t]+([^\n#]*))", re.M)
 _EASYBUILD = ("easybuild-framework", "easybuild-easyblocks", "easybuild-easyconfigs")
 
 
@@ -79,6 +82,40 @@ def _easybuild_versions() -> tuple[str, ...]:
     return tuple(versions)
 
 
+def _imported(source: str) -> set[str]:
+    """The builder modules a source file may import: ``from M import N`` names M and M.N (N may be a module
+    or a name in M), ``import M`` names M. A name that is no module is dropped by ``planning_code``."""
+    names: set[str] = set()
+    for origin, items, plain in _IMPORT.findall(source):
+        listed = (items.strip("()") if origin else plain).replace("\n", " ").split(",")
+        words = [item.split()[0] for item in listed if item.strip()]
+        names |= {origin, *(f"{origin}.{word}" for word in words)} if origin else set(words)
+    return {name for name in names if name == "builder" or name.startswith("builder.")}
+
+
+@functools.cache
+def planning_code() -> tuple[Path, ...]:
+    """modlib's files whose code decides what a plan holds: the planner's and every builder module's it
+    imports at any depth, with the packages they sit in. Found from their import statements, not kept by
+    hand, so that a new planning module keys the cache as soon as the planner reaches it; read as text
+    (``ast`` would cost a cached plan a tenth of its time). Once per process: its files are modlib's own."""
+    root = Path(__file__).resolve().parent.parent.parent
+    seen: set[str] = set()
+    files: list[Path] = []
+    todo = [PLANNER]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        base = root.joinpath(*name.split("."))
+        path = next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+        if path is not None:  # else a class or function imported from a module
+            files.append(path)
+            todo += [name.rpartition(".")[0], *_imported(path.read_text())]
+    return tuple(sorted(files))
+
+
 def _stacks(targets: list[Target], easystack: Path | None) -> list[Path]:
     return [easystack] if easystack else [s for t in targets for s in t.easystacks]
 
@@ -87,10 +124,9 @@ def plan_key(settings: Settings, targets: list[Target], easystack: Path | None, 
              named_files: tuple[Path, ...] = ()) -> str:
     """Everything a plan depends on that is read whole on every look-up, as one digest (``named_files``:
     the easyblocks that entries include)."""
-    code = Path(__file__).resolve().parent.parent
     stacks = _stacks(targets, easystack)
     inputs = {
-        "format": FORMAT, "code": [file_sha256(code / rel) for rel in _PLANNING_CODE],
+        "format": FORMAT, "code": [file_sha256(path) for path in planning_code()],
         "config": settings.config_sha256, "settings": repr((settings.root, settings.hooks,
                                                                  settings.easyconfig_paths, settings.targets)),
         "targets": [t.name for t in targets], "easystacks": [(str(s), file_sha256(s)) for s in stacks],
@@ -171,7 +207,7 @@ def _nodes(settings: Settings, rows: list[list]) -> list[Node]:
             for tree, module, name, easyconfig, target, deps, sha256, hidden, options, moduleclass in rows]
 
 
-def _easyconfig_stamps(parsed: dict[Path, str]) -> list[list] | None:
+def _easyconfig_stamps(parsed: Mapping[Path, str]) -> list[list] | None:
     """Each parsed easyconfig's stat with the digest the planner read; None when one changed while
     planning (stat first, then the content: a change in between shows as a different digest)."""
     files = []
@@ -215,17 +251,15 @@ class PlanCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None  # missing, torn or edited: plan afresh
 
-    def make(self, fresh: Callable[[dict[Path, str]], Plan]) -> Plan:
+    def make(self, fresh: Callable[[], Plan]) -> Plan:
         """The fresh plan, stored with the robot paths' snapshot taken before it was made (what changes
-        while planning shows as a change on the next look-up). ``fresh`` fills the dict it is given with
-        the digest of every easyconfig it parsed."""
-        parsed: dict[Path, str] = {}
+        while planning shows as a change on the next look-up) and the stamps of the easyconfigs it read."""
         if self.path is None:
-            return fresh(parsed)
+            return fresh()
         taken_ns = time.time_ns()
         folders = snapshot_folders(self.robot)
-        plan = fresh(parsed)
-        files = _easyconfig_stamps(parsed)
+        plan = fresh()
+        files = _easyconfig_stamps(plan.read)
         if files is not None:
             self._store({"key": self.key, "taken_ns": taken_ns, "folders": folders, "files": files,
                          "nodes": [_node_data(n) for n in plan.nodes]})

@@ -7,6 +7,7 @@ each easyconfig is parsed once and the graph is kept by module name, which gives
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
@@ -23,6 +24,15 @@ from builder.plan.graph import Node, Plan, cuda_bound
 from builder.plan.parse_cache import ParseCache, entry_key
 from builder.plan.plan_cache import PlanCache
 from builder.read.config import Settings, Target
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One easystack entry as written: the easystack, the easyconfig it names, and its options."""
+
+    stack: Path
+    name: str
+    options: EntryOptions
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,51 @@ class Planned:
     listed: bool  # the entry's own easyconfig, not one it pulls in
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """A module on the worklist of one session: the parse it is planned from and who wants it how."""
+
+    module: str
+    parsed: ebadapter.ParsedEasyconfig
+    entry: Entry
+    hidden: bool
+    listed: bool
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a session's entries pull in: each module's parse, by the module it is wanted as, and the digest
+    of every easyconfig parsed on the way, nodes or not (what the plan cache watches)."""
+
+    by_module: dict[str, ebadapter.ParsedEasyconfig]
+    digests: dict[Path, str]
+
+    @functools.cached_property
+    def by_path(self) -> dict[Path, ebadapter.ParsedEasyconfig]:
+        """Each easyconfig's first module: an entry's own module, before a hidden dependency on the same file."""
+        first: dict[Path, ebadapter.ParsedEasyconfig] = {}
+        for parsed in self.by_module.values():
+            first.setdefault(parsed.path, parsed)
+        return first
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """The modules one EasyBuild session plans, and the digests of what it parsed (a generated easyconfig's
+    under its kept copy, where the plan and the build find it)."""
+
+    modules: list[Planned]
+    digests: dict[Path, str]
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """The nodes one target needs, and the digests of every easyconfig parsed to find them."""
+
+    nodes: list[Node]
+    digests: dict[Path, str]
+
+
 def robot_paths(settings: Settings) -> list[Path]:
     """Site folders shadow EasyBuild's own easyconfigs, as with ``eb --robot-paths=site:upstream``."""
     return [*settings.easyconfig_paths, ebadapter.upstream_easyconfigs()]
@@ -58,19 +113,20 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _listed(stacks: list[Path]) -> list[tuple[Path, str, EntryOptions]]:
-    """(easystack, easyconfig as listed, options) per entry; a refused option is bad input here."""
-    return [(stack, name, entry_options.split(stack, name, opts))
+def _listed(stacks: list[Path]) -> list[Listed]:
+    """Every entry of the easystacks, in order; a refused option is bad input here."""
+    return [Listed(stack=stack, name=name, options=entry_options.split(stack, name, opts))
             for stack in stacks for name, opts in ebadapter.read_easystack(stack)]
 
 
-def _entries(eb: ebadapter.Session, listed: list[tuple[Path, str, EntryOptions]]) -> list[Entry]:
+def _entries(eb: ebadapter.Session, listed: list[Listed]) -> list[Entry]:
     """The listed easyconfigs located in the session's robot path, as ``eb`` locates them for that entry."""
     entries = []
-    for stack in dict.fromkeys(s for s, _, _ in listed):
-        mine = [(name, opts) for s, name, opts in listed if s == stack]
-        paths = eb.locate([name for name, _ in mine], stack)
-        entries += [Entry(path, opts, stack, name) for path, (name, opts) in zip(paths, mine, strict=True)]
+    for stack in dict.fromkeys(item.stack for item in listed):
+        mine = [item for item in listed if item.stack == stack]
+        paths = eb.locate([item.name for item in mine], stack)
+        entries += [Entry(easyconfig=path, options=item.options, stack=stack, listed=item.name)
+                    for path, item in zip(paths, mine, strict=True)]
     return entries
 
 
@@ -88,12 +144,12 @@ def _parse_in_worker(path: Path) -> ebadapter.ParsedEasyconfig:
     return _worker_session.parse(path)
 
 
-def _parse_all(eb: ebadapter.Session, paths: list[Path], cache: ParseCache, digests: dict[Path, str],
+def _parse_all(eb: ebadapter.Session, digests: dict[Path, str], cache: ParseCache,
                sandboxed: Workers | None) -> list[ebadapter.ParsedEasyconfig]:
-    """Parse a batch: cached entries are reused, the rest parsed by EasyBuild in sandboxed workers, or,
-    where the site allows parsing unisolated, in forked workers (they inherit this process's EasyBuild
-    configuration). Records each file's digest in ``digests``."""
-    digests.update({p: _digest(p) for p in paths})
+    """Parse a batch (the files ``digests`` has, by the digest their cache entries are keyed by): cached
+    entries are reused, the rest parsed by EasyBuild in sandboxed workers, or, where the site allows
+    parsing unisolated, in forked workers (they inherit this process's EasyBuild configuration)."""
+    paths = list(digests)
     keys = {p: entry_key(p, digests[p]) for p in paths}
     cached = {p: cache.get(eb, keys[p], p) for p in paths}
     done = {p: parsed for p, parsed in cached.items() if parsed is not None}
@@ -116,20 +172,21 @@ def _parse_all(eb: ebadapter.Session, paths: list[Path], cache: ParseCache, dige
     return [done[p] for p in paths]
 
 
-def _resolve(eb: ebadapter.Session, entries: list[Entry], cache: ParseCache, digests: dict[Path, str],
-             sandboxed: Workers | None) -> dict[str, ebadapter.ParsedEasyconfig]:
+def _resolve(eb: ebadapter.Session, entries: list[Entry], cache: ParseCache,
+             sandboxed: Workers | None) -> Resolved:
     """Every module reachable from the entries, each easyconfig parsed once, level by level, and keyed by
     the module each wants (a hidden dependency is its easyconfig under the hidden name, as ``eb`` plans
     it); what cannot be planned is bad input, all of it in one error naming the easystacks."""
     by_path: dict[Path, ebadapter.ParsedEasyconfig] = {}
-    seen: set[Path] = set()  # parsed or in the level being parsed: each file is parsed once
+    digests: dict[Path, str] = {}  # parsed or in the level being parsed: each file is parsed once
     level = list(dict.fromkeys(e.easyconfig for e in entries))
     while level:
-        seen.update(level)
+        batch = {path: _digest(path) for path in level}
+        digests.update(batch)
         following = []
-        for parsed in _parse_all(eb, level, cache, digests, sandboxed):
+        for parsed in _parse_all(eb, batch, cache, sandboxed):
             by_path[parsed.path] = parsed
-            following += [d.easyconfig for d in parsed.deps if d.easyconfig is not None and d.easyconfig not in seen]
+            following += [d.easyconfig for d in parsed.deps if d.easyconfig is not None and d.easyconfig not in digests]
         level = list(dict.fromkeys(following))
     problems = diagnostics.problems(eb, [e.easyconfig for e in entries], by_path)
     if problems:
@@ -140,15 +197,15 @@ def _resolve(eb: ebadapter.Session, entries: list[Entry], cache: ParseCache, dig
     by_module: dict[str, ebadapter.ParsedEasyconfig] = {}
     for module, path in wanted:
         by_module.setdefault(module, replace(by_path[path], module=module))
-    return by_module
+    return Resolved(by_module=by_module, digests=digests)
 
 
-def _sessions(listed: list[tuple[Path, str, EntryOptions]]) -> list[list[tuple[Path, str, EntryOptions]]]:
+def _sessions(listed: list[Listed]) -> list[list[Listed]]:
     """Entries that plan in one EasyBuild session: equal session options; an entry to tweak alone, as ``eb``
     tweaks it (a tweak is applied to the listed easyconfig only)."""
-    groups: dict[object, list] = {}
+    groups: dict[object, list[Listed]] = {}
     for i, item in enumerate(listed):
-        groups.setdefault(i if item[2].tweaks else item[2].session, []).append(item)
+        groups.setdefault(i if item.options.tweaks else item.options.session, []).append(item)
     return list(groups.values())
 
 
@@ -162,55 +219,71 @@ def _kept(settings: Settings, path: Path, sha256: str) -> Path:
     return kept
 
 
-def _plan_session(settings: Settings, target: Target, listed: list[tuple[Path, str, EntryOptions]],
-                  seen: dict[Path, str]) -> list[Planned]:
+def _plan_session(settings: Settings, target: Target, group: list[Listed]) -> SessionPlan:
     """The modules one group of entries wants, planned in an EasyBuild session configured with their
-    options: each listed easyconfig (tweaked, hidden) and everything it pulls in, as ``eb --robot`` would.
-    ``seen`` gets the digest of every easyconfig parsed (a generated one by its kept copy)."""
-    session = listed[0][2].session
-    options = {**target.options(), **dict(session)}  # the entry's options override the target's, as in eb
-    origin = f"{listed[0][0]}: entry {listed[0][1]}" if session else "easybuild_options"
+    options: each listed easyconfig (tweaked, hidden) and everything it pulls in, as ``eb --robot`` would."""
+    first = group[0]
+    options = {**target.options(), **dict(first.options.session)}  # the entry's override the target's, as in eb
+    origin = f"{first.stack}: entry {first.name}" if first.options.session else "easybuild_options"
     isolated = sandbox.wanted(settings, "parses", lambda message: None)  # builds warn, where they run so
     # The site hooks are loaded where easyconfigs are parsed and tweaked: in the workers, if sandboxed
     hooks = None if isolated else settings.hooks
     with ebadapter.configured(robot_paths(settings), hooks, options, origin) as eb:
-        entries = _entries(eb, listed)
+        entries = _entries(eb, group)
         # tweaked files live in this session's temporary folder only
         cache = ParseCache(None, {}) if eb.build_specs else \
             ParseCache(settings.cache_dir, eb.parse_context(settings.hooks, eb.robot_paths(), options))
-        digests: dict[Path, str] = {}
         with parse_sandbox.workers(settings, eb, [e.easyconfig for e in entries], options, origin) if isolated \
                 else contextlib.nullcontext() as sandboxed:
             if eb.build_specs:  # a tweak parses the easyconfig it tweaks: in the sandbox, where parses run
                 entries = [replace(e, easyconfig=sandboxed.tweak(eb, e.easyconfig) if sandboxed else
                                    eb.tweak(e.easyconfig)) for e in entries]
-            parsed = _resolve(eb, entries, cache, digests, sandboxed)
+            resolved = _resolve(eb, entries, cache, sandboxed)
         cache.save()
-        kept = {p.path: _kept(settings, p.path, digests[p.path]) for p in parsed.values() if eb.generated(p.path)}
-    seen.update({kept.get(path, path): digest for path, digest in digests.items()})
-    by_path: dict[Path, ebadapter.ParsedEasyconfig] = {}
-    for p in parsed.values():  # an entry's own module first, before a hidden dependency on the same file
-        by_path.setdefault(p.path, p)
-    build_opts = tuple((k, v) for k, v in session if k not in entry_options.TWEAK)
+        kept = {p.path: _kept(settings, p.path, resolved.digests[p.path])
+                for p in resolved.by_module.values() if eb.generated(p.path)}
+    tops = [_top(eb, e, resolved) for e in entries]
+    build_options = tuple((k, v) for k, v in first.options.session if k not in entry_options.TWEAK)
+    modules = _walk(tops, resolved, kept, build_options)
+    return SessionPlan(modules=modules, digests={kept.get(path, path): d for path, d in resolved.digests.items()})
+
+
+def _top(eb: ebadapter.Session, entry: Entry, resolved: Resolved) -> Wanted:
+    """An entry's own module, as its options name it (a hidden one under its hidden name)."""
+    own = resolved.by_path.get(entry.easyconfig)
+    if own is None:  # _resolve kept another easyconfig of the same module
+        raise BadInput(entry.stack, f"entry {entry.listed}: {entry.easyconfig} gives a module that another "
+                                    f"easyconfig of the plan gives too")
+    module = eb.hidden_name(own.module) if entry.options.hidden else own.module
+    return Wanted(module=module, parsed=own, entry=entry, hidden=entry.options.hidden, listed=True)
+
+
+def _walk(tops: list[Wanted], resolved: Resolved, kept: dict[Path, Path],
+          build_options: tuple[tuple[str, object], ...]) -> list[Planned]:
+    """Each entry's module and, depth first, everything it pulls in, each module planned once, by the first
+    entry that reaches it: that entry's options for its own module, the session's build options for the
+    rest."""
     planned: dict[str, Planned] = {}
-
-    def want(module: str, p: ebadapter.ParsedEasyconfig, entry: Entry, hidden: bool, listed: bool) -> None:
-        if module in planned:
-            return
-        planned[module] = Planned(module, replace(p, path=kept.get(p.path, p.path)), tuple(d.module for d in p.deps),
-                                  entry.options.recorded() if listed else build_opts, digests[p.path], hidden, entry,
-                                  listed)
-        for d in p.deps:
-            want(d.module, (by_path.get(d.easyconfig) if d.easyconfig else None) or parsed[d.module], entry, d.hidden,
-                 False)
-
-    for e in entries:
-        own = by_path.get(e.easyconfig)
-        if own is None:  # _resolve kept another easyconfig of the same module
-            raise BadInput(e.stack, f"entry {e.listed}: {e.easyconfig} gives a module that another easyconfig "
-                                    f"of the plan gives too")
-        want(eb.hidden_name(own.module) if e.options.hidden else own.module, own, e, e.options.hidden, True)
+    for top in tops:
+        worklist = [top]
+        while worklist:
+            wanted = worklist.pop()
+            if wanted.module in planned:
+                continue
+            p = wanted.parsed
+            planned[wanted.module] = Planned(
+                module=wanted.module, parsed=replace(p, path=kept.get(p.path, p.path)),
+                deps=tuple(d.module for d in p.deps),
+                options=wanted.entry.options.recorded() if wanted.listed else build_options,
+                sha256=resolved.digests[p.path], hidden=wanted.hidden, entry=wanted.entry, listed=wanted.listed)
+            worklist += reversed([_dependency(d, wanted.entry, resolved) for d in p.deps])  # the first on top
     return list(planned.values())
+
+
+def _dependency(dep: ebadapter.Dependency, entry: Entry, resolved: Resolved) -> Wanted:
+    """A dependency, planned from the first module of the easyconfig it names, else from its module's parse."""
+    parsed = (resolved.by_path.get(dep.easyconfig) if dep.easyconfig else None) or resolved.by_module[dep.module]
+    return Wanted(module=dep.module, parsed=parsed, entry=entry, hidden=dep.hidden, listed=False)
 
 
 def _merge(into: dict[str, Planned], more: list[Planned]) -> None:
@@ -227,13 +300,14 @@ def _merge(into: dict[str, Planned], more: list[Planned]) -> None:
                                             f"(options {dict(new.options)})")
 
 
-def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None,
-                digests: dict[Path, str] | None = None) -> list[Node]:
-    """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree.
-    ``digests`` gets the digest of every easyconfig parsed, nodes or not (what the plan cache watches)."""
+def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None) -> TargetPlan:
+    """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree."""
     planned: dict[str, Planned] = {}
+    digests: dict[Path, str] = {}
     for group in _sessions(_listed(list(stacks or target.easystacks))):
-        _merge(planned, _plan_session(settings, target, group, {} if digests is None else digests))
+        session = _plan_session(settings, target, group)
+        _merge(planned, session.modules)
+        digests.update(session.digests)
     deps = {m: list(p.deps) for m, p in planned.items()}
     bound = cuda_bound(deps, {m: p.parsed.name for m, p in planned.items()}) if target.kind == "cuda" \
         else set(planned)
@@ -248,7 +322,7 @@ def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = 
             deps=tuple(sorted((place[d].tree, d) for d in deps[module])),
             installed=settings.layout.module_file(owner.tree, module).is_file(),
             sha256=p.sha256, hidden=p.hidden, options=p.options, moduleclass=p.parsed.moduleclass))
-    return nodes
+    return TargetPlan(nodes=nodes, digests=digests)
 
 
 def _inside_the_store(module: str, easyconfig: Path) -> None:
@@ -265,15 +339,17 @@ def make_plan(settings: Settings, targets: list[Target], easystack: Path | None 
     ``plan``, ``build --dry-run``, ``render``, ``status`` and every executor. Taken from the plan cache
     when none of its inputs moved, so that asking again costs no EasyBuild."""
     cache = PlanCache(settings, targets, easystack, robot_paths(settings))
-    return cache.load() or cache.make(lambda parsed: fresh_plan(settings, targets, easystack, parsed))
+    return cache.load() or cache.make(lambda: fresh_plan(settings, targets, easystack))
 
 
-def fresh_plan(settings: Settings, targets: list[Target], easystack: Path | None,
-               parsed: dict[Path, str] | None = None) -> Plan:
-    """The plan made by asking EasyBuild (parses from the parse cache): what the plan cache must equal.
-    ``parsed`` gets the digest of every easyconfig read (see ``plan_target``)."""
+def fresh_plan(settings: Settings, targets: list[Target], easystack: Path | None) -> Plan:
+    """The plan made by asking EasyBuild (parses from the parse cache): what the plan cache must equal. Its
+    ``read`` holds the digest of every easyconfig parsed, nodes or not (what the plan cache watches)."""
     merged: dict[tuple[str, str], Node] = {}
+    digests: dict[Path, str] = {}
     for target in targets:
-        for node in plan_target(settings, target, [easystack] if easystack else None, parsed):
+        planned = plan_target(settings, target, [easystack] if easystack else None)
+        for node in planned.nodes:
             merged.setdefault(node.key, node)
-    return Plan.of(merged.values())
+        digests.update(planned.digests)
+    return Plan.of(merged.values(), read=digests)

@@ -1,32 +1,44 @@
 """Read easyconfigs/library.yaml into one frozen Settings object that the CLI passes down.
 
 The file is data checked against a schema kept in the repository (builder/schemas), so a typo
-in a key is reported with the file and the key's path instead of surfacing mid-build.
+in a key is reported with the file and the key's path instead of surfacing mid-build. The schema's
+``default`` keywords are the only defaults of the file's settings: the dataclasses below hold none, so
+a default cannot be changed in one place and missed in another.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from builder import jsonfile
+from builder import jsonfile, schemas
 from builder.cache_files import prune, read_entry, secret, sign, signed
 from builder.errors import BadInput
 from builder.layout import Layout
 from builder.read import k8s_overrides
 
 DEFAULT_CONFIG = Path("easyconfigs") / "library.yaml"
-DEFAULT_HOOKS = "hooks/modlib_hooks.py"
-DEFAULT_PYPI_SIMPLE = "https://pypi.org/simple"
 #: Where Debian's lmod package puts Lmod: the fallback when no LMOD_CMD names another install.
 DEBIAN_LMOD = Path("/usr/share/lmod/lmod")
+#: Where the environment and the command line override library.yaml: the setting's place in the file's data,
+#: its variable, its option (the option wins). One applies only where the setting's section is in the data
+#: (MODLIB_PYTHON only for a library with ``python:``).
+OVERRIDES: tuple[tuple[tuple[str, ...], str, str | None], ...] = (
+    (("root",), "MODLIB_ROOT", None),
+    (("python", "executable"), "MODLIB_PYTHON", None),
+    (("sources", "pypi_simple"), "MODLIB_PYPI_SIMPLE", None),
+    (("kubernetes", "kubeconfig"), "KUBECONFIG", "kubeconfig"),  # no file setting: None where neither names one
+)
 
 
 @dataclass(frozen=True)
@@ -34,40 +46,36 @@ class KubernetesPlacement:
     """Where a target's build Jobs run (Kubernetes only): GPUs are requested only by cuda targets,
     and only by default."""
 
-    requests: tuple[tuple[str, str], ...] = (("cpu", "2"), ("memory", "4Gi"))
-    limits: tuple[tuple[str, str], ...] = (("cpu", "2"), ("memory", "8Gi"))
-    gpus: int = 0
-    node_selector: tuple[tuple[str, str], ...] = ()
-    tolerations: tuple[tuple[tuple[str, object], ...], ...] = ()
-    pod_overrides: dict = field(default_factory=dict, hash=False)  # merged last into the pod spec
-    container_overrides: dict = field(default_factory=dict, hash=False)  # merged into the build container
-
-
-GPU_PLACEMENT = {"gpus": 1, "node_selector": {"nvidia.com/gpu.present": "true"},
-                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+    requests: tuple[tuple[str, str], ...]
+    limits: tuple[tuple[str, str], ...]
+    gpus: int
+    node_selector: tuple[tuple[str, str], ...]
+    tolerations: tuple[tuple[tuple[str, object], ...], ...]
+    pod_overrides: dict = field(hash=False)  # merged last into the pod spec
+    container_overrides: dict = field(hash=False)  # merged into the build container
 
 
 @dataclass(frozen=True)
 class KubernetesSettings:
     """The cluster side of the library (Kubernetes only): the image, the volume claim, the Jobs' limits."""
 
-    namespace: str = "modlib"
-    image: str = "ghcr.io/modlib/builder:0.1.0"
-    image_pull_policy: str = "IfNotPresent"
-    claim: str = "modlib-library"
-    mount_path: str = "/srv/modlib"  # the claim's path in the cluster's pods: the root the library is built for
-    service_account: str = "modlib-builder"
-    user: int = 1000
-    scratch_path: str = "/tmp"
-    scratch_size: str = "20Gi"
-    backoff_limit: int = 2
-    active_deadline_seconds: int = 86400
-    ttl_seconds_after_finished: int = 604800
-    poll_seconds: float = 10.0
-    lmod_cmd: str = str(DEBIAN_LMOD / "libexec" / "lmod")  # the builder image's Lmod
-    pod_overrides: dict = field(default_factory=dict, hash=False)  # merged last into every pod spec
-    container_overrides: dict = field(default_factory=dict, hash=False)  # merged into every build container
-    kubeconfig: str | None = None  # --kubeconfig / $KUBECONFIG; None: in-cluster or ~/.kube/config
+    namespace: str
+    image: str
+    image_pull_policy: str
+    claim: str
+    mount_path: str  # the claim's path in the cluster's pods: the root the library is built for
+    service_account: str
+    user: int
+    scratch_path: str
+    scratch_size: str
+    backoff_limit: int
+    active_deadline_seconds: int
+    ttl_seconds_after_finished: int
+    poll_seconds: float
+    lmod_cmd: str  # the builder image's Lmod
+    pod_overrides: dict = field(hash=False)  # merged last into every pod spec
+    container_overrides: dict = field(hash=False)  # merged into every build container
+    kubeconfig: str | None  # --kubeconfig / $KUBECONFIG; None: in-cluster or ~/.kube/config
 
 
 @dataclass(frozen=True)
@@ -76,12 +84,12 @@ class Target:
     kind: str  # "cpu" or "cuda"
     tree: str
     easystacks: tuple[Path, ...]
-    easybuild_options: tuple[tuple[str, object], ...] = ()
-    layers_over: str | None = None
-    arch: str = "generic"
-    parallel: int | None = None
-    jobs: int = 2
-    kubernetes: KubernetesPlacement = KubernetesPlacement()
+    easybuild_options: tuple[tuple[str, object], ...]
+    layers_over: str | None
+    arch: str
+    parallel: int | None
+    jobs: int
+    kubernetes: KubernetesPlacement
 
     def options(self) -> dict[str, object]:
         return dict(self.easybuild_options)
@@ -111,18 +119,18 @@ class Settings:
     hooks: Path
     easyconfig_paths: tuple[Path, ...]
     targets: dict[str, Target] = field(hash=False)
-    featured: tuple[Featured, ...] = ()
-    defaults: tuple[tuple[str, str], ...] = ()  # module name -> default version
-    hidden: tuple[str, ...] = ()  # retired modules: hidden, still loadable
-    cache_dir: Path | None = None  # parsed-easyconfig cache ($MODLIB_CACHE); None: no cache
-    cached_loads: bool = False  # LMOD_CACHED_LOADS in notebooks' env.sh (measured slower: docs/performance.md)
-    kernels: tuple[str, ...] | None = None  # modules with a Jupyter kernel; None: the featured Python packages
-    grace_period_hours: float = 24.0  # how long a prefix nothing names any more stays
-    unisolated_ok: bool = False  # builds and parses may run without a sandbox where none can be made
-    sandbox_user: tuple[int, int] = (65534, 65534)  # uid, gid a root runner's builds and parses run as
-    lmod_prefix: Path = DEBIAN_LMOD  # Lmod here (holds libexec/ and init/); builds and publishing use it
-    pypi_simple: str = DEFAULT_PYPI_SIMPLE  # where the source pre-fetch finds Python distributions
-    kubernetes: KubernetesSettings = KubernetesSettings()
+    featured: tuple[Featured, ...]
+    defaults: tuple[tuple[str, str], ...]  # module name -> default version
+    hidden: tuple[str, ...]  # retired modules: hidden, still loadable
+    cache_dir: Path | None  # parsed-easyconfig cache ($MODLIB_CACHE); None: no cache
+    cached_loads: bool  # LMOD_CACHED_LOADS in notebooks' env.sh (measured slower: docs/performance.md)
+    kernels: tuple[str, ...] | None  # modules with a Jupyter kernel; None: the featured Python packages
+    grace_period_hours: float  # how long a prefix nothing names any more stays
+    unisolated_ok: bool  # builds and parses may run without a sandbox where none can be made
+    sandbox_user: tuple[int, int]  # uid, gid a root runner's builds and parses run as
+    lmod_prefix: Path  # Lmod here (holds libexec/ and init/); builds and publishing use it
+    pypi_simple: str  # where the source pre-fetch finds Python distributions
+    kubernetes: KubernetesSettings
 
     @property
     def layout(self) -> Layout:
@@ -156,7 +164,11 @@ class Settings:
 
 
 def _schema_text() -> str:
-    return resources.files("builder.schemas").joinpath("library.schema.json").read_text()
+    return resources.files(schemas).joinpath("library.schema.json").read_text()
+
+
+#: The source pre-fetch's index where no Settings name one: the schema's default, read where it is written.
+DEFAULT_PYPI_SIMPLE: str = json.loads(_schema_text())["properties"]["sources"]["properties"]["pypi_simple"]["default"]
 
 
 def _load_yaml(path: Path) -> tuple[bytes, object]:
@@ -179,14 +191,13 @@ def _remembered(memo: Path, key: bytes) -> bool:
     return isinstance(stored, dict) and signed(key, stored.get("mac"), memo.name.encode())
 
 
-def _validated(path: Path, sha256: str, data: object, cache: Path) -> dict:
+def _validated(path: Path, sha256: str, data: object, cache: Path, schema: str) -> dict:
     """``data`` (the file's bytes have ``sha256``) checked against the schema. Importing jsonschema takes
     longer (about 40 ms) than a cached plan takes to load, and every ``modlib`` command reads this file,
     so a document that passed is remembered in ``cache`` by its digest and the schema's: the same bytes
     always parse to the same data. A document that fails is never remembered, so its error is reported
     every time. The memo holds its name's MAC under the cache's secret: one forged by whoever can write
     the folder lets nothing skip the schema."""
-    schema = _schema_text()
     digest = hashlib.sha256(f"{schema}\0{sha256}".encode()).hexdigest()
     memo, mac_key = cache / f"valid-{digest}.json", secret(cache)
     if not (mac_key and _remembered(memo, mac_key)):
@@ -234,23 +245,55 @@ def default_cache_dir(env: dict[str, str]) -> Path:
     return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modlib"
 
 
-def _placement(kind: str, data: dict) -> KubernetesPlacement:
-    data = {**(GPU_PLACEMENT if kind == "cuda" else {}), **data}
-    res = data.get("resources", {})
-    base = KubernetesPlacement()
-    return KubernetesPlacement(requests=tuple(sorted(res.get("requests", dict(base.requests)).items())),
-                               limits=tuple(sorted(res.get("limits", dict(base.limits)).items())),
-                               gpus=data.get("gpus", 0),
-                               node_selector=tuple(sorted(data.get("node_selector", {}).items())),
-                               tolerations=tuple(tuple(sorted(t.items())) for t in data.get("tolerations", [])),
-                               pod_overrides=data.get("pod_overrides", {}),
-                               container_overrides=data.get("container_overrides", {}))
+def _placement(data: dict) -> KubernetesPlacement:
+    return KubernetesPlacement(requests=tuple(sorted(data["resources"]["requests"].items())),
+                               limits=tuple(sorted(data["resources"]["limits"].items())),
+                               gpus=data["gpus"], node_selector=tuple(sorted(data["node_selector"].items())),
+                               tolerations=tuple(tuple(sorted(t.items())) for t in data["tolerations"]),
+                               pod_overrides=data["pod_overrides"],
+                               container_overrides=data["container_overrides"])
 
 
-def _kubernetes(data: dict, env: dict[str, str]) -> KubernetesSettings:
-    scratch = data.pop("scratch", {})
-    return KubernetesSettings(**data, **{f"scratch_{k}": v for k, v in scratch.items()},
-                              kubeconfig=env.get("KUBECONFIG"))
+def _kubernetes(data: dict) -> KubernetesSettings:
+    data = dict(data)
+    scratch = data.pop("scratch")
+    return KubernetesSettings(**data, **{f"scratch_{k}": v for k, v in scratch.items()})
+
+
+def _with_defaults(schema: dict, node: dict, data: dict) -> dict:
+    """``data`` with what it leaves out and ``node`` (a part of ``schema``) has a ``default`` for, filled
+    in, through properties, additional properties and ``$ref``; first the ``allOf`` branches whose ``if``
+    (consts of properties) holds, so a cuda target's GPU placement wins over the general one. Copies every
+    object it fills, never writes into the file's data (YAML aliases share objects between targets)."""
+    if "$ref" in node:
+        node = functools.reduce(lambda part, key: part[key], node["$ref"].removeprefix("#/").split("/"), schema)
+    filled = dict(data)
+    for branch in node.get("allOf", []):
+        if all(filled.get(key) == cond["const"] for key, cond in branch["if"]["properties"].items()):
+            filled = _with_defaults(schema, branch["then"], filled)
+    properties, extra = node.get("properties", {}), node.get("additionalProperties")
+    for key in [*properties, *(k for k in filled if k not in properties)]:
+        sub = properties[key] if key in properties else extra if isinstance(extra, dict) else {}
+        if key in filled or "default" in sub:
+            value = filled[key] if key in filled else copy.deepcopy(sub["default"])
+            filled[key] = _with_defaults(schema, sub, value) if isinstance(value, dict) else value
+    return filled
+
+
+def _resolved(schema: dict, data: dict, env: Mapping[str, str], options: Mapping[str, str | None]) -> dict:
+    """Every setting of the file's ``data`` by precedence, lowest first: the schema's defaults, the file,
+    the environment, the command line's ``options`` (``OVERRIDES``). The one place they meet; relative
+    paths are taken from the repository root later, whichever of them gave the path."""
+    resolved = _with_defaults(schema, schema, data)
+    for path, variable, option in OVERRIDES:
+        value = (options.get(option) if option else None) or env.get(variable) or None
+        sections = [resolved]
+        for key in path[:-1]:
+            sections = [section[key] for section in sections if key in section]
+        for section in sections:
+            if value or path[-1] not in section:
+                section[path[-1]] = value
+    return resolved
 
 
 def lmod_prefix(env: dict[str, str]) -> Path:
@@ -271,13 +314,17 @@ def repo_root_of(config_file: Path) -> Path:
     return config_file.resolve().parent.parent
 
 
-def load_settings(config_file: Path | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Build the Settings from the config file; ``env`` (default os.environ) supplies the overrides."""
+def load_settings(config_file: Path | None = None, env: dict[str, str] | None = None,
+                  options: Mapping[str, str | None] | None = None) -> Settings:
+    """Build the Settings from the config file; ``env`` (default os.environ) and the command line's
+    ``options`` (by name: ``kubeconfig``) supply the overrides."""
     env = dict(os.environ if env is None else env)
     path = Path(config_file or env.get("MODLIB_CONFIG") or DEFAULT_CONFIG)
     raw, data = _load_yaml(path)
     sha256 = hashlib.sha256(raw).hexdigest()
-    data = _validated(path, sha256, data, default_cache_dir(env))
+    schema = _schema_text()
+    data = _resolved(json.loads(schema), _validated(path, sha256, data, default_cache_dir(env), schema), env,
+                     options or {})
     k8s_overrides.check(path, data)
     repo = repo_root_of(path)
 
@@ -288,39 +335,36 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     targets = {
         name: Target(name=name, kind=t["kind"], tree=t["tree"],
                      easystacks=tuple(rel(s) for s in t["easystacks"]),
-                     easybuild_options=tuple(sorted(t.get("easybuild_options", {}).items())),
-                     layers_over=t.get("layers_over"), arch=t.get("arch", "generic"),
-                     parallel=t.get("parallel"), jobs=t.get("jobs", 2),
-                     kubernetes=_placement(t["kind"], t.get("kubernetes", {})))
+                     easybuild_options=tuple(sorted(t["easybuild_options"].items())),
+                     layers_over=t.get("layers_over"), arch=t["arch"], parallel=t.get("parallel"), jobs=t["jobs"],
+                     kubernetes=_placement(t["kubernetes"]))
         for name, t in data["targets"].items()
     }
     _check_targets(path, targets)
     if not any(t.kind == "cpu" for t in targets.values()):
         raise BadInput(path, "at least one cpu target is needed")
-    for entry in data.get("featured", []):
+    for entry in data["featured"]:
         for name in entry.get("targets", []):
             if name not in targets:
                 raise BadInput(path, f"featured {entry['name']}: unknown target '{name}'")
-    root = rel(env["MODLIB_ROOT"]) if env.get("MODLIB_ROOT") else rel(data["root"])
-    kernels = data.get("notebook", {}).get("kernels")  # absent: the featured Python packages get kernels
+    kernels = data["notebook"].get("kernels")  # absent: the featured Python packages get kernels
     return Settings(
-        config_file=path.resolve(), config_sha256=sha256, repo_root=repo, root=root.resolve(),
-        python=_python(env.get("MODLIB_PYTHON") or data["python"]["executable"], rel) if "python" in data else None,
+        config_file=path.resolve(), config_sha256=sha256, repo_root=repo, root=rel(data["root"]).resolve(),
+        python=_python(data["python"]["executable"], rel) if "python" in data else None,
         python_version=data["python"]["version"] if "python" in data else None,
-        hooks=rel(data.get("hooks", DEFAULT_HOOKS)),
-        easyconfig_paths=tuple(rel(p) for p in data.get("easyconfig_paths", ["easyconfigs"])),
+        hooks=rel(data["hooks"]),
+        easyconfig_paths=tuple(rel(p) for p in data["easyconfig_paths"]),
         targets=targets,
-        featured=tuple(Featured(**{**f, "targets": tuple(f.get("targets", ()))}) for f in data.get("featured", [])),
-        defaults=tuple(sorted(data.get("modules", {}).get("defaults", {}).items())),
-        hidden=tuple(data.get("modules", {}).get("hidden", [])),
+        featured=tuple(Featured(**{**f, "targets": tuple(f.get("targets", ()))}) for f in data["featured"]),
+        defaults=tuple(sorted(data["modules"]["defaults"].items())),
+        hidden=tuple(data["modules"]["hidden"]),
         cache_dir=default_cache_dir(env),
-        cached_loads=data.get("notebook", {}).get("cached_loads", False),
+        cached_loads=data["notebook"]["cached_loads"],
         kernels=None if kernels is None else tuple(kernels),
-        grace_period_hours=data.get("installs", {}).get("grace_period_hours", 24.0),
-        unisolated_ok=data.get("sandbox", {}).get("unisolated", False),
-        sandbox_user=(data.get("sandbox", {}).get("uid", 65534), data.get("sandbox", {}).get("gid", 65534)),
+        grace_period_hours=data["installs"]["grace_period_hours"],
+        unisolated_ok=data["sandbox"]["unisolated"],
+        sandbox_user=(data["sandbox"]["uid"], data["sandbox"]["gid"]),
         lmod_prefix=lmod_prefix(env),
-        pypi_simple=(env.get("MODLIB_PYPI_SIMPLE") or data.get("sources", {}).get("pypi_simple")
-                     or DEFAULT_PYPI_SIMPLE).rstrip("/"),
-        kubernetes=_kubernetes(dict(data.get("kubernetes", {})), env),
+        pypi_simple=data["sources"]["pypi_simple"].rstrip("/"),
+        kubernetes=_kubernetes(data["kubernetes"]),
     )

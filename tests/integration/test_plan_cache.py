@@ -286,3 +286,47 @@ def test_a_store_prunes_old_entries(lib, fresh_calls):
     misses = len(fresh_calls)
     plans(config, env)
     assert len(fresh_calls) == misses + 1  # only the comparison: the stored plan survived the pruning
+
+
+#: In a copy of builder/: every builder module that importing the planner loads, and which of them (or of
+#: the further files named) an edit (a comment appended) leaves the plan key unchanged for.
+KEY_AFTER_EDITS = """
+import json, sys
+from pathlib import Path
+import builder
+from builder.plan import plan_cache, planner
+from builder.read.config import load_settings
+
+assert Path(builder.__file__).is_relative_to(sys.argv[2]), builder.__file__
+imported = sorted(m.__file__ for n, m in list(sys.modules.items()) if n.split(".")[0] == "builder")
+settings = load_settings(Path(sys.argv[1]))
+targets = [settings.first_cpu_target()]
+key = lambda: plan_cache.plan_key(settings, targets, None, planner.robot_paths(settings))
+before, unchanged = key(), []
+for path in imported + sys.argv[3:]:
+    text = Path(path).read_text()
+    Path(path).write_text(text + "\\n# an edit\\n")
+    unchanged += [path] if key() == before else []
+    Path(path).write_text(text)
+print(json.dumps({"imported": imported, "unchanged": unchanged}))
+"""
+
+
+def test_an_edit_of_any_module_the_planner_imports_makes_a_new_key(lib):
+    """The code that decides what a plan holds is every builder module the planner imports, at any depth:
+    each keys the cache, so that a module added under plan/ (or anywhere the planner reaches) never serves
+    a plan its old code made. A module imported only inside a function counts too."""
+    tmp, site, hooks, config, env = lib
+    code = tmp / "code"
+    shutil.copytree(REPO / "builder", code / "builder", ignore=shutil.ignore_patterns("__pycache__"))
+    lazy = code / "builder" / "plan" / "lazy_rule.py"
+    lazy.write_text("RULE = 1\n")
+    with (code / "builder" / "plan" / "planner.py").open("a") as planner_file:
+        planner_file.write("\n\ndef _rule():\n    from builder.plan import (\n        lazy_rule,\n    )\n"
+                           "    return lazy_rule\n")
+    out = subprocess.run([sys.executable, "-c", KEY_AFTER_EDITS, str(config), str(code), str(lazy)], cwd=code,
+                         env={**os.environ, **env, "PYTHONPATH": str(code)}, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert {str(code / "builder" / "plan" / name) for name in ("planner.py", "parse_sandbox.py")} <= \
+        set(result["imported"])
+    assert result["unchanged"] == []

@@ -121,3 +121,61 @@ def test_a_forged_memo_lets_nothing_skip_the_schema(tmp_path):
     (cache / name).write_text(json.dumps({"mac": hashlib.sha256(name.encode()).hexdigest()}))
     with pytest.raises(ModlibError, match="Additional properties are not allowed"):
         load_settings(cfg, env={"MODLIB_CACHE": str(cache)})
+
+
+def test_the_schemas_defaults_are_the_settings_defaults(tmp_path, monkeypatch):
+    """A setting library.yaml leaves out takes its ``default`` keyword from the schema: change it there and
+    the Settings follow (no second copy of the default in the code)."""
+    from builder.read import config
+
+    cfg = write_config(tmp_path, {"cpu": dict(CPU)}, own_python=True)
+    plain = load_settings(cfg, env={})
+    cpu = plain.target("cpu")
+    assert (cpu.arch, cpu.jobs, cpu.kubernetes.gpus, plain.cached_loads, plain.grace_period_hours) == \
+        ("generic", 2, 0, False, 24.0)
+    assert plain.kubernetes.mount_path == "/srv/modlib" and plain.pypi_simple == config.DEFAULT_PYPI_SIMPLE
+    schema = json.loads(config._schema_text())
+    target = schema["$defs"]["target"]["properties"]
+    target["jobs"]["default"], target["arch"]["default"] = 5, "haswell"
+    schema["properties"]["notebook"]["properties"]["cached_loads"]["default"] = True
+    schema["properties"]["installs"]["properties"]["grace_period_hours"]["default"] = 1.5
+    monkeypatch.setattr(config, "_schema_text", lambda: json.dumps(schema))
+    moved = load_settings(cfg, env={})
+    cpu = moved.target("cpu")
+    assert (cpu.arch, cpu.jobs, moved.cached_loads, moved.grace_period_hours) == ("haswell", 5, True, 1.5)
+
+
+def test_a_cuda_targets_gpu_placement_is_its_default_and_the_file_wins(tmp_path):
+    """The cuda branch of the schema gives a GPU, its node label and toleration; what the file says wins,
+    and a placement shared by YAML alias with a cpu target does not carry the cpu target's defaults over."""
+    cuda: dict[str, object] = {"kind": "cuda", "tree": "cuda", "layers_over": "cpu", "easystacks": CPU["easystacks"]}
+    cfg = write_config(tmp_path, {"cpu": dict(CPU), "cuda": cuda})
+    settings = load_settings(cfg, env={})
+    gpu = settings.target("cuda").kubernetes
+    assert gpu.gpus == 1 and gpu.node_selector == (("nvidia.com/gpu.present", "true"),)
+    assert gpu.tolerations == ((("effect", "NoSchedule"), ("key", "nvidia.com/gpu"), ("operator", "Exists")),)
+    assert gpu.requests == (("cpu", "2"), ("memory", "4Gi")) and gpu.limits == (("cpu", "2"), ("memory", "8Gi"))
+    assert settings.target("cpu").kubernetes.gpus == 0 and settings.target("cpu").kubernetes.node_selector == ()
+    alias = "  cpu:\n    kubernetes: &k {resources: {limits: {cpu: '4'}}}\n    kind: cpu\n"
+    text = cfg.read_text().replace("  cpu:\n    kind: cpu\n", alias)
+    cfg.write_text(text.replace("    kind: cuda\n", "    kind: cuda\n    kubernetes: *k\n"))
+    shared = load_settings(cfg, env={})
+    assert shared.target("cpu").kubernetes.limits == shared.target("cuda").kubernetes.limits == (("cpu", "4"),)
+    assert (shared.target("cpu").kubernetes.gpus, shared.target("cuda").kubernetes.gpus) == (0, 1)
+    cuda["kubernetes"] = {"gpus": 0}
+    settings = load_settings(write_config(tmp_path, {"cpu": dict(CPU), "cuda": cuda}), env={})
+    assert settings.target("cuda").kubernetes.gpus == 0 and settings.target("cuda").kubernetes.node_selector
+
+
+def test_the_command_line_wins_over_the_environment_over_the_file(tmp_path):
+    cfg = write_config(tmp_path, {"cpu": dict(CPU)}, extra={"sources": {"pypi_simple": "https://file.example/simple"}})
+    assert load_settings(cfg, env={}).kubernetes.kubeconfig is None
+    env = {"KUBECONFIG": "/env/kubeconfig", "MODLIB_PYTHON": "python3.11", "MODLIB_PYPI_SIMPLE": "https://env.example/"}
+    from_env = load_settings(cfg, env=env)
+    assert from_env.kubernetes.kubeconfig == "/env/kubeconfig" and from_env.python == "python3.11"
+    assert from_env.pypi_simple == "https://env.example"
+    assert load_settings(cfg, env=env, options={"kubeconfig": "/cli/kubeconfig"}).kubernetes.kubeconfig == \
+        "/cli/kubeconfig"
+    assert load_settings(cfg, env=env, options={"kubeconfig": None}).kubernetes.kubeconfig == "/env/kubeconfig"
+    own = load_settings(write_config(tmp_path, {"cpu": dict(CPU)}, own_python=True), env=env)
+    assert own.python is None  # MODLIB_PYTHON only overrides a library that names a python
