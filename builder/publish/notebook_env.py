@@ -97,6 +97,19 @@ def lmod_init_lines(package: Path) -> list[str]:
             "fi"]
 
 
+def lmod_start(env_sh: str, builders_lmod: Path, who: str) -> str:
+    """bash that gives a generated script (kernel.sh, modlib-exec) a ``module`` command: the image's Lmod
+    (a fresh bash has not its function), else the library's (``env_sh``, a shell word, starts it), else the
+    builder's at its path; ``who`` names the script in the message when there is none."""
+    fallback = shlex.quote(str(builders_lmod / "init" / "bash"))
+    return "\n".join([
+        "# Lmod: the image's, else the library's (env.sh starts it where no module command is), else the builder's",
+        'if [ -n "${LMOD_PKG:-}" ] && [ -f "$LMOD_PKG/init/bash" ]; then source "$LMOD_PKG/init/bash"; fi',
+        f"source {env_sh} || exit 1",
+        f"command -v module >/dev/null 2>&1 || source {fallback} 2>/dev/null \\",
+        f'    || {{ echo "{who}: no Lmod: neither the library nor this image holds one" >&2; exit 1; }}'])
+
+
 def env_lines(settings: Settings, target_name: str, base: Path | None = None) -> list[str]:
     """The lines of a target's env.sh; ``base`` is the generation they are written into (default the live
     one), which says whether the library holds an Lmod. Every path they name goes through ``live``, but

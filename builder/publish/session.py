@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from builder.publish import modlib_session
+from builder.publish.notebook_env import lmod_start
 from builder.read.config import Settings
 
 #: The claim's placeholder when MODLIB_CLAIM is unset: no valid object name, so no claim has it.
@@ -41,7 +42,8 @@ def modlib_exec(settings: Settings) -> str:
     live = layout.live()
     return _TEMPLATE % {
         "root": shlex.quote(str(layout.root)), "live": shlex.quote(str(live)),
-        "exec": shlex.quote(str(layout.view_modlib_exec(live))), "lmod": shlex.quote(str(settings.lmod_prefix)),
+        "exec": shlex.quote(str(layout.view_modlib_exec(live))),
+        "lmod_start": lmod_start('"$live/targets/$target/env.sh"', settings.lmod_prefix, "modlib-exec"),
         "no_claim": shlex.quote(NO_CLAIM), "volume": VOLUME}
 
 
@@ -126,11 +128,7 @@ if ! published "$target"; then
     refuse "target '$target' is not published in $root (published: $(cd "$live/targets" 2>/dev/null && echo *))"
 fi
 IFS=, read -r -a wanted <<< "$modules"
-# Lmod: the image's (a fresh shell has not its function), else the library's (env.sh), else the builder's path
-if [ -n "${LMOD_PKG:-}" ] && [ -f "$LMOD_PKG/init/bash" ]; then source "$LMOD_PKG/init/bash"; fi
-source "$live/targets/$target/env.sh" || exit 1
-command -v module >/dev/null 2>&1 || source %(lmod)s/init/bash 2>/dev/null \
-    || { echo "modlib-exec: no Lmod: neither the library nor this image holds one" >&2; exit 1; }
+%(lmod_start)s
 module --force purge 2>/dev/null
 for m in "${wanted[@]}"; do
     [ -n "$m" ] || refuse "an empty name in --modules '$modules'"
