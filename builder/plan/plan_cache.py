@@ -32,7 +32,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -40,7 +39,7 @@ from pathlib import Path
 
 from builder import jsonfile
 from builder.cache_files import prune, read_entry, secret, sign, signed
-from builder.digests import file_sha256
+from builder.digests import code_files, file_sha256
 from builder.ebadapter import robot_folders
 from builder.plan import entry_options
 from builder.plan.eb_inputs import easybuild_inputs
@@ -53,9 +52,6 @@ FORMAT = 3
 RACY_NS = 2_000_000_000
 #: The module whose code, with that of every builder module it imports, decides what a plan holds.
 PLANNER = "builder.plan.planner"
-#: An import statement anywhere in a source file (a function's own imports too): ``from M import N, ...``
-#: (parenthesised over lines or not) or ``import M, ...``.
-_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]*)|import[ \t]+([^\n#]*))", re.M)
 _EASYBUILD = ("easybuild-framework", "easybuild-easyblocks", "easybuild-easyconfigs")
 
 
@@ -82,38 +78,11 @@ def _easybuild_versions() -> tuple[str, ...]:
     return tuple(versions)
 
 
-def _imported(source: str) -> set[str]:
-    """The builder modules a source file may import: ``from M import N`` names M and M.N (N may be a module
-    or a name in M), ``import M`` names M. A name that is no module is dropped by ``planning_code``."""
-    names: set[str] = set()
-    for origin, items, plain in _IMPORT.findall(source):
-        listed = (items.strip("()") if origin else plain).replace("\n", " ").split(",")
-        words = [item.split()[0] for item in listed if item.strip()]
-        names |= {origin, *(f"{origin}.{word}" for word in words)} if origin else set(words)
-    return {name for name in names if name == "builder" or name.startswith("builder.")}
-
-
 @functools.cache
 def planning_code() -> tuple[Path, ...]:
     """modlib's files whose code decides what a plan holds: the planner's and every builder module's it
-    imports at any depth, with the packages they sit in. Found from their import statements, not kept by
-    hand, so that a new planning module keys the cache as soon as the planner reaches it; read as text
-    (``ast`` would cost a cached plan a tenth of its time). Once per process: its files are modlib's own."""
-    root = Path(__file__).resolve().parent.parent.parent
-    seen: set[str] = set()
-    files: list[Path] = []
-    todo = [PLANNER]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        base = root.joinpath(*name.split("."))
-        path = next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
-        if path is not None:  # else a class or function imported from a module
-            files.append(path)
-            todo += [name.rpartition(".")[0], *_imported(path.read_text())]
-    return tuple(sorted(files))
+    imports at any depth. Once per process: its files are modlib's own."""
+    return code_files(PLANNER)
 
 
 def _stacks(targets: list[Target], easystack: Path | None) -> list[Path]:

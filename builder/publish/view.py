@@ -19,6 +19,7 @@ without ``publish.json`` (or the catalogue's data), means a publish from scratch
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.digests import code_files
 from builder.layout import Layout
 from builder.publish import catalogue, featured, generation_record, kernels, lmod, session, spider_cache
 from builder.publish.live import read_manifest
@@ -38,19 +40,17 @@ from builder.read.config import Settings
 KEEP_PREVIOUS = 2
 
 
-def _publish_code() -> str:
-    """The digest of the code that writes generations (this folder's files). A modlib whose code differs
-    publishes from scratch rather than reuse a live generation made the old way, and publishes even when no
-    module changed: an upgrade reaches env.sh, kernel.sh and the kernels at its first run."""
+@functools.cache
+def view_format() -> str:
+    """The digest of the code that writes generations: view.py's and every builder module's it imports, and
+    the page templates beside them. A modlib whose code differs publishes from scratch rather than reuse a
+    live generation made the old way, and publishes even when no module changed: an upgrade reaches env.sh,
+    kernel.sh and the kernels at its first run. Once per process, when a run first asks."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.iterdir()):
-        if path.suffix in (".py", ".html"):
-            digest.update(f"{path.name}\n".encode() + path.read_bytes())
+    for path in (*code_files(__name__), *sorted(Path(__file__).parent.glob("*.html"))):
+        digest.update(f"{path.relative_to(Path(__file__).parent.parent)}\n".encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
-
-#: What a generation holds and how it is written.
-VIEW_FORMAT = _publish_code()
 
 #: A store listing: path below the tree's store -> [inode, size, mtime_ns] of a file, "->target" of a
 #: link, or "dir".
@@ -103,7 +103,7 @@ def _listing(base: Path) -> Listing:
 
 
 def _digest(settings: Settings, listings: dict[str, Listing]) -> str:
-    digest = hashlib.sha256(f"{settings.config_sha256}\n{VIEW_FORMAT}\n".encode())
+    digest = hashlib.sha256(f"{settings.config_sha256}\n{view_format()}\n".encode())
     for tree in sorted(listings):
         for rel, value in sorted(listings[tree].items()):
             if value != "dir":
@@ -286,7 +286,7 @@ def publish_view(settings: Settings, *, full: bool = False) -> tuple[Path, list[
     trees = settings.trees()
     listings = {tree: _listing(layout.store(tree)) for tree in trees}
     state = {"config": settings.config_sha256,
-             "lmod": str(settings.lmod_prefix.resolve()), "live": str(layout.live()), "format": VIEW_FORMAT}
+             "lmod": str(settings.lmod_prefix.resolve()), "live": str(layout.live()), "format": view_format()}
     previous = None if full else _previous(settings, trees, state)
     changes = {tree: REMAKE if previous is None else _changed(previous.files[tree], listings[tree])
                for tree in trees}

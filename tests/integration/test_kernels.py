@@ -196,7 +196,7 @@ def test_a_modlib_that_publishes_otherwise_republishes_though_no_module_changed(
     """A library published by an older modlib (another kernel.sh): the next run of this one publishes,
     from scratch, though no module changed, so an upgrade reaches the kernels (and env.sh) at once."""
     settings = configure(repo)
-    monkeypatch.setattr(view, "VIEW_FORMAT", "an older modlib")
+    monkeypatch.setattr(view, "view_format", lambda: "an older modlib")
     monkeypatch.setattr(view.kernels, "kernel_sh", lambda settings, target: "# an older kernel.sh\n")
     view.publish_view(settings)
     monkeypatch.undo()
