@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from bench.planning import REPO
+from builder.commands.verify import select, store_modules, verify
 from builder.layout import Layout
 from builder.publish.integrity import read_entries, read_header, write_record
-from builder.verify import select, store_modules, verify
 
 TREE = "cpu"
 

@@ -111,7 +111,7 @@ def plan(config: Path | None, target: str | None, easystack: Path | None, as_jso
         targets = [settings.target(target) if target else settings.first_cpu_target()]
     result = make_plan(settings, targets, easystack)
     if check_sources:
-        from builder.run import check_root, fetch_sources
+        from builder.commands.run import check_root, fetch_sources
 
         check_root(settings)
         fetch_sources(settings, result.missing(), lambda msg: click.echo(msg, err=True))
@@ -154,7 +154,7 @@ def build(config: Path | None, target: str | None, executor: str, kubeconfig: st
             click.echo(f"would build {node.tree}/{node.module}  ({node.easyconfig.name})")
         click.echo(f"{len(todo)} to build")
         return
-    from builder.run import run_build
+    from builder.commands.run import run_build
 
     console = _console()
     result = run_build(settings, targets, executor=executor, jobs=jobs, rebuild=list(rebuild), wait=wait,
@@ -189,7 +189,7 @@ def _summary(console: Console, result) -> None:
 def status(config: Path | None, as_json: bool, where: tuple[str, ...]) -> None:
     """Per target: published, missing, failed (with build record), drifted, damaged, not live, orphaned;
     the run in progress and the last run. A target whose easyconfigs do not parse shows its error."""
-    from builder.status import library_status, plan_targets
+    from builder.commands.status import library_status, plan_targets
 
     settings = load_settings(config)
     if where:
@@ -302,8 +302,8 @@ def _target_lines(t: dict) -> list[str]:
 def verify(config: Path | None, quick: bool, as_json: bool, modules: tuple[str, ...]) -> None:
     """Check published modules (all, or these: full names or bare software names) against their integrity
     records and the live view; exit 1 when any is damaged."""
-    from builder.verify import select
-    from builder.verify import verify as check
+    from builder.commands.verify import select
+    from builder.commands.verify import verify as check
 
     settings = load_settings(config)
     report = check(settings.layout, select(settings.layout, settings.trees(), list(modules)),
@@ -330,7 +330,7 @@ def verify(config: Path | None, quick: bool, as_json: bool, modules: tuple[str, 
 @click.argument("modules", nargs=-1, required=True, metavar="MODULE...")
 def remove(config: Path | None, modules: tuple[str, ...]) -> None:
     """Unpublish modules (full names); their prefixes expire after the grace period."""
-    from builder.remove import remove as remove_modules
+    from builder.commands.remove import remove as remove_modules
 
     console = _console()
     remove_modules(load_settings(config), list(modules), lambda msg: console.print(msg, markup=False))
@@ -354,7 +354,7 @@ def env(config: Path | None, target: str) -> None:
               help="Folder for the manifests (one file per Job, plus kustomization.yaml).")
 def render(config: Path | None, target: str, out: Path) -> None:
     """Write the Kubernetes Jobs of one run: one per module still to build."""
-    from builder.execute.render import render_run, root_warning
+    from builder.commands.render import render_run, root_warning
 
     settings = load_settings(config)
     warning = root_warning(settings)
@@ -372,7 +372,7 @@ def render(config: Path | None, target: str, out: Path) -> None:
 @click.argument("spec", metavar="NAME==VERSION")
 def new_pypi(config: Path | None, target: str | None, spec: str) -> None:
     """Write a site easyconfig for a PyPI package (robot layout) and print the easystack line to add."""
-    from builder.new_pypi import new_pypi as write_easyconfig
+    from builder.commands.new_pypi import new_pypi as write_easyconfig
 
     settings = load_settings(config)
     chosen = settings.target(target) if target else settings.first_cpu_target()

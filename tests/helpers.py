@@ -107,7 +107,7 @@ moduleclass = 'tools'
 
 @dataclass
 class Handler:
-    """The dispatch loop's questions (builder.run.NodeHandler) answered by plain functions, for tests
+    """The dispatch loop's questions (builder.commands.run.NodeHandler) answered by plain functions, for tests
     that drive the loop without a run around it."""
 
     invocation: Callable[[Node], Invocation]

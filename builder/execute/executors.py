@@ -1,6 +1,6 @@
 """The executor registry and the one interface every executor implements (ReFrame's backends).
 
-The run owns the dispatch loop (builder/run.py): it asks the plan's scheduler what may start, submits
+The run owns the dispatch loop (builder/commands/run.py): it asks the plan's scheduler what may start, submits
 those nodes, and waits for results. An executor only starts (and cancels) builds and reports how each
 ended; it never plans, fetches or publishes, so every executor does exactly the same build and none can
 start a node twice or out of order. Constructing one does no I/O: what it takes from outside (a

@@ -3,7 +3,7 @@
 The runner holds a Lease while it drives the Jobs. It is restart-safe because a Job's name is a
 hash of its node: a rerun lists the Jobs already there and adopts the running and finished ones
 instead of creating duplicates; only failed Jobs (and finished ones whose output is gone) are
-created again. Pods reach nothing but the volume, so every source is fetched before (builder/run.py).
+created again. Pods reach nothing but the volume, so every source is fetched before (builder/commands/run.py).
 """
 
 from __future__ import annotations

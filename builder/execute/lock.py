@@ -24,7 +24,7 @@ created them, so a lock may still be held. A node's stale lock goes only right b
 that node (``clear_leftovers``). Losing the lock is never silent: a heartbeat that fails is retried and
 warned about, and once its failures span half the stale bound (before anyone may take over), or another
 run's token is found in the file, the lock counts as lost and the run creates no more work and
-cancels what runs (builder/run.py's dispatch loop).
+cancels what runs (builder/commands/run.py's dispatch loop).
 """
 
 from __future__ import annotations

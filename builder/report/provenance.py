@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import time
 
+from builder.commands.remove import dependents
+from builder.commands.verify import check
 from builder.digests import file_sha256
 from builder.errors import BadInput
 from builder.execute import records
@@ -20,9 +22,7 @@ from builder.execute.records import UNISOLATED
 from builder.plan.graph import NodeKey
 from builder.publish.live import read_manifest
 from builder.read.config import Settings
-from builder.remove import dependents
 from builder.report.where import text
-from builder.verify import check
 
 #: What a build record holds that ``show`` reports, and what older records lack.
 _RECORDED = ("easybuild_version", "hooks_sha256", "options", "sources", "executor", "where", "host", "start",

@@ -8,10 +8,10 @@ or any of them after its tree (``cuda/saxpy``) where two trees hold the same mod
 from __future__ import annotations
 
 from builder import jsonfile
+from builder.commands.verify import published
 from builder.errors import BadInput
 from builder.layout import Layout
 from builder.plan.graph import NodeKey
-from builder.verify import published
 
 
 def published_keys(layout: Layout, trees: list[str]) -> list[NodeKey]:

@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 from builder import proc
+from builder.commands.run import dispatch
 from builder.execute.command import Invocation
 from builder.execute.executors import NodeRun
 from builder.execute.local import LocalExecutor
 from builder.layout import Layout
 from builder.plan.graph import Node
 from builder.plan.schedule import Scheduler
-from builder.run import dispatch
 from tests.helpers import Handler
 
 #: A build with a child and a grandchild, as eb running a build step's shell command has.

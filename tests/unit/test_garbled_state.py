@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from builder.commands.status import run_in_progress
 from builder.errors import RunFailed
 from builder.execute import records
 from builder.execute.lock import holder_gone, read_holder
@@ -17,7 +18,6 @@ from builder.layout import Layout
 from builder.publish import prefixes
 from builder.publish.integrity import read_entries, read_header, write_record
 from builder.publish.live import read_manifest
-from builder.status import run_in_progress
 
 TORN = [b'{"version": 1, "tree": "cpu", "modu', b"[1, 2]\n", b"", b"\x00\xff garbage"]
 

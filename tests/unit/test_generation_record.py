@@ -5,9 +5,9 @@ that first record listed it."""
 import os
 from pathlib import Path
 
+from builder.commands.verify import check, library_damage
 from builder.layout import Layout
 from builder.publish import generation_record
-from builder.verify import check, library_damage
 
 
 def _generation(layout: Layout, name: str, modules: list[str]) -> Path:

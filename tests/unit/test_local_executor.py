@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+from builder.commands.run import dispatch
 from builder.execute.command import Invocation
 from builder.execute.local import LocalExecutor
 from builder.layout import Layout
 from builder.plan.graph import Node
 from builder.plan.schedule import Scheduler
-from builder.run import dispatch
 from tests.helpers import Handler
 
 STEP = "import json, sys, time; s = time.time(); time.sleep(0.3); " \

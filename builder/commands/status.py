@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from builder.commands.verify import Finding, select, store_modules, verify
 from builder.errors import BadInput
 from builder.execute import records
 from builder.execute.lock import holder_gone, read_holder
@@ -21,7 +22,6 @@ from builder.plan.graph import Plan
 from builder.publish.featured import python_minor
 from builder.publish.live import drifted, read_manifest
 from builder.read.config import Settings
-from builder.verify import Finding, select, store_modules, verify
 
 
 def plan_targets(settings: Settings) -> dict[str, Plan | BadInput]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from builder import proc
+from builder.commands.verify import altered_module_files, module_file_stats, publish_blockers
 from builder.ebadapter.sources import config_guess_dir
 from builder.errors import BadInput, ModlibError, RunFailed
 from builder.execute import records, sources
@@ -36,7 +37,6 @@ from builder.publish import prefixes
 from builder.publish.live import publish_node, retract_node, settle_node
 from builder.publish.view import current_inputs, generations, inputs_digest, publish_view
 from builder.read.config import Settings, Target
-from builder.verify import altered_module_files, module_file_stats, publish_blockers
 
 Report = Callable[[str], None]
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from builder.commands.run import check_library
+from builder.commands.verify import store_modules
 from builder.errors import BadInput
 from builder.execute.lock import RunLock
 from builder.publish import prefixes
 from builder.publish.live import retract_node_files
 from builder.publish.view import generations, publish_view
 from builder.read.config import Settings
-from builder.run import check_library
-from builder.verify import store_modules
 
 #: How EasyBuild's Lua module files load their dependencies.
 _LOADS = re.compile(r"""(?:depends_on|load)\(\s*["']([^"']+)["']""")
