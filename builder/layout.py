@@ -16,63 +16,63 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
-class Entry:
-    """One documented path: ``pattern`` relative to the root (or to a view), ``depth`` for the drawing."""
+class Place:
+    """One documented place: ``pattern`` relative to the root (or to a view), ``depth`` for the drawing."""
 
     pattern: str
     about: str
     depth: int = 0
 
 
-LIVE = Entry("live -> views/<generation>", "THE entry point for notebooks (one symlink)")
-VIEWS = Entry("views/<generation>/", "a complete, immutable snapshot of what notebooks see")
-VIEW_MARKER = Entry(".modlib-generation", "made first: marks the folder as modlib's (only such folders are removed)", 1)
-VIEW_TREE = Entry("trees/<tree>/modules/all/...", "module files (hard links into the store)", 1)
-VIEW_MODULERC = Entry("<Name>/.modulerc.lua", "defaults and retirements from library.yaml", 2)
-VIEW_TREE_CACHE = Entry("trees/<tree>/cache/", "the tree's Lmod spider cache (spiderT.lua and its compiled twin, "
+LIVE = Place("live -> views/<generation>", "THE entry point for notebooks (one symlink)")
+VIEWS = Place("views/<generation>/", "a complete, immutable snapshot of what notebooks see")
+VIEW_MARKER = Place(".modlib-generation", "made first: marks the folder as modlib's (only such folders are removed)", 1)
+VIEW_TREE = Place("trees/<tree>/modules/all/...", "module files (hard links into the store)", 1)
+VIEW_MODULERC = Place("<Name>/.modulerc.lua", "defaults and retirements from library.yaml", 2)
+VIEW_TREE_CACHE = Place("trees/<tree>/cache/", "the tree's Lmod spider cache (spiderT.lua and its compiled twin, "
                         "timestamp; index.json, mrc.json for the next publish)", 1)
-VIEW_CATALOGUE_DATA = Entry("trees/<tree>/catalogue.json", "what the catalogue page says of each name of the tree "
+VIEW_CATALOGUE_DATA = Place("trees/<tree>/catalogue.json", "what the catalogue page says of each name of the tree "
                             "(Lmod's spider, manifests, build records), kept for the next publish", 1)
-VIEW_TARGET = Entry("targets/<target>/", "per target: what a notebook of that target reads", 1)
-VIEW_ENV = Entry("env.sh", "what a notebook image sources", 2)
-VIEW_LMODRC = Entry("lmodrc.lua", "Lmod's default rc + the spider caches of the target's trees", 2)
-VIEW_FEATURED = Entry("featured.json", "featured-modules index (schema: builder/schemas/featured.schema.json)", 2)
-VIEW_FEATURED_TREE = Entry("featured/", "links to the featured module files (`module use` it alone)", 2)
-VIEW_JUPYTER = Entry("jupyter_server_config.json", "jupyter-lmod: launcher_pins, launcher_module_map", 2)
-VIEW_CATALOGUE = Entry("catalogue.html", "the catalogue page: every module, how to load it, what it was built "
+VIEW_TARGET = Place("targets/<target>/", "per target: what a notebook of that target reads", 1)
+VIEW_ENV = Place("env.sh", "what a notebook image sources", 2)
+VIEW_LMODRC = Place("lmodrc.lua", "Lmod's default rc + the spider caches of the target's trees", 2)
+VIEW_FEATURED = Place("featured.json", "featured-modules index (schema: builder/schemas/featured.schema.json)", 2)
+VIEW_FEATURED_TREE = Place("featured/", "links to the featured module files (`module use` it alone)", 2)
+VIEW_JUPYTER = Place("jupyter_server_config.json", "jupyter-lmod: launcher_pins, launcher_module_map", 2)
+VIEW_CATALOGUE = Place("catalogue.html", "the catalogue page: every module, how to load it, what it was built "
                        "from; a search box", 2)
-VIEW_KERNELS = Entry("jupyter/", "a Jupyter data folder, first on JUPYTER_PATH (env.sh)", 2)
-VIEW_KERNEL_SH = Entry("kernel.sh", "what kernels run with bash: Lmod's init, env.sh, module load, exec Python", 3)
-VIEW_KERNEL_STARTUP = Entry("kernel_startup.py", "what kernels run before the first cell: panel change notices, "
+VIEW_KERNELS = Place("jupyter/", "a Jupyter data folder, first on JUPYTER_PATH (env.sh)", 2)
+VIEW_KERNEL_SH = Place("kernel.sh", "what kernels run with bash: Lmod's init, env.sh, module load, exec Python", 3)
+VIEW_KERNEL_STARTUP = Place("kernel_startup.py", "what kernels run before the first cell: panel change notices, "
                             "jupyter-lmod's in-kernel loads first on sys.path", 3)
-VIEW_KERNEL = Entry("kernels/modlib-<kernel>/kernel.json", "one kernelspec per module with a kernel", 3)
-VIEW_MODLIB_EXEC = Entry("bin/modlib-exec", "runs a command with a target's modules loaded (bash only): what the pods "
+VIEW_KERNEL = Place("kernels/modlib-<kernel>/kernel.json", "one kernelspec per module with a kernel", 3)
+VIEW_MODLIB_EXEC = Place("bin/modlib-exec", "runs a command with a target's modules loaded (bash only): what the pods "
                          "a notebook starts run; --print-session gives a session's modules as JSON", 1)
-VIEW_SESSION_PY = Entry("python/modlib_session.py", "session() and pod_patch() for kernels, from modlib-exec "
+VIEW_SESSION_PY = Place("python/modlib_session.py", "session() and pod_patch() for kernels, from modlib-exec "
                         "(env.sh names it in MODLIB_SESSION_PY)", 1)
-VIEW_STATE = Entry("publish.json", "each stored file the generation holds, for the next publish to compare", 1)
-VIEW_INPUTS = Entry("inputs.json", "digest of what the generation was made from", 1)
-VIEW_RECORD = Entry("record.jsonl", "every file of the generation (sha256), written last, before the swap; "
+VIEW_STATE = Place("publish.json", "each stored file the generation holds, for the next publish to compare", 1)
+VIEW_INPUTS = Place("inputs.json", "digest of what the generation was made from", 1)
+VIEW_RECORD = Place("record.jsonl", "every file of the generation (sha256), written last, before the swap; "
                     "modlib verify checks it", 1)
-SOFTWARE = Entry("<tree>/software/<Name>-<build>/...", "installs, one fresh prefix per build (EasyBuild's "
+SOFTWARE = Place("<tree>/software/<Name>-<build>/...", "installs, one fresh prefix per build (EasyBuild's "
                  "<Name>/<version> below it), never written once published")
-UNREFERENCED = Entry("<tree>/software/.unreferenced.json", "when each prefix nothing names was first found so")
-STORE = Entry("<tree>/modules/all/...", "the store: module files of finished builds (builds see this)")
-STAGING = Entry("<tree>/.staging/<module>/", "module files of a build in progress")
-BUILD_PROCESS = Entry("<tree>/.staging/<module>.process", "host, process group and start time of the node's local "
+UNREFERENCED = Place("<tree>/software/.unreferenced.json", "when each prefix nothing names was first found so")
+STORE = Place("<tree>/modules/all/...", "the store: module files of finished builds (builds see this)")
+STAGING = Place("<tree>/.staging/<module>/", "module files of a build in progress")
+BUILD_PROCESS = Place("<tree>/.staging/<module>.process", "host, process group and start time of the node's local "
                       "build (none starts beside a live one)")
-MANIFEST = Entry("<tree>/.modlib/manifest/<module>.json", "easyconfig digest and moduleclass of each stored module")
-INTEGRITY = Entry("<tree>/.modlib/integrity/<module>.jsonl", "each install at publish: every file, sha256")
-SOURCES = Entry("sources/", "checksum-verified source cache (EasyBuild's sourcepath layout)")
-META = Entry(".modlib/", "modlib's own state")
-RUN_LOCK = Entry("run.lock", "the run lock: holder, host, process (its mtime is the heartbeat)", 1)
-EB_LOCKS = Entry("eb-locks/...", "local builds' EasyBuild install locks (build pods keep theirs in their emptyDir)", 1)
-RECORDS = Entry("records/<tree>/<module>/", "one build record (JSON) per node run, its log beside it", 1)
-LAST_RUN = Entry("runs/last.json", "summary of the last run", 1)
-INPUTS = Entry("inputs/<digest>/",
+MANIFEST = Place("<tree>/.modlib/manifest/<module>.json", "easyconfig digest and moduleclass of each stored module")
+INTEGRITY = Place("<tree>/.modlib/integrity/<module>.jsonl", "each install at publish: every file, sha256")
+SOURCES = Place("sources/", "checksum-verified source cache (EasyBuild's sourcepath layout)")
+META = Place(".modlib/", "modlib's own state")
+RUN_LOCK = Place("run.lock", "the run lock: holder, host, process (its mtime is the heartbeat)", 1)
+EB_LOCKS = Place("eb-locks/...", "local builds' EasyBuild install locks (build pods keep theirs in their emptyDir)", 1)
+RECORDS = Place("records/<tree>/<module>/", "one build record (JSON) per node run, its log beside it", 1)
+LAST_RUN = Place("runs/last.json", "summary of the last run", 1)
+INPUTS = Place("inputs/<digest>/",
                "site easyconfigs and hooks of a run, staged for build pods; file-<digest>/ one file a node's eb names",
                1)
-CACHE = Entry("cache/", "parsed easyconfigs, whole plans, library.yaml contents that passed the schema, each "
+CACHE = Place("cache/", "parsed easyconfigs, whole plans, library.yaml contents that passed the schema, each "
               "signed with its 'secret' (mode 0600), and apt/ (lists of Debian's source packages), where MODLIB_CACHE "
               "points here (the CronJob)", 1)
 
@@ -94,7 +94,7 @@ def kernel_name(module: str) -> str:
     return re.sub(r"[^a-z0-9._-]", "_", slug(module).lower())
 
 
-def _fill(entry: Entry, **values: str) -> str:
+def _fill(entry: Place, **values: str) -> str:
     text = entry.pattern.split(" -> ")[0].strip().rstrip("/")
     for key, value in values.items():
         text = text.replace(f"<{key}>", value)

@@ -51,7 +51,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)  # from the last publish
     altered: list[str] = field(default_factory=list)  # store module files that stopped a publish
     seconds: float = 0.0
-    checked: dict[NodeKey, tuple[int, int, int]] = field(default_factory=dict)  # module files last found intact
+    intact: dict[NodeKey, tuple[int, int, int]] = field(default_factory=dict)  # module files last found intact
     sources: dict[NodeKey, list[dict]] = field(default_factory=dict)  # each node's files, as checked before builds
     made_with: dict[str, str] = field(default_factory=dict)  # EasyBuild's version, the hooks' digest
 
@@ -62,10 +62,10 @@ class RunResult:
                 "built": [fmt(k) for k in self.built], "failed": [fmt(k) for k in self.failed],
                 "blocked": {fmt(k): fmt(v) for k, v in self.blocked.items()}, "altered": self.altered}
 
-    def store_checked(self, found: StoreCheck) -> None:
+    def take_store_check(self, found: StoreCheck) -> None:
         """Each check of the store replaces the last, so ``altered`` says what still stopped the run's
         last publish."""
-        self.altered, self.checked = found.altered, found.intact
+        self.altered, self.intact = found.altered, found.intact
 
 
 def check_python(settings: Settings) -> None:
@@ -87,7 +87,7 @@ def fetch_sources(settings: Settings, todo: list[Node], report: Report) -> dict[
     """Sources first, for every node of the run: a missing or tampered source is bad input found before
     anything is built, and builds (pods included) then need no network. Returns each node's files with
     the checksum they were verified against, for its build record."""
-    checked: dict[NodeKey, list[dict]] = {}
+    verified: dict[NodeKey, list[dict]] = {}
     apt_state = settings.cache_dir / "apt" if settings.cache_dir else None
     with DebianSources(apt_state, report=report) as debian:  # one apt update per suite and run
         for target_name in sorted({n.target for n in todo}):
@@ -98,10 +98,10 @@ def fetch_sources(settings: Settings, todo: list[Node], report: Report) -> dict[
             local = [p / "sources" for p in settings.easyconfig_paths]
             files = [f for node_files in per_node.values() for f in node_files]
             sources.prefetch(files, settings.layout.sources(), local, settings.pypi_simple, report, debian)
-            checked.update({key: [{"file": f"{f.subdir}/{f.filename}", "checksum": f.checksum} for f in node_files]
+            verified.update({key: [{"file": f"{f.subdir}/{f.filename}", "checksum": f.checksum} for f in node_files]
                             for key, node_files in per_node.items()})
     config_guess_dir(settings.layout.sources()).mkdir(parents=True, exist_ok=True)
-    return checked
+    return verified
 
 
 def check_root(settings: Settings) -> None:
@@ -152,7 +152,7 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
         if lock.took_over is not None:
             report(f"took over the run lock of a gone holder: {lock.took_over}")
         plan = make_plan(settings, targets)
-        result = RunResult(plan=plan, todo=plan.select(rebuild), made_with=records.toolchain(settings.hooks))
+        result = RunResult(plan=plan, todo=plan.select(rebuild), made_with=records.made_with(settings.hooks))
         stopped = None
         if result.todo:
             check_python(settings)
@@ -169,7 +169,7 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
         if stopped:
             raise RunFailed(f"the run stopped: {stopped}")
         if current_inputs(settings.layout) != inputs_digest(settings):
-            result.store_checked(check_store(settings, result.checked))
+            result.take_store_check(check_store(settings, result.intact))
             if not result.altered:
                 lock.fence()
                 result.warnings = _publish(settings, report)
@@ -286,7 +286,7 @@ class RunPolicy:
         except OSError as err:
             return str(err)
         fence()
-        result.store_checked(check_store(settings, result.checked))
+        result.take_store_check(check_store(settings, result.intact))
         if result.altered:
             report(f"stored   {node.tree}/{node.module}, not published while module files in the store are "
                    f"altered: {', '.join(result.altered)}")

@@ -44,7 +44,7 @@ class Record:
     sources: list[dict] = field(default_factory=list)  # {"file": subdir/filename, "checksum": the verified spec}
 
 
-def toolchain(hooks: Path) -> dict[str, str]:
+def made_with(hooks: Path) -> dict[str, str]:
     """What every build of a run is made with, beyond its easyconfig: the runner's EasyBuild (the builder
     image's, in a cluster) and the hooks file passed to every ``eb``."""
     from importlib import metadata  # here: ``status`` imports this module, and needs no versions

@@ -36,7 +36,7 @@ class Listed:
 
 
 @dataclass(frozen=True)
-class Entry:
+class EasystackEntry:
     """One curated easystack entry: the easyconfig it names, its options, and where it is listed."""
 
     easyconfig: Path
@@ -55,7 +55,7 @@ class Planned:
     options: tuple[tuple[str, object], ...]
     sha256: str
     hidden: bool
-    entry: Entry
+    entry: EasystackEntry
     listed: bool  # the entry's own easyconfig, not one it pulls in
 
 
@@ -65,7 +65,7 @@ class Wanted:
 
     module: str
     parsed: ebadapter.ParsedEasyconfig
-    entry: Entry
+    entry: EasystackEntry
     hidden: bool
     listed: bool
 
@@ -119,13 +119,13 @@ def _listed(stacks: list[Path]) -> list[Listed]:
             for stack in stacks for name, opts in ebadapter.read_easystack(stack)]
 
 
-def _entries(eb: ebadapter.Session, listed: list[Listed]) -> list[Entry]:
+def _entries(eb: ebadapter.Session, listed: list[Listed]) -> list[EasystackEntry]:
     """The listed easyconfigs located in the session's robot path, as ``eb`` locates them for that entry."""
     entries = []
     for stack in dict.fromkeys(item.stack for item in listed):
         mine = [item for item in listed if item.stack == stack]
         paths = eb.locate([item.name for item in mine], stack)
-        entries += [Entry(easyconfig=path, options=item.options, stack=stack, listed=item.name)
+        entries += [EasystackEntry(easyconfig=path, options=item.options, stack=stack, listed=item.name)
                     for path, item in zip(paths, mine, strict=True)]
     return entries
 
@@ -172,7 +172,7 @@ def _parse_all(eb: ebadapter.Session, digests: dict[Path, str], cache: ParseCach
     return [done[p] for p in paths]
 
 
-def _resolve(eb: ebadapter.Session, entries: list[Entry], cache: ParseCache,
+def _resolve(eb: ebadapter.Session, entries: list[EasystackEntry], cache: ParseCache,
              sandboxed: Workers | None) -> Resolved:
     """Every module reachable from the entries, each easyconfig parsed once, level by level, and keyed by
     the module each wants (a hidden dependency is its easyconfig under the hidden name, as ``eb`` plans
@@ -209,7 +209,7 @@ def _sessions(listed: list[Listed]) -> list[list[Listed]]:
     return list(groups.values())
 
 
-def _kept(settings: Settings, path: Path, sha256: str) -> Path:
+def _generated_copy(settings: Settings, path: Path, sha256: str) -> Path:
     """A generated (tweaked) easyconfig, copied out of the session's temporary folder to where the plan
     and the build find it: by content, under the cache (or the system's temporary folder without one)."""
     folder = (settings.cache_dir or Path(tempfile.gettempdir()) / "modlib") / "generated" / sha256[:16]
@@ -240,7 +240,7 @@ def _plan_session(settings: Settings, target: Target, group: list[Listed]) -> Se
                                    eb.tweak(e.easyconfig)) for e in entries]
             resolved = _resolve(eb, entries, cache, sandboxed)
         cache.save()
-        kept = {p.path: _kept(settings, p.path, resolved.digests[p.path])
+        kept = {p.path: _generated_copy(settings, p.path, resolved.digests[p.path])
                 for p in resolved.by_module.values() if eb.generated(p.path)}
     tops = [_top(eb, e, resolved) for e in entries]
     build_options = tuple((k, v) for k, v in first.options.session if k not in entry_options.TWEAK)
@@ -248,7 +248,7 @@ def _plan_session(settings: Settings, target: Target, group: list[Listed]) -> Se
     return SessionPlan(modules=modules, digests={kept.get(path, path): d for path, d in resolved.digests.items()})
 
 
-def _top(eb: ebadapter.Session, entry: Entry, resolved: Resolved) -> Wanted:
+def _top(eb: ebadapter.Session, entry: EasystackEntry, resolved: Resolved) -> Wanted:
     """An entry's own module, as its options name it (a hidden one under its hidden name)."""
     own = resolved.by_path.get(entry.easyconfig)
     if own is None:  # _resolve kept another easyconfig of the same module
@@ -280,7 +280,7 @@ def _walk(tops: list[Wanted], resolved: Resolved, kept: dict[Path, Path],
     return list(planned.values())
 
 
-def _dependency(dep: ebadapter.Dependency, entry: Entry, resolved: Resolved) -> Wanted:
+def _dependency(dep: ebadapter.Dependency, entry: EasystackEntry, resolved: Resolved) -> Wanted:
     """A dependency, planned from the first module of the easyconfig it names, else from its module's parse."""
     parsed = (resolved.by_path.get(dep.easyconfig) if dep.easyconfig else None) or resolved.by_module[dep.module]
     return Wanted(module=dep.module, parsed=parsed, entry=entry, hidden=dep.hidden, listed=False)

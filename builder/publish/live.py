@@ -36,7 +36,7 @@ def drifted(layout: Layout, node: Node) -> dict | None:
     return manifest if manifest and manifest.get("sha256") != node.sha256 else None
 
 
-def _kept(layout: Layout, tree: str, module: str) -> list[tuple[Path, Path]]:
+def _aside_paths(layout: Layout, tree: str, module: str) -> list[tuple[Path, Path]]:
     """(current, kept aside) for the module file, its manifest and its integrity record: what a rebuild
     replaces stays aside until its view is published, and goes back if it is not."""
     current = [layout.module_file(tree, module), layout.manifest(tree, module), layout.integrity(tree, module)]
@@ -60,7 +60,7 @@ def publish_node(layout: Layout, node: Node, record: str, prefix: str, reference
     manifest = layout.manifest(node.tree, node.module)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     if live.is_file() and manifest.is_file():
-        for path, aside in _kept(layout, node.tree, node.module):
+        for path, aside in _aside_paths(layout, node.tree, node.module):
             if path.exists():
                 os.link(path, aside)  # a link: the store's file itself is replaced by a rename below
     jsonfile.write(manifest, {"module": node.module, "easyconfig": str(node.easyconfig), "sha256": node.sha256,
@@ -99,7 +99,7 @@ def _default_marker(staging: Path, module: str) -> str | None:
 
 def settle_node(layout: Layout, node: Node) -> None:
     """The node's view is live: what it replaced is no longer needed to take it back."""
-    for _, aside in _kept(layout, node.tree, node.module):
+    for _, aside in _aside_paths(layout, node.tree, node.module):
         aside.unlink(missing_ok=True)
 
 
@@ -107,7 +107,7 @@ def retract_node(layout: Layout, node: Node) -> None:
     """Take a module back out of the store when no view could be published with it: a rebuild puts back
     the module it replaced (still published in the live view), a first build leaves nothing, so the
     next run builds it again instead of trusting it."""
-    kept = _kept(layout, node.tree, node.module)
+    kept = _aside_paths(layout, node.tree, node.module)
     if all(aside.exists() for _, aside in kept[:2]):
         for path, aside in kept:
             if aside.exists():
@@ -119,6 +119,6 @@ def retract_node(layout: Layout, node: Node) -> None:
 def retract_node_files(layout: Layout, tree: str, module: str) -> None:
     """The module file, its manifest and integrity record out of the store (older generations keep
     their links)."""
-    for path, _ in _kept(layout, tree, module):
+    for path, _ in _aside_paths(layout, tree, module):
         path.unlink(missing_ok=True)
 

@@ -91,14 +91,14 @@ def referenced(layout: Layout, trees: list[str], generations: list[Path]) -> set
     return out
 
 
-def _kept(prefix: Path, keep: set[str]) -> bool:
+def _named_by(prefix: Path, keep: set[str]) -> bool:
     return str(prefix) in keep or any(k.startswith(f"{prefix}/") for k in keep)
 
 
 def in_use(layout: Layout, trees: list[str], generations: list[Path], tree: str, prefix: Path) -> bool:
     """Whether anything still names ``prefix``: what ``collect`` keeps, or its grace period (a removed or
     replaced install that kernels may still have open). Such a prefix is never built into again."""
-    if _kept(prefix, referenced(layout, trees, generations)):
+    if _named_by(prefix, referenced(layout, trees, generations)):
         return True
     return prefix.name in _markers(layout.unreferenced(tree))
 
@@ -133,7 +133,7 @@ def collect(layout: Layout, trees: list[str], generations: list[Path], grace_sec
         current = {}
         names = sorted(p for p in software.iterdir() if not p.name.startswith(".")) if is_real_folder(software) else []
         for prefix in names:
-            if _kept(prefix, keep):
+            if _named_by(prefix, keep):
                 continue
             since = _since(markers, prefix.name, now)
             if now - since >= grace_seconds:
