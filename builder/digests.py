@@ -15,9 +15,14 @@ _IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import[ \t]+(\([^)]*\)|
 
 def file_sha256(path: Path | str) -> str | None:
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return read_sha256(path)
     except OSError:
         return None
+
+
+def read_sha256(path: Path | str) -> str:
+    """For a file that must be there (a planned easyconfig, a file staged for a build): OSError if not."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _imported(source: str) -> set[str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder import ebadapter
+from builder.digests import read_sha256
 from builder.errors import RunFailed
 from builder.hostile_files import remove
 from builder.layout import Layout
@@ -125,7 +126,7 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
 def staged_file(layout: Layout, path: Path) -> Path:
     """Where a file a build needs from this host (a tweaked easyconfig, one of an entry's own robot path,
     an included easyblock) is staged on the volume, by content: a pod builds from the same file."""
-    return layout.inputs(f"file-{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}") / path.name
+    return layout.inputs(f"file-{read_sha256(path)[:16]}") / path.name
 
 
 def included_easyblocks(node: Node) -> list[Path]:

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from builder import jsonfile
+from builder.digests import read_sha256
 from builder.errors import RunFailed
 from builder.execute.command import easyconfig_argument, included_easyblocks, site_env, staged_file
 from builder.plan.graph import Node
@@ -31,7 +32,7 @@ def _files(settings: Settings) -> list[tuple[str, Path]]:
 def _digest(files: list[tuple[str, Path]]) -> str:
     digest = hashlib.sha256()
     for place, path in files:
-        digest.update(f"{place}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+        digest.update(f"{place}\0{read_sha256(path)}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -85,7 +86,7 @@ def stage_node_files(settings: Settings, nodes: list[Node]) -> None:
     renamed; an easyconfig that changed since it was planned is never built from."""
     for node in nodes:
         if easyconfig_argument(settings, node) != node.easyconfig.name:
-            if hashlib.sha256(node.easyconfig.read_bytes()).hexdigest() != node.sha256:
+            if read_sha256(node.easyconfig) != node.sha256:
                 raise RunFailed(f"{node.easyconfig}: changed since it was planned; plan again")
             _stage(node.easyconfig, staged_file(settings.layout, node.easyconfig))
         for easyblock in included_easyblocks(node):

@@ -14,8 +14,9 @@ changes or goes makes a new key. Watching a file EasyBuild then ignores
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
+
+from builder.digests import file_sha256
 
 
 def config_files() -> list[str]:
@@ -30,19 +31,11 @@ def config_files() -> list[str]:
     return files
 
 
-def _content(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        return None
-
-
 def easybuild_inputs() -> dict:
     """The configuration files that exist, by content (one that appears or goes changes the list), the
     ``EASYBUILD_*`` variables, and, where a file exists, what it may interpolate (``%(HOME)s``,
     ``%(USER)s``: EasyBuild takes the user from the uid). Without configuration files nothing here
     depends on the user, so users sharing a cache volume share its entries."""
-    files = [(f, content) for f in config_files() if (content := _content(f)) is not None]
+    files = [(f, content) for f in config_files() if (content := file_sha256(f)) is not None]
     return {"files": files, "env": sorted((k, v) for k, v in os.environ.items() if k.startswith("EASYBUILD_")),
             "user": [os.path.expanduser("~"), os.getuid()] if files else None}

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from builder import ebadapter, jsonfile
+from builder.digests import read_sha256
 from builder.ebadapter.worker import Workers
 from builder.errors import BadInput
 from builder.execute import sandbox
@@ -109,10 +109,6 @@ def robot_paths(settings: Settings) -> list[Path]:
     return [*settings.easyconfig_paths, ebadapter.upstream_easyconfigs()]
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _listed(stacks: list[Path]) -> list[Listed]:
     """Every entry of the easystacks, in order; a refused option is bad input here."""
     return [Listed(stack=stack, name=name, options=entry_options.split(stack, name, opts))
@@ -181,7 +177,7 @@ def _resolve(eb: ebadapter.Session, entries: list[EasystackEntry], cache: ParseC
     digests: dict[Path, str] = {}  # parsed or in the level being parsed: each file is parsed once
     level = list(dict.fromkeys(e.easyconfig for e in entries))
     while level:
-        batch = {path: _digest(path) for path in level}
+        batch = {path: read_sha256(path) for path in level}
         digests.update(batch)
         following = []
         for parsed in _parse_all(eb, batch, cache, sandboxed):
