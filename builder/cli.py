@@ -245,7 +245,7 @@ def show(config: Path | None, as_json: bool, module: str) -> None:
     from builder.report.published import published_keys, resolve
 
     settings = load_settings(config)
-    info = provenance(settings, resolve(published_keys(settings.layout, settings.trees()), module, "modlib show"))
+    info = provenance(settings, resolve(published_keys(settings.layout, settings.trees()), module))
     click.echo(json.dumps(info, indent=1) if as_json else "\n".join(lines(info)))
 
 
@@ -260,7 +260,7 @@ def logs(config: Path | None, path_only: bool, every: bool, module: str) -> None
     from builder.report.published import recorded_keys, resolve
 
     settings = load_settings(config)
-    key = resolve(recorded_keys(settings.layout, settings.trees()), module, "modlib logs")
+    key = resolve(recorded_keys(settings.layout, settings.trees()), module)
     if every:
         click.echo("\n".join(run_lines(runs(settings.layout, key))))
         return

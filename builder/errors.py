@@ -50,6 +50,13 @@ class BadInput(ModlibError):
         super().__init__(f"{source}: {problem}")
 
 
+def malformed_yaml(source: object, err: Exception) -> BadInput:
+    """One line for a YAML error: PyYAML's own message spans lines and names ``<unicode string>``."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return BadInput(source, f"malformed YAML{where}: {' '.join(str(getattr(err, 'problem', None) or err).split())}")
+
+
 class Locked(ModlibError):
     """Another run holds the library's run lock."""
 

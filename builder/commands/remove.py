@@ -20,6 +20,7 @@ from builder.publish import prefixes
 from builder.publish.live import retract_node_files
 from builder.publish.view import generations, publish_view
 from builder.read.config import Settings
+from builder.report.published import resolve
 
 #: How EasyBuild's Lua module files load their dependencies.
 _LOADS = re.compile(r"""(?:depends_on|load)\(\s*["']([^"']+)["']""")
@@ -33,27 +34,24 @@ def dependents(settings: Settings, module: str) -> list[str]:
 
 
 def remove(settings: Settings, modules: list[str], report: Callable[[str], None]) -> None:
-    """Unpublish ``modules`` under the run lock and publish the view without them. A name is taken only as
-    the store lists it (never as a path: ``../../x`` would name a file outside the library), and every
-    tree is searched for modules that load it."""
+    """Unpublish ``modules`` under the run lock and publish the view without them. A name is taken as
+    ``show`` and ``logs`` take it (full, short, bare software name, after its tree), and only ever matched
+    against the store's names (never used as a path: ``../../x`` would name a file outside the library);
+    every tree is searched for modules that load it."""
     layout = settings.layout
     check_library(settings)
     with RunLock(layout, holder="modlib remove", warn=report) as lock:
-        stored = {tree: set(store_modules(layout, tree)) for tree in settings.trees()}
-        for module in modules:
-            if not any(module in names for names in stored.values()):
-                raise BadInput(module, "not a published module of this library (nothing to remove; give its "
-                                       "full name, as `modlib status` lists it)")
-            users = [d for d in dependents(settings, module) if d.split("/", 1)[1] not in modules]
+        stored = [(tree, module) for tree in settings.trees() for module in store_modules(layout, tree)]
+        wanted = [resolve(stored, name) for name in modules]
+        for _, module in wanted:
+            users = [d for d in dependents(settings, module) if tuple(d.split("/", 1)) not in wanted]
             if users:
                 raise BadInput(module, f"published modules load it: {', '.join(users)}; remove them first")
-        for module in modules:
-            for tree, names in stored.items():
-                if module in names:
-                    lock.fence()
-                    retract_node_files(layout, tree, module)
-                    report(f"removed {tree}/{module} from the store; its prefix expires after "
-                           f"{settings.grace_period_hours:g} h")
+        for tree, module in wanted:
+            lock.fence()
+            retract_node_files(layout, tree, module)
+            report(f"removed {tree}/{module} from the store; its prefix expires after "
+                   f"{settings.grace_period_hours:g} h")
         lock.fence()
         gen, _ = publish_view(settings)
         report(f"published {gen.name}")

@@ -11,6 +11,7 @@ import collections
 import contextlib
 import io
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.ebadapter.sources import SourceFile, source_files
-from builder.errors import BadInput, RunFailed
+from builder.errors import BadInput, RunFailed, malformed_yaml
 
 #: Options that only change how ``eb`` builds, never what planning resolves; kept out of the parse config.
 _BUILD_ONLY = {"parallel", "set-default-module", "hidden", "rebuild", "force"}
@@ -148,14 +149,13 @@ def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str
     parse_opts = {k: v for k, v in options.items() if k not in _BUILD_ONLY}
     with tempfile.TemporaryDirectory(prefix="modlib-eb-") as tmp, _quiet_and_restored():
         os.environ.setdefault("EB_SCRIPT_PATH", str(Path(sys.prefix) / "bin" / "eb"))
-        args = ["--robot-paths=" + os.pathsep.join(str(p) for p in robot_paths), "--fetch",
-                "--tmpdir=" + tmp, "--installpath=" + tmp, "--allow-use-as-root-and-accept-consequences",
-                *eb_cli_options(parse_opts)]
-        if hooks is not None:
-            args.append(f"--hooks={hooks}")
+        own = ["--robot-paths=" + os.pathsep.join(str(p) for p in robot_paths), "--fetch",
+               "--tmpdir=" + tmp, "--installpath=" + tmp, "--allow-use-as-root-and-accept-consequences",
+               *([f"--hooks={hooks}"] if hooks is not None else [])]
         for cache in (ecmod._easyconfigs_cache, ecmod._easyconfig_files_cache, eb_hooks._cached_hooks):
             cache.clear()  # EasyBuild keeps these per process; a new configuration must not see old ones
-        cfg = _set_up(set_up_configuration, args, hooks, origin)  # EasyBuild's cfg_settings tuple, as main() unpacks it
+        # EasyBuild's cfg_settings tuple, as main() unpacks it
+        cfg = _set_up(set_up_configuration, own, eb_cli_options(parse_opts), hooks, origin)
         _active = session = Session(hooks)
         if cfg[6]:  # try_to_generate: a --try-* option asks for a tweak
             session.build_specs, session.tweak_dirs = cfg[0], cfg[8]
@@ -166,13 +166,18 @@ def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str
             _active = None
 
 
-def _set_up(set_up_configuration, args: list[str], hooks: Path | None, origin: object) -> tuple:
+def _set_up(set_up_configuration, own: list[str], admins: list[str], hooks: Path | None, origin: object) -> tuple:
     """EasyBuild's configuration (its ``cfg_settings``), with its failures told apart: a hooks file that
-    does not import is the admin's input, and so is an option EasyBuild rejects."""
+    does not import is the admin's input, and so is an option EasyBuild rejects. optparse says why on
+    stderr before it exits 2: that line is the reason, not the exit code."""
+    said = io.StringIO()
     try:
-        _, cfg = set_up_configuration(args=args, silent=True, reconfigure=True)
+        with contextlib.redirect_stderr(said):
+            _, cfg = set_up_configuration(args=own + admins, silent=True, reconfigure=True)
     except (Exception, SystemExit) as err:  # EasyBuildError, or optparse's exit on a bad option
-        raise BadInput(origin, f"EasyBuild rejects the options {args[5:]}: {err}") from None
+        lines = [line for line in said.getvalue().splitlines() if line.startswith("eb: error: ")]
+        why = lines[-1].removeprefix("eb: error: ") if lines else " ".join(str(getattr(err, "msg", err)).split())
+        raise BadInput(origin, f"EasyBuild rejects the options {' '.join(admins)}: {why}") from None
     if hooks is None:
         return cfg
     from easybuild.tools.hooks import load_hooks
@@ -190,15 +195,20 @@ _active: Session | None = None
 
 def read_easystack(path: Path) -> list[tuple[str, dict]]:
     """(easyconfig file name, options) per entry, as EasyBuild's own easystack parser reads them."""
+    import yaml
     from easybuild.framework.easystack import parse_easystack
     from easybuild.tools.build_log import EasyBuildError
 
     try:
+        yaml.safe_load(path.read_bytes())  # EasyBuild's loader wraps a YAML error in lines of its own
         stack = parse_easystack(str(path))
-    except EasyBuildError as err:
-        raise BadInput(path, f"invalid easystack: {err.msg}") from None
-    except Exception as err:  # yaml errors surface as plain exceptions from EasyBuild's loader
-        raise BadInput(path, f"malformed easystack YAML: {err}") from None
+    except yaml.YAMLError as err:
+        raise malformed_yaml(path, err) from None
+    except EasyBuildError as err:  # its first line says what is wrong, the rest shows an example
+        said = re.sub(rf"\s*(in )?(easystack file )?{re.escape(str(path))}", "", err.msg.splitlines()[0])
+        raise BadInput(path, f"invalid easystack: {said}") from None
+    except Exception as err:  # what else EasyBuild's loader raises, as it is
+        raise BadInput(path, f"malformed easystack: {' '.join(str(err).split())}") from None
     entries = []
     for name, opts in stack.ec_opt_tuples:
         if opts is not None and not isinstance(opts, dict):

@@ -23,7 +23,7 @@ import yaml
 
 from builder import jsonfile, schemas
 from builder.cache_files import prune, read_entry, secret, sign, signed
-from builder.errors import BadInput
+from builder.errors import BadInput, malformed_yaml
 from builder.layout import Layout
 from builder.read import k8s_overrides
 
@@ -178,9 +178,7 @@ def _load_yaml(path: Path) -> tuple[bytes, object]:
     except FileNotFoundError:
         raise BadInput(path, "configuration file not found") from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise BadInput(path, f"malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+        raise malformed_yaml(path, err) from None
 
 
 def _remembered(memo: Path, key: bytes) -> bool:

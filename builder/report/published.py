@@ -7,6 +7,8 @@ or any of them after its tree (``cuda/saxpy``) where two trees hold the same mod
 
 from __future__ import annotations
 
+import difflib
+
 from builder import jsonfile
 from builder.commands.verify import published
 from builder.errors import BadInput
@@ -40,8 +42,9 @@ def _matches(module: str, name: str) -> int:
     return 1 if module.split("/")[0] == name else 0
 
 
-def resolve(keys: list[NodeKey], name: str, source: str) -> NodeKey:
-    """The one (tree, module) ``name`` means among ``keys``; none or several is bad input from ``source``."""
+def resolve(keys: list[NodeKey], name: str) -> NodeKey:
+    """The one (tree, module) ``name`` means among ``keys``; none or several is bad input naming ``name``,
+    with the closest names when there is none (``show``, ``logs`` and ``remove`` take the same names)."""
     tree, _, rest = name.partition("/")
     trees = {t for t, _ in keys}
     wanted, pool = (rest, [k for k in keys if k[0] == tree]) if tree in trees and rest else (name, keys)
@@ -50,5 +53,9 @@ def resolve(keys: list[NodeKey], name: str, source: str) -> NodeKey:
         if len(found) == 1:
             return found[0]
         if found:
-            raise BadInput(source, f"{name} is ambiguous, name one of: {', '.join('/'.join(k) for k in found)}")
-    raise BadInput(source, f"no such module: {name}")
+            raise BadInput(name, f"ambiguous, name one of: {', '.join('/'.join(k) for k in found)}")
+    elsewhere = ["/".join(k) for k in keys if _matches(k[1], wanted)]  # in another tree than the one named
+    close = sorted(elsewhere or difflib.get_close_matches(name, {n for k in keys for n in ("/".join(k), k[1])},
+                                                          n=3, cutoff=0.5))[:3]
+    raise BadInput(name, "no such module in this library" + (f"; did you mean {' or '.join(close)}?" if close else
+                                                             " (`modlib status --json` lists them)"))

@@ -129,11 +129,16 @@ def test_remove_unpublishes_only_what_nothing_published_loads(tmp_path, source_c
     link_sources(root, source_cache)
     assert modlib("build", "--config", config).returncode == 0
 
-    refused = modlib("remove", "--config", config, "base/1.0-GCCcore-system")
+    # the names show and logs take: a bare software name, a short name, after its tree
+    refused = modlib("remove", "--config", config, "base")
     assert refused.returncode == 2
     assert "published modules load it: cpu/app/1.0-GCCcore-system; remove them first" in refused.stderr
-    removed = modlib("remove", "--config", config, "app/1.0-GCCcore-system")
+    unknown = modlib("remove", "--config", config, "cpu/app/1.1")
+    assert unknown.returncode == 2
+    assert "cpu/app/1.1: no such module in this library; did you mean cpu/app/1.0-GCCcore-system?" in unknown.stderr
+    removed = modlib("remove", "--config", config, "cpu/app/1.0")
     assert removed.returncode == 0, removed.stderr
+    assert "removed cpu/app/1.0-GCCcore-system from the store" in removed.stdout
     avail = lmod(f"source {root}/live/targets/cpu/env.sh && module -t avail 2>&1").stdout
     assert "app/1.0-GCCcore-system" not in avail and "base/1.0-GCCcore-system" in avail
     assert list((root / "cpu" / "software").glob("app-*/app"))  # the prefix waits out the grace period

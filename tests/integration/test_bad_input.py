@@ -74,7 +74,7 @@ def run_bad(repo, *args, stack_entries=None):
     assert snapshot(tmp / "library") == before
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("modlib: error:")]
-    assert len(errors) == 1, result.stderr
+    assert len(errors) == 1 and result.stderr.rstrip("\n").endswith(errors[0]), result.stderr  # one line, last
     return errors[0]
 
 
@@ -83,10 +83,25 @@ def test_malformed_config_yaml(repo):
     assert "library.yaml: malformed YAML" in run_bad(repo, "plan")
 
 
-def test_malformed_easystack_yaml(repo):
-    (repo[0] / "easyconfigs" / "cpu.yaml").write_text("easyconfigs:\n  - [unclosed\n")
+@pytest.mark.parametrize("text, expected", [
+    ("easyconfigs:\n  - [unclosed\n", "cpu.yaml: malformed YAML (line 3, column 1): expected ',' or ']', but got"),
+    ("easyconfigs:\n  GCCcore-system.eb\n", "cpu.yaml: invalid easystack: Found str value for 'easyconfigs', "
+                                           "should be list."),
+    ("software:\n  foo: 1\n", "cpu.yaml: invalid easystack: Top-level key 'easyconfigs' missing")],
+    ids=["yaml", "not-a-list", "no-easyconfigs"])
+def test_a_broken_easystack_is_one_line(repo, text, expected):
+    """PyYAML's and EasyBuild's own messages span lines (a "<unicode string>", an example easystack)."""
+    (repo[0] / "easyconfigs" / "cpu.yaml").write_text(text)
     message = run_bad(repo, "build")
-    assert "cpu.yaml" in message and "easystack" in message
+    assert expected in message, message
+
+
+def test_an_option_easybuild_rejects_gives_its_reason(repo):
+    """eb's own reason, and only the admin's option: it said "rejects the options ['--skip-test-step=0',
+    '--hooks=…']: 2" (optparse's exit code, and modlib's own --hooks)."""
+    message = run_bad(repo, "plan", stack_entries=[{"GCCcore-system.eb": {"options": {"skip-test-step": 0}}}])
+    assert message.endswith("entry GCCcore-system.eb: EasyBuild rejects the options --skip-test-step=0: "
+                            "--skip-test-step option does not take a value"), message
 
 
 @pytest.mark.parametrize("entry, expected", [
