@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -39,7 +41,14 @@ class ModlibGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            done = super().invoke(ctx)
+            sys.stdout.flush()  # here, where a reader that went away is caught, not at the interpreter's exit
+            return done
+        except BrokenPipeError:
+            # `modlib status | head`: the reader took what it wanted; stop as a shell tool stopped by SIGPIPE
+            # does, quietly, with 128 + SIGPIPE (Python ignores the signal and would raise at every write)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
         except ModlibError as err:
             if ctx.params.get("debug"):
                 traceback.print_exc()
