@@ -230,9 +230,11 @@ def status(config: Path | None, as_json: bool, where: tuple[str, ...]) -> None:
 
 
 def _where(settings: Settings, conditions: list[str], as_json: bool) -> None:
+    from builder.ebadapter import option_names
     from builder.report.where import parse, query
 
-    found = query(settings, [parse(c) for c in conditions])
+    known = option_names()
+    found = query(settings, [parse(c, known) for c in conditions])
     if as_json:
         click.echo(json.dumps(found, indent=1))
         return
@@ -241,6 +243,10 @@ def _where(settings: Settings, conditions: list[str], as_json: bool) -> None:
         click.echo(f"  {m['tree']}/{m['module']}  ({', '.join(f'{k}={v}' for k, v in m['values'].items())})")
     for m in found["not_recorded"]:
         click.echo(f"  not recorded: {m['tree']}/{m['module']} (its build record predates recorded options)")
+    if found["not_applicable"]:
+        trees = sorted({m["tree"] for m in found["not_applicable"]})
+        click.echo(f"not applicable: {len(found['not_applicable'])} modules of the {', '.join(trees)} tree(s), "
+                   "whose target and builds do not set the option")
 
 
 @main.command()

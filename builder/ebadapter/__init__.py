@@ -111,6 +111,15 @@ def eb_cli_options(opts: Mapping[str, object]) -> list[str]:
     return opts_dict_to_eb_opts(dict(opts))
 
 
+def option_names() -> frozenset[str]:
+    """The long options ``eb`` knows (``cuda-compute-capabilities``, ``optarch``), from its own parser."""
+    from easybuild.tools.options import EasyBuildOptions
+
+    with _quiet_and_restored():  # it warns that no ``eb`` is on PATH
+        parser = EasyBuildOptions(go_args=[], go_useconfigfiles=False).parser
+    return frozenset(name.removeprefix("--") for name in parser._long_opt)
+
+
 def easyconfig_filename(name: str, version: str, toolchain: tuple[str, str]) -> str:
     """The file name EasyBuild's robot looks for (``Name-1.0-GCCcore-system.eb``), by EasyBuild's own rule."""
     from easybuild.tools.module_naming_scheme.utilities import det_full_ec_version

@@ -2,15 +2,18 @@
 
 The question sites ask after a GPU generation arrives ("which modules were built without compute
 capability 9.0?") is answered from each published module's build record (the run that stored it, as
-its manifest names it), not by grepping logs. KEY is an EasyBuild option as library.yaml and the
-easystacks spell it (``cuda-compute-capabilities``, ``optarch``), or ``easybuild-version``. A list
-option (or a comma-separated value) equals VALUE when VALUE is one of its items; an option the build
-did not set never equals anything. Modules whose record predates recorded options are listed apart:
-what they were built with is not known.
+its manifest names it), not by grepping logs. KEY is an option ``eb`` knows, as library.yaml and the
+easystacks spell it (``cuda-compute-capabilities``, ``optarch``), or ``easybuild-version``: any other key
+is bad input (a typo matched every module). A list option (or a comma-separated value) equals VALUE when
+VALUE is one of its items; an option the build did not set never equals anything. An option that
+applies to no build of a module's tree (its target does not set it, nor did the build) is neither
+with nor without: following "rebuild what lacks 9.0" must not rebuild the cpu tree. Modules whose
+record predates recorded options are listed apart: what they were built with is not known.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -36,12 +39,17 @@ class Condition:
         return f"{self.key}{'=' if self.equal else '!='}{self.value}"
 
 
-def parse(text: str) -> Condition:
+def parse(text: str, known: frozenset[str]) -> Condition:
+    """``known``: the keys there are (``eb``'s options, from ``ebadapter.option_names``)."""
     found = _CONDITION.match(text.strip())
     if not found:
         raise BadInput("--where", f"{text!r}: expected KEY=VALUE or KEY!=VALUE (an EasyBuild option, "
                                   "such as cuda-compute-capabilities!=9.0, or easybuild-version)")
     key, op, value = found.groups()
+    if key not in known and key not in _RECORD_KEYS:
+        close = difflib.get_close_matches(key, [*known, *_RECORD_KEYS], n=1)
+        raise BadInput("--where", f"{key!r} is not an EasyBuild option"
+                                  + (f"; did you mean {close[0]!r}?" if close else " (nor easybuild-version)"))
     return Condition(key, op == "=", value)
 
 
@@ -73,17 +81,23 @@ def built_with(record: dict | None, key: str) -> tuple[bool, object]:
 
 
 def query(settings: Settings, conditions: list[Condition]) -> dict:
-    """Published modules meeting every condition, and those whose records cannot say."""
-    matched, unknown = [], []
+    """Published modules meeting every condition, those whose records cannot say, and those for whose
+    tree a condition's option does not apply."""
+    matched, unknown, not_applicable = [], [], []
+    set_by_tree = {t.tree: {k for k, _ in t.easybuild_options} for t in settings.targets.values()}
     for key in published_keys(settings.layout, settings.trees()):
         record = _record(settings, key)
         known = [(c, *built_with(record, c.key)) for c in conditions]
         entry = {"tree": key[0], "module": key[1], "values": {c.key: text(v) for c, ok, v in known if ok}}
         if not all(ok for _, ok, _ in known):
             unknown.append(entry)
+        elif any(v is None and c.key not in _RECORD_KEYS and c.key not in set_by_tree.get(key[0], set())
+                 for c, _, v in known):
+            not_applicable.append(entry)
         elif all((c.value in items(v)) == c.equal for c, _, v in known):
             matched.append(entry)
-    return {"where": [str(c) for c in conditions], "modules": matched, "not_recorded": unknown}
+    return {"where": [str(c) for c in conditions], "modules": matched, "not_recorded": unknown,
+            "not_applicable": not_applicable}
 
 
 def _record(settings: Settings, key: NodeKey) -> dict | None:

@@ -31,16 +31,31 @@ def test_unknown_or_ambiguous_names_are_bad_input_naming_them_once(name, problem
         resolve(KEYS, name)
 
 
+#: What ``ebadapter.option_names()`` answers, in part (tests/integration/test_cli_output.py asks eb itself).
+KNOWN = frozenset({"cuda-compute-capabilities", "optarch", "parallel"})
+
+
 def test_where_conditions_and_values():
-    cond = parse("cuda-compute-capabilities!=9.0")
+    cond = parse("cuda-compute-capabilities!=9.0", KNOWN)
     assert (cond.key, cond.equal, cond.value, str(cond)) == ("cuda-compute-capabilities", False, "9.0",
                                                             "cuda-compute-capabilities!=9.0")
-    assert parse("optarch=GENERIC").equal
+    assert parse("optarch=GENERIC", KNOWN).equal and parse("easybuild-version=5.4.1", KNOWN).equal
     assert items(["8.0", "9.0"]) == ["8.0", "9.0"] and items("8.0, 9.0") == ["8.0", "9.0"] and items(None) == []
     assert items(True) == ["true"]
     for bad in ("cuda-compute-capabilities", "=9.0", "a b=c"):
         with pytest.raises(BadInput, match="expected KEY=VALUE"):
-            parse(bad)
+            parse(bad, KNOWN)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("cuda-compute-capability=9.0", "--where: 'cuda-compute-capability' is not an EasyBuild option; did you mean "
+                                    "'cuda-compute-capabilities'?"),
+    ("foo=bar", "--where: 'foo' is not an EasyBuild option (nor easybuild-version)")])
+def test_where_keys_are_options_eb_knows(text, problem):
+    """A typo matched every module (no build sets an unknown option) and foo=bar answered "0 published"."""
+    with pytest.raises(BadInput) as err:
+        parse(text, KNOWN)
+    assert str(err.value) == problem
 
 
 def test_a_record_without_options_cannot_answer():
@@ -102,5 +117,5 @@ def test_a_module_recorded_before_provenance_fields_shows_them_as_not_recorded(t
     text = "\n".join(lines(info))
     assert "  EasyBuild       not recorded" in text and "  options         not recorded" in text
     assert "(the file has changed since: drifted)" in text and "local on old-host (pid 1)" in text
-    found = query(settings, [parse("cuda-compute-capabilities!=9.0")])
+    found = query(settings, [parse("cuda-compute-capabilities!=9.0", KNOWN)])
     assert found["modules"] == [] and found["not_recorded"] == [{"tree": "cpu", "module": "tool/1.0", "values": {}}]
