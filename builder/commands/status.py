@@ -18,7 +18,7 @@ from builder.execute.lock import holder_gone, read_holder
 from builder.execute.records import UNISOLATED
 from builder.jsonfile import Garbled
 from builder.layout import Layout
-from builder.plan.graph import Plan
+from builder.plan.graph import NodeKey, Plan
 from builder.publish.featured import python_minor
 from builder.publish.live import drifted, read_manifest
 from builder.read.config import Settings
@@ -50,23 +50,36 @@ def library_status(settings: Settings, plans: dict[str, Plan | BadInput]) -> dic
         out["last_run"] = records.read_last_run(layout)
     except Garbled as err:
         out["damage"].append(str(err))
+    owners = _owners(settings, plans)
     for name, plan in plans.items():
-        mine = settings.layered_trees(settings.target(name))
-        stored = [f for f in integrity.findings if f.tree in mine]  # every published module of its trees
-        state = _planned(layout, plan) if isinstance(plan, Plan) else _unplanned(stored, plan)
+        tree = settings.target(name).tree
+        stored = [f for f in integrity.findings if f.tree == tree]  # every published module of its own tree
+        state = _planned(layout, plan, owners, name) if isinstance(plan, Plan) else _unplanned(stored, plan)
         state.update(_integrity(stored))
         state["orphaned"] = [{"module": f.module, "tree": f.tree} for f in stored
                              if f.tree not in unplanned and (f.tree, f.module) not in planned]
-        state["python_mismatch"] = _python_mismatch(settings, name)
+        state["python_mismatch"] = _python_mismatch(settings, tree)
         state["unisolated"] = [{"module": f.module, "tree": f.tree} for f in stored if _unisolated(layout, f)]
         state["last_run"] = _for_trees(out["last_run"], plan) if isinstance(plan, Plan) else None
         out["targets"][name] = state
     return out
 
 
-def _planned(layout: Layout, plan: Plan) -> dict:
+def _owners(settings: Settings, plans: dict[str, Plan | BadInput]) -> dict[NodeKey, str]:
+    """The one target each planned module is counted under: the target of its tree where that target
+    plans it, else the first that does (a cuda target's plan holds the cpu-tree modules it loads, which
+    the cpu target counts)."""
+    owners: dict[NodeKey, str] = {}
+    for name, plan in plans.items():
+        for node in plan.nodes if isinstance(plan, Plan) else []:
+            if settings.target(name).tree == node.tree or node.key not in owners:
+                owners[node.key] = name
+    return owners
+
+
+def _planned(layout: Layout, plan: Plan, owners: dict[NodeKey, str], target: str) -> dict:
     published_, missing, failed, drift = [], [], [], []
-    for node in plan.nodes:
+    for node in (n for n in plan.nodes if owners[n.key] == target):
         entry = {"module": node.module, "tree": node.tree}
         if node.installed:
             published_.append(entry)
@@ -125,13 +138,11 @@ def _for_trees(last_run: dict | None, plan: Plan) -> dict | None:
             "blocked": {k: v for k, v in last_run["blocked"].items() if k in mine}}
 
 
-def _python_mismatch(settings: Settings, target: str) -> list[dict]:
+def _python_mismatch(settings: Settings, tree: str) -> list[dict]:
     """Published modules (planned or not) whose Python packages would not import in the notebook's Python."""
     out = []
-    for tree in settings.layered_trees(settings.target(target)):
-        for module in store_modules(settings.layout, tree):
-            path = settings.layout.module_file(tree, module)
-            built_for = python_minor(path.read_text())
-            if built_for and settings.python_version and built_for != settings.python_version:
-                out.append({"module": module, "tree": tree, "python": built_for})
+    for module in store_modules(settings.layout, tree):
+        built_for = python_minor(settings.layout.module_file(tree, module).read_text())
+        if built_for and settings.python_version and built_for != settings.python_version:
+            out.append({"module": module, "tree": tree, "python": built_for})
     return out

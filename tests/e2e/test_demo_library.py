@@ -45,6 +45,12 @@ def test_every_planned_module_is_published(library):
         assert target["missing"] == [] and target["failed"] == [] and target["drifted"] == [], name
     cpu = {m["module"] for m in status["targets"]["cpu"]["published"]}
     assert cpu == {n["module"] for n in nodes if n["tree"] == "cpu"} and DEMO <= cpu
+    # each module counted once, under its own tree's target: the cuda target's plan holds the cpu-tree
+    # GCCcore it loads, which "cuda: 3 published" counted again for a tree of 2
+    assert [m["tree"] for m in status["targets"]["cuda"]["published"]] == ["cuda"] * len(
+        [n for n in nodes if n["tree"] == "cuda"])
+    text = modlib("status", "--config", CONFIG, env=env, check=True).stdout
+    assert f"cuda: {len([n for n in nodes if n['tree'] == 'cuda'])} published, 0 missing" in text
     assert status["last_run"]["failed"] == [] and len(status["last_run"]["built"]) == len(nodes)
 
 
