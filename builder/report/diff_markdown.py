@@ -1,8 +1,9 @@
 """A plan diff as Markdown: one comment on a merge request (GitLab and GitHub render the same tables).
 
-A summary row per target first, so a reviewer sees at a glance whether the change builds anything,
-then one table per target that changes: every module added, dropped or to rebuild, what it needs and
-how long its build took before.
+A summary row per target first, so a reviewer sees at a glance what the next run after a merge builds
+(and, apart, what drifted and is rebuilt only on request), then one table per target that changes:
+every module added, dropped or drifted, what it needs, what a merge does with it and how long its
+build took before.
 """
 
 from __future__ import annotations
@@ -29,39 +30,42 @@ def _estimate(est: Estimate | None) -> str:
     return duration(est.seconds) if est.basis == "its last build" else f"~{duration(est.seconds)} ({est.basis})"
 
 
-def _total(diff: TargetDiff) -> str:
-    seconds, unknown = diff.total()
-    if not diff.builds():
-        return "nothing to build"
-    known = duration(seconds) if unknown < len(diff.builds()) else ""
-    return ", ".join(filter(None, [known, f"{unknown} unknown" if unknown else ""]))
+def _total(diff: TargetDiff, changes: list[Change], nothing: str) -> str:
+    seconds, unknown = diff.total(changes)
+    if not changes:
+        return nothing
+    known = duration(seconds) if unknown < len(changes) else ""
+    return ", ".join(filter(None, [f"{len(changes)}:", known, f"{unknown} unknown" if unknown else ""]))
 
 
 def _row(kind: str, change: Change) -> str:
     node = change.node
     needs = ", ".join(f"{_MARKS[state]} `{module}`" for module, state in change.needs)
     if kind == "add":
-        published = "yes (listed again)" if change.published else "no"
+        merge = "nothing: already published, now listed" if change.published else "builds it"
     elif kind == "drop":
-        published = "yes: stays published, orphaned" if change.published else "no"
+        merge = "nothing: stays published, orphaned" if change.published else "nothing: never built"
     else:
-        published = "yes: drifted, `modlib build --rebuild`" if change.published else "no"
+        merge = f"nothing until `modlib build --rebuild {node.module}`" if change.published else "builds it"
         needs = "; ".join(change.why)
-    return f"| {kind} | `{node.module}` | {node.tree} | {needs} | {published} | {_estimate(change.estimate)} |"
+    estimate = _estimate(change.estimate) if kind == "rebuild" or not change.published else ""
+    return f"| {kind} | `{node.module}` | {node.tree} | {needs} | {merge} | {estimate} |"
 
 
 def render(diff: PlanDiff) -> str:
     lines = [f"#### modlib plan: this change against `{diff.ref}` ({diff.commit[:12]})", "",
-             "| target | add | drop | rebuild | build time |", "|---|---|---|---|---|"]
+             "| target | add | drop | drifted | the next run builds | rebuilt only with `--rebuild` |",
+             "|---|---|---|---|---|---|"]
     for name, t in diff.targets.items():
-        lines.append(f"| {name} | {len(t.add)} | {len(t.drop)} | {len(t.rebuild)} | {_total(t)} |")
+        lines.append(f"| {name} | {len(t.add)} | {len(t.drop)} | {len(t.rebuild)} | "
+                     f"{_total(t, t.builds(), 'nothing')} | {_total(t, t.rebuild, '')} |")
     if diff.hooks_changed:
         lines += ["", "The hooks file changed: builds from now on use it; published modules are not rebuilt."]
     for name, t in diff.targets.items():
         changes = [("add", c) for c in t.add] + [("drop", c) for c in t.drop] + [("rebuild", c) for c in t.rebuild]
         if not changes:
             continue
-        lines += ["", f"**{name}**", "", "| change | module | tree | needs / why | published | build time |",
+        lines += ["", f"**{name}**", "", "| change | module | tree | needs / why | a merge | build time |",
                   "|---|---|---|---|---|---|", *(_row(kind, c) for kind, c in changes)]
     if not any(t.add or t.drop or t.rebuild for t in diff.targets.values()):
         lines += ["", "No module is added, dropped or changed."]

@@ -1,9 +1,10 @@
 """``modlib plan --diff REF``: what merging the working tree would change in the library, per target.
 
 Reviewers of a merge request that edits a curated list need to see its effect, not the YAML: the
-modules a merge adds (in build order, and whether what they need is already published), the ones it
-drops (they stay published, orphaned), the ones whose easyconfig or options changed under a published
-install (drifted: rebuilt only on request), and how long the builds took before. Both sides are
+modules a merge adds (in build order, and whether what they need is already published; one already
+built is only listed, not built), the ones it drops (they stay published, orphaned), the ones whose
+easyconfig or options changed under a published install (drifted: rebuilt only on request, so not in
+what the merge builds), and how long the builds took before. Both sides are
 planned by the same planner against the same library root, so ``published`` means the same thing on
 both; the side at REF is extracted by ``git archive`` and planned without the caches (its paths are
 temporary, and entries for them would only pile up).
@@ -63,19 +64,23 @@ class TargetDiff:
     rebuild: list[Change] = field(default_factory=list)
 
     def builds(self) -> list[Change]:
-        """What a merge builds (added, not yet published) or asks to rebuild (drifted)."""
-        return [c for c in self.add if not c.published] + self.rebuild
+        """What the next run after a merge builds: what it adds that is not published yet. A drifted module
+        is not among them: only ``modlib build --rebuild`` rebuilds it."""
+        return [c for c in self.add if not c.published]
 
-    def total(self) -> tuple[float, int]:
-        """Seconds of the builds whose duration is known (one after another), and how many are unknown."""
-        known = [c.estimate.seconds for c in self.builds() if c.estimate and c.estimate.seconds is not None]
-        return sum(known), len(self.builds()) - len(known)
+    def total(self, changes: list[Change] | None = None) -> tuple[float, int]:
+        """Seconds of the builds (``builds()`` unless given) whose duration is known, one after another, and
+        how many are unknown."""
+        changes = self.builds() if changes is None else changes
+        known = [c.estimate.seconds for c in changes if c.estimate and c.estimate.seconds is not None]
+        return sum(known), len(changes) - len(known)
 
     def as_json(self) -> dict:
-        seconds, unknown = self.total()
+        (seconds, unknown), (again, again_unknown) = self.total(), self.total(self.rebuild)
         return {"add": [c.as_json() for c in self.add], "drop": [c.as_json() for c in self.drop],
                 "rebuild": [c.as_json() for c in self.rebuild],
-                "estimate": {"seconds": round(seconds, 1), "unknown": unknown}}
+                "estimate": {"seconds": round(seconds, 1), "unknown": unknown},
+                "rebuild_on_request": {"seconds": round(again, 1), "unknown": again_unknown}}
 
 
 @dataclass
