@@ -1,8 +1,9 @@
 #!/bin/sh
 # `make image`: build modlib's container images from the repository root, one per NAME=CONTAINERFILE
 # argument, as REGISTRY/NAME:TAG, with podman, docker or buildah (the first found; TOOL overrides it,
-# TOOL=print only prints the commands). PUSH=1 also pushes each image and prints its digest and the
-# lines that pin it: kustomize `images:` for the manifests, library.yaml `kubernetes.image` for build Jobs.
+# TOOL=print only prints the commands). PUSH=1 also pushes each image and prints its digest and where
+# to pin it: the builder in the site overlay's kustomization (`images:`) and in library.yaml
+# (`kubernetes.image`, for build Jobs); the notebook image in the hub's values (`singleuser.image`).
 set -eu
 : "${REGISTRY:?}" "${TAG:?}"
 tool=${TOOL:-$(command -v podman || command -v docker || command -v buildah || echo print)}
@@ -31,13 +32,24 @@ for spec in "$@"; do
     esac
     digest=$(cat "$digestfile")
     rm -f "$digestfile"
-    cat <<EOF
-# pin $name by digest: in your overlay's kustomization.yaml
+    case $name in
+        builder) cat <<EOF
+# pin $name by digest: in your site overlay's kustomization.yaml (k8s-jobs/examples/site/kustomization.yaml)
 images:
   - name: ghcr.io/modlib/$name
     newName: $REGISTRY/$name
     digest: $digest
-# and, for the builder, in library.yaml (build Jobs take their image from there):
+# and in library.yaml (build Jobs take their image from there):
 #   kubernetes: {image: "$REGISTRY/$name@$digest"}
 EOF
+        ;;
+        notebook) cat <<EOF
+# pin $name by digest: in the hub's Helm values (k8s-jobs/overlays/notebook/z2jh-values.yaml)
+singleuser:
+  image:
+    name: $REGISTRY/$name
+    tag: "$TAG@$digest"
+EOF
+        ;;
+    esac
 done

@@ -82,6 +82,16 @@ def test_make_image_prints_the_build_and_the_digest_pin():
         assert f"podman push --digestfile {name}.digest {ref}" in lines
         block = made.stdout.split(f"# pin {name} by digest")[1].split("# pin ")[0]
         pin = yaml.safe_load("\n".join(line for line in block.splitlines()[1:] if not line.startswith(("#", "podman"))))
-        assert pin == {"images": [{"name": f"ghcr.io/modlib/{name}", "newName": f"registry.example.org/hpc/{name}",
-                                   "digest": "sha256:..."}]}
+        if name == "builder":  # kustomize's images: and library.yaml's kubernetes.image, for build Jobs
+            assert pin == {"images": [{"name": "ghcr.io/modlib/builder", "digest": "sha256:...",
+                                       "newName": "registry.example.org/hpc/builder"}]}
+            assert 'kubernetes: {image: "registry.example.org/hpc/builder@sha256:..."}' in block
+            site = yaml.safe_load((REPO / "k8s-jobs" / "examples" / "site" / "kustomization.yaml").read_text())
+            assert [i["name"] for i in site["images"]] == ["ghcr.io/modlib/builder"]  # the file it names has it
+        else:  # the hub's values, never a build Job's image (every build would run the notebook image)
+            assert pin == {"singleuser": {"image": {"name": "registry.example.org/hpc/notebook",
+                                                    "tag": f"{version}@sha256:..."}}}
+            assert "kubernetes:" not in block
+            values = yaml.safe_load((REPO / "k8s-jobs" / "overlays" / "notebook" / "z2jh-values.yaml").read_text())
+            assert values["singleuser"]["image"]["name"] == "ghcr.io/modlib/notebook"
     assert (REPO / "k8s-jobs" / "image" / "Containerfile").is_file()

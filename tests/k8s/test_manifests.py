@@ -6,6 +6,8 @@ design promises (least-privilege RBAC, the scheduled run, read-only notebook mou
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tests.k8s.validate import (
     K8S_JOBS,
     K8S_VERSIONS,
     UnknownKind,
+    kubectl,
     kustomize,
     pod_templates,
     run_checkov,
@@ -106,6 +109,20 @@ def test_library_claim(built):
     assert pvc["metadata"]["labels"]["app.kubernetes.io/component"] == "library"
     site = one(built["examples/site"], "PersistentVolumeClaim", "modlib-library")
     assert site["spec"]["storageClassName"] == "nfs-client"
+
+
+def test_the_site_overlay_works_where_readme_copies_it(tmp_path):
+    """k8s-jobs/README's commands, run as written in a checkout's copy: the example's ``../../overlays``
+    resolved only where it sits, so a copy failed to render."""
+    readme = (REPO / "k8s-jobs" / "README.md").read_text()
+    commands = readme.split("```sh\n# at the root of the modlib checkout")[1].split("```")[0]
+    shutil.copytree(REPO / "k8s-jobs", tmp_path / "k8s-jobs")
+    env = {**os.environ, "PATH": f"{Path(kubectl()).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", commands], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    pvc = one(kustomize(tmp_path / "my-site"), "PersistentVolumeClaim", "modlib-library")
+    assert pvc["spec"]["storageClassName"] == "nfs-client"
 
 
 def _selects(policy: dict, labels: dict[str, str]) -> bool:
@@ -237,7 +254,7 @@ def test_notebook_claim_is_read_only_and_statically_bound(built):
     pv, pvc = one(docs, "PersistentVolume"), one(docs, "PersistentVolumeClaim")
     assert pv["spec"]["accessModes"] == pvc["spec"]["accessModes"] == ["ReadOnlyMany"]
     assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
-    assert pv["spec"]["nfs"]["readOnly"] is True and "ro" in pv["spec"]["mountOptions"]
+    assert pv["spec"]["nfs"]["readOnly"] is True and pv["spec"]["mountOptions"] == ["ro"]  # no NFS version assumed
     assert pv["spec"]["claimRef"] == {"namespace": pvc["metadata"]["namespace"], "name": pvc["metadata"]["name"]}
     assert pvc["spec"]["volumeName"] == pv["metadata"]["name"]
     assert pv["spec"]["storageClassName"] == pvc["spec"]["storageClassName"] == ""
