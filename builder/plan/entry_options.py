@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from builder.ebadapter import build_options
 from builder.errors import BadInput
 
 #: Options EasyBuild's ``--try-*`` machinery turns into a tweaked easyconfig (``tweak()``).
@@ -85,8 +86,17 @@ def split(stack: Path, entry: str, options: dict) -> EntryOptions:
     hidden = options.get(HIDDEN, False)
     if not isinstance(hidden, bool):
         raise BadInput(stack, f"entry {entry}: option 'hidden' must be true or false, not {hidden!r}")
+    check_build_options(options, f"{stack}: entry {entry}")
     return EntryOptions(session=tuple(sorted((str(k), frozen(v)) for k, v in options.items() if k != HIDDEN)),
                         hidden=hidden)
+
+
+def check_build_options(options: dict, origin: str) -> None:
+    """BadInput naming ``origin`` and the option when ``eb`` would refuse a build-only option's value (planning
+    never reads those, every build of the entry would fail on it)."""
+    why = build_options.refusal(options)
+    if why:
+        raise BadInput(origin, why)
 
 
 def frozen(value: object) -> object:

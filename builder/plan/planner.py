@@ -298,6 +298,8 @@ def _merge(into: dict[str, Planned], more: list[Planned]) -> None:
 
 def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None) -> TargetPlan:
     """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree."""
+    entry_options.check_build_options(target.options(), f"{settings.config_file}: target {target.name}: "
+                                                        "easybuild_options")
     planned: dict[str, Planned] = {}
     digests: dict[Path, str] = {}
     for group in _sessions(_listed(list(stacks or target.easystacks))):

@@ -176,3 +176,40 @@ def test_one_module_listed_twice_with_different_options_is_bad_input(planned, tm
     stack.write_text(yaml.safe_dump({"easyconfigs": [{SQLITE: {"options": {"optarch": "GENERIC"}}}, SQLITE]}))
     result = modlib("plan", "--config", str(config), "--easystack", str(stack), "--json", env=env)
     assert result.returncode == 2 and "SQLite/3.45.3-GCCcore-13.3.0 would be built twice" in result.stderr
+
+
+@pytest.mark.parametrize("option, value", [("parallel", 1), ("parallel", True), ("parallel", "abc"),
+                                           ("set-default-module", 0), ("rebuild", "yes")])
+def test_a_build_only_value_eb_refuses_is_bad_input_at_entry_and_target(planned, tmp_path, option, value):
+    """Planning never hands these to EasyBuild, only every build does: ``eb`` itself refuses the entry (its
+    ``--easystack`` run exits 2), and so does `modlib plan`, in one line naming the file, entry and option;
+    the same value in library.yaml's easybuild_options is bad input naming the target."""
+    *_, config, env = planned
+    stack = tmp_path / "bad.yaml"
+    stack.write_text(yaml.safe_dump({"easyconfigs": [{SQLITE: {"options": {option: value}}}]}))
+    scratch = tmp_path / "eb"
+    scratch.mkdir()
+    assert eb_dry_run(["--easystack", str(stack)], [UPSTREAM], scratch).returncode == 2
+    if option != "rebuild":  # refused at entry level anyway (modlib does not plan it per entry)
+        result = modlib("plan", "--config", str(config), "--easystack", str(stack), env=env)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert f"{stack}: entry {SQLITE}: option '{option}'" in result.stderr and "EasyBuild refuses" in result.stderr
+    data = yaml.safe_load(config.read_text())
+    data["targets"]["cpu"]["easybuild_options"] = {option: value}
+    target_config = config.with_name("target-options.yaml")
+    target_config.write_text(yaml.safe_dump(data))
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"easyconfigs": ["zlib-1.3.1-GCCcore-13.3.0.eb"]}))
+    result = modlib("plan", "--config", str(target_config), "--easystack", str(good), env=env)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert (f"{target_config}: target cpu: easybuild_options: option '{option}'" in result.stderr or
+            f"{target_config}: invalid configuration at 'targets.cpu.easybuild_options.{option}'" in result.stderr)
+
+
+def test_a_build_only_value_eb_takes_plans(planned, tmp_path):
+    *_, config, env = planned
+    stack = tmp_path / "good.yaml"
+    stack.write_text(yaml.safe_dump({"easyconfigs": [{SQLITE: {"options": {"parallel": 2,
+                                                                           "set-default-module": True}}}]}))
+    result = modlib("plan", "--config", str(config), "--easystack", str(stack), "--json", env=env)
+    assert result.returncode == 0, result.stderr
