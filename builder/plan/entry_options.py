@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from builder.digests import file_sha256
 from builder.ebadapter import build_options
 from builder.errors import BadInput
 
@@ -27,6 +29,9 @@ TWEAK = frozenset({"try-toolchain", "try-toolchain-name", "try-toolchain-version
 #: Options that change what the robot resolves or how modules are named: the session is configured with them.
 RESOLVE = frozenset({"filter-deps", "hide-deps", "module-naming-scheme", "robot-paths", "include-easyblocks",
                      "include-module-naming-schemes", "include-toolchains", "experimental"})
+
+#: Options that name Python files EasyBuild imports while it is configured (their content counts).
+INCLUDE = ("include-easyblocks", "include-module-naming-schemes", "include-toolchains")
 
 #: Options that change only how a build runs, never the plan; passed to every ``eb`` of the entry's nodes.
 BUILD = frozenset({"optarch", "cuda-compute-capabilities", "cuda-sanity-check-accept-ptx-as-devcode",
@@ -114,21 +119,39 @@ def _listed_values(value: object, sep: str) -> list[str]:
 
 
 def easyblock_files(value: object) -> list[Path]:
-    """The files an ``include-easyblocks`` value names (comma-separated glob patterns, as EasyBuild reads it)."""
-    return [Path(f) for pattern in _listed_values(value, ",") for f in sorted(glob.glob(pattern))]
+    """The files an ``include-easyblocks`` value names."""
+    return _globbed(value)
+
+
+def _globbed(value: object) -> list[Path]:
+    """The files a comma-separated list of glob patterns names, as EasyBuild expands them
+    (``expand_glob_paths``: ``~`` expanded, folders left out)."""
+    return [Path(f) for pattern in _listed_values(value, ",")
+            for f in sorted(glob.glob(os.path.expanduser(pattern))) if os.path.isfile(f)]
+
+
+def included_files(options: Mapping[str, object]) -> list[Path]:
+    """The Python files the ``include-*`` options name (easyblocks, toolchains, naming schemes): EasyBuild
+    imports them while planning, so a plan and a parse depend on their content, not their paths."""
+    return [f for option in INCLUDE for f in _globbed(options.get(option, ""))]
+
+
+def included_digests(options: Mapping[str, object]) -> list[tuple[str, str | None]]:
+    """Each included file with the sha256 of its content: what keys the caches of a plan that includes it."""
+    return [(str(f), file_sha256(f)) for f in included_files(options)]
 
 
 def named_inputs(stacks: list[Path]) -> tuple[list[Path], list[Path]]:
-    """The folders (``robot-paths``) and files (``include-easyblocks``) that entries' options name: what a
-    plan depends on besides modlib's own robot path. Read with YAML only when an easystack names either
-    (a curated list without such options costs the plan cache nothing); a malformed one is left to the
+    """The folders (``robot-paths``) and files (``include-*``) that entries' options name: what a plan
+    depends on besides modlib's own robot path. Read with YAML only when an easystack names either (a
+    curated list without such options costs the plan cache nothing); a malformed one is left to the
     planner to report."""
     folders: list[Path] = []
     files: list[Path] = []
     for stack in stacks:
         try:
             text = stack.read_text()
-            if "robot-paths" not in text and "include-easyblocks" not in text:
+            if "robot-paths" not in text and "include-" not in text:
                 continue
             items = (yaml.safe_load(text) or {}).get("easyconfigs") or []
         except (OSError, yaml.YAMLError, AttributeError):
@@ -138,5 +161,5 @@ def named_inputs(stacks: list[Path]) -> tuple[list[Path], list[Path]]:
                 opts = spec.get("options") if isinstance(spec, dict) else None
                 if isinstance(opts, dict):
                     folders += [Path(f) for f in _listed_values(opts.get("robot-paths", ""), os.pathsep)]
-                    files += easyblock_files(opts.get("include-easyblocks", ""))
+                    files += included_files(opts)
     return folders, files

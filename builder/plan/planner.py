@@ -228,7 +228,8 @@ def _plan_session(settings: Settings, target: Target, group: list[Listed]) -> Se
         entries = _entries(eb, group)
         # tweaked files live in this session's temporary folder only
         cache = ParseCache(None, {}) if eb.build_specs else \
-            ParseCache(settings.cache_dir, eb.parse_context(settings.hooks, eb.robot_paths(), options))
+            ParseCache(settings.cache_dir, {**eb.parse_context(settings.hooks, eb.robot_paths(), options),
+                                            "included": entry_options.included_digests(options)})
         with parse_sandbox.workers(settings, eb, [e.easyconfig for e in entries], options, origin) if isolated \
                 else contextlib.nullcontext() as sandboxed:
             if eb.build_specs:  # a tweak parses the easyconfig it tweaks: in the sandbox, where parses run
