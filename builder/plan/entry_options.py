@@ -27,8 +27,11 @@ TWEAK = frozenset({"try-toolchain", "try-toolchain-name", "try-toolchain-version
                    "try-update-deps", "try-ignore-versionsuffixes", "try-amend"})
 
 #: Options that change what the robot resolves or how modules are named: the session is configured with them.
+#: ``minimal-toolchains`` picks each dependency's toolchain by the easyconfigs the robot path holds, as planning
+#: sees them (without ``use-existing-modules``, which looks at the modules installed where ``eb`` runs).
 RESOLVE = frozenset({"filter-deps", "hide-deps", "module-naming-scheme", "robot-paths", "include-easyblocks",
-                     "include-module-naming-schemes", "include-toolchains", "experimental"})
+                     "include-module-naming-schemes", "include-toolchains", "experimental", "minimal-toolchains",
+                     "add-system-to-minimal-toolchains"})
 
 #: Options that name Python files EasyBuild imports while it is configured (their content counts).
 INCLUDE = ("include-easyblocks", "include-module-naming-schemes", "include-toolchains")
@@ -38,6 +41,13 @@ BUILD = frozenset({"optarch", "cuda-compute-capabilities", "cuda-sanity-check-ac
                    "cuda-sanity-check-accept-missing-ptx", "cuda-sanity-check-error-on-failed-checks",
                    "cuda-sanity-check-strict", "amdgcn-capabilities", "parallel", "set-default-module",
                    "skip-test-step", "ignore-test-failure", "skip-extensions", "debug"})
+
+#: ``robot: false`` (EESSI's replayed stacks): ``eb`` builds the listed easyconfig alone and needs its dependencies
+#: installed; modlib's library is a closed graph, so it plans them as with ``robot: true``: the same modules
+#: wherever ``eb`` would succeed (each dependency listed by an entry, or published), and where ``eb`` would stop
+#: with "Missing modules for dependencies", the dependencies are planned and built first. Never a session option
+#: (``--disable-robot`` would leave EasyBuild without a robot path to find dependencies in).
+ROBOT = "robot"
 
 #: Option handled per listed easyconfig (dependencies stay visible, as with ``eb --hidden --robot``).
 HIDDEN = "hidden"
@@ -76,10 +86,15 @@ def _refusal(option: str, value: object) -> str | None:
         return "it fetches from the network (GitHub) while planning; put the easyconfig in a site folder instead"
     if option == "module-naming-scheme" and str(value) not in FLAT_NAMING_SCHEMES:
         return f"modlib's trees use {', '.join(sorted(FLAT_NAMING_SCHEMES))}; {value} names modules otherwise"
-    if option in TWEAK or option in RESOLVE or option in BUILD or option == HIDDEN:
+    if option == ROBOT and not isinstance(value, bool):
+        return "modlib plans robot: true or false only; name extra easyconfig folders with robot-paths"
+    if option == "use-existing-modules":
+        return "it picks dependencies' toolchains by the modules installed where eb runs; modlib plans from " \
+               "easyconfigs (minimal-toolchains without it plans as eb does)"
+    if option in TWEAK or option in RESOLVE or option in BUILD or option in (HIDDEN, ROBOT):
         return None
     return "modlib cannot plan it as `eb --robot` would (options it plans: " \
-           f"{', '.join(sorted(TWEAK | RESOLVE | BUILD | {HIDDEN}))})"
+           f"{', '.join(sorted(TWEAK | RESOLVE | BUILD | {HIDDEN, ROBOT}))})"
 
 
 def split(stack: Path, entry: str, options: dict) -> EntryOptions:
@@ -92,8 +107,8 @@ def split(stack: Path, entry: str, options: dict) -> EntryOptions:
     if not isinstance(hidden, bool):
         raise BadInput(stack, f"entry {entry}: option 'hidden' must be true or false, not {hidden!r}")
     check_build_options(options, f"{stack}: entry {entry}")
-    return EntryOptions(session=tuple(sorted((str(k), frozen(v)) for k, v in options.items() if k != HIDDEN)),
-                        hidden=hidden)
+    return EntryOptions(session=tuple(sorted((str(k), frozen(v)) for k, v in options.items()
+                                             if k not in (HIDDEN, ROBOT))), hidden=hidden)
 
 
 def check_build_options(options: dict, origin: str) -> None:
