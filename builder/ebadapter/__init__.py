@@ -18,11 +18,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.ebadapter.build_options import BUILD_ONLY
 from builder.ebadapter.sources import SourceFile, source_files
 from builder.errors import BadInput, RunFailed, malformed_yaml
-
-#: Options that only change how ``eb`` builds, never what planning resolves; kept out of the parse config.
-_BUILD_ONLY = {"parallel", "set-default-module", "hidden", "rebuild", "force"}
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,7 @@ def configured(robot_paths: list[Path], hooks: Path | None, options: Mapping[str
     global _active
     if _active is not None:
         raise RuntimeError("EasyBuild is already configured by another session in this process")
-    parse_opts = {k: v for k, v in options.items() if k not in _BUILD_ONLY}
+    parse_opts = {k: v for k, v in options.items() if k not in BUILD_ONLY}
     with tempfile.TemporaryDirectory(prefix="modlib-eb-") as tmp, _quiet_and_restored():
         os.environ.setdefault("EB_SCRIPT_PATH", str(Path(sys.prefix) / "bin" / "eb"))
         own = ["--robot-paths=" + os.pathsep.join(str(p) for p in robot_paths), "--fetch",
@@ -424,7 +422,7 @@ class Session:
             listings.append(hashlib.sha256("\n".join(sorted(index)).encode()).hexdigest())
         return {"easybuild": str(VERSION), "robot_paths": [str(p) for p in robot_paths], "listings": listings,
                 "hooks": hooks.read_text() if hooks and hooks.is_file() else None,
-                "options": sorted((k, str(v)) for k, v in options.items() if k not in _BUILD_ONLY)}
+                "options": sorted((k, str(v)) for k, v in options.items() if k not in BUILD_ONLY)}
 
     def source_files(self, path: Path) -> list[SourceFile]:
         """Sources and patches of one easyconfig (extensions included), templates resolved by EasyBuild."""

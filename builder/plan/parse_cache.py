@@ -2,12 +2,13 @@
 
 An entry is keyed by the easyconfig's content and file name; the cache file itself by everything
 else that can change a parse (EasyBuild's version, the hooks file's text, the robot path order, the
-options that change parsing, EasyBuild's configuration files and ``EASYBUILD_*`` variables). Robot
-look-ups of dependencies are not cached: they depend on which files exist, and EasyBuild redoes them
-cheaply. Every entry carries its MAC under the cache folder's secret, over the cache file's name, the
-entry's key and the parse (``cache_files.py``); one that does not match (a torn write, an edit by hand,
-an entry forged or moved from another key by whoever can write the folder) is dropped and parsed
-again, never trusted. Cache files are written whole and pruned to the most recently used.
+options that change parsing, the content of the files ``include-*`` options name, EasyBuild's
+configuration files and ``EASYBUILD_*`` variables). Robot look-ups of dependencies are not cached:
+they depend on which files exist, and EasyBuild redoes them cheaply. Every entry carries its MAC
+under the cache folder's secret, over the cache file's name, the entry's key and the parse
+(``cache_files.py``); one that does not match (a torn write, an edit by hand, an entry forged or
+moved from another key by whoever can write the folder) is dropped and parsed again, never trusted.
+Cache files are written whole and pruned to the most recently used.
 """
 
 from __future__ import annotations

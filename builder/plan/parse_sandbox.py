@@ -24,7 +24,7 @@ from builder.ebadapter.sources import SourceFile
 from builder.ebadapter.worker import Workers
 from builder.execute import sandbox
 from builder.plan.eb_inputs import config_files
-from builder.plan.entry_options import easyblock_files
+from builder.plan.entry_options import included_files
 from builder.read.config import Settings
 
 
@@ -32,7 +32,7 @@ def _view(settings: Settings, eb: ebadapter.Session, listed: list[Path], options
           configs: list[Path]) -> sandbox.View:
     folders = [*eb.robot_paths(), *(p.parent for p in listed), settings.hooks.parent, Path(sys.prefix),
                Path(sys.base_prefix), Path(builder.__file__).parent, *configs]
-    folders += [f.parent for f in easyblock_files(options.get("include-easyblocks", ""))]
+    folders += [f.parent for f in included_files(options)]
     for tweaked in eb.tweak_dirs or ():  # where the runner writes what a sandboxed tweak answered: the sandbox reads it
         os.makedirs(tweaked, mode=0o755, exist_ok=True)
         os.chmod(tweaked, 0o755)

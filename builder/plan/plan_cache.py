@@ -5,7 +5,8 @@ What a plan depends on, and how each part is checked on a hit:
 
 * by content, in the entry's key: modlib's planning code (the planner and every builder module it
   imports, found in their source: ``planning_code``), library.yaml and the settings read from it,
-  every easystack, the hooks file, EasyBuild's installed versions, its configuration files and
+  every easystack, the hooks file, the files ``include-*`` options of entries and targets name (by
+  content: EasyBuild imports them), EasyBuild's installed versions, its configuration files and
   ``EASYBUILD_*`` variables (``eb_inputs.py``), the working folder (an easystack may name a relative path);
 * the robot paths' listings: every folder under them by inode and mtime, its listing re-read and
   compared by digest when either moved or when its mtime is too recent to trust (a file added in the
@@ -92,7 +93,7 @@ def _stacks(targets: list[Target], easystack: Path | None) -> list[Path]:
 def plan_key(settings: Settings, targets: list[Target], easystack: Path | None, robot: list[Path],
              named_files: tuple[Path, ...] = ()) -> str:
     """Everything a plan depends on that is read whole on every look-up, as one digest (``named_files``:
-    the easyblocks that entries include)."""
+    the easyblocks, toolchains and naming schemes that entries and targets include)."""
     stacks = _stacks(targets, easystack)
     inputs = {
         "format": FORMAT, "code": [file_sha256(path) for path in planning_code()],
@@ -197,6 +198,7 @@ class PlanCache:
     def __init__(self, settings: Settings, targets: list[Target], easystack: Path | None, robot: list[Path]):
         self.settings = settings
         folders, files = entry_options.named_inputs(_stacks(targets, easystack))
+        files += [f for t in targets for f in entry_options.included_files(t.options())]
         self.robot = robot + folders  # an entry's own robot path is watched as modlib's is
         self.key = plan_key(settings, targets, easystack, robot, tuple(files))
         folder = settings.cache_dir

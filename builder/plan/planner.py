@@ -228,7 +228,8 @@ def _plan_session(settings: Settings, target: Target, group: list[Listed]) -> Se
         entries = _entries(eb, group)
         # tweaked files live in this session's temporary folder only
         cache = ParseCache(None, {}) if eb.build_specs else \
-            ParseCache(settings.cache_dir, eb.parse_context(settings.hooks, eb.robot_paths(), options))
+            ParseCache(settings.cache_dir, {**eb.parse_context(settings.hooks, eb.robot_paths(), options),
+                                            "included": entry_options.included_digests(options)})
         with parse_sandbox.workers(settings, eb, [e.easyconfig for e in entries], options, origin) if isolated \
                 else contextlib.nullcontext() as sandboxed:
             if eb.build_specs:  # a tweak parses the easyconfig it tweaks: in the sandbox, where parses run
@@ -298,6 +299,8 @@ def _merge(into: dict[str, Planned], more: list[Planned]) -> None:
 
 def plan_target(settings: Settings, target: Target, stacks: list[Path] | None = None) -> TargetPlan:
     """The nodes one target needs; a cuda target places what does not need CUDA in its cpu tree."""
+    entry_options.check_build_options(target.options(), f"{settings.config_file}: target {target.name}: "
+                                                        "easybuild_options")
     planned: dict[str, Planned] = {}
     digests: dict[Path, str] = {}
     for group in _sessions(_listed(list(stacks or target.easystacks))):

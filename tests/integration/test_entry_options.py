@@ -176,3 +176,89 @@ def test_one_module_listed_twice_with_different_options_is_bad_input(planned, tm
     stack.write_text(yaml.safe_dump({"easyconfigs": [{SQLITE: {"options": {"optarch": "GENERIC"}}}, SQLITE]}))
     result = modlib("plan", "--config", str(config), "--easystack", str(stack), "--json", env=env)
     assert result.returncode == 2 and "SQLite/3.45.3-GCCcore-13.3.0 would be built twice" in result.stderr
+
+
+@pytest.mark.parametrize("option, value", [("parallel", 1), ("parallel", True), ("parallel", "abc"),
+                                           ("set-default-module", 0), ("rebuild", "yes")])
+def test_a_build_only_value_eb_refuses_is_bad_input_at_entry_and_target(planned, tmp_path, option, value):
+    """Planning never hands these to EasyBuild, only every build does: ``eb`` itself refuses the entry (its
+    ``--easystack`` run exits 2), and so does `modlib plan`, in one line naming the file, entry and option;
+    the same value in library.yaml's easybuild_options is bad input naming the target."""
+    *_, config, env = planned
+    stack = tmp_path / "bad.yaml"
+    stack.write_text(yaml.safe_dump({"easyconfigs": [{SQLITE: {"options": {option: value}}}]}))
+    scratch = tmp_path / "eb"
+    scratch.mkdir()
+    assert eb_dry_run(["--easystack", str(stack)], [UPSTREAM], scratch).returncode == 2
+    if option != "rebuild":  # refused at entry level anyway (modlib does not plan it per entry)
+        result = modlib("plan", "--config", str(config), "--easystack", str(stack), env=env)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert f"{stack}: entry {SQLITE}: option '{option}'" in result.stderr and "EasyBuild refuses" in result.stderr
+    data = yaml.safe_load(config.read_text())
+    data["targets"]["cpu"]["easybuild_options"] = {option: value}
+    target_config = config.with_name("target-options.yaml")
+    target_config.write_text(yaml.safe_dump(data))
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"easyconfigs": ["zlib-1.3.1-GCCcore-13.3.0.eb"]}))
+    result = modlib("plan", "--config", str(target_config), "--easystack", str(good), env=env)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert (f"{target_config}: target cpu: easybuild_options: option '{option}'" in result.stderr or
+            f"{target_config}: invalid configuration at 'targets.cpu.easybuild_options.{option}'" in result.stderr)
+
+
+def test_a_build_only_value_eb_takes_plans(planned, tmp_path):
+    *_, config, env = planned
+    stack = tmp_path / "good.yaml"
+    stack.write_text(yaml.safe_dump({"easyconfigs": [{SQLITE: {"options": {"parallel": 2,
+                                                                           "set-default-module": True}}}]}))
+    result = modlib("plan", "--config", str(config), "--easystack", str(stack), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+
+
+#: lz4's closure in the order ``eb --robot`` builds it: an EESSI-style replay lists each with ``robot: false``.
+REPLAY = ["M4-1.4.19.eb", "Bison-3.8.2.eb", "flex-2.6.4.eb", "zlib-1.3.1.eb", "binutils-2.42.eb", "GCCcore-13.3.0.eb",
+          "help2man-1.49.3-GCCcore-13.3.0.eb", "M4-1.4.19-GCCcore-13.3.0.eb", "zlib-1.3.1-GCCcore-13.3.0.eb",
+          "Bison-3.8.2-GCCcore-13.3.0.eb", "flex-2.6.4-GCCcore-13.3.0.eb", "binutils-2.42-GCCcore-13.3.0.eb",
+          "lz4-1.9.4-GCCcore-13.3.0.eb"]
+MINAPP = """easyblock = 'Bundle'
+name = 'minapp'
+version = '1.0'
+homepage = 'https://example.org'
+description = 'minimal-toolchains fixture'
+toolchain = {'name': 'GCC', 'version': '13.3.0'}
+dependencies = [('zlib', '1.3.1')]
+moduleclass = 'tools'
+"""
+
+
+def test_robot_false_and_minimal_toolchains_plan_as_eb_does(tmp_path):
+    """EESSI's replays (every entry ``robot: false``, listed in build order) and ComputeCanada's
+    ``minimal-toolchains``: the same modules as ``eb --easystack --robot --dry-run`` per entry. With
+    ``minimal-toolchains`` minapp's zlib is GCCcore's, though the site has one for its own GCC toolchain
+    (which ``eb`` takes without the option)."""
+    site = tmp_path / "site"
+    (site / "m" / "minapp").mkdir(parents=True)
+    (site / "m" / "minapp" / "minapp-1.0-GCC-13.3.0.eb").write_text(MINAPP)
+    (site / "z" / "zlib").mkdir(parents=True)
+    zlib = (UPSTREAM / "z" / "zlib" / "zlib-1.3.1-GCCcore-13.3.0.eb").read_text()
+    (site / "z" / "zlib" / "zlib-1.3.1-GCC-13.3.0.eb").write_text(zlib.replace("'GCCcore'", "'GCC'"))
+    entries = [{name: {"options": {"robot": False}}} for name in REPLAY]
+    entries.append({"minapp-1.0-GCC-13.3.0.eb": {"options": {"minimal-toolchains": True}}})
+    stack = tmp_path / "replay.yaml"
+    stack.write_text(yaml.safe_dump({"easyconfigs": entries}))
+    config = write_config(tmp_path, {"cpu": {"kind": "cpu", "tree": "cpu", "easystacks": [str(stack)]}},
+                          easyconfig_paths=[str(site)])
+    settings = load_settings(config, env={"MODLIB_ROOT": str(tmp_path / "lib"), "MODLIB_CACHE": str(tmp_path / "c")})
+    plan = make_plan(settings, [settings.target("cpu")])
+    scratch = tmp_path / "eb"
+    scratch.mkdir()
+    blocks = eb_dry_run_by_entry(stack, scratch, [site, UPSTREAM], REPO / "hooks" / "modlib_hooks.py")
+    assert [len(block) for block in blocks[:-1]] == [1] * len(REPLAY)  # robot: false: the entry alone
+    assert {n.module for n in plan.nodes} == {m for block in blocks for m in block}
+    assert "zlib/1.3.1-GCCcore-13.3.0" in blocks[-1] and "zlib/1.3.1-GCC-13.3.0" not in blocks[-1]
+    assert _closure(plan, "minapp/1.0-GCC-13.3.0") == set(blocks[-1])
+    node = plan.index[("cpu", "minapp/1.0-GCC-13.3.0")]
+    assert ("cpu", "zlib/1.3.1-GCCcore-13.3.0") in node.deps and dict(node.options) == {"minimal-toolchains": True}
+    assert "--minimal-toolchains" in invocation(settings, node).argv  # its build resolves zlib as planned
+    replayed = {block[0] for block in blocks[:-1]}
+    assert all(n.options == () for n in plan.nodes if n.module in replayed)  # robot: false is no build option

@@ -330,3 +330,50 @@ def test_an_edit_of_any_module_the_planner_imports_makes_a_new_key(lib):
     assert {str(code / "builder" / "plan" / name) for name in ("planner.py", "parse_sandbox.py")} <= \
         set(result["imported"])
     assert result["unchanged"] == []
+
+
+INCLUDED = {
+    "include-easyblocks": ("siteapp.py", "from easybuild.easyblocks.generic.bundle import Bundle\n\n\n"
+                                         "class EB_{name}(Bundle):\n    pass\n", "siteapp", ("EB_siteapp", "SYSTEM")),
+    "include-toolchains": ("sitetc.py", "from easybuild.toolchains.compiler.systemcompiler import SystemCompiler\n\n\n"
+                                        "class SiteTC(SystemCompiler):\n    NAME = '{name}'\n", "sitetc",
+                           ("Bundle", "{'name': 'sitetc', 'version': '1.0'}")),
+}
+
+
+@pytest.mark.parametrize("level", ["entry", "target"])
+@pytest.mark.parametrize("option", sorted(INCLUDED))
+def test_an_edit_of_an_included_file_is_seen_by_a_warm_plan(lib, option, level):
+    """The easyblock or toolchain that ``include-*`` names, at entry or target level, is read by content: an
+    edit that makes EasyBuild refuse the easyconfig (its class renamed) makes the warm plan refuse it too,
+    where the plan cache, and then the parse cache, answered by the file's path alone."""
+    tmp, site, hooks, config, env = lib
+    filename, code, name, (easyblock, toolchain) = INCLUDED[option]
+    included = tmp / "included" / filename
+    included.parent.mkdir()
+    included.write_text(code.format(name=name))
+    for folder in ("siteapp", "sitetc"):
+        (site / "s" / folder).mkdir(parents=True)
+    (site / "s" / "siteapp" / "siteapp-1.0.eb").write_text(
+        f"easyblock = '{easyblock}'\nname = 'siteapp'\nversion = '1.0'\nhomepage = 'https://example.org'\n"
+        f"description = 'fixture'\ntoolchain = {toolchain}\nmoduleclass = 'tools'\n")
+    (site / "s" / "sitetc" / "sitetc-1.0.eb").write_text(
+        "easyblock = 'Toolchain'\nname = 'sitetc'\nversion = '1.0'\nhomepage = 'https://example.org'\n"
+        "description = 'fixture'\ntoolchain = SYSTEM\nmoduleclass = 'toolchain'\n")
+    entry: object = "siteapp-1.0.eb"
+    if level == "entry":
+        entry = {"siteapp-1.0.eb": {"options": {option: str(included)}}}
+    else:
+        data = yaml.safe_load(config.read_text())
+        data["targets"]["cpu"]["easybuild_options"] = {option: str(included)}
+        config.write_text(yaml.safe_dump(data))
+    (tmp / "easyconfigs" / "cpu.yaml").write_text(yaml.safe_dump({"easyconfigs": [entry]}))
+    plan = [str(Path(sys.executable).parent / "modlib"), "plan", "--config", str(config), "--json"]
+    for _ in range(2):  # cold, then from the caches
+        result = subprocess.run(plan, capture_output=True, text=True, env={**os.environ, **env})
+        assert result.returncode == 0, result.stderr
+    assert "siteapp/1.0" in result.stdout
+    included.write_text(code.format(name="renamed"))
+    result = subprocess.run(plan, capture_output=True, text=True, env={**os.environ, **env})
+    assert result.returncode == 2, result.stdout[-500:] + result.stderr
+    assert "siteapp-1.0.eb" in result.stderr

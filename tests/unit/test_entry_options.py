@@ -21,7 +21,8 @@ def test_every_option_modlib_plans_is_one_of_easybuild(monkeypatch):
 
 @pytest.mark.parametrize("option, value, why", [
     ("from-pr", 12345, "network"), ("from-commit", "abc", "network"), ("include-easyblocks-from-pr", 1, "network"),
-    ("module-naming-scheme", "HierarchicalMNS", "EasyBuildMNS"), ("minimal-toolchains", True, "cannot plan"),
+    ("module-naming-scheme", "HierarchicalMNS", "EasyBuildMNS"), ("use-existing-modules", True, "installed"),
+    ("robot", "/some/folder", "robot-paths"),
     ("rebuild", True, "cannot plan"), ("no-such-option", 1, "cannot plan"),
 ])
 def test_refused_options_name_stack_entry_and_option(option, value, why):
