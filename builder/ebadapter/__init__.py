@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.ebadapter.build_options import BUILD_ONLY
+from builder.ebadapter.build_options import BUILD_ONLY, optparse_reason
 from builder.ebadapter.sources import SourceFile, source_files
 from builder.errors import BadInput, RunFailed, malformed_yaml
 
@@ -182,8 +182,7 @@ def _set_up(set_up_configuration, own: list[str], admins: list[str], hooks: Path
         with contextlib.redirect_stderr(said):
             _, cfg = set_up_configuration(args=own + admins, silent=True, reconfigure=True)
     except (Exception, SystemExit) as err:  # EasyBuildError, or optparse's exit on a bad option
-        lines = [line for line in said.getvalue().splitlines() if line.startswith("eb: error: ")]
-        why = lines[-1].removeprefix("eb: error: ") if lines else " ".join(str(getattr(err, "msg", err)).split())
+        why = optparse_reason(said.getvalue()) or " ".join(str(getattr(err, "msg", err)).split())
         raise BadInput(origin, f"EasyBuild rejects the options {' '.join(admins)}: {why}") from None
     if hooks is None:
         return cfg

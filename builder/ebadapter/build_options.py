@@ -53,7 +53,12 @@ def _parse_error(args: tuple[str, ...]) -> str | None:
             parse_options(args=[f"--tmpdir={tmp}", *args], with_include=False)
         except EasyBuildError as err:
             return str(err.msg)
-        except SystemExit:  # optparse's exit: its reason is the last line it printed
-            lines = [line for line in told.getvalue().splitlines() if line.strip()]
-            return lines[-1].split("error: ", 1)[-1] if lines else "EasyBuild's option parser exits"
+        except SystemExit:  # optparse's exit
+            return optparse_reason(told.getvalue()) or "EasyBuild's option parser exits"
     return None
+
+
+def optparse_reason(stderr: str) -> str | None:
+    """Why EasyBuild's option parser exited: optparse prints it last, as ``eb: error: WHY``."""
+    lines = [line for line in stderr.splitlines() if line.startswith("eb: error: ")]
+    return lines[-1].removeprefix("eb: error: ") if lines else None
