@@ -39,6 +39,8 @@ VIEW_LMODRC = Entry("lmodrc.lua", "Lmod's default rc + the spider caches of the 
 VIEW_FEATURED = Entry("featured.json", "featured-modules index (schema: builder/schemas/featured.schema.json)", 2)
 VIEW_FEATURED_TREE = Entry("featured/", "links to the featured module files (`module use` it alone)", 2)
 VIEW_JUPYTER = Entry("jupyter_server_config.json", "jupyter-lmod: launcher_pins, launcher_module_map", 2)
+VIEW_LAUNCHERS = Entry("launchers.json", "each launcher (library.yaml's notebook.launchers) with the module it "
+                       "loads: the image's hook gives them to jupyter-server-proxy", 2)
 VIEW_CATALOGUE = Entry("catalogue.html", "the catalogue page: every module, how to load it, what it was built "
                        "from; a search box", 2)
 VIEW_KERNELS = Entry("jupyter/", "a Jupyter data folder, first on JUPYTER_PATH (env.sh)", 2)
@@ -78,7 +80,8 @@ CACHE = Entry("cache/", "parsed easyconfigs, whole plans, library.yaml contents 
 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_CATALOGUE_DATA, VIEW_TARGET,
-           VIEW_ENV, VIEW_LMODRC, VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_CATALOGUE, VIEW_KERNELS,
+           VIEW_ENV, VIEW_LMODRC, VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_LAUNCHERS,
+           VIEW_CATALOGUE, VIEW_KERNELS,
            VIEW_KERNEL_SH, VIEW_KERNEL_STARTUP, VIEW_KERNEL, VIEW_MODLIB_EXEC, VIEW_SESSION_PY, VIEW_STATE, VIEW_INPUTS,
            VIEW_RECORD, SOFTWARE, UNREFERENCED, STORE, STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META,
            RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)

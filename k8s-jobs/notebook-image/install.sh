@@ -33,6 +33,7 @@ python3 -m venv "$VENV"
 install -m 0644 "$SRC/modlib.sh" /etc/profile.d/modlib.sh
 echo 'case ":$PATH:" in *":'"$VENV"'/bin:"*) ;; *) PATH="'"$VENV"'/bin:$PATH" ;; esac' > /etc/profile.d/venv.sh
 install -D -m 0644 "$SRC/jupyter_server_config.py" "$VENV/etc/jupyter/jupyter_server_config.py"
+install -D -m 0644 "$SRC/modlib_launch.py" "$VENV/etc/jupyter/modlib_launch.py"  # how the hook starts launchers
 # JupyterLab's defaults for every user: no news or update checks (pods reach no such server).
 install -D -m 0644 "$SRC/overrides.json" "$VENV/share/jupyter/lab/settings/overrides.json"
 

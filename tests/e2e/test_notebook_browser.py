@@ -193,8 +193,10 @@ def test_the_panels_generated_code_loads_into_a_running_kernel_first_on_sys_path
 def test_tensorboard_tile_opens_tensorboard_through_the_proxy(lab):
     page, _, shots = lab
     new_launcher(page)
-    tile = page.locator('.jp-LauncherCard[title^="TensorBoard"]:visible')
+    tile = page.locator('.jp-LauncherCard[data-category="Module library"][title^="TensorBoard"]:visible')
     tile.wait_for()
+    page.locator('.jp-LauncherCard[data-category="Module library"][title^="Module catalogue"]:visible').wait_for()
+    tile.scroll_into_view_if_needed()  # the library's category comes last
     page.screenshot(path=shots / "notebook-launcher.png")
     with page.context.expect_page() as opened:
         tile.click()

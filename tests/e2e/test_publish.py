@@ -94,7 +94,13 @@ def test_notebook_with_read_only_library(demo_library):
     assert all(m in out.stdout for m in modules.split())
 
 
-def test_jupyter_lmod_configuration(demo_library):
-    config = json.loads((demo_library[0] / "live" / "targets" / "cpu" / "jupyter_server_config.json").read_text())
+def test_jupyter_lmod_configuration_and_the_launchers(demo_library):
+    target = demo_library[0] / "live" / "targets" / "cpu"
+    config = json.loads((target / "jupyter_server_config.json").read_text())
     assert config == {"Lmod": {"launcher_pins": ["tensorboard"],
                                "launcher_module_map": {"tensorboard": ["tensorboard/2.21.0-gcccore-system"]}}}
+    # library.yaml's notebook.launchers, each with the featured module it loads, for the image's hook
+    assert json.loads((target / "launchers.json").read_text()) == {"tensorboard": {
+        "title": "TensorBoard", "module": "TensorBoard/2.21.0-GCCcore-system", "timeout": 60, "path_info": "",
+        "new_browser_tab": True,
+        "command": ["tensorboard", "--logdir", ".", "--host", "127.0.0.1", "--port", "{port}"]}}
