@@ -61,19 +61,26 @@ def stop(child: subprocess.Popen) -> None:
             continue
 
 
+def start(args: argparse.Namespace) -> subprocess.Popen | str:
+    """The tool, started with its output in the log; or why it could not be."""
+    argv = ["bash", "-c", LOAD, "modlib-launch", args.module, *args.command] if args.module else args.command
+    loaded = f"module load {args.module}, then " if args.module else ""
+    try:
+        args.log.parent.mkdir(parents=True, exist_ok=True)
+        with args.log.open("wb") as log:
+            log.write(f"modlib: {time.strftime('%Y-%m-%d %H:%M:%S')} {loaded}{shlex.join(args.command)}\n".encode())
+            log.flush()
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+    except OSError as err:
+        return f"could not be started: {err}"
+
+
 def run(args: argparse.Namespace) -> str:
     """Runs the tool until it exits, or until its timeout when it has not answered yet: why it ended."""
-    argv = ["bash", "-c", LOAD, "modlib-launch", args.module, *args.command] if args.module else args.command
-    args.log.parent.mkdir(parents=True, exist_ok=True)
-    with args.log.open("wb") as log:
-        loaded = f"module load {args.module}, then " if args.module else ""
-        log.write(f"modlib: {time.strftime('%Y-%m-%d %H:%M:%S')} {loaded}{shlex.join(args.command)}\n".encode())
-        log.flush()
-        try:
-            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        except OSError as err:
-            return f"could not be run: {err}"
+    child = start(args)
+    if isinstance(child, str):
+        return child
     signal.signal(signal.SIGTERM, lambda *_: (stop(child), sys.exit(0)))  # the proxy stops it with the server
     deadline, ready = time.monotonic() + args.timeout, False
     while child.poll() is None:
@@ -123,7 +130,13 @@ def serve(port: int, body: bytes) -> None:
             pass
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with http.server.HTTPServer(("127.0.0.1", port), Handler) as server:
+    try:
+        server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+    except OSError as err:  # something the tool left holds the port: the proxy's own timeout says so
+        print(f"modlib: cannot answer on port {port}: {err}", file=sys.stderr)
+        while True:  # exiting would have the proxy start it again, in a loop
+            signal.pause()
+    with server:
         server.serve_forever()
 
 
