@@ -43,6 +43,8 @@ VIEW_LAUNCHERS = Entry("launchers.json", "each launcher (library.yaml's notebook
                        "loads: the image's hook gives them to jupyter-server-proxy", 2)
 VIEW_CATALOGUE = Entry("catalogue.html", "the catalogue page: every module, how to load it, what it was built "
                        "from; a search box", 2)
+VIEW_PANEL_DATA = Entry("modules.json", "each module of the target: description, GPU mark (the panel extension "
+                        "of the notebook image shows them)", 2)
 VIEW_KERNELS = Entry("jupyter/", "a Jupyter data folder, first on JUPYTER_PATH (env.sh)", 2)
 VIEW_KERNEL_SH = Entry("kernel.sh", "what kernels run with bash: Lmod's init, env.sh, module load, exec Python", 3)
 VIEW_KERNEL_STARTUP = Entry("kernel_startup.py", "what kernels run before the first cell: panel change notices, "
@@ -81,7 +83,7 @@ CACHE = Entry("cache/", "parsed easyconfigs, whole plans, library.yaml contents 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_CATALOGUE_DATA, VIEW_TARGET,
            VIEW_ENV, VIEW_LMODRC, VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_LAUNCHERS,
-           VIEW_CATALOGUE, VIEW_KERNELS,
+           VIEW_CATALOGUE, VIEW_PANEL_DATA, VIEW_KERNELS,
            VIEW_KERNEL_SH, VIEW_KERNEL_STARTUP, VIEW_KERNEL, VIEW_MODLIB_EXEC, VIEW_SESSION_PY, VIEW_STATE, VIEW_INPUTS,
            VIEW_RECORD, SOFTWARE, UNREFERENCED, STORE, STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META,
            RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
@@ -155,6 +157,10 @@ class Layout:
     def view_catalogue(self, base: Path, target: str) -> Path:
         """A target's catalogue page inside a view."""
         return self.view_target(base, target) / _fill(VIEW_CATALOGUE)
+
+    def view_panel_data(self, base: Path, target: str) -> Path:
+        """What the notebook panel says of each module of a target, inside a view."""
+        return self.view_target(base, target) / _fill(VIEW_PANEL_DATA)
 
     def view_state(self, base: Path) -> Path:
         return base / _fill(VIEW_STATE)

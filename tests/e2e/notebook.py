@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.e2e.panel_extension import install_panel
 from tests.helpers import REPO
 
 IMAGE = REPO / "k8s-jobs" / "notebook-image"
@@ -57,6 +58,7 @@ def notebook_venv() -> Path:
                        ("overrides.json", "share/jupyter/lab/settings")):
         (VENV / dest).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(IMAGE / name, VENV / dest / name)  # as install.sh installs them
+    install_panel(VENV)
     return VENV
 
 
