@@ -68,7 +68,8 @@ def servers(target: Path) -> dict[str, dict]:
     out = {name: proxied(name, entry["title"], entry["command"], entry["module"], entry["timeout"],
                          entry["path_info"], entry["new_browser_tab"]) for name, entry in launchers.items()}
     if (target / "catalogue.html").is_file():
-        serve = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(target.parent), "{port}"]
+        serve = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(target.parent),
+                 "{port}"]
         out["catalogue"] = proxied("catalogue", "Module catalogue", serve, None, 15, f"{target.name}/catalogue.html")
     return out
 
@@ -126,7 +127,8 @@ def configure(config: Config) -> None:
     featured = [m["module"] for m in json.loads((target / "featured.json").read_text())["modules"]]
     config.ServerProxy.servers = servers(target)
     # jupyter-lmod shows a tool's tile only while its module is loaded, unless the tool is pinned
-    config.Lmod.launcher_pins = sorted({*settings.get("Lmod", {}).get("launcher_pins", []), *config.ServerProxy.servers})
+    pinned = settings.get("Lmod", {}).get("launcher_pins", [])
+    config.Lmod.launcher_pins = sorted({*pinned, *config.ServerProxy.servers})
     featured_first(featured)
     panel_file()
 
