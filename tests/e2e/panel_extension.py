@@ -1,6 +1,7 @@
 """modlib's JupyterLab extension (k8s-jobs/notebook-image/panel), built into the browser tests' venv as the
-image's install.sh builds it (panel/build.sh: npm ci of the pinned builder, then the build against the venv's
-JupyterLab). Built again only when a file of it changes: about 45 s on 2 cores (npm ci 38 s, the build 5 s)."""
+image's install.sh builds it (panel/build.sh: JupyterLab's jlpm installs the builder pinned by yarn.lock, then
+the build against the venv's JupyterLab). Built again only when a file of it changes: about 40 s on 2 cores
+(jlpm install 30 s, the build 5 s)."""
 
 from __future__ import annotations
 
