@@ -45,8 +45,11 @@ $(CHECKOV_VENV)/bin/checkov: | $(VENV)/.installed
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install -q 'checkov==$(CHECKOV_VERSION)'
 
-# the notebook image's venv for the browser tests, made ahead so that a test run does not wait for it
+# the notebook image's venv for the browser tests, made ahead so that a test run does not wait for it; with
+# modlib's JupyterLab extension, which needs node to build (the system's, else Debian's)
 $(NOTEBOOK_VENV)/.requirements-sha256: k8s-jobs/notebook-image/requirements.txt | $(VENV)/.installed
+	@command -v node >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs; }
 	$(VENV)/bin/python -c 'from tests.e2e.notebook import notebook_venv; notebook_venv()'
 
 # kubectl (with kustomize built in) for the manifest tests: the system's when there is one,

@@ -39,8 +39,12 @@ VIEW_LMODRC = Place("lmodrc.lua", "Lmod's default rc + the spider caches of the 
 VIEW_FEATURED = Place("featured.json", "featured-modules index (schema: builder/schemas/featured.schema.json)", 2)
 VIEW_FEATURED_TREE = Place("featured/", "links to the featured module files (`module use` it alone)", 2)
 VIEW_JUPYTER = Place("jupyter_server_config.json", "jupyter-lmod: launcher_pins, launcher_module_map", 2)
+VIEW_LAUNCHERS = Place("launchers.json", "each launcher (library.yaml's notebook.launchers) with the module it "
+                       "loads: the image's hook gives them to jupyter-server-proxy", 2)
 VIEW_CATALOGUE = Place("catalogue.html", "the catalogue page: every module, how to load it, what it was built "
                        "from; a search box", 2)
+VIEW_PANEL_DATA = Place("modules.json", "each module of the target: description, GPU mark (the panel extension "
+                        "of the notebook image shows them)", 2)
 VIEW_KERNELS = Place("jupyter/", "a Jupyter data folder, first on JUPYTER_PATH (env.sh)", 2)
 VIEW_KERNEL_SH = Place("kernel.sh", "what kernels run with bash: Lmod's init, env.sh, module load, exec Python", 3)
 VIEW_KERNEL_STARTUP = Place("kernel_startup.py", "what kernels run before the first cell: panel change notices, "
@@ -78,7 +82,8 @@ CACHE = Place("cache/", "parsed easyconfigs, whole plans, library.yaml contents 
 
 #: In the order the documentation draws them; the indented ones sit under the entry before.
 ENTRIES = (LIVE, VIEWS, VIEW_MARKER, VIEW_TREE, VIEW_MODULERC, VIEW_TREE_CACHE, VIEW_CATALOGUE_DATA, VIEW_TARGET,
-           VIEW_ENV, VIEW_LMODRC, VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_CATALOGUE, VIEW_KERNELS,
+           VIEW_ENV, VIEW_LMODRC, VIEW_FEATURED, VIEW_FEATURED_TREE, VIEW_JUPYTER, VIEW_LAUNCHERS,
+           VIEW_CATALOGUE, VIEW_PANEL_DATA, VIEW_KERNELS,
            VIEW_KERNEL_SH, VIEW_KERNEL_STARTUP, VIEW_KERNEL, VIEW_MODLIB_EXEC, VIEW_SESSION_PY, VIEW_STATE, VIEW_INPUTS,
            VIEW_RECORD, SOFTWARE, UNREFERENCED, STORE, STAGING, BUILD_PROCESS, MANIFEST, INTEGRITY, SOURCES, META,
            RUN_LOCK, EB_LOCKS, RECORDS, LAST_RUN, INPUTS, CACHE)
@@ -152,6 +157,10 @@ class Layout:
     def view_catalogue(self, base: Path, target: str) -> Path:
         """A target's catalogue page inside a view."""
         return self.view_target(base, target) / _fill(VIEW_CATALOGUE)
+
+    def view_panel_data(self, base: Path, target: str) -> Path:
+        """What the notebook panel says of each module of a target, inside a view."""
+        return self.view_target(base, target) / _fill(VIEW_PANEL_DATA)
 
     def view_state(self, base: Path) -> Path:
         return base / _fill(VIEW_STATE)

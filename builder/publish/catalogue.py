@@ -137,8 +137,9 @@ def _policy(template: str) -> str:
     return f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
 
 
-def page(settings: Settings, target: str, gen: Path) -> str:
-    """The target's catalogue: the packages of its trees (highest priority first), by name."""
+def _packages(settings: Settings, target: str, gen: Path) -> tuple[dict[str, dict], set[str]]:
+    """The packages of the target's trees (highest priority first), by name, each version with its tree;
+    and the target's cuda trees."""
     layout = settings.layout
     trees = settings.layered_trees(settings.target(target))
     packages: dict[str, dict] = {}
@@ -146,7 +147,19 @@ def page(settings: Settings, target: str, gen: Path) -> str:
         for name, entry in (jsonfile.read(layout.view_catalogue_data(gen, tree)) or {}).items():
             merged = packages.setdefault(name, {**entry, "versions": []})
             merged["versions"] += [{**v, "tree": tree} for v in entry["versions"]]
-    gpu_trees = {t for t in trees if settings.target_of_tree(t).kind == "cuda"}
+    return packages, {t for t in trees if settings.target_of_tree(t).kind == "cuda"}
+
+
+def panel_data(packages: dict[str, dict], gpu_trees: set[str]) -> dict:
+    """What the notebook panel shows beside each module name (jupyter-lmod lists names only): its
+    description and whether it is a GPU module."""
+    return {"modules": {v["module"]: {"description": " ".join((v["description"] or p["description"]).split()),
+                                      "gpu": v["gpu"] or v["tree"] in gpu_trees}
+                        for p in packages.values() for v in p["versions"]}}
+
+
+def page(settings: Settings, target: str, gen: Path, packages: dict[str, dict], gpu_trees: set[str]) -> str:
+    """The target's catalogue: its packages by name."""
     featured = _featured(settings, target)
     sections = "".join(_package_section(packages[n], gpu_trees, featured) for n in sorted(packages, key=str.lower))
     switch = " ".join(f'<a href="../{html.escape(t)}/catalogue.html"{" class=here" if t == target else ""}>'
@@ -159,4 +172,7 @@ def page(settings: Settings, target: str, gen: Path) -> str:
 
 
 def write_page(settings: Settings, target: str, gen: Path) -> None:
-    settings.layout.view_catalogue(gen, target).write_text(page(settings, target, gen))
+    """The catalogue page and the panel's data of the target, from the same merged packages."""
+    packages, gpu_trees = _packages(settings, target, gen)
+    settings.layout.view_catalogue(gen, target).write_text(page(settings, target, gen, packages, gpu_trees))
+    jsonfile.write(settings.layout.view_panel_data(gen, target), panel_data(packages, gpu_trees))

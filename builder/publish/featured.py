@@ -13,7 +13,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -27,7 +27,7 @@ _PYTHON_DIR = re.compile(r"""lib["',\s/]+python(\d+\.\d+)["',\s/]+site-packages"
 class Featuring:
     index: dict
     links: dict[str, Path]  # featured-tree entry (Name/version.lua) -> module file in the generation
-    launchers: dict[str, str] = field(default_factory=dict)  # jupyter-server-proxy launcher -> module
+    launchers: dict[str, dict] = field(default_factory=dict)  # name -> its settings and the module it loads
     warnings: list[str] = field(default_factory=list)
 
 
@@ -72,7 +72,7 @@ def feature(settings: Settings, target: str, catalogue: list[dict], gpu_dirs: li
             "gpu": any(path.is_relative_to(d) for d in gpu_dirs), "load": f"module load {version['full']}"})
         out.links[version["full"] + ".lua"] = path
         if wanted.launcher:
-            out.launchers[wanted.launcher] = version["full"]
+            out.launchers[wanted.launcher] = {**asdict(settings.launchers[wanted.launcher]), "module": version["full"]}
     validate(out.index)
     return out
 
@@ -86,7 +86,8 @@ def validate(index: dict) -> None:
 
 
 def write(featuring: Featuring, folder: Path) -> None:
-    """featured.json, the featured tree of links (`module use` of it lists only these), jupyter-lmod's config."""
+    """featured.json, the featured tree of links (`module use` of it lists only these), jupyter-lmod's config,
+    the launchers."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "featured.json").write_text(json.dumps(featuring.index, indent=2, sort_keys=True) + "\n")
     for entry, target in featuring.links.items():
@@ -96,13 +97,16 @@ def write(featuring: Featuring, folder: Path) -> None:
     # jupyter-lmod 5.3 takes a list per launcher and shows the tile when a loaded module's name, lowercased,
     # starts with one of them (a plain string fails its config validation)
     config = {"Lmod": {"launcher_pins": sorted(featuring.launchers),
-                       "launcher_module_map": {k: [m.lower()] for k, m in sorted(featuring.launchers.items())}}}
+                       "launcher_module_map": {name: [launcher["module"].lower()]
+                                               for name, launcher in sorted(featuring.launchers.items())}}}
     (folder / "jupyter_server_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    # what the notebook image's hook gives jupyter-server-proxy: each launcher with the module it loads
+    (folder / "launchers.json").write_text(json.dumps(featuring.launchers, indent=2, sort_keys=True) + "\n")
 
 
 def reuse(previous: Path, folder: Path) -> None:
     """No featured name changed: the previous generation's index, links and jupyter config, unchanged."""
-    for name in ("featured.json", "jupyter_server_config.json"):
+    for name in ("featured.json", "jupyter_server_config.json", "launchers.json"):
         os.link(previous / name, folder / name)
     if (previous / "featured").is_dir():
         shutil.copytree(previous / "featured", folder / "featured", symlinks=True)

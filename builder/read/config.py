@@ -105,6 +105,17 @@ class Featured:
 
 
 @dataclass(frozen=True)
+class Launcher:
+    """A web tool jupyter-server-proxy starts from a tile, with its featured module loaded (library.yaml's
+    notebook.launchers): its settings are jupyter-server-proxy's own, the notebook image's hook reads them."""
+    title: str
+    command: tuple[str, ...]
+    timeout: float
+    path_info: str
+    new_browser_tab: bool
+
+
+@dataclass(frozen=True)
 class Settings:
     config_file: Path
     #: Of the bytes these settings were read from: what a plan or a published view records as its config,
@@ -125,6 +136,7 @@ class Settings:
     cache_dir: Path | None  # parsed-easyconfig cache ($MODLIB_CACHE); None: no cache
     cached_loads: bool  # LMOD_CACHED_LOADS in notebooks' env.sh (measured slower: docs/performance.md)
     kernels: tuple[str, ...] | None  # modules with a Jupyter kernel; None: the featured Python packages
+    launchers: dict[str, Launcher] = field(hash=False)  # by name, which a featured entry's launcher names
     grace_period_hours: float  # how long a prefix nothing names any more stays
     unisolated_ok: bool  # builds and parses may run without a sandbox where none can be made
     sandbox_user: tuple[int, int]  # uid, gid a root runner's builds and parses run as
@@ -341,10 +353,15 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     _check_targets(path, targets)
     if not any(t.kind == "cpu" for t in targets.values()):
         raise BadInput(path, "at least one cpu target is needed")
+    launchers = {name: Launcher(**{**entry, "command": tuple(entry["command"])})
+                 for name, entry in data["notebook"]["launchers"].items()}
     for entry in data["featured"]:
         for name in entry.get("targets", []):
             if name not in targets:
                 raise BadInput(path, f"featured {entry['name']}: unknown target '{name}'")
+        if "launcher" in entry and entry["launcher"] not in launchers:
+            raise BadInput(path, f"featured {entry['name']}: unknown launcher '{entry['launcher']}' "
+                                 f"(notebook.launchers defines: {', '.join(sorted(launchers)) or 'none'})")
     kernels = data["notebook"].get("kernels")  # absent: the featured Python packages get kernels
     return Settings(
         config_file=path.resolve(), config_sha256=sha256, repo_root=repo, root=rel(data["root"]).resolve(),
@@ -359,6 +376,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         cache_dir=default_cache_dir(env),
         cached_loads=data["notebook"]["cached_loads"],
         kernels=None if kernels is None else tuple(kernels),
+        launchers=launchers,
         grace_period_hours=data["installs"]["grace_period_hours"],
         unisolated_ok=data["sandbox"]["unisolated"],
         sandbox_user=(data["sandbox"]["uid"], data["sandbox"]["gid"]),

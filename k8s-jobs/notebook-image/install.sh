@@ -33,8 +33,18 @@ python3 -m venv "$VENV"
 install -m 0644 "$SRC/modlib.sh" /etc/profile.d/modlib.sh
 echo 'case ":$PATH:" in *":'"$VENV"'/bin:"*) ;; *) PATH="'"$VENV"'/bin:$PATH" ;; esac' > /etc/profile.d/venv.sh
 install -D -m 0644 "$SRC/jupyter_server_config.py" "$VENV/etc/jupyter/jupyter_server_config.py"
+install -D -m 0644 "$SRC/modlib_launch.py" "$VENV/etc/jupyter/modlib_launch.py"  # how the hook starts launchers
 # JupyterLab's defaults for every user: no news or update checks (pods reach no such server).
 install -D -m 0644 "$SRC/overrides.json" "$VENV/share/jupyter/lab/settings/overrides.json"
+# modlib's extension of jupyter-lmod's panel (GPU marks, descriptions, featured group, keyboard): built with
+# Debian's node and JupyterLab's jlpm from its pinned yarn.lock; node is removed again (the image runs none).
+apt-get update -q
+apt-get install -y -q --no-install-recommends nodejs
+sh "$SRC/panel/build.sh" "$SRC/panel" "$VENV/share/jupyter/labextensions/@modlib/jupyterlab-panel" "$VENV/bin/python"
+apt-get purge -y -q nodejs
+apt-get autoremove -y -q --purge
+apt-get clean
+rm -rf /var/lib/apt/lists/* /root/.yarn /root/.cache/yarn
 
 chown -R root:root "$PREFIX"
 chmod -R go-w "$PREFIX"

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 from traitlets.config import Config
@@ -16,12 +17,9 @@ from traitlets.config import Config
 PROFILE_HOOKS = ["/etc/profile.d/lmod.sh", "/etc/profile.d/modlib.sh"]
 SHELL_ONLY = {"_", "PWD", "OLDPWD", "SHLVL"}
 
-# How each launcher named in the library's launcher map starts, once its module is loaded: its tile's
-# title and its command line.
-TOOLS = {
-    "tensorboard": ("TensorBoard", lambda port: ["tensorboard", "--logdir", os.environ.get("HOME", "/tmp"),
-                                                 "--host", "127.0.0.1", "--port", str(port)]),
-}
+# The tools' launcher wrapper, installed beside this hook; their tiles' category in JupyterLab's launcher.
+LAUNCH = Path(sys.prefix, "etc", "jupyter", "modlib_launch.py")
+CATEGORY = "Module library"
 
 
 def profile_environment() -> dict[str, str]:
@@ -35,10 +33,45 @@ def profile_environment() -> dict[str, str]:
     return {k: v for k, v in pairs if k not in SHELL_ONLY}
 
 
-def launcher(module: str, tool):
-    """jupyter-server-proxy's command: a shell that loads the tool's module through Lmod, then runs it."""
-    script = '. "$LMOD_PKG/init/bash" && module load "$1" && shift && exec "$@"'
-    return lambda port: ["bash", "-c", script, "modlib-launch", module, *tool(port)]
+def root_dir() -> str:
+    """The folder JupyterLab's file browser shows (the server's, once it runs), where the tools' logs go."""
+    from jupyter_server.serverapp import ServerApp
+
+    return ServerApp.instance().root_dir if ServerApp.initialized() else os.environ.get("HOME", "/tmp")
+
+
+def proxied(name: str, title: str, command: list[str], module: str | None, timeout: float, path_info: str = "",
+            new_browser_tab: bool = True) -> dict:
+    """jupyter-server-proxy's settings of one tool, run by modlib_launch.py: it loads the module, keeps the
+    tool's output in launcher-logs/<name>.log under the server's root folder, and answers on the tool's port
+    with a page saying why when the tool exits or does not answer within ``timeout`` (so the proxy, which
+    waits a little longer, never restarts it in a loop)."""
+    def literal(text: str) -> str:  # the proxy formats every argument with {port} and {base_url}
+        return text.replace("{", "{{").replace("}", "}}")
+
+    def argv(port: int, base_url: str) -> list[str]:
+        root = root_dir()
+        log = Path(root, "launcher-logs", f"{name}.log")
+        url = base_url + "lab/tree/" + urllib.parse.quote(str(log.relative_to(root)))
+        return [literal(a) for a in (sys.executable, str(LAUNCH), "--title", title, "--port", str(port),
+                                     "--timeout", str(timeout), "--log", str(log), "--log-url", url)] + \
+            (["--module", literal(module)] if module else []) + ["--", *command]
+
+    return {"command": argv, "timeout": timeout + 10, "new_browser_tab": new_browser_tab,
+            "launcher_entry": {"title": title, "category": CATEGORY, "path_info": f"{name}/{path_info}"}}
+
+
+def servers(target: Path) -> dict[str, dict]:
+    """The library's launchers (launchers.json: library.yaml's notebook.launchers, each with the featured
+    module it loads), and the catalogue page of the target, served from the live view."""
+    launchers = json.loads((target / "launchers.json").read_text()) if (target / "launchers.json").is_file() else {}
+    out = {name: proxied(name, entry["title"], entry["command"], entry["module"], entry["timeout"],
+                         entry["path_info"], entry["new_browser_tab"]) for name, entry in launchers.items()}
+    if (target / "catalogue.html").is_file():
+        serve = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(target.parent),
+                 "{port}"]
+        out["catalogue"] = proxied("catalogue", "Module catalogue", serve, None, 15, f"{target.name}/catalogue.html")
+    return out
 
 
 def featured_first(featured: list[str]) -> None:
@@ -92,13 +125,10 @@ def configure(config: Config) -> None:
     settings = json.loads((target / "jupyter_server_config.json").read_text())
     config.merge(Config(settings))  # jupyter-lmod's launcher_pins and launcher_module_map
     featured = [m["module"] for m in json.loads((target / "featured.json").read_text())["modules"]]
-    # the map holds lowercased names (what jupyter-lmod matches); Lmod loads the featured module's own name
-    by_lower = {name.lower(): name for name in featured}
-    launchers = {launcher_name: by_lower[mods[0]] for launcher_name, mods
-                 in settings.get("Lmod", {}).get("launcher_module_map", {}).items() if mods[0] in by_lower}
-    config.ServerProxy.servers = {
-        name: {"command": launcher(launchers[name], command), "timeout": 60, "launcher_entry": {"title": title}}
-        for name, (title, command) in TOOLS.items() if name in launchers}
+    config.ServerProxy.servers = servers(target)
+    # jupyter-lmod shows a tool's tile only while its module is loaded, unless the tool is pinned
+    pinned = settings.get("Lmod", {}).get("launcher_pins", [])
+    config.Lmod.launcher_pins = sorted({*pinned, *config.ServerProxy.servers})
     featured_first(featured)
     panel_file()
 

@@ -67,3 +67,14 @@ def restart_kernel(page: Page) -> None:
     with page.expect_response(lambda r: r.url.split("?")[0].endswith("/restart") and r.request.method == "POST"):
         page.locator(".jp-Dialog .jp-mod-accept").click()
     page.locator('.jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
+
+
+def widen_side_panel(page: Page, by: int) -> None:
+    """The left side panel dragged ``by`` pixels wider, by its handle."""
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first.bounding_box()
+    assert handle is not None
+    x, y = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + by, y, steps=5)
+    page.mouse.up()

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.e2e.panel_extension import install_panel
 from tests.helpers import REPO
 
 IMAGE = REPO / "k8s-jobs" / "notebook-image"
@@ -53,9 +54,11 @@ def notebook_venv() -> Path:
                              capture_output=True, text=True)
         assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
         stamp.write_text(digest)
-    for name, dest in (("jupyter_server_config.py", "etc/jupyter"), ("overrides.json", "share/jupyter/lab/settings")):
+    for name, dest in (("jupyter_server_config.py", "etc/jupyter"), ("modlib_launch.py", "etc/jupyter"),
+                       ("overrides.json", "share/jupyter/lab/settings")):
         (VENV / dest).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(IMAGE / name, VENV / dest / name)  # as install.sh installs them
+    install_panel(VENV)
     return VENV
 
 

@@ -21,7 +21,15 @@ import pytest
 from playwright.sync_api import Page
 
 from builder.read.config import load_settings
-from tests.e2e.browser import TIMEOUT_MS, lab_page, new_launcher, open_notebook, restart_kernel, run_cell
+from tests.e2e.browser import (
+    TIMEOUT_MS,
+    lab_page,
+    new_launcher,
+    open_notebook,
+    restart_kernel,
+    run_cell,
+    widen_side_panel,
+)
 from tests.e2e.notebook import jupyter_lab
 from tests.helpers import REPO
 
@@ -57,16 +65,6 @@ def _modules(tree: Path) -> set[str]:
     return {f"{f.parent.name}/{f.name.removesuffix('.lua')}" for f in files}
 
 
-def _widen_side_panel(page: Page, by: int) -> None:
-    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first.bounding_box()
-    assert handle is not None
-    x, y = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + by, y, steps=5)
-    page.mouse.up()
-
-
 def test_lmod_panel_lists_featured_modules_first_and_no_gpu_module(lab):
     page, root, shots = lab
     listed = _panel(page)
@@ -90,10 +88,10 @@ def test_jinja2_loads_from_the_panel(lab):
     page.fill("#modules", "")
     page.press("#modules", "Enter")  # the panel filters on key-up
     page.locator("#module_avail_list .jp-Module-itemLabel", has_text="TensorBoard").wait_for()
-    _widen_side_panel(page, 160)
+    widen_side_panel(page, 160)
     panel = page.locator("#module-jupyterlab").bounding_box()
     assert panel is not None
-    page.screenshot(path=shots / "notebook-lmod-panel.png", clip={**panel, "height": 260})
+    page.screenshot(path=shots / "notebook-lmod-panel.png", clip={**panel, "height": 420})
 
 
 def _panel_button(page: Page, section: str, module: str, label: str) -> None:
@@ -193,8 +191,10 @@ def test_the_panels_generated_code_loads_into_a_running_kernel_first_on_sys_path
 def test_tensorboard_tile_opens_tensorboard_through_the_proxy(lab):
     page, _, shots = lab
     new_launcher(page)
-    tile = page.locator('.jp-LauncherCard[title^="TensorBoard"]:visible')
+    tile = page.locator('.jp-LauncherCard[data-category="Module library"][title^="TensorBoard"]:visible')
     tile.wait_for()
+    page.locator('.jp-LauncherCard[data-category="Module library"][title^="Module catalogue"]:visible').wait_for()
+    tile.scroll_into_view_if_needed()  # the library's category comes last
     page.screenshot(path=shots / "notebook-launcher.png")
     with page.context.expect_page() as opened:
         tile.click()

@@ -94,7 +94,25 @@ def test_notebook_with_read_only_library(demo_library):
     assert all(m in out.stdout for m in modules.split())
 
 
-def test_jupyter_lmod_configuration(demo_library):
-    config = json.loads((demo_library[0] / "live" / "targets" / "cpu" / "jupyter_server_config.json").read_text())
+def test_jupyter_lmod_configuration_and_the_launchers(demo_library):
+    target = demo_library[0] / "live" / "targets" / "cpu"
+    config = json.loads((target / "jupyter_server_config.json").read_text())
     assert config == {"Lmod": {"launcher_pins": ["tensorboard"],
                                "launcher_module_map": {"tensorboard": ["tensorboard/2.21.0-gcccore-system"]}}}
+    # library.yaml's notebook.launchers, each with the featured module it loads, for the image's hook
+    assert json.loads((target / "launchers.json").read_text()) == {"tensorboard": {
+        "title": "TensorBoard", "module": "TensorBoard/2.21.0-GCCcore-system", "timeout": 60, "path_info": "",
+        "new_browser_tab": True,
+        "command": ["tensorboard", "--logdir", ".", "--host", "127.0.0.1", "--port", "{port}"]}}
+
+
+def test_the_panels_data_names_every_module_of_the_target_and_marks_gpu_ones(demo_library):
+    """modules.json, beside each target's catalogue page: what the notebook panel's extension shows."""
+    live = demo_library[0] / "live"
+    for target, trees in (("cpu", ["cpu"]), ("cuda", ["cuda", "cpu"])):
+        modules = json.loads((live / "targets" / target / "modules.json").read_text())["modules"]
+        files = {tree: {f"{f.parent.name}/{f.name.removesuffix('.lua')}"
+                        for f in (live / "trees" / tree / "modules" / "all").glob("*/[!.]*.lua")} for tree in trees}
+        assert set(modules) == set().union(*files.values())
+        assert {m for m, about in modules.items() if about["gpu"]} == files.get("cuda", set())
+        assert all(about["description"] and "\n" not in about["description"] for about in modules.values())

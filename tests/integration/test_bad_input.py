@@ -116,6 +116,14 @@ def test_bad_easystack_entry(repo, entry, expected):
     assert all(text in message for text in expected), message
 
 
+def test_unknown_launcher_at_plan(repo):
+    """A featured entry naming a launcher library.yaml does not define gave no tile and no warning anywhere."""
+    tmp, config = repo
+    config.write_text(config.read_text() + "featured:\n- name: MLflow\n  launcher: mlflow\n")
+    message = run_bad(repo, "plan")
+    assert "library.yaml: featured MLflow: unknown launcher 'mlflow' (notebook.launchers defines: none)" in message
+
+
 def test_unknown_target(repo):
     assert "library.yaml: unknown target 'gpu' (targets: cpu)" in run_bad(repo, "build", "--target", "gpu")
 

@@ -48,12 +48,13 @@ class Containerfile:
 def mmdebstrap(rootfs: Path, src: Path, install: str, log: Path, suite: str = "bookworm") -> None:
     """Debian ``suite`` into ``rootfs``, then ``sh /src/INSTALL /src`` in it with ``src`` copied to /src
     (removed after)."""
-    # The host's CA bundle lets pip through a TLS-inspecting proxy; it is removed again afterwards.
+    # The host's CA bundle lets pip (and node, which builds the notebook image's extension) through a
+    # TLS-inspecting proxy; it is removed again afterwards.
     ca = "/tmp/host-ca.pem" if HOST_CA.exists() else ""
     steps = [
         f'cp -a {shlex.quote(str(src))} "$1/src"' + (f' && cp {HOST_CA} "$1{ca}"' if ca else ""),
         'chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin'
-        + (f" PIP_CERT={ca}" if ca else "") + f" sh /src/{install} /src",
+        + (f" PIP_CERT={ca} NODE_EXTRA_CA_CERTS={ca}" if ca else "") + f" sh /src/{install} /src",
         f'rm -rf "$1/src" "$1{ca or "/tmp/none"}"',
     ]
     cmd = ["mmdebstrap", "--variant=apt", "--include=ca-certificates",

@@ -90,7 +90,7 @@ def test_python_and_jupyter_packages_are_the_pinned_ones(rootfs):
     pins = {_canonical(line) for line in REQUIREMENTS.read_text().splitlines() if "==" in line}
     assert pins <= {_canonical(line) for line in lines}, pins - {_canonical(line) for line in lines}
     for extension in ("jupyterlmod", "jupyter_server_proxy", "@cmd-ntrf/jupyterlab-lmod",
-                      "@jupyterhub/jupyter-server-proxy"):
+                      "@jupyterhub/jupyter-server-proxy", "@modlib/jupyterlab-panel"):
         assert any(extension in line and "enabled" in line.lower() for line in lines), extension
 
 
@@ -122,4 +122,5 @@ def test_nothing_in_opt_is_writable_and_no_build_inputs_are_left(rootfs):
     result = run(rootfs, "find /opt ! -type l -writable")
     assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
     assert not (rootfs / "src").exists() and not (rootfs / "tmp" / "host-ca.pem").exists()
+    assert not (rootfs / "usr" / "bin" / "node").exists()   # built, node gone
     assert not list((rootfs / "var" / "lib" / "apt" / "lists").glob("*Packages*"))

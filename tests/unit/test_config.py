@@ -45,6 +45,11 @@ def test_lmod_and_the_pypi_index_are_settings_resolved_once(tmp_path):
     (lambda d: d["targets"]["cpu"].update(arch="pentium9000"), "unknown CPU microarchitecture 'pentium9000'"),
     (lambda d: d["targets"]["cpu"].update(easystacks=["nope.yaml"]), "easystack file"),
     (lambda d: d["python"].update(version="3"), "at 'python.version'"),
+    (lambda d: d.update(featured=[{"name": "MLflow", "launcher": "mlflow"}]),
+     "featured MLflow: unknown launcher 'mlflow' (notebook.launchers defines: none)"),
+    (lambda d: d.update(notebook={"launchers": {"catalogue": {"title": "Mine", "command": ["x"]}}}),
+     "at 'notebook.launchers'"),
+    (lambda d: d.update(notebook={"launchers": {"board": {"title": "Board"}}}), "'command' is a required property"),
 ])
 def test_invalid_config_names_file_and_key(tmp_path, mutate, expect):
     cfg = write_config(tmp_path, {"cpu": dict(CPU)})
@@ -55,6 +60,15 @@ def test_invalid_config_names_file_and_key(tmp_path, mutate, expect):
         load_settings(cfg, env={})
     assert err.value.exit_code == EXIT_BAD_INPUT
     assert str(cfg) in str(err.value) and expect in str(err.value)
+
+
+def test_launchers_are_jupyter_server_proxy_settings_a_featured_entry_names(tmp_path):
+    board = {"title": "Board", "command": ["board", "--port", "{port}"]}
+    cfg = write_config(tmp_path, {"cpu": CPU}, extra={"notebook": {"launchers": {"board": board}},
+                                                      "featured": [{"name": "Board", "launcher": "board"}]})
+    launcher = load_settings(cfg, env={}).launchers["board"]
+    assert launcher.command == ("board", "--port", "{port}") and launcher.title == "Board"
+    assert (launcher.timeout, launcher.path_info, launcher.new_browser_tab) == (60, "", True)  # the schema's defaults
 
 
 def test_malformed_yaml(tmp_path):
