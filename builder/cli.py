@@ -230,11 +230,9 @@ def status(config: Path | None, as_json: bool, where: tuple[str, ...]) -> None:
 
 
 def _where(settings: Settings, conditions: list[str], as_json: bool) -> None:
-    from builder.ebadapter import option_names
-    from builder.report.where import parse, query
+    from builder.report.where import conditions_of, query
 
-    known = option_names()
-    found = query(settings, [parse(c, known) for c in conditions])
+    found = query(settings, conditions_of(conditions))
     if as_json:
         click.echo(json.dumps(found, indent=1))
         return

@@ -53,6 +53,14 @@ def parse(text: str, known: frozenset[str]) -> Condition:
     return Condition(key, op == "=", value)
 
 
+def conditions_of(texts: list[str]) -> list[Condition]:
+    """``--where`` arguments as conditions, their keys checked against ``eb``'s own options."""
+    from builder.ebadapter import option_names  # here: EasyBuild is imported for --where only
+
+    known = option_names()
+    return [parse(text, known) for text in texts]
+
+
 def items(value: object) -> list[str]:
     """An option's value as the items it stands for: a list's, or a comma-separated string's."""
     if value is None:
