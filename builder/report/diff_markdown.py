@@ -35,7 +35,7 @@ def _total(diff: TargetDiff, changes: list[Change], nothing: str) -> str:
     if not changes:
         return nothing
     known = duration(seconds) if unknown < len(changes) else ""
-    return ", ".join(filter(None, [f"{len(changes)}:", known, f"{unknown} unknown" if unknown else ""]))
+    return f"{len(changes)} ({', '.join(filter(None, [known, f'{unknown} unknown' if unknown else '']))})"
 
 
 def _row(kind: str, change: Change) -> str:
