@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from builder.execute.k8s_objects import build_job, job_name
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
 from tests.helpers import REPO, modlib
-from tests.k8s.validate import K8S_VERSIONS, run_checkov, schema_errors, semantic_problems
+from tests.k8s.emulator import Emulator
+from tests.k8s.validate import K8S_VERSIONS, kubectl, run_checkov, schema_errors, semantic_problems
 
 ROOT = "/srv/modlib"
 
@@ -36,7 +38,7 @@ def rendered(tmp_path_factory, demo):
 
 
 def _jobs(folder: Path) -> list[dict]:
-    return [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml")) if p.name != "kustomization.yaml"]
+    return [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml"))]
 
 
 @pytest.mark.parametrize("target", ["cpu", "cuda"])
@@ -45,7 +47,7 @@ def test_one_job_per_planned_node_and_all_valid(rendered, demo, target):
     plan = make_plan(demo, [demo.target(target)])
     assert len(jobs) == len(plan.nodes) == len(plan.missing())
     assert {j["metadata"]["annotations"]["modlib.io/module"] for j in jobs} == {n.module for n in plan.nodes}
-    kustomization = yaml.safe_load((rendered[target] / "kustomization.yaml").read_text())
+    kustomization = yaml.safe_load((rendered[target] / "Kustomization").read_text())
     assert len(kustomization["resources"]) == len(jobs)
     for job in jobs:
         for version in K8S_VERSIONS:
@@ -242,6 +244,23 @@ def test_job_names_hash_the_node_not_the_plan(demo):
     assert job_name(node, invocation(demo, node, rebuild=True)) != name
     long = dataclasses.replace(node, module="X" * 200 + "/1.0")
     assert len(job_name(long, inv)) <= 63
+
+
+def test_kubectl_apply_f_and_apply_k_take_the_rendered_folder(rendered, tmp_path):
+    """``kubectl apply -f DIR`` sends every .yaml, .yml and .json file of DIR as an object (a
+    kustomization.yaml there failed it); ``apply -k`` reads the extensionless Kustomization. A client
+    dry run still asks an API server for the kinds it sends: the emulator's serves it (kubectl's
+    OpenAPI validation is off, the schemas are checked above)."""
+    folder = rendered["cpu"]
+    with Emulator() as emulator:
+        kubeconfig = str(emulator.write_kubeconfig(tmp_path / "kubeconfig"))
+        applied = {how: subprocess.run([kubectl(), "--kubeconfig", kubeconfig, "apply", "--dry-run=client",
+                                        "--validate=false", how, str(folder)], capture_output=True, text=True)
+                   for how in ("-f", "-k")}
+    jobs = sorted(f"job.batch/{j['metadata']['name']} created (dry run)" for j in _jobs(folder) if j["kind"] == "Job")
+    for how, result in applied.items():
+        assert result.returncode == 0, (how, result.stderr)
+        assert sorted(result.stdout.splitlines()) == jobs, how
 
 
 def test_render_of_a_published_library_writes_no_jobs(tmp_path, demo_library):
