@@ -28,7 +28,7 @@ from builder.execute.k8s_objects import SELECTOR
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
 from tests.helpers import REPO, modlib
-from tests.k8s.emulator import Emulator, Kubelet, OomKill
+from tests.k8s.emulator import Disruption, Emulator, Kubelet
 from tests.k8s.scenario import (
     BROKEN,
     NEEDS_BROKEN,
@@ -70,9 +70,9 @@ def run(source_cache):
     with Emulator() as emulator:
         scenario = Scenario(base, volume, config, emulator.write_kubeconfig(base / "kubeconfig"))
         (base / "kubelet").mkdir()
-        oom = OomKill(OOMER[1], lambda: bool(installed(volume, OOMER, "attempt-*")), oom_marker)
+        oom = Disruption(OOMER[1], ("oom",), lambda log: bool(installed(volume, OOMER, "attempt-*")), oom_marker)
         kubelet = Kubelet(emulator, NS, {settings.kubernetes.claim: volume}, scenario.image_env, base / "kubelet",
-                          reveal=(str(REPO),), oom=oom)
+                          reveal=(str(REPO),), disruptions=(oom,))
         with kubelet:
             killed_at, first, second, second_exit = first_two_runs(scenario, marker)
             tampering = tampering_run(scenario)
@@ -151,6 +151,11 @@ def test_a_tampering_build_changes_nothing_outside_its_own_folders(run):
     assert log.count("Read-only file system") == 3, log[-3000:]
     assert "postinstallcmds" in log or "post-install" in log, log[-3000:]
     assert not (volume / "cpu" / "modules" / "all" / f"{TAMPER[1]}.lua").exists()
+    # EasyBuild exits 1 when postinstallcmds fail: permanent, so the Job fails with its first pod
+    tamper = _job_of(run, TAMPER)
+    assert [r.exit_code for r in run["kubelet"].runs if r.job == tamper] == [1]
+    job = run["emulator"].object("jobs", NS, tamper)
+    assert [c["reason"] for c in job["status"]["conditions"]] == ["PodFailurePolicy"]
     (prefix,) = volume.glob("cpu/software/tamper-*")
     assert prefix.name in json.loads((volume / "cpu" / "software" / ".unreferenced.json").read_text())
 
