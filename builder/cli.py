@@ -364,7 +364,7 @@ def env(config: Path | None, target: str) -> None:
 @config_option
 @click.option("--target", required=True, help="The target whose build Jobs to write.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the manifests (one file per Job, plus kustomization.yaml).")
+              help="Folder for the manifests (one file per Job, plus a Kustomization).")
 def render(config: Path | None, target: str, out: Path) -> None:
     """Write the Kubernetes Jobs of one run: one per module still to build."""
     from builder.commands.render import render_run, root_warning
@@ -374,7 +374,7 @@ def render(config: Path | None, target: str, out: Path) -> None:
     if warning:
         click.echo(f"modlib: warning: {warning}", err=True)
     files, inputs = render_run(settings, settings.target(target), out)
-    click.echo(f"wrote {len(files)} Job manifest(s) and kustomization.yaml to {out}")
+    click.echo(f"wrote {len(files)} Job manifest(s) to {out}: `kubectl apply -f {out}` or `kubectl apply -k {out}`")
     click.echo(f"their pods read the site easyconfigs from {inputs} on the library volume "
                f"(staged by `modlib build --executor kubernetes`)")
 

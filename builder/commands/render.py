@@ -32,6 +32,11 @@ def root_warning(settings: Settings) -> str | None:
             f"render with MODLIB_ROOT={mount}")
 
 
+#: kustomize's extensionless file name: ``kubectl apply -k`` reads it, ``kubectl apply -f`` (which takes
+#: every .yaml, .yml and .json file of a folder as an object to send) passes it by
+KUSTOMIZATION = "Kustomization"
+
+
 def render_run(settings: Settings, target: Target, out: Path) -> tuple[list[Path], Path]:
     jobs, inputs = run_jobs(settings, target)
     out.mkdir(parents=True, exist_ok=True)
@@ -42,5 +47,5 @@ def render_run(settings: Settings, target: Target, out: Path) -> tuple[list[Path
         files.append(path)
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                      "resources": [p.name for p in files]}
-    (out / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    (out / KUSTOMIZATION).write_text(yaml.safe_dump(kustomization, sort_keys=False))
     return files, inputs

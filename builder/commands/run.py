@@ -156,10 +156,11 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
         stopped = None
         if result.todo:
             check_python(settings)
-            result.sources = fetch_sources(settings, result.todo, report)
-            stage_node_files(settings, result.todo)
             with tempfile.TemporaryDirectory(prefix="modlib-scratch-") as scratch, \
                     get_executor(executor, settings, Path(scratch), report) as runner:
+                # after the executor's own lock (a cluster's Lease): a run it refuses fetches nothing
+                result.sources = fetch_sources(settings, result.todo, report)
+                stage_node_files(settings, result.todo)
                 policy = RunPolicy(settings, result, runner, lock, report)
                 scheduler = Scheduler(result.todo)
                 dispatch(scheduler, runner, jobs or max(t.jobs for t in targets), policy, report)
@@ -220,12 +221,15 @@ def dispatch(scheduler: Scheduler, executor: Executor, jobs: int, handler: NodeH
                 executor.cancel(started[key][0])
                 cancelled.add(key)
         else:
-            for node in scheduler.take(jobs - len(started)):
+            # builds a killed run left running are adopted first, and the rest count against ``jobs``
+            orphans = executor.orphans()
+            adopt = scheduler.take(len(orphans), among=set(orphans))
+            for node in adopt + scheduler.take(jobs - len(started) - len(orphans)):
                 started[node.key] = (node, handler.invocation(node))
                 report(f"[{next(count)}/{scheduler.total}] building {node.tree}/{node.module}")
                 executor.submit(node, started[node.key][1], handler.log_path(node))
-        if not started:
-            break  # a lock is lost and nothing runs any more
+        if not started and (lost or not executor.orphans()):
+            break  # a lock is lost, or nothing runs any more
         for node, run in executor.wait(LOOK_UP_SECONDS):
             scheduler.finish(node.key, handler.on_finished(node, started.pop(node.key)[1], run))
 

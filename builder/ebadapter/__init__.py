@@ -430,12 +430,14 @@ class Session:
 
 
 def permanent_exit_codes() -> list[int]:
-    """EasyBuild's exit codes that the same command cannot escape by running again: broken
-    options or easyconfigs, failed build steps, bad checksums. Generic errors, fetch and download
-    failures stay retryable (a mirror may be back)."""
+    """EasyBuild's exit codes that the same command cannot escape by running again: broken options or
+    easyconfigs, failed build steps, bad checksums, and its generic error (1), which is also what a
+    failing shell command of a step without a code of its own (postinstallcmds in the postproc step,
+    sanity check commands, extraction) exits with. Fetch and download failures stay retryable (a
+    mirror may be back); so does anything above EasyBuild's codes (a signal: 137, 143)."""
     from easybuild.tools.build_log import EasyBuildExit as X
 
-    transient = {X.SUCCESS, X.ERROR, X.FAIL_FETCH_STEP, X.FAIL_DOWNLOAD, X.FAIL_GITHUB}
+    transient = {X.SUCCESS, X.FAIL_FETCH_STEP, X.FAIL_DOWNLOAD, X.FAIL_GITHUB}
     return sorted(int(code) for code in X if code not in transient)
 
 

@@ -20,7 +20,7 @@ from builder.errors import BadInput
 
 if TYPE_CHECKING:  # the CLI imports the registry for --executor's choices: no planning code with it
     from builder.execute.command import Invocation
-    from builder.plan.graph import Node
+    from builder.plan.graph import Node, NodeKey
     from builder.read.config import Settings
 
 
@@ -66,6 +66,11 @@ class Executor(abc.ABC):
         """Stop building a submitted node and return at once; its end still comes back from ``wait`` (a
         failure, unless it finished first), so the run records it. For a run that lost its lock: what
         it builds would never be published, and another run may be building the same node."""
+
+    def orphans(self) -> list[NodeKey]:
+        """Nodes whose builds a previous run left running here (one entry per build): the run adopts
+        them before it starts anything new, and counts them against its ``jobs`` until then."""
+        return []
 
     def lost(self) -> str | None:
         """Why this executor may create no more work (it lost a lock of its own), or None."""

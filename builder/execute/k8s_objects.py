@@ -57,13 +57,22 @@ def _resources(settings: Settings, node: Node) -> dict:
     return {"requests": dict(placement.requests), "limits": limits}
 
 
+#: The build container's entry: ``eb`` runs as the child of a shell that, when the kubelet stops the pod
+#: (SIGTERM to the container's first process), passes the signal to the whole build (EasyBuild removes
+#: its locks, the step's commands end), waits for EasyBuild and exits 128+15. EasyBuild itself would exit
+#: 15, its code for a failed configure step, so a pod deleted by hand (no DisruptionTarget condition)
+#: would fail its Job for good; no EasyBuild exit code is above 127.
+ENTRY = ["/bin/sh", "-c",
+         'trap \'trap "" TERM; kill -TERM 0; wait "$pid"; exit 143\' TERM; "$@" & pid=$!; wait "$pid"', "modlib-build"]
+
+
 def _container(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> dict:
     """The build container, with the library's and then the target's container_overrides laid over it."""
     cluster = settings.kubernetes
     env = {**pod_env(settings, inputs), **dict(inv.env)}
     container = {
         "name": CONTAINER, "image": cluster.image, "imagePullPolicy": cluster.image_pull_policy,
-        "command": list(inv.argv), "workingDir": cluster.scratch_path,
+        "command": [*ENTRY, *inv.argv], "workingDir": cluster.scratch_path,
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
         "resources": _resources(settings, node),
         "securityContext": {**copy.deepcopy(CONTAINER_ISOLATION),
@@ -106,12 +115,15 @@ def _pod_spec(settings: Settings, node: Node, inv: Invocation, inputs: Path) -> 
 
 
 def failure_policy() -> dict:
-    """Fail at once on EasyBuild's permanent exit codes; count the rest (downloads, OOM kills)
-    against backoffLimit; never count a node drain or preemption."""
+    """The Job controller takes the first rule that matches, so the order is the policy. A disruption
+    (eviction, drain, preemption, node loss: condition DisruptionTarget) comes first and is retried
+    without counting against backoffLimit, whatever the build exited with (EasyBuild answers SIGTERM
+    with 15, its code for a failed configure step). Then EasyBuild's permanent exit codes fail the Job
+    at once; anything else (an OOM kill's 137, a pod deleted by hand's 143, a failed download) counts."""
     return {"rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "In",
                                               "values": ebadapter.permanent_exit_codes()}},
-        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
     ]}
 
 

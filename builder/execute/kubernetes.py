@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from builder.errors import BadInput, Locked, RunFailed
 from builder.execute import k8s_objects as objects
@@ -21,7 +22,7 @@ from builder.execute.command import Invocation, clear_leftovers, outputs
 from builder.execute.executors import Executor, NodeRun
 from builder.execute.inputs import stage_inputs
 from builder.execute.lock import Heartbeat, holder_gone
-from builder.plan.graph import Node
+from builder.plan.graph import Node, NodeKey
 from builder.read.config import Settings
 
 try:
@@ -120,18 +121,32 @@ class KubernetesExecutor(Executor):
         self.running: dict[str, tuple[Node, Path, float]] = {}  # Job name -> node, log, start
         self.cancelled: list[tuple[Node, NodeRun]] = []  # ends not yet returned by wait
         self.inputs: Path | None = None  # staged by open
-        self.existing: dict[str, object] = {}  # Job name -> the Job found by open, until adopted
+        self.existing: dict[str, Any] = {}  # Job name -> the Job found by open, until adopted
 
     def open(self) -> None:
-        """Stage the pods' inputs, take the Lease, and list the Jobs a previous run left to adopt."""
+        """Take the Lease, then stage the pods' inputs and list the Jobs a previous run left to adopt:
+        a runner the Lease refuses changes nothing on the volume."""
+        try:
+            self.lease.acquire()
+        except (ApiException, HTTPError) as err:
+            raise _api_error(err) from None
         try:
             self.inputs = stage_inputs(self.settings)
-            self.lease.acquire()
             self.existing = {j.metadata.name: j for j in self.batch.list_namespaced_job(
                 self.ns, label_selector=objects.SELECTOR).items}
         except (ApiException, HTTPError) as err:
             self.lease.release()
             raise _api_error(err) from None
+        except BaseException:
+            self.lease.release()
+            raise
+
+    def orphans(self) -> list[NodeKey]:
+        """The nodes of Jobs still running that no run follows (their runner was killed): each one's pod
+        runs, so it takes one of the run's ``--jobs`` until this run adopts it or it ends."""
+        active = [job for job in self.existing.values() if job_state(job) == "active"]
+        return [(job.metadata.labels[f"{objects.PREFIX}/tree"], job.metadata.annotations[f"{objects.PREFIX}/module"])
+                for job in active]
 
     @classmethod
     def from_settings(cls, settings: Settings, scratch: Path, report: Callable[[str], None]) -> KubernetesExecutor:
@@ -222,6 +237,7 @@ class KubernetesExecutor(Executor):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             jobs = self.batch.list_namespaced_job(self.ns, label_selector=objects.SELECTOR).items
+            self.existing = {j.metadata.name: j for j in jobs if j.metadata.name in self.existing}
             done = [(j.metadata.name, j) for j in jobs if j.metadata.name in self.running and job_state(j) != "active"]
             gone = [n for n in self.running if n not in {j.metadata.name for j in jobs}]
             if gone:

@@ -7,7 +7,7 @@ stops its dependents and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from builder.plan.graph import Node, NodeKey
 
@@ -37,9 +37,11 @@ class Scheduler:
         keys.sort(key=lambda k: (-self.priority[k], k))
         return [self._todo[k] for k in keys]
 
-    def take(self, slots: int) -> list[Node]:
-        """Up to ``slots`` ready nodes, marked running: a node handed out once is never handed out again."""
-        nodes = self.ready()[: max(0, slots)]
+    def take(self, slots: int, among: Collection[NodeKey] | None = None) -> list[Node]:
+        """Up to ``slots`` ready nodes (only those ``among``, if given), marked running: a node handed
+        out once is never handed out again."""
+        ready = self.ready() if among is None else [n for n in self.ready() if n.key in among]
+        nodes = ready[: max(0, slots)]
         self.running.update(n.key for n in nodes)
         return nodes
 

@@ -4,8 +4,9 @@ kmock serves a stateful Kubernetes API over real HTTP; it stores what it is sent
 ``Kubelet`` plays the Job controller and the kubelet against it through the same API: for each new
 Job it creates a Pod object, runs the Job's own container command in a private mount namespace (the
 claim's host folder bind-mounted at the pod's mount path, emptyDirs as tmpfs, the root file system
-read-only) as the Job's user, serves the container's log, applies the Job's podFailurePolicy and
-backoffLimit, and reports Complete or Failed through the Job's status. kmock ignores label
+read-only) as the Job's user, serves the container's log, plays evictions, deletions and OOM kills
+(``Disruption``), applies the Job's podFailurePolicy (first matching rule) and backoffLimit, and reports
+Complete or Failed through the Job's status. kmock ignores label
 selectors, so tests assert on the query strings the executor sends (``Emulator.requests``).
 """
 
@@ -31,6 +32,7 @@ from kubernetes import client
 
 POD_SANDBOX = Path(__file__).with_name("pod_sandbox.py")
 KUBELET_AGENT = "modlib-tests-kubelet"
+GRACE_SECONDS = 20  # after SIGTERM, what is left of a pod is SIGKILLed (a Job's terminationGracePeriodSeconds, cut)
 RESOURCES = [(("batch", "v1", "jobs"), "Job", {"status"}), (("", "v1", "pods"), "Pod", {"status", "log"}),
              (("coordination.k8s.io", "v1", "leases"), "Lease", set())]
 
@@ -117,16 +119,22 @@ class PodRun:
     start: float
     end: float = 0.0
     exit_code: int | None = None
+    disruption: str | None = None
 
 
 @dataclass(frozen=True)
-class OomKill:
-    """The kernel's OOM killer, for the first pod of one module's Job: SIGKILL to every process of the
-    pod (exit 137) once ``ready()`` (the build has left a partial install), then ``release`` is removed,
-    which the build waits on, so that the Job's retry pod runs through."""
+class Disruption:
+    """What befalls the first pods of one module's Job, one kind per pod in turn, once ``ready(log)``
+    (the pod's output so far) says the build is under way; after the last, ``release`` is removed,
+    which the build waits on, so that the next pod runs through. The kinds:
+    'oom': the kernel's OOM killer, SIGKILL to every process of the pod (exit 137, reason OOMKilled);
+    'evict': the Eviction API (a drain, a preemption, the node's memory pressure): the pod gets the
+    condition DisruptionTarget, then its main process SIGTERM, as the kubelet stops it;
+    'delete': ``kubectl delete pod``: the pod object goes, its main process gets SIGTERM, no condition."""
 
     module: str
-    ready: Callable[[], bool]
+    kinds: tuple[str, ...]
+    ready: Callable[[str], bool]
     release: Path
 
 
@@ -140,7 +148,7 @@ class Kubelet:
     image_env: dict[str, str]  # what the image's ENV gives every container (PATH)
     work: Path  # pod specs and container logs
     reveal: tuple[str, ...] = ()  # host folders the image stands on (pod_sandbox.py)
-    oom: OomKill | None = None
+    disruptions: tuple[Disruption, ...] = ()
     runs: list[PodRun] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -168,19 +176,24 @@ class Kubelet:
                         threading.Thread(target=self._run_job, args=(job,), daemon=True).start()
 
     def _run_job(self, job) -> None:
-        """The Job controller: pods one after another until success, a FailJob rule or the backoffLimit."""
+        """The Job controller: pods one after another until success, a FailJob rule or the backoffLimit;
+        a pod an Ignore rule matches is replaced without counting."""
         name = job.metadata.name
         self.batch.patch_namespaced_job_status(name, self.namespace, {"status": {"startTime": now_iso(), "active": 1}})
         failures = 0
         while True:
-            code = self._run_pod(job)
+            code, conditions = self._run_pod(job)
             if code == 0:
-                self._finish(name, "Complete", "Completed", succeeded=1)
+                self._finish(name, "Complete", "Completed", succeeded=1, failed=failures)
                 break
+            policy = self.batch.api_client.sanitize_for_serialization(job.spec.pod_failure_policy)
+            action = policy_action(policy, code, conditions)
+            if action == "FailJob":
+                self._finish(name, "Failed", "PodFailurePolicy", failed=failures + 1)
+                break
+            if action == "Ignore":
+                continue
             failures += 1
-            if self._fail_job_rule(job, code):
-                self._finish(name, "Failed", "PodFailurePolicy", failed=failures)
-                break
             if failures > job.spec.backoff_limit:
                 self._finish(name, "Failed", "BackoffLimitExceeded", failed=failures)
                 break
@@ -194,15 +207,8 @@ class Kubelet:
             status["completionTime"] = now_iso()
         self.batch.patch_namespaced_job_status(name, self.namespace, {"status": status})
 
-    @staticmethod
-    def _fail_job_rule(job, code: int) -> bool:
-        for rule in job.spec.pod_failure_policy.rules if job.spec.pod_failure_policy else []:
-            codes = rule.on_exit_codes
-            if rule.action == "FailJob" and codes and (code in codes.values) == (codes.operator == "In"):
-                return True
-        return False
-
-    def _run_pod(self, job) -> int:
+    def _run_pod(self, job) -> tuple[int, list[dict]]:
+        """One pod of the Job, run to its end: the container's exit code and the pod's conditions."""
         job_name = job.metadata.name
         pod_name = f"{job_name}-{uuid.uuid4().hex[:5]}"
         template = self.batch.api_client.sanitize_for_serialization(job.spec.template)
@@ -217,38 +223,61 @@ class Kubelet:
         run = PodRun(job=job_name, pod=pod_name, start=time.time())
         with self._lock:
             self.runs.append(run)
+            nth = [r.job for r in self.runs].count(job_name)
         log = self.work / f"{pod_name}.log"
         argv = sandbox_argv(self.sandbox_spec(template["spec"], container), self.work / f"{pod_name}.json")
         with log.open("wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-            oom_killed = self._oom_kill(job, proc)
+            kind, conditions = self._disrupt(job, nth, pod_name, proc, log)
             code = proc.wait()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # what its main process left running ends with the container
+        except ProcessLookupError:
+            pass
         code = 128 - code if code < 0 else code  # killed by a signal: what a container runtime reports
         self.emulator.logs[pod_name] = log
-        reason = "OOMKilled" if oom_killed else "Completed" if code == 0 else "Error"
-        self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {
-            "phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [{
-                "name": container["name"], "image": container["image"], "imageID": "", "ready": False,
-                "restartCount": 0, "state": {"terminated": {"exitCode": code, "reason": reason}}}]}})
+        reason = "OOMKilled" if kind == "oom" else "Completed" if code == 0 else "Error"
+        if kind != "delete":  # a deleted pod's object is gone
+            self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {
+                "phase": "Succeeded" if code == 0 else "Failed", "conditions": conditions, "containerStatuses": [{
+                    "name": container["name"], "image": container["image"], "imageID": "", "ready": False,
+                    "restartCount": 0, "state": {"terminated": {"exitCode": code, "reason": reason}}}]}})
         with self._lock:
-            run.end, run.exit_code = time.time(), code
-        return code
+            run.end, run.exit_code, run.disruption = time.time(), code, kind
+        return code, conditions
 
-    def _oom_kill(self, job, proc: subprocess.Popen) -> bool:
-        """Play ``oom`` on this pod if it is the first of the module's Job; whether it was killed."""
-        oom = self.oom
-        with self._lock:
-            first = [r.job for r in self.runs].count(job.metadata.name) == 1
-        if oom is None or not first or (job.metadata.annotations or {}).get("modlib.io/module") != oom.module:
-            return False
-        while proc.poll() is None:
-            if oom.ready():
-                os.killpg(proc.pid, signal.SIGKILL)  # the pod's every process, as its cgroup's are
-                proc.wait()
-                oom.release.unlink()
-                return True
+    def _disrupt(self, job, nth: int, pod: str, proc: subprocess.Popen, log: Path) -> tuple[str | None, list[dict]]:
+        """Play the module's disruption on this, its Job's ``nth`` pod, if one is due: its kind and the
+        conditions it gave the pod."""
+        module = (job.metadata.annotations or {}).get("modlib.io/module")
+        due = [d for d in self.disruptions if d.module == module and nth <= len(d.kinds)]
+        if not due:
+            return None, []
+        (disruption,) = due
+        kind = disruption.kinds[nth - 1]
+        while not disruption.ready(log.read_text(errors="replace")):
+            if proc.poll() is not None:
+                return None, []  # it ended by itself first
             time.sleep(0.1)
-        return False
+        conditions = []
+        if kind == "oom":
+            os.killpg(proc.pid, signal.SIGKILL)  # the pod's every process, as its cgroup's are
+        else:
+            if kind == "evict":
+                conditions = [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+                               "message": "Eviction API: evicting", "lastTransitionTime": now_iso()}]
+                self.core.patch_namespaced_pod_status(pod, self.namespace, {"status": {"conditions": conditions}})
+            else:
+                self.core.delete_namespaced_pod(pod, self.namespace)
+            os.kill(proc.pid, signal.SIGTERM)  # the container's main process, as the kubelet stops it
+            try:
+                proc.wait(GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the grace period is over
+        proc.wait()
+        if nth == len(disruption.kinds):
+            disruption.release.unlink()
+        return kind, conditions
 
     def sandbox_spec(self, pod: dict, container: dict) -> dict:
         """What pod_sandbox.py needs: the volumes as mounts, the security context as uid/gid."""
@@ -279,6 +308,21 @@ class Kubelet:
         if sub_path and not path.exists():
             path.mkdir(mode=0o755, parents=True)
         return path
+
+
+def policy_action(policy: dict | None, code: int, conditions: list[dict]) -> str | None:
+    """A Job's podFailurePolicy as the Job controller applies it to a failed pod: the rules in order, the
+    first that matches decides (FailJob, Ignore or Count); None when none matches (it counts)."""
+    for rule in (policy or {}).get("rules", []):
+        codes = rule.get("onExitCodes")
+        if codes is not None:
+            matched = (code in codes["values"]) == (codes["operator"] == "In")
+        else:
+            matched = any(c["type"] == p["type"] and c["status"] == p["status"]
+                          for p in rule["onPodConditions"] for c in conditions)
+        if matched:
+            return rule["action"]
+    return None
 
 
 def sandbox_argv(spec: dict, spec_file: Path) -> list[str]:

@@ -28,7 +28,7 @@ from builder.execute.k8s_objects import SELECTOR
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
 from tests.helpers import REPO, modlib
-from tests.k8s.emulator import Emulator, Kubelet, OomKill
+from tests.k8s.emulator import Disruption, Emulator, Kubelet
 from tests.k8s.scenario import (
     BROKEN,
     NEEDS_BROKEN,
@@ -70,9 +70,9 @@ def run(source_cache):
     with Emulator() as emulator:
         scenario = Scenario(base, volume, config, emulator.write_kubeconfig(base / "kubeconfig"))
         (base / "kubelet").mkdir()
-        oom = OomKill(OOMER[1], lambda: bool(installed(volume, OOMER, "attempt-*")), oom_marker)
+        oom = Disruption(OOMER[1], ("oom",), lambda log: bool(installed(volume, OOMER, "attempt-*")), oom_marker)
         kubelet = Kubelet(emulator, NS, {settings.kubernetes.claim: volume}, scenario.image_env, base / "kubelet",
-                          reveal=(str(REPO),), oom=oom)
+                          reveal=(str(REPO),), disruptions=(oom,))
         with kubelet:
             killed_at, first, second, second_exit = first_two_runs(scenario, marker)
             tampering = tampering_run(scenario)
@@ -151,6 +151,11 @@ def test_a_tampering_build_changes_nothing_outside_its_own_folders(run):
     assert log.count("Read-only file system") == 3, log[-3000:]
     assert "postinstallcmds" in log or "post-install" in log, log[-3000:]
     assert not (volume / "cpu" / "modules" / "all" / f"{TAMPER[1]}.lua").exists()
+    # EasyBuild exits 1 when postinstallcmds fail: permanent, so the Job fails with its first pod
+    tamper = _job_of(run, TAMPER)
+    assert [r.exit_code for r in run["kubelet"].runs if r.job == tamper] == [1]
+    job = run["emulator"].object("jobs", NS, tamper)
+    assert [c["reason"] for c in job["status"]["conditions"]] == ["PodFailurePolicy"]
     (prefix,) = volume.glob("cpu/software/tamper-*")
     assert prefix.name in json.loads((volume / "cpu" / "software" / ".unreferenced.json").read_text())
 
@@ -173,8 +178,9 @@ def test_jobs_are_created_once_after_their_dependencies_completed_at_most_two_at
             for dep in node.deps:
                 dep_job = job_of_node.get(dep)
                 assert dep_job is None or completed.get(dep_job, len(order)) < i, (node.module, dep)
-    # --jobs 2 while the first runner lived (after it, its orphans run on beside the second runner's)
-    spans = [(r.start, r.end) for r in run["kubelet"].runs if r.start < run["killed_at"]]
+    # --jobs 2 throughout: the restarted runner adopts its predecessor's running Jobs before it starts
+    # new ones, and counts them against --jobs until then
+    spans = [(r.start, r.end) for r in run["kubelet"].runs]
     assert max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans) <= 2
 
 
@@ -253,12 +259,15 @@ def _authorization(request) -> tuple[str, str, str, str | None]:
     return group, f"{resource}/{sub}" if sub else resource, verb, name
 
 
-def test_the_runner_needs_nothing_beyond_its_role(run):
-    """Every request the runner sent is allowed by k8s-jobs/base/rbac.yaml's Role: least privilege holds."""
+def test_the_runners_role_grants_what_it_uses_and_nothing_more(run):
+    """Every request the runners sent is allowed by k8s-jobs/base/rbac.yaml's Role, and every verb the
+    Role grants was used: least privilege holds both ways."""
     role = next(d for d in yaml.safe_load_all((REPO / "k8s-jobs" / "base" / "rbac.yaml").read_text())
                 if d["kind"] == "Role")
     used = {_authorization(r) for r in run["requests"]}
-    assert {verb for _, _, verb, _ in used} >= {"create", "list", "watch", "get", "update", "delete"}
     for group, resource, verb, name in used:
         assert any(group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
                    and (name in rule.get("resourceNames", [name])) for rule in role["rules"]), (group, resource, verb)
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert granted == {(group, resource, verb) for group, resource, verb, _ in used}

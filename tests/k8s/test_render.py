@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,13 +10,15 @@ import yaml
 
 from builder.execute.command import invocation
 from builder.execute.inputs import inputs_dir
-from builder.execute.k8s_objects import build_job, job_name
+from builder.execute.k8s_objects import ENTRY, build_job, failure_policy, job_name
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
 from tests.helpers import REPO, modlib
-from tests.k8s.validate import K8S_VERSIONS, run_checkov, schema_errors, semantic_problems
+from tests.k8s.emulator import Emulator, policy_action
+from tests.k8s.validate import K8S_VERSIONS, kubectl, run_checkov, schema_errors, semantic_problems
 
 ROOT = "/srv/modlib"
+EVICTED = [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def rendered(tmp_path_factory, demo):
 
 
 def _jobs(folder: Path) -> list[dict]:
-    return [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml")) if p.name != "kustomization.yaml"]
+    return [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml"))]
 
 
 @pytest.mark.parametrize("target", ["cpu", "cuda"])
@@ -45,7 +48,7 @@ def test_one_job_per_planned_node_and_all_valid(rendered, demo, target):
     plan = make_plan(demo, [demo.target(target)])
     assert len(jobs) == len(plan.nodes) == len(plan.missing())
     assert {j["metadata"]["annotations"]["modlib.io/module"] for j in jobs} == {n.module for n in plan.nodes}
-    kustomization = yaml.safe_load((rendered[target] / "kustomization.yaml").read_text())
+    kustomization = yaml.safe_load((rendered[target] / "Kustomization").read_text())
     assert len(kustomization["resources"]) == len(jobs)
     for job in jobs:
         for version in K8S_VERSIONS:
@@ -67,7 +70,7 @@ def test_pods_are_restricted_and_run_the_local_command(demo):
     job = build_job(demo, node, inv, inputs_dir(demo))
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"] == list(inv.argv)  # the very command the local pool runs
+    assert container["command"] == [*ENTRY, *inv.argv]  # the very command the local pool runs, under sh
     assert "--allow-use-as-root-and-accept-consequences" not in container["command"]
     assert not any(e["name"].startswith("EASYBUILD_ALLOW_USE_AS_ROOT") for e in container["env"])
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] > 0
@@ -85,9 +88,23 @@ def test_pods_are_restricted_and_run_the_local_command(demo):
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert job["metadata"]["labels"]["modlib.io/module"] == "saxpy-1.0-GCCcore-system-CUDA-13.2.2"
     rules = job["spec"]["podFailurePolicy"]["rules"]
-    fail_at_once = rules[0]["onExitCodes"]["values"]
-    assert 42 in fail_at_once and 16 in fail_at_once  # checksum and build step failures
-    assert 41 not in fail_at_once and 1 not in fail_at_once  # download failures are retried
+    # the first matching rule decides: a disruption before any exit code (eb exits 15 on SIGTERM)
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    fail_at_once = rules[1]["onExitCodes"]["values"]
+    assert {1, 15, 16, 18, 42, 45} <= set(fail_at_once)  # postinstallcmds, configure, build, install, checksum, sanity
+    assert not {10, 41, 47, 137, 143} & set(fail_at_once)  # fetches and downloads, OOM kills, SIGTERM are retried
+
+
+def test_the_first_matching_rule_decides_and_a_disruption_comes_before_any_exit_code():
+    """EasyBuild exits 15 on SIGTERM, also its code for a failed configure step; the entry shell of a
+    build pod exits 143 on SIGTERM. In the old rule order an evicted pod's 15 failed its Job."""
+    policy = failure_policy()
+    assert policy_action(policy, 15, EVICTED) == policy_action(policy, 143, EVICTED) == "Ignore"
+    assert policy_action(policy, 15, []) == policy_action(policy, 1, []) == "FailJob"
+    assert policy_action(policy, 45, []) == policy_action(policy, 18, []) == "FailJob"  # sanity check, install
+    assert all(policy_action(policy, code, []) is None for code in (143, 137, 10, 41, 47))  # counted, retried
+    swapped = {"rules": policy["rules"][::-1]}
+    assert policy_action(swapped, 15, EVICTED) == "FailJob"
 
 
 def test_pods_write_only_their_prefix_and_staging_folder(demo):
@@ -242,6 +259,23 @@ def test_job_names_hash_the_node_not_the_plan(demo):
     assert job_name(node, invocation(demo, node, rebuild=True)) != name
     long = dataclasses.replace(node, module="X" * 200 + "/1.0")
     assert len(job_name(long, inv)) <= 63
+
+
+def test_kubectl_apply_f_and_apply_k_take_the_rendered_folder(rendered, tmp_path):
+    """``kubectl apply -f DIR`` sends every .yaml, .yml and .json file of DIR as an object (a
+    kustomization.yaml there failed it); ``apply -k`` reads the extensionless Kustomization. A client
+    dry run still asks an API server for the kinds it sends: the emulator's serves it (kubectl's
+    OpenAPI validation is off, the schemas are checked above)."""
+    folder = rendered["cpu"]
+    with Emulator() as emulator:
+        kubeconfig = str(emulator.write_kubeconfig(tmp_path / "kubeconfig"))
+        applied = {how: subprocess.run([kubectl(), "--kubeconfig", kubeconfig, "apply", "--dry-run=client",
+                                        "--validate=false", how, str(folder)], capture_output=True, text=True)
+                   for how in ("-f", "-k")}
+    jobs = sorted(f"job.batch/{j['metadata']['name']} created (dry run)" for j in _jobs(folder) if j["kind"] == "Job")
+    for how, result in applied.items():
+        assert result.returncode == 0, (how, result.stderr)
+        assert sorted(result.stdout.splitlines()) == jobs, how
 
 
 def test_render_of_a_published_library_writes_no_jobs(tmp_path, demo_library):
