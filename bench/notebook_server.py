@@ -54,11 +54,13 @@ def notebook_venv(hook: str | None = None) -> Path:
         if pip.returncode != 0:
             raise RuntimeError(f"pip install -r {requirements} failed:\n{pip.stdout[-3000:]}{pip.stderr[-3000:]}")
         stamp.write_text(digest)
-    for name, dest in (("jupyter_server_config.py", "etc/jupyter"), ("overrides.json", "share/jupyter/lab/settings")):
-        (VENV / dest).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(IMAGE / name, VENV / dest / name)  # as install.sh installs them
-    if hook is not None:
-        (VENV / "etc" / "jupyter" / "jupyter_server_config.py").write_text(hook)
+    files = {"etc/jupyter/jupyter_server_config.py": hook or (IMAGE / "jupyter_server_config.py").read_text(),
+             "share/jupyter/lab/settings/overrides.json": (IMAGE / "overrides.json").read_text()}
+    for name, text in files.items():  # where install.sh installs them; rewritten only when they differ
+        path = VENV / name
+        if not path.is_file() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
     return VENV
 
 
