@@ -13,8 +13,9 @@ PYTEST_ARGS ?=
 # tcl: the library's SQLite is built from its full source tree, whose build runs tclsh
 APT_PACKAGES := lmod file python3-venv bubblewrap tcl
 # mmdebstrap: tests/k8s/test_image.py runs the builder image's install script in a bookworm root file system;
-# chromium: the browser tests drive Debian's headless Chromium through Playwright
-TEST_APT_PACKAGES := mmdebstrap chromium
+# chromium: the browser tests drive Debian's headless Chromium through Playwright;
+# fuse, libfuse2: the panel's listing test reads the demo library through bench/latencyfs.py
+TEST_APT_PACKAGES := mmdebstrap chromium fuse libfuse2
 
 # checkov pins packaging and python-dateutil below what modlib's own dependencies need: its own venv
 CHECKOV_VENV := $(VENV)/checkov-venv
