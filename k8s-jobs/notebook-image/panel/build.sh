@@ -4,7 +4,7 @@
 # node_modules/ and labextension/ into it). Needs node alone: jlpm is the yarn JupyterLab bundles,
 # which installs the builder pinned with all it pulls in (yarn.lock, --immutable); the build is
 # against that JupyterLab's own core packages (its staging folder), which the extension shares at
-# run time. install.sh (the image) and tests/e2e/panel_extension.py (the browser tests) run it.
+# run time. install.sh (the image) and bench/panel_extension.py (the browser tests, make notebook) run it.
 set -eu
 src=$1 out=$2 python=$3
 cd "$src"

@@ -1,7 +1,7 @@
-"""modlib's JupyterLab extension (k8s-jobs/notebook-image/panel), built into the browser tests' venv as the
-image's install.sh builds it (panel/build.sh: JupyterLab's jlpm installs the builder pinned by yarn.lock, then
-the build against the venv's JupyterLab). Built again only when a file of it changes: about 40 s on 2 cores
-(jlpm install 30 s, the build 5 s)."""
+"""modlib's JupyterLab extension (k8s-jobs/notebook-image/panel), built into the notebook venv of the browser
+tests and `make notebook` as the image's install.sh builds it (panel/build.sh: JupyterLab's jlpm installs
+the builder pinned by yarn.lock, then the build against the venv's JupyterLab). Built again only when a file
+of it changes: about 40 s on 2 cores (jlpm install 30 s, the build 5 s)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.helpers import REPO
-
+REPO = Path(__file__).resolve().parent.parent
 PANEL = REPO / "k8s-jobs" / "notebook-image" / "panel"
 BUILD = REPO / ".venv" / "panel-build"
 INSTALLED = Path("share", "jupyter", "labextensions", "@modlib", "jupyterlab-panel")
@@ -33,5 +32,6 @@ def install_panel(venv: Path) -> None:
     shutil.copytree(PANEL, BUILD)
     built = subprocess.run(["sh", str(PANEL / "build.sh"), str(BUILD), str(venv / INSTALLED),
                             str(venv / "bin" / "python")], capture_output=True, text=True)
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    if built.returncode != 0:
+        raise RuntimeError(f"{PANEL / 'build.sh'} failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}")
     stamp.write_text(digest)
