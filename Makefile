@@ -20,6 +20,10 @@ TEST_APT_PACKAGES := mmdebstrap chromium fuse libfuse2
 # checkov pins packaging and python-dateutil below what modlib's own dependencies need: its own venv
 CHECKOV_VENV := $(VENV)/checkov-venv
 CHECKOV_VERSION ?= 3.3.30
+# kfp (the Kubeflow Pipelines SDK, for tests/k8s/test_pipeline_steps.py) pins a kubernetes client older than
+# modlib's: its own venv too
+KFP_VENV := $(VENV)/kfp-venv
+KFP_VERSION ?= 2.17.3
 # the notebook image's Python environment (Debian's python3, k8s-jobs/notebook-image/requirements.txt)
 # for the browser tests and `make notebook`; bench/notebook_server.py remakes it when the requirements change
 NOTEBOOK_VENV := $(VENV)/notebook-venv
@@ -31,7 +35,7 @@ apt_install = @dpkg -s $(1) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 setup: apt-packages $(VENV)/.installed
 
 # what only the tests need: the manifest and image tools, the notebook image's Python environment
-test-tools: $(CHECKOV_VENV)/bin/checkov kubectl $(NOTEBOOK_VENV)/.requirements-sha256
+test-tools: $(CHECKOV_VENV)/bin/checkov $(KFP_VENV)/.installed kubectl $(NOTEBOOK_VENV)/.requirements-sha256
 	$(call apt_install,$(TEST_APT_PACKAGES))
 
 apt-packages:
@@ -45,6 +49,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 $(CHECKOV_VENV)/bin/checkov: | $(VENV)/.installed
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install -q 'checkov==$(CHECKOV_VERSION)'
+
+$(KFP_VENV)/.installed: | $(VENV)/.installed
+	$(PYTHON) -m venv $(KFP_VENV)
+	$(KFP_VENV)/bin/pip install -q 'kfp==$(KFP_VERSION)' 'kfp-kubernetes==$(KFP_VERSION)'
+	touch $@
 
 # the notebook image's venv for the browser tests, made ahead so that a test run does not wait for it; with
 # modlib's JupyterLab extension, which needs node to build (the system's, else Debian's)

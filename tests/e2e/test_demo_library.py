@@ -29,6 +29,7 @@ def in_library(library, script, target="cpu"):
 #: The demo's cpu modules (the plan adds the libraries of the Python module, which every Python package needs).
 DEMO = {"GCCcore/system", "EasyBuild/5.4.0", "Python/3.11.2-GCCcore-system", "MarkupSafe/3.0.2-GCCcore-system",
         "TensorBoard/2.21.0-GCCcore-system", "ipykernel/7.4.0-GCCcore-system", "Lmod/8.7.60-GCCcore-system",
+        "dask/2026.8.0-GCCcore-system",
         *(f"Jinja2/{v}-GCCcore-system" for v in JINJA)}
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -296,9 +297,27 @@ class Kubelet:
                 raise AssertionError(f"the emulated kubelet mounts claims and emptyDirs only, not {volume}")
         ctx = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
         env = {**self.image_env, **{e["name"]: e["value"] for e in container.get("env", [])}}
+        # command then args, with $(VAR) of the container's environment expanded as the kubelet does
+        argv = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), arg)
+                for arg in [*container["command"], *container.get("args", [])]]
         return {"mounts": mounts, "empty_dirs": empty, "read_only_root": bool(ctx.get("readOnlyRootFilesystem")),
                 "uid": ctx["runAsUser"], "gid": ctx.get("runAsGroup", ctx["runAsUser"]), "reveal": list(self.reveal),
-                "workdir": container.get("workingDir", "/"), "env": env, "command": container["command"]}
+                "workdir": container.get("workingDir", "/"), "env": env, "command": argv}
+
+    def start_pod(self, name: str) -> subprocess.Popen:
+        """The kubelet's part for a bare Pod already created through the API (no Job: dask-kubernetes makes
+        its worker pods so): its one container started, the pod Running. The caller ends the process
+        (its own session: ``os.killpg``); its output is the pod's log."""
+        pod = self.core.api_client.sanitize_for_serialization(self.core.read_namespaced_pod(name, self.namespace))
+        (container,) = pod["spec"]["containers"]
+        log = self.work / f"{name}.log"
+        argv = sandbox_argv(self.sandbox_spec(pod["spec"], container), self.work / f"{name}.json")
+        with log.open("wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.emulator.logs[name] = log
+        self.core.patch_namespaced_pod_status(name, self.namespace,
+                                              {"status": {"phase": "Running", "startTime": now_iso()}})
+        return proc
 
 
     def _claim_path(self, claim: str, sub_path: str) -> Path:

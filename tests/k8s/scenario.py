@@ -60,11 +60,11 @@ FIRST_RUNS = ["needsbroken-1.0-GCCcore-system.eb", "slow-1.0-GCCcore-system.eb",
 THIRD_RUN = ["slow-1.0-GCCcore-system.eb", "oomer-1.0-GCCcore-system.eb", "tamper-1.0-GCCcore-system.eb"]
 
 
-#: demo entries left out of the emulated cluster: ipykernel needs the library's own Python module, whose stack
+#: demo entries left out of the emulated cluster: ipykernel and dask need the library's own Python module, whose stack
 #: the demo library builds once per session (the scenario's Python packages are the migration path's,
 #: tests/data/easyconfigs); Lmod's luaposix fails its build step in the emulated pods (exit 1 from luke, cause
 #: not found yet) while it builds locally
-LEFT_OUT = {"ipykernel-7.4.0-GCCcore-system.eb", "Lmod-8.7.60-GCCcore-system.eb"}
+LEFT_OUT = {"ipykernel-7.4.0-GCCcore-system.eb", "dask-2026.8.0-GCCcore-system.eb", "Lmod-8.7.60-GCCcore-system.eb"}
 
 
 def _without_left_out(base: Path, easystack: Path) -> Path:
