@@ -120,7 +120,7 @@ def running(argv: list[str], server: Server, timeout: float = 90) -> Iterator[su
         _wait_ready(server, proc, timeout)
         yield proc
     finally:
-        _stop(proc)
+        stop_group(proc)
 
 
 def _wait_ready(server: Server, proc: subprocess.Popen, timeout: float) -> None:
@@ -136,8 +136,9 @@ def _wait_ready(server: Server, proc: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"jupyter lab did not answer in {timeout} s:\n{server.log.read_text()[-4000:]}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM lets Jupyter shut its kernels and proxied tools down; what is left of the session goes then."""
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group lets Jupyter (or Dask) shut its kernels, tools or workers down; what is
+    left of the group goes then."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

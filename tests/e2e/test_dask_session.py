@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.notebook_server import stop_group
 from tests.e2e.test_notebook_side import KERNEL, bare_env, kernel_session
 from tests.k8s.emulator import Emulator, Kubelet
 
@@ -121,7 +122,7 @@ class Launcher:
         with log.open("wb") as out:
             proc = subprocess.Popen(self.argv(modules, *command), stdout=out, stderr=subprocess.STDOUT,
                                     env=self.env, cwd=self.scratch, start_new_session=True)
-        self.stack.callback(stop, proc)
+        self.stack.callback(stop_group, proc)
         return log
 
     def run(self, modules: list[str], *command: str) -> str:
@@ -134,16 +135,6 @@ class Launcher:
         out = self.run([DASK, JINJA], "python", "-c", CLIENT, str(scheduler_file), str(workers))
         first, _, rest = out.partition("\n")
         return json.loads(first), rest
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @contextmanager
@@ -229,7 +220,7 @@ def test_worker_pods_from_a_patched_template_run_the_notebooks_modules(demo_libr
             claim = {"claimName": CLAIM, "readOnly": True}
             assert pod["spec"]["volumes"][-1] == {"name": "modlib-library", "persistentVolumeClaim": claim}
             kubelet.core.create_namespaced_pod(NS, pod)
-            launcher.stack.callback(stop, kubelet.start_pod(name))
+            launcher.stack.callback(stop_group, kubelet.start_pod(name))
         seen, _ = launcher.client(address, 2)
     assert_from_the_library(seen["imports"], root, 2)
     assert seen["mismatches"] == {}
