@@ -79,6 +79,10 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
+def _to_stderr(message: str) -> None:
+    click.echo(message, err=True)
+
+
 def _targets(settings: Settings, name: str | None):
     return [settings.target(name)] if name else list(settings.targets.values())
 
@@ -120,10 +124,10 @@ def plan(config: Path | None, target: str | None, easystack: Path | None, as_jso
         targets = [settings.target(target) if target else settings.first_cpu_target()]
     result = make_plan(settings, targets, easystack)
     if check_sources:
-        from builder.commands.run import check_root, fetch_sources
+        from builder.commands.run import check_root, fetch_sources, list_sources
 
         check_root(settings)
-        fetch_sources(settings, result.missing(), lambda msg: click.echo(msg, err=True))
+        fetch_sources(settings, list_sources(settings, result.missing(), _to_stderr), _to_stderr)
     drift = {n.key: drifted(settings.layout, n) is not None for n in result.nodes}
     if as_json:
         click.echo(json.dumps({"nodes": [{**n.as_json(), "drift": drift[n.key]} for n in result.nodes]}, indent=1))

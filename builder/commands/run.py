@@ -21,7 +21,7 @@ from typing import Protocol
 
 from builder import proc
 from builder.commands.verify import altered_module_files, module_file_stats, publish_blockers
-from builder.ebadapter.sources import config_guess_dir
+from builder.ebadapter.sources import SourceFile, config_guess_dir
 from builder.errors import BadInput, ModlibError, RunFailed
 from builder.execute import records, sources
 from builder.execute.command import Invocation, effective_options, invocation
@@ -83,25 +83,31 @@ def check_python(settings: Settings) -> None:
                                              f"not the configured {settings.python_version}")
 
 
-def fetch_sources(settings: Settings, todo: list[Node], report: Report) -> dict[NodeKey, list[dict]]:
+def list_sources(settings: Settings, todo: list[Node], report: Report) -> dict[NodeKey, list[SourceFile]]:
+    """What every node of the run fetches, from its easyconfig parsed in the sandbox: a source name that
+    leads out of the cache is bad input here, before anything is fetched, made or asked of a cluster."""
+    per_node: dict[NodeKey, list[SourceFile]] = {}
+    for target_name in sorted({n.target for n in todo}):
+        target = settings.targets[target_name]
+        mine = [n for n in todo if n.target == target_name]
+        listed = parse_sandbox.source_lists(settings, target.options(), [n.easyconfig for n in mine], report)
+        per_node.update({n.key: files for n, files in zip(mine, listed, strict=True)})
+    return per_node
+
+
+def fetch_sources(settings: Settings, per_node: dict[NodeKey, list[SourceFile]],
+                  report: Report) -> dict[NodeKey, list[dict]]:
     """Sources first, for every node of the run: a missing or tampered source is bad input found before
     anything is built, and builds (pods included) then need no network. Returns each node's files with
     the checksum they were verified against, for its build record."""
-    verified: dict[NodeKey, list[dict]] = {}
     apt_state = settings.cache_dir / "apt" if settings.cache_dir else None
+    local = [p / "sources" for p in settings.easyconfig_paths]
     with DebianSources(apt_state, report=report) as debian:  # one apt update per suite and run
-        for target_name in sorted({n.target for n in todo}):
-            target = settings.targets[target_name]
-            mine = [n for n in todo if n.target == target_name]
-            listed = parse_sandbox.source_lists(settings, target.options(), [n.easyconfig for n in mine], report)
-            per_node = {n.key: files for n, files in zip(mine, listed, strict=True)}
-            local = [p / "sources" for p in settings.easyconfig_paths]
-            files = [f for node_files in per_node.values() for f in node_files]
-            sources.prefetch(files, settings.layout.sources(), local, settings.pypi_simple, report, debian)
-            verified.update({key: [{"file": f"{f.subdir}/{f.filename}", "checksum": f.checksum} for f in node_files]
-                            for key, node_files in per_node.items()})
+        files = [f for node_files in per_node.values() for f in node_files]
+        sources.prefetch(files, settings.layout.sources(), local, settings.pypi_simple, report, debian)
     config_guess_dir(settings.layout.sources()).mkdir(parents=True, exist_ok=True)
-    return verified
+    return {key: [{"file": f"{f.subdir}/{f.filename}", "checksum": f.checksum} for f in node_files]
+            for key, node_files in per_node.items()}
 
 
 def check_root(settings: Settings) -> None:
@@ -156,10 +162,11 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
         stopped = None
         if result.todo:
             check_python(settings)
+            listed = list_sources(settings, result.todo, report)
             with tempfile.TemporaryDirectory(prefix="modlib-scratch-") as scratch, \
                     get_executor(executor, settings, Path(scratch), report) as runner:
                 # after the executor's own lock (a cluster's Lease): a run it refuses fetches nothing
-                result.sources = fetch_sources(settings, result.todo, report)
+                result.sources = fetch_sources(settings, listed, report)
                 stage_node_files(settings, result.todo)
                 policy = RunPolicy(settings, result, runner, lock, report)
                 scheduler = Scheduler(result.todo)

@@ -148,7 +148,7 @@ def test_remove_takes_only_a_module_of_the_store_never_a_path(tmp_path):
     # a path out of the library, and one from the cpu tree into the cuda tree past app's dependents check
     for name in ("../../../../srv/x/precious", "../../../cuda/modules/all/saxpy/1.0"):
         result = modlib("remove", "--config", str(config), name, env=env)
-        assert result.returncode == 2 and "not a published module" in result.stderr, result.stderr
+        assert result.returncode == 2 and "no such module in this library" in result.stderr, result.stderr
     assert precious.is_file() and (root / "cuda" / "modules" / "all" / "saxpy" / "1.0.lua").is_file()
     for command in ("show", "logs", "verify"):
         assert modlib(command, "--config", str(config), "../../../../srv/x/precious", env=env).returncode == 2

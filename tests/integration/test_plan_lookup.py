@@ -16,7 +16,7 @@ import yaml
 
 from builder.execute.command import easyconfig_argument, host_env, invocation, staged_file
 from builder.execute.inputs import inputs_dir, stage_node_files
-from builder.execute.k8s_objects import build_job
+from builder.execute.k8s_objects import ENTRY, build_job
 from builder.plan.planner import make_plan
 from builder.read.config import load_settings
 from tests.helpers import EB_MODULE, bundle_easyconfig, eb_dry_run, modlib, write_config
@@ -139,7 +139,7 @@ def test_path_entries_are_read_beside_the_easystack_and_built_from_that_file(tmp
         listed = EB_MODULE.findall(result.stdout)  # its dependencies first, as --dry-run lists them
         assert {f for f, m in listed if m == node.module} == {argv[1]}  # eb builds the staged copy
         pod = build_job(settings, node, invocation(settings, node), inputs_dir(settings))["spec"]["template"]["spec"]
-        assert pod["containers"][0]["command"] == argv  # a Job reads the same copy, on the volume it mounts
+        assert pod["containers"][0]["command"] == [*ENTRY, *argv]  # a Job reads the same copy, on the volume it mounts
         assert {"name": "library", "mountPath": str(settings.root), "readOnly": True} in \
             pod["containers"][0]["volumeMounts"]
 

@@ -92,14 +92,23 @@ def enter(spec: dict) -> None:
             continue  # inside a claim: made below, once the claim is mounted
         _mount_point(target, overlaid, in_root)
         done.append(target)
-    for mount in mounts:
-        if not os.path.isdir(mount["target"]):  # a subPath's mount point must be on the claim already
-            raise SystemExit(f"pod sandbox: mount point {mount['target']} does not exist")
-        _mount("--bind", mount["source"], mount["target"])
+    # claims and emptyDirs in the order of their paths' depth, as container runtimes mount them: a claim
+    # whose path lies in an emptyDir (a library under /tmp, beside an emptyDir at /tmp) stays visible
+    volumes = sorted([(Path(m["target"]), m) for m in mounts] + [(Path(t), None) for t in spec["empty_dirs"]],
+                     key=lambda volume: len(volume[0].parts))
+    empty: list[Path] = []
+    for target, mount in volumes:
+        if mount is None:
+            _mount("-t", "tmpfs", "-o", "mode=0777", "empty-dir", str(target))
+            empty.append(target)
+            continue
+        if not target.is_dir() and any(target.is_relative_to(e) for e in empty):
+            target.mkdir(parents=True)  # the runtime makes a mount point inside an emptyDir
+        if not target.is_dir():  # a subPath's mount point must be on the claim already
+            raise SystemExit(f"pod sandbox: mount point {target} does not exist")
+        _mount("--bind", mount["source"], str(target))
         if mount["read_only"]:
-            _mount("-o", "remount,bind,ro", mount["target"])
-    for target in spec["empty_dirs"]:
-        _mount("-t", "tmpfs", "-o", "mode=0777", "empty-dir", target)
+            _mount("-o", "remount,bind,ro", str(target))
     if spec["read_only_root"]:
         _mount("-o", "remount,bind,ro", "/")
     env = [f"{k}={v}" for k, v in spec["env"].items()]

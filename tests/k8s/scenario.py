@@ -86,7 +86,8 @@ def write_scenario_config(base: Path, marker: Path, oom_marker: Path) -> Path:
                for name, t in demo["targets"].items()}
     targets["cpu"]["easystacks"].append(str(fixtures))
     return write_config(base, targets, easyconfig_paths=[str(site)], root=ROOT, extra={
-        "kubernetes": KUBERNETES, "modules": demo["modules"], "featured": demo["featured"]})
+        "kubernetes": KUBERNETES, "modules": demo["modules"], "featured": demo["featured"],
+        "notebook": {"launchers": demo["notebook"]["launchers"]}})  # the launcher featured names
 
 
 def fetch_sources(base: Path, config: Path, source_cache: Path) -> None:
