@@ -66,7 +66,7 @@ def library(tmp_path):
         "cuda": {"kind": "cuda", "tree": "cuda", "layers_over": "cpu", "easystacks": [stack]},
     }, extra={"modules": {"defaults": {"zlib": "1.3.1-GCCcore-14.3.0"}, "hidden": ["zlib/1.2.13-GCCcore-12.3.0"]},
               "featured": [{"name": "Python"}, {"name": "saxpy", "targets": ["cuda"], "launcher": "saxpy"}],
-              "notebook": {"launchers": {name: {"command": [name, "--port", "{port}"]}
+              "notebook": {"launchers": {name: {"title": name, "command": [name, "--port", "{port}"]}
                                          for name in ("saxpy", "saxpy-notebook")}}})
     settings = load_settings(config, env={"MODLIB_ROOT": str(tmp_path / "library")})
     root = settings.root

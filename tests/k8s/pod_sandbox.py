@@ -97,6 +97,8 @@ def enter(spec: dict) -> None:
     volumes = sorted([(Path(m["target"]), m) for m in mounts] + [(Path(t), None) for t in spec["empty_dirs"]],
                      key=lambda volume: len(volume[0].parts))
     empty: list[Path] = []
+    # each claim's folder held open first: an emptyDir mounted above it would hide the path (bound by fd)
+    held = {id(m): os.open(m["source"], os.O_PATH | os.O_DIRECTORY) for _, m in volumes if m is not None}
     for target, mount in volumes:
         if mount is None:
             _mount("-t", "tmpfs", "-o", "mode=0777", "empty-dir", str(target))
@@ -106,7 +108,7 @@ def enter(spec: dict) -> None:
             target.mkdir(parents=True)  # the runtime makes a mount point inside an emptyDir
         if not target.is_dir():  # a subPath's mount point must be on the claim already
             raise SystemExit(f"pod sandbox: mount point {target} does not exist")
-        _mount("--bind", mount["source"], str(target))
+        _mount("--no-canonicalize", "--bind", f"/proc/{os.getpid()}/fd/{held[id(mount)]}", str(target))
         if mount["read_only"]:
             _mount("-o", "remount,bind,ro", str(target))
     if spec["read_only_root"]:
