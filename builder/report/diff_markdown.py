@@ -8,7 +8,7 @@ build took before.
 
 from __future__ import annotations
 
-from builder.report.plan_diff import Change, Estimate, PlanDiff, TargetDiff
+from builder.report.plan_diff import Change, Estimate, PlanDiff, total
 
 _MARKS = {"published": "✓", "added": "+", "to build": "✗"}
 _LEGEND = ("needs: ✓ published, + added by this change, ✗ not built yet. Build times are the last "
@@ -30,8 +30,8 @@ def _estimate(est: Estimate | None) -> str:
     return duration(est.seconds) if est.basis == "its last build" else f"~{duration(est.seconds)} ({est.basis})"
 
 
-def _total(diff: TargetDiff, changes: list[Change], nothing: str) -> str:
-    seconds, unknown = diff.total(changes)
+def _total(changes: list[Change], nothing: str) -> str:
+    seconds, unknown = total(changes)
     if not changes:
         return nothing
     known = duration(seconds) if unknown < len(changes) else ""
@@ -58,7 +58,7 @@ def render(diff: PlanDiff) -> str:
              "|---|---|---|---|---|---|"]
     for name, t in diff.targets.items():
         lines.append(f"| {name} | {len(t.add)} | {len(t.drop)} | {len(t.rebuild)} | "
-                     f"{_total(t, t.builds(), 'nothing')} | {_total(t, t.rebuild, '')} |")
+                     f"{_total(t.builds(), 'nothing')} | {_total(t.rebuild, '')} |")
     if diff.hooks_changed:
         lines += ["", "The hooks file changed: builds from now on use it; published modules are not rebuilt."]
     for name, t in diff.targets.items():

@@ -68,19 +68,19 @@ class TargetDiff:
         is not among them: only ``modlib build --rebuild`` rebuilds it."""
         return [c for c in self.add if not c.published]
 
-    def total(self, changes: list[Change] | None = None) -> tuple[float, int]:
-        """Seconds of the builds (``builds()`` unless given) whose duration is known, one after another, and
-        how many are unknown."""
-        changes = self.builds() if changes is None else changes
-        known = [c.estimate.seconds for c in changes if c.estimate and c.estimate.seconds is not None]
-        return sum(known), len(changes) - len(known)
-
     def as_json(self) -> dict:
-        (seconds, unknown), (again, again_unknown) = self.total(), self.total(self.rebuild)
+        (seconds, unknown), (again, again_unknown) = total(self.builds()), total(self.rebuild)
         return {"add": [c.as_json() for c in self.add], "drop": [c.as_json() for c in self.drop],
                 "rebuild": [c.as_json() for c in self.rebuild],
                 "estimate": {"seconds": round(seconds, 1), "unknown": unknown},
                 "rebuild_on_request": {"seconds": round(again, 1), "unknown": again_unknown}}
+
+
+def total(changes: list[Change]) -> tuple[float, int]:
+    """Seconds of the builds of ``changes`` whose duration is known, one after another, and how many are
+    unknown."""
+    known = [c.estimate.seconds for c in changes if c.estimate and c.estimate.seconds is not None]
+    return sum(known), len(changes) - len(known)
 
 
 @dataclass
