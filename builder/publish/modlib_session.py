@@ -68,17 +68,22 @@ def mismatches(client: Any) -> dict[str, dict]:
     address: ``{"target", "missing", "extra"}`` (modules this session has loaded and the worker has not,
     and the reverse). A worker that imports another version than the notebook fails in ways that do not
     name the cause (unpickling errors, wrong results); this names it before work is sent. Each worker
-    reports its own environment (``client.run`` of ``os.getenv`` there), what Lmod loaded in it."""
+    reports its own environment (one ``client.run`` of ``_environment`` there), what Lmod loaded in it."""
     mine = session()
     expected = set(mine["modules"]) | set(mine["not_from_library"])
-    targets = client.run(os.getenv, "MODLIB_TARGET")
     found = {}
-    for address, loaded in client.run(os.getenv, "LOADEDMODULES").items():
+    for address, (target, loaded) in client.run(_environment).items():
         theirs = set(filter(None, (loaded or "").split(":")))
-        if theirs != expected or targets.get(address) != mine["target"]:
-            found[address] = {"target": targets.get(address), "missing": sorted(expected - theirs),
+        if theirs != expected or target != mine["target"]:
+            found[address] = {"target": target, "missing": sorted(expected - theirs),
                               "extra": sorted(theirs - expected)}
     return found
+
+
+def _environment() -> tuple[str | None, str | None]:
+    """A worker's target and loaded modules, read together in one call (a worker that joins between two
+    calls would answer one and not the other)."""
+    return os.getenv("MODLIB_TARGET"), os.getenv("LOADEDMODULES")
 
 
 def check_workers(client: Any) -> None:
