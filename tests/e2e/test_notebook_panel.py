@@ -79,12 +79,11 @@ def test_gpu_modules_are_marked_on_the_cuda_target_only(panel):
     page.screenshot(path=shots / "notebook-cuda-panel.png", clip={**box, "height": min(box["height"], 520)})
 
 
+@pytest.mark.parametrize("panel", ["cpu"], indirect=True)  # the cuda panel runs the same code
 def test_rows_work_with_the_keyboard(panel):
     """Tab from the filter box reaches the rows; the arrows move between them; Enter loads the focused row's
     module, whose row then has the focus in the loaded list; Enter there unloads it."""
-    page, _, name, _ = panel
-    if name == "cuda":
-        pytest.skip("the same panel code as cpu's")
+    page, _, _, _ = panel
     page.fill("#modules", "Jinja2/3.1")
     page.press("#modules", "Enter")
     page.focus("#modules")
