@@ -1,7 +1,7 @@
 """Scheduling benchmark: the makespan of modlib's own scheduler on the EESSI DAG.
 
 The simulation drives builder.plan.schedule.Scheduler -- the object both executors drive -- with
-simulated executors and the build-time model in build_times.yaml, and compares its makespan with
+simulated executors and the build-time model in builder/execute/build_times.yaml, and compares its makespan with
 the lower bound max(critical path, total work / executors) and with level-by-level waves (every
 node of one dependency level must finish before the next level starts, as batch systems without
 dependency support do).
@@ -15,10 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from builder.execute.expected import MODEL
 from builder.plan.graph import Node, Plan
 from builder.plan.schedule import Scheduler
-
-MODEL = Path(__file__).with_name("build_times.yaml")
 
 
 def cost_model(path: Path = MODEL) -> Callable[[Node], float]:

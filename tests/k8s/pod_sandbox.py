@@ -34,6 +34,15 @@ def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True)
 
 
+def _bind_held(held: int, target: Path) -> None:
+    """Bind the folder open as ``held`` at ``target``, by this process's own fd: under ``unshare --pid`` the
+    host's /proc does not know this process by os.getpid() (1 here), and mount(8) would not inherit the fd."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    ms_bind = 4096
+    if libc.mount(f"/proc/self/fd/{held}".encode(), str(target).encode(), None, ms_bind, None) != 0:
+        raise OSError(ctypes.get_errno(), f"pod sandbox: cannot bind {target}")
+
+
 def _mount_point(path: Path, overlaid: set[Path], in_root: bool) -> None:
     if path.exists():
         return
@@ -58,10 +67,7 @@ def _reveal(path: Path) -> None:
     held = os.open(path, os.O_PATH | os.O_DIRECTORY)
     _mount("-t", "tmpfs", "-o", "mode=0755", "reveal", str(private[0]))
     path.mkdir(parents=True)
-    libc = ctypes.CDLL(None, use_errno=True)
-    ms_bind = 4096
-    if libc.mount(f"/proc/self/fd/{held}".encode(), str(path).encode(), None, ms_bind, None) != 0:
-        raise OSError(ctypes.get_errno(), f"pod sandbox: cannot bind {path} back")
+    _bind_held(held, path)
     os.close(held)
 
 
@@ -108,7 +114,7 @@ def enter(spec: dict) -> None:
             target.mkdir(parents=True)  # the runtime makes a mount point inside an emptyDir
         if not target.is_dir():  # a subPath's mount point must be on the claim already
             raise SystemExit(f"pod sandbox: mount point {target} does not exist")
-        _mount("--no-canonicalize", "--bind", f"/proc/{os.getpid()}/fd/{held[id(mount)]}", str(target))
+        _bind_held(held[id(mount)], target)
         if mount["read_only"]:
             _mount("-o", "remount,bind,ro", str(target))
     if spec["read_only_root"]:
