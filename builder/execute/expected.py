@@ -31,6 +31,7 @@ class Expected:
     basis: str
     peak_memory_bytes: int | None = None
     cpu_seconds: float | None = None
+    cpus: int | None = None  # the cores the recorded build was given
 
     @property
     def recorded(self) -> bool:
@@ -58,9 +59,9 @@ def took(record: dict) -> float | None:
 def _from(record: dict, basis: str) -> Expected:
     seconds = took(record)
     assert seconds is not None
-    peak, cpu = record.get("peak_memory_bytes"), record.get("cpu_seconds")
-    return Expected(seconds, basis, int(peak) if isinstance(peak, int) else None,
-                    float(cpu) if isinstance(cpu, (int, float)) else None)
+    peak, cpu, cpus = record.get("peak_memory_bytes"), record.get("cpu_seconds"), record.get("cpus")
+    return Expected(seconds, basis, peak if isinstance(peak, int) else None,
+                    float(cpu) if isinstance(cpu, (int, float)) else None, cpus if isinstance(cpus, int) else None)
 
 
 @cache

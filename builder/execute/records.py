@@ -42,6 +42,14 @@ class Record:
     hooks_sha256: str = ""
     options: dict = field(default_factory=dict)
     sources: list[dict] = field(default_factory=list)  # {"file": subdir/filename, "checksum": the verified spec}
+    # What the build was given (execute/resources.py) and what it used, as its cgroup (or rusage) measured it
+    memory_bytes: int | None = None  # asked for (a Job's request and limit; the local cgroup's limit)
+    cpus: int | None = None  # asked for; eb --parallel
+    peak_memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+    oom_kills: int | None = None  # the kernel's out-of-memory kills in the build's cgroup
+    measured_by: str = ""  # "cgroup v2", "cgroup v1" or "rusage": how far the figures above can be trusted
+    after_oom: str = ""  # this run retries the one recorded here, killed for memory, with twice the memory
 
 
 def made_with(hooks: Path) -> dict[str, str]:

@@ -79,6 +79,19 @@ class KubernetesSettings:
 
 
 @dataclass(frozen=True)
+class BuildResources:
+    """library.yaml's ``resources`` of a target: bounds and defaults of what one build asks for (memory in
+    bytes, whole cores), which builder/execute/resources.py fills in from the build records."""
+    memory_default: int
+    memory_min: int
+    memory_max: int
+    cpu_default: int
+    cpu_min: int
+    cpu_max: int
+    margin: float
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     kind: str  # "cpu" or "cuda"
@@ -90,6 +103,7 @@ class Target:
     parallel: int | None
     jobs: int
     kubernetes: KubernetesPlacement
+    resources: BuildResources
 
     def options(self) -> dict[str, object]:
         return dict(self.easybuild_options)
@@ -264,6 +278,28 @@ def _placement(data: dict) -> KubernetesPlacement:
                                container_overrides=data["container_overrides"])
 
 
+_QUANTITY_SUFFIX = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+                    "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+
+
+def quantity_bytes(text: str) -> int:
+    """A Kubernetes quantity the schema let through ("4Gi", "500M") as a whole number."""
+    number = text.rstrip("mkKMGTi")
+    return round(float(number) * _QUANTITY_SUFFIX[text[len(number):]])
+
+
+def _build_resources(path: Path, target: str, data: dict) -> BuildResources:
+    memory, cpu = data["memory"], data["cpu"]
+    out = BuildResources(memory_default=quantity_bytes(memory["default"]), memory_min=quantity_bytes(memory["min"]),
+                         memory_max=quantity_bytes(memory["max"]), cpu_default=cpu["default"], cpu_min=cpu["min"],
+                         cpu_max=cpu["max"], margin=float(data["margin"]))
+    for what, low, default, high in (("memory", out.memory_min, out.memory_default, out.memory_max),
+                                     ("cpu", out.cpu_min, out.cpu_default, out.cpu_max)):
+        if not low <= default <= high:
+            raise BadInput(path, f"target '{target}': resources.{what}: default must lie within min and max")
+    return out
+
+
 def _kubernetes(data: dict) -> KubernetesSettings:
     data = dict(data)
     scratch = data.pop("scratch")
@@ -347,7 +383,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
                      easystacks=tuple(rel(s) for s in t["easystacks"]),
                      easybuild_options=tuple(sorted(t["easybuild_options"].items())),
                      layers_over=t.get("layers_over"), arch=t["arch"], parallel=t.get("parallel"), jobs=t["jobs"],
-                     kubernetes=_placement(t["kubernetes"]))
+                     kubernetes=_placement(t["kubernetes"]), resources=_build_resources(path, name, t["resources"]))
         for name, t in data["targets"].items()
     }
     _check_targets(path, targets)
