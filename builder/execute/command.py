@@ -33,6 +33,9 @@ class Invocation:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     prefix: str  # the build's own install prefix (in argv too): what it may write, what publishing records
+    # what the build is given (execute/resources.py): a Job's request and limit, a local build's cgroup limit
+    memory_bytes: int | None = None
+    cpus: int | None = None  # eb --parallel in argv too
 
 
 def build_prefix(settings: Settings, node: Node, rebuild: bool) -> Path:

@@ -25,6 +25,18 @@ if TYPE_CHECKING:  # the CLI imports the registry for --executor's choices: no p
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What one build used, as its cgroup measured it (``measured_by`` "cgroup v2" or "cgroup v1"), or the
+    process tree's rusage where the build had no cgroup of its own ("rusage": the largest process's peak,
+    not the tree's, and no OOM count)."""
+
+    peak_memory_bytes: int | None
+    cpu_seconds: float | None
+    oom_kills: int | None
+    measured_by: str
+
+
+@dataclass(frozen=True)
 class NodeRun:
     """How one node's build ended, and where it ran (a host and process, or a pod), for its record."""
 
@@ -33,6 +45,7 @@ class NodeRun:
     end: float
     log: str
     where: str
+    usage: Usage | None = None
 
 
 class Executor(abc.ABC):
