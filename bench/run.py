@@ -23,17 +23,20 @@ EESSI = REPO / "tests" / "data" / "eessi-2025.06.yml"
 
 
 def schedule_rows() -> list[dict]:
+    """The production scheduler (expected.scheduler) on EESSI, for a library with no records yet: the root
+    does not exist, so the priority is the build model's, as the builds' simulated durations are."""
     from builder.plan.planner import make_plan
     from builder.read.config import load_settings
 
     settings = load_settings(REPO / "easyconfigs" / "library.yaml", env={**os.environ, "MODLIB_ROOT": "/nonexistent"})
     nodes = list(make_plan(settings, [settings.first_cpu_target()], EESSI).nodes)
     rows = []
-    for r in schedule_sim.compare(nodes, [4, 16, 64], schedule_sim.cost_model()):
+    for r in schedule_sim.compare(nodes, [4, 16, 64], settings.layout):
         rows.append({"benchmark": f"EESSI makespan, {r['executors']} executors (min; bound {r['bound_min']}, "
-                                  f"waves {r['waves_min']}, +{r['over_bound_pct']} % over bound)",
+                                  f"+{r['over_bound_pct']} % over bound; running builds' peak memory "
+                                  f"{r['peak_gib']:g} GiB of a {r['capacity_gib']} GiB cluster)",
                      "modlib_s": r["modlib_min"], "other": "level-by-level waves", "other_s": r["waves_min"],
-                     "target": "<= 5 % over bound at 16" if r["executors"] == 16 else ""})
+                     "target": "<= 5 % over bound"})
     return rows
 
 
