@@ -21,6 +21,10 @@ from builder.read.config import Settings, load_settings
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from builder.execute.expected import Expected
+    from builder.plan.graph import NodeKey, Plan
+    from builder.report.estimates import RunEstimate
+
 config_option = click.option("--config", "config", type=click.Path(path_type=Path), default=None,
                              help="library.yaml (default: easyconfigs/library.yaml, or $MODLIB_CONFIG).")
 
@@ -105,6 +109,7 @@ def plan(config: Path | None, target: str | None, easystack: Path | None, as_jso
     """Resolve the curated lists into one dependency graph and show what is missing and what drifted."""
     from builder.plan.planner import make_plan
     from builder.publish.live import drifted
+    from builder.report.estimates import estimate_run
 
     settings = load_settings(config)
     targets = _targets(settings, target)
@@ -129,19 +134,43 @@ def plan(config: Path | None, target: str | None, easystack: Path | None, as_jso
         check_root(settings)
         fetch_sources(settings, list_sources(settings, result.missing(), _to_stderr), _to_stderr)
     drift = {n.key: drifted(settings.layout, n) is not None for n in result.nodes}
+    run = estimate_run(settings.layout, result.missing(), max(t.jobs for t in targets))
     if as_json:
-        click.echo(json.dumps({"nodes": [{**n.as_json(), "drift": drift[n.key]} for n in result.nodes]}, indent=1))
+        nodes = [{**n.as_json(), "drift": drift[n.key], **_estimate_json(run.costs.get(n.key))} for n in result.nodes]
+        click.echo(json.dumps({"nodes": nodes, "estimate": run.as_json()}, indent=1))
         return
+    _print_plan(result, drift, run)
+
+
+def _estimate_json(exp: Expected | None) -> dict:
+    if exp is None:
+        return {}
+    return {"estimate": {"seconds": round(exp.seconds, 1), "from": exp.basis,
+                         "peak_memory_bytes": exp.peak_memory_bytes, "memory_from": exp.memory_basis}}
+
+
+def _print_plan(result: Plan, drift: dict[NodeKey, bool], run: RunEstimate) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("module", "tree", "target", "deps", "state", title=f"plan: {len(result.nodes)} modules, "
-                  f"{len(result.missing())} to build, {sum(drift.values())} drifted")
+    from builder.report.estimates import duration, label
+
+    table = Table("module", "tree", "target", "deps", "state", "build time", title=f"plan: {len(result.nodes)} "
+                  f"modules, {len(result.missing())} to build, {sum(drift.values())} drifted")
     for node in result.nodes:
         state = "[bold]to build[/]" if not node.installed else "installed, [bold]drifted[/]" if drift[node.key] \
             else "installed"
-        table.add_row(node.module, node.tree, node.target, str(len(node.deps)), state)
-    Console().print(table)
+        exp = run.costs.get(node.key)
+        table.add_row(node.module, node.tree, node.target, str(len(node.deps)), state, label(exp) if exp else "")
+    console = Console()
+    console.print(table)
+    for name in dict.fromkeys(n.target for n in result.nodes):
+        builds = [n for n in result.missing() if n.target == name]
+        if builds:
+            console.print(f"{name}: {len(builds)} to build, ~{duration(run.work(builds))} one after another")
+    if run.costs:
+        console.print(f"the run: ~{duration(run.makespan)} at {run.jobs} builds at once (the targets' jobs), "
+                      "ordered as `modlib build` orders them")
 
 
 @main.command()

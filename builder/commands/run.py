@@ -23,7 +23,7 @@ from builder import proc
 from builder.commands.verify import altered_module_files, module_file_stats, publish_blockers
 from builder.ebadapter.sources import SourceFile, config_guess_dir
 from builder.errors import BadInput, ModlibError, RunFailed
-from builder.execute import records, sources
+from builder.execute import expected, records, sources
 from builder.execute.command import Invocation, effective_options, invocation
 from builder.execute.debian_sources import DebianSources
 from builder.execute.executors import Executor, NodeRun, get_executor
@@ -169,7 +169,7 @@ def _run(settings: Settings, targets: list[Target], executor: str, jobs: int | N
                 result.sources = fetch_sources(settings, listed, report)
                 stage_node_files(settings, result.todo)
                 policy = RunPolicy(settings, result, runner, lock, report)
-                scheduler = Scheduler(result.todo)
+                scheduler = expected.scheduler(settings.layout, result.todo)
                 dispatch(scheduler, runner, jobs or max(t.jobs for t in targets), policy, report)
                 result.blocked = dict(scheduler.blocked)
                 stopped = runner.lost()

@@ -30,7 +30,7 @@ class Request:
 def requested(settings: Settings, node: Node, expected: Expected) -> Request:
     target = settings.targets[node.target]
     bounds = target.resources
-    if expected.peak_memory_bytes is None:
+    if expected.peak_memory_bytes is None or not expected.memory_measured:  # the model's figure is for planning
         memory, basis = bounds.memory_default, "the target's default"
     else:
         memory, basis = round(expected.peak_memory_bytes * bounds.margin), f"measured ({expected.basis})"

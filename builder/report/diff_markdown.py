@@ -3,39 +3,25 @@
 A summary row per target first, so a reviewer sees at a glance what the next run after a merge builds
 (and, apart, what drifted and is rebuilt only on request), then one table per target that changes:
 every module added, dropped or drifted, what it needs, what a merge does with it and how long its
-build took before.
+build is expected to take (builder/report/estimates.py).
 """
 
 from __future__ import annotations
 
-from builder.report.plan_diff import Change, Estimate, PlanDiff, total
+from builder.report.estimates import duration, exact, label
+from builder.report.plan_diff import Change, PlanDiff, total
 
 _MARKS = {"published": "✓", "added": "+", "to build": "✗"}
-_LEGEND = ("needs: ✓ published, + added by this change, ✗ not built yet. Build times are the last "
-           "build's of the module (or `~` of another version of it), one after another.")
-
-
-def duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
-
-
-def _estimate(est: Estimate | None) -> str:
-    if est is None:
-        return ""
-    if est.seconds is None:
-        return "unknown"
-    return duration(est.seconds) if est.basis == "its last build" else f"~{duration(est.seconds)} ({est.basis})"
+_LEGEND = ("needs: ✓ published, + added by this change, ✗ not built yet. Build times are the module's "
+           "last build's, else (`~`) another version's or the build model's, one after another.")
 
 
 def _total(changes: list[Change], nothing: str) -> str:
-    seconds, unknown = total(changes)
+    seconds, modelled = total(changes)
     if not changes:
         return nothing
-    known = duration(seconds) if unknown < len(changes) else ""
-    return f"{len(changes)} ({', '.join(filter(None, [known, f'{unknown} unknown' if unknown else '']))})"
+    about = "" if all(c.estimate and exact(c.estimate) for c in changes) else "~"
+    return f"{len(changes)} ({about}{duration(seconds)}{f', {modelled} by the model' if modelled else ''})"
 
 
 def _row(kind: str, change: Change) -> str:
@@ -48,7 +34,7 @@ def _row(kind: str, change: Change) -> str:
     else:
         merge = f"nothing until `modlib build --rebuild {node.module}`" if change.published else "builds it"
         needs = "; ".join(change.why)
-    estimate = _estimate(change.estimate) if kind == "rebuild" or not change.published else ""
+    estimate = label(change.estimate) if change.estimate is not None else ""
     return f"| {kind} | `{node.module}` | {node.tree} | {needs} | {merge} | {estimate} |"
 
 

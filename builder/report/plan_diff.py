@@ -4,7 +4,8 @@ Reviewers of a merge request that edits a curated list need to see its effect, n
 modules a merge adds (in build order, and whether what they need is already published; one already
 built is only listed, not built), the ones it drops (they stay published, orphaned), the ones whose
 easyconfig or options changed under a published install (drifted: rebuilt only on request, so not in
-what the merge builds), and how long the builds took before. Both sides are
+what the merge builds), and how long the builds are expected to take (builder/execute/expected.py:
+the records, else the build model, the figures the run's scheduler ranks by). Both sides are
 planned by the same planner against the same library root, so ``published`` means the same thing on
 both; the side at REF is extracted by ``git archive`` and planned without the caches (its paths are
 temporary, and entries for them would only pile up).
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.digests import file_sha256
 from builder.errors import BadInput
-from builder.execute import records
 from builder.execute.command import effective_options
+from builder.execute.expected import Expected, expectations
 from builder.plan.graph import Node, Plan
 from builder.plan.planner import make_plan
 from builder.read.config import Settings, load_settings
@@ -29,21 +31,12 @@ from builder.report.where import text
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """A build's duration from the build records: the module's own last successful build, else the last
-    one of another version of the same software (``basis`` names it), else unknown (``seconds`` None)."""
-
-    seconds: float | None
-    basis: str = ""
-
-
-@dataclass(frozen=True)
 class Change:
     node: Node
     published: bool
     needs: tuple[tuple[str, str], ...] = ()  # (module, "published" | "added" | "to build")
     why: tuple[str, ...] = ()  # what changed under a rebuild
-    estimate: Estimate | None = None  # for what a merge would have built
+    estimate: Expected | None = None  # for what a merge would build
 
     def as_json(self) -> dict:
         out: dict = {"module": self.node.module, "tree": self.node.tree, "published": self.published}
@@ -69,18 +62,18 @@ class TargetDiff:
         return [c for c in self.add if not c.published]
 
     def as_json(self) -> dict:
-        (seconds, unknown), (again, again_unknown) = total(self.builds()), total(self.rebuild)
+        (seconds, modelled), (again, again_modelled) = total(self.builds()), total(self.rebuild)
         return {"add": [c.as_json() for c in self.add], "drop": [c.as_json() for c in self.drop],
                 "rebuild": [c.as_json() for c in self.rebuild],
-                "estimate": {"seconds": round(seconds, 1), "unknown": unknown},
-                "rebuild_on_request": {"seconds": round(again, 1), "unknown": again_unknown}}
+                "estimate": {"seconds": round(seconds, 1), "from_model": modelled},
+                "rebuild_on_request": {"seconds": round(again, 1), "from_model": again_modelled}}
 
 
 def total(changes: list[Change]) -> tuple[float, int]:
-    """Seconds of the builds of ``changes`` whose duration is known, one after another, and how many are
-    unknown."""
-    known = [c.estimate.seconds for c in changes if c.estimate and c.estimate.seconds is not None]
-    return sum(known), len(changes) - len(known)
+    """Seconds of the builds of ``changes``, one after another, and how many of them only the build model
+    estimates (no version of the software was built here yet)."""
+    estimates = [c.estimate for c in changes if c.estimate is not None]
+    return sum(e.seconds for e in estimates), sum(not e.recorded for e in estimates)
 
 
 @dataclass
@@ -132,16 +125,26 @@ def compare(settings: Settings, old_settings: Settings, old: Plan, new: Plan) ->
         before = old.index.get(node.key)
         if before is None:
             needs = tuple((key[1], _state(key, added, new)) for key in node.deps)
-            out[node.target].add.append(Change(node, node.installed, needs=needs,
-                                               estimate=None if node.installed else estimate(settings, node)))
+            out[node.target].add.append(Change(node, node.installed, needs=needs))
             continue
         why = _why(settings, old_settings, before, node)
         if why:
-            out[node.target].rebuild.append(Change(node, node.installed, why=why, estimate=estimate(settings, node)))
+            out[node.target].rebuild.append(Change(node, node.installed, why=why))
     out_of_plan = [n for n in old.nodes if n.key not in new.index]
     for node in out_of_plan:
         out[node.target].drop.append(Change(node, node.installed))
+    _estimate(settings, out.values())
     return out
+
+
+def _estimate(settings: Settings, diffs: Iterable[TargetDiff]) -> None:
+    """What a merge would build (and what a rebuild would) gets its expected duration, all in one read of
+    the records."""
+    diffs = list(diffs)
+    costs = expectations(settings.layout, [c.node for t in diffs for c in [*t.builds(), *t.rebuild]])
+    for t in diffs:
+        t.add = [dataclasses.replace(c, estimate=costs.get(c.node.key)) for c in t.add]
+        t.rebuild = [dataclasses.replace(c, estimate=costs[c.node.key]) for c in t.rebuild]
 
 
 def _state(key: tuple[str, str], added: set, plan: Plan) -> str:
@@ -160,21 +163,3 @@ def _why(settings: Settings, old_settings: Settings, before: Node, after: Node) 
         why.append("options changed: " + ", ".join(f"{k} {text(old_opts.get(k))} -> {text(new_opts.get(k))}"
                                                      for k in moved))
     return tuple(why)
-
-
-def estimate(settings: Settings, node: Node) -> Estimate:
-    """How long the node's build took before: its own last success, else its software's latest one."""
-    layout = settings.layout
-    own = [r for r in records.every(layout, node.tree, node.module) if _took(r) is not None]
-    if own:
-        return Estimate(_took(own[-1]), "its last build")
-    kin = [r for r in records.of_software(layout, node.name) if _took(r) is not None]
-    if kin:
-        return Estimate(_took(kin[-1]), f"{kin[-1]['module']}'s last build")
-    return Estimate(None)
-
-
-def _took(record: dict) -> float | None:
-    if record.get("exit_code") != 0 or record.get("end") is None:
-        return None
-    return float(record["end"]) - float(record["start"])
