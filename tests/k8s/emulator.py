@@ -31,6 +31,10 @@ import kmock
 import yaml
 from kubernetes import client
 
+from builder.read.config import quantity_bytes
+from tests.k8s import pod_cgroup
+from tests.k8s.pod_cgroup import PodCgroup
+
 POD_SANDBOX = Path(__file__).with_name("pod_sandbox.py")
 KUBELET_AGENT = "modlib-tests-kubelet"
 GRACE_SECONDS = 20  # after SIGTERM, what is left of a pod is SIGKILLed (a Job's terminationGracePeriodSeconds, cut)
@@ -121,6 +125,7 @@ class PodRun:
     end: float = 0.0
     exit_code: int | None = None
     disruption: str | None = None
+    oom_killed: bool = False  # as the kubelet reported it
 
 
 @dataclass(frozen=True)
@@ -225,10 +230,17 @@ class Kubelet:
         with self._lock:
             self.runs.append(run)
             nth = [r.job for r in self.runs].count(job_name)
-        log = self.work / f"{pod_name}.log"
-        argv = sandbox_argv(self.sandbox_spec(template["spec"], container), self.work / f"{pod_name}.json")
+        log, message = self.work / f"{pod_name}.log", self.work / f"{pod_name}.termination-log"
+        message.touch(mode=0o666)  # the kubelet's file, bind-mounted at the container's terminationMessagePath
+        message.chmod(0o666)
+        spec = {**self.sandbox_spec(template["spec"], container), "termination_log": str(message)}
+        cgroup = PodCgroup(pod_name, _memory_limit(container)) if pod_cgroup.available() else None
+        if cgroup is not None:
+            spec["cgroups"] = {name: str(path) for name, path in cgroup.paths.items()}
+        argv = sandbox_argv(spec, self.work / f"{pod_name}.json")
         with log.open("wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(cgroup.enter_argv(argv) if cgroup else argv, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
             kind, conditions = self._disrupt(job, nth, pod_name, proc, log)
             code = proc.wait()
         try:
@@ -236,13 +248,15 @@ class Kubelet:
         except ProcessLookupError:
             pass
         code = 128 - code if code < 0 else code  # killed by a signal: what a container runtime reports
+        oom_killed = kind == "oom" or bool(cgroup and cgroup.oom_kills() and code != 0)
+        if cgroup is not None:
+            cgroup.close()
         self.emulator.logs[pod_name] = log
-        reason = "OOMKilled" if kind == "oom" else "Completed" if code == 0 else "Error"
+        run.oom_killed = oom_killed
         if kind != "delete":  # a deleted pod's object is gone
             self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {
-                "phase": "Succeeded" if code == 0 else "Failed", "conditions": conditions, "containerStatuses": [{
-                    "name": container["name"], "image": container["image"], "imageID": "", "ready": False,
-                    "restartCount": 0, "state": {"terminated": {"exitCode": code, "reason": reason}}}]}})
+                "phase": "Succeeded" if code == 0 else "Failed", "conditions": conditions,
+                "containerStatuses": [_container_status(container, code, oom_killed, message)]}})
         with self._lock:
             run.end, run.exit_code, run.disruption = time.time(), code, kind
         return code, conditions
@@ -327,6 +341,23 @@ class Kubelet:
         if sub_path and not path.exists():
             path.mkdir(mode=0o755, parents=True)
         return path
+
+
+def _memory_limit(container: dict) -> int | None:
+    limit = container.get("resources", {}).get("limits", {}).get("memory")
+    return quantity_bytes(limit) if limit else None
+
+
+def _container_status(container: dict, code: int, oom_killed: bool, message: Path) -> dict:
+    """As a kubelet reports a terminated container: OOMKilled where its cgroup saw an OOM kill and it
+    failed, and the termination message (at most 4096 bytes of the file) where there is one."""
+    terminated = {"exitCode": code, "reason": "OOMKilled" if oom_killed else "Completed" if code == 0 else "Error"}
+    with message.open("rb") as fh:
+        text = fh.read(4096).decode(errors="replace")
+    if text:
+        terminated["message"] = text
+    return {"name": container["name"], "image": container["image"], "imageID": "", "ready": False,
+            "restartCount": 0, "state": {"terminated": terminated}}
 
 
 def policy_action(policy: dict | None, code: int, conditions: list[dict]) -> str | None:
