@@ -4,7 +4,9 @@ kmock serves a stateful Kubernetes API over real HTTP; it stores what it is sent
 ``Kubelet`` plays the Job controller and the kubelet against it through the same API: for each new
 Job it creates a Pod object, runs the Job's own container command in a private mount namespace (the
 claim's host folder bind-mounted at the pod's mount path, emptyDirs as tmpfs, the root file system
-read-only) as the Job's user, serves the container's log, plays evictions, deletions and OOM kills
+read-only) as the Job's user in cgroups of its own with its memory limit (pod_cgroup.py: a real OOM kill
+is reported OOMKilled, and the container's termination-log file becomes its termination message, as a
+kubelet reports them), serves the container's log, plays evictions, deletions and whole-container OOM kills
 (``Disruption``), applies the Job's podFailurePolicy (first matching rule) and backoffLimit, and reports
 Complete or Failed through the Job's status. kmock ignores label
 selectors, so tests assert on the query strings the executor sends (``Emulator.requests``).
@@ -133,7 +135,8 @@ class Disruption:
     """What befalls the first pods of one module's Job, one kind per pod in turn, once ``ready(log)``
     (the pod's output so far) says the build is under way; after the last, ``release`` is removed,
     which the build waits on, so that the next pod runs through. The kinds:
-    'oom': the kernel's OOM killer, SIGKILL to every process of the pod (exit 137, reason OOMKilled);
+    'oom': the kernel's OOM killer taking the whole container, as cgroup v2's memory.oom.group does: SIGKILL
+    to every process of the pod (exit 137, reason OOMKilled, no termination message);
     'evict': the Eviction API (a drain, a preemption, the node's memory pressure): the pod gets the
     condition DisruptionTarget, then its main process SIGTERM, as the kubelet stops it;
     'delete': ``kubectl delete pod``: the pod object goes, its main process gets SIGTERM, no condition."""
