@@ -267,7 +267,13 @@ class RunPolicy:
         return invocation(self.settings, node, rebuild=node.module in self.rebuild, request=request)
 
     def log_path(self, node: Node) -> Path:
-        return records.new_log_path(self.settings.layout, node.tree, node.module, time.time())
+        """A fresh record's name: a retry that starts within the second of its first try takes the next."""
+        when = time.time()
+        path = records.new_log_path(self.settings.layout, node.tree, node.module, when)
+        while path.exists() or path.with_suffix(".json").exists():
+            when += 1
+            path = records.new_log_path(self.settings.layout, node.tree, node.module, when)
+        return path
 
     def lost(self) -> str | None:
         return self.lock.lost or self.executor.lost()

@@ -234,14 +234,17 @@ def test_posted_jobs_are_the_rendered_ones(run, tmp_path):
         assert result.returncode == 0, result.stderr
         docs = (yaml.safe_load(p.read_text()) for p in out.glob("*.yaml"))
         rendered.update({d["metadata"]["name"]: d for d in docs if d["kind"] == "Job"})
+    # render here reads no records (the volume is not at the library root on this host): it shows what a
+    # node asks for unmeasured; a Job posted after a record of its software existed asks for other
+    # resources under another name, and is otherwise the same
     by_node = {_node_key(job): job for job in rendered.values()}
-    retries = [job for job in run["posted"] if job["metadata"]["name"] not in rendered]
-    assert [_node_key(job) for job in retries] == [OOMER]  # render shows the first try of a node
+    asked_otherwise = [job for job in run["posted"] if job["metadata"]["name"] not in rendered]
     for job in run["posted"]:
         assert job == rendered.get(job["metadata"]["name"], job)
-    (retry,) = retries
-    first = by_node[OOMER]
-    assert _memory(retry) == 2 * _memory(first) and job_name_parts(retry) == job_name_parts(first)
+    for job in asked_otherwise:
+        assert _without_resources(job) == _without_resources(by_node[_node_key(job)])
+    retry = [job for job in asked_otherwise if _node_key(job) == OOMER][-1]
+    assert _memory(retry) == 2 * _memory(by_node[OOMER])
 
 
 def test_notebook_mounts_the_result_read_only_and_loads_both_trees(run):
@@ -262,12 +265,13 @@ command -v saxpy nvcc""")
     assert owners == {UID}  # every install came from a pod running as the Job's user
 
 
-def job_name_parts(job: dict) -> dict:
-    """A Job less what an out-of-memory retry changes: its name and its memory."""
+def _without_resources(job: dict) -> dict:
+    """A Job less what its resources decide: its name, its memory and cores, eb's --parallel."""
     job = copy.deepcopy(job)
     del job["metadata"]["name"]
-    for resources in (job["spec"]["template"]["spec"]["containers"][0]["resources"][k] for k in ("requests", "limits")):
-        resources.pop("memory")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    container["resources"] = {}
+    container["command"] = [arg for arg in container["command"] if not arg.startswith("--parallel=")]
     return job
 
 
