@@ -121,7 +121,7 @@ class KubernetesExecutor(Executor):
         self.running: dict[str, tuple[Node, Path, float]] = {}  # Job name -> node, log, start
         self.cancelled: list[tuple[Node, NodeRun]] = []  # ends not yet returned by wait
         self.inputs: Path | None = None  # staged by open
-        self.existing: dict[str, Any] = {}  # Job name -> the Job found by open, until adopted
+        self.existing: dict[str, Any] = {}  # Job name -> a Job there not followed: found by open, or ended
 
     def open(self) -> None:
         """Take the Lease, then stage the pods' inputs and list the Jobs a previous run left to adopt:
@@ -205,6 +205,7 @@ class KubernetesExecutor(Executor):
             out = []
             for name, job in finished:
                 node, log, start = self.running.pop(name)
+                self.existing[name] = job  # known as there, should the node be submitted under its name again
                 pod = self._last_pod(name)
                 ended = self._terminated(pod)
                 code = 0 if job_state(job) == "Complete" else (ended.exit_code or 1) if ended else 1
@@ -224,7 +225,7 @@ class KubernetesExecutor(Executor):
         state = job_state(job) if job is not None else None
         staged = any(self.settings.layout.staging(node.tree, node.module).glob("*"))
         if state == "active" or (state == "Complete" and staged):
-            self.report(f"adopting {state} Job {name}")
+            self.report(f"adopting {state} Job {job.metadata.name}")
             return job.status.start_time.timestamp() if job.status and job.status.start_time else time.time()
         if state is not None:
             self.batch.delete_namespaced_job(name, self.ns, propagation_policy="Background")

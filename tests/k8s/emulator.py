@@ -128,11 +128,12 @@ class PodRun:
     exit_code: int | None = None
     disruption: str | None = None
     oom_killed: bool = False  # as the kubelet reported it
+    module: str | None = None  # the Job's modlib.io/module
 
 
 @dataclass(frozen=True)
 class Disruption:
-    """What befalls the first pods of one module's Job, one kind per pod in turn, once ``ready(log)``
+    """What befalls the first pods of one module's Jobs, one kind per pod in turn, once ``ready(log)``
     (the pod's output so far) says the build is under way; after the last, ``release`` is removed,
     which the build waits on, so that the next pod runs through. The kinds:
     'oom': the kernel's OOM killer taking the whole container, as cgroup v2's memory.oom.group does: SIGKILL
@@ -229,32 +230,21 @@ class Kubelet:
                          "creationTimestamp": now_iso()},
             "spec": template["spec"], "status": {"phase": "Running", "startTime": now_iso()}})
         (container,) = template["spec"]["containers"]
-        run = PodRun(job=job_name, pod=pod_name, start=time.time())
+        module = (job.metadata.annotations or {}).get("modlib.io/module")
+        run = PodRun(job=job_name, pod=pod_name, start=time.time(), module=module)
         with self._lock:
             self.runs.append(run)
-            nth = [r.job for r in self.runs].count(job_name)
-        log, message = self.work / f"{pod_name}.log", self.work / f"{pod_name}.termination-log"
+            nth = [r.module for r in self.runs].count(module)  # the module's Jobs' pods: a retry Job's too
+        message = self.work / f"{pod_name}.termination-log"
         message.touch(mode=0o666)  # the kubelet's file, bind-mounted at the container's terminationMessagePath
         message.chmod(0o666)
-        spec = {**self.sandbox_spec(template["spec"], container), "termination_log": str(message)}
         cgroup = PodCgroup(pod_name, _memory_limit(container)) if pod_cgroup.available() else None
-        if cgroup is not None:
-            spec["cgroups"] = {name: str(path) for name, path in cgroup.paths.items()}
-        argv = sandbox_argv(spec, self.work / f"{pod_name}.json")
-        with log.open("wb") as out:
-            proc = subprocess.Popen(cgroup.enter_argv(argv) if cgroup else argv, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-            kind, conditions = self._disrupt(job, nth, pod_name, proc, log)
-            code = proc.wait()
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # what its main process left running ends with the container
-        except ProcessLookupError:
-            pass
-        code = 128 - code if code < 0 else code  # killed by a signal: what a container runtime reports
-        oom_killed = kind == "oom" or bool(cgroup and cgroup.oom_kills() and code != 0)
-        if cgroup is not None:
-            cgroup.close()
-        self.emulator.logs[pod_name] = log
+            code, kind, conditions = self._run_container(job, nth, pod_name, template, cgroup, message)
+            oom_killed = kind == "oom" or bool(cgroup and cgroup.oom_kills() and code != 0)
+        finally:
+            if cgroup is not None:
+                cgroup.close()
         run.oom_killed = oom_killed
         if kind != "delete":  # a deleted pod's object is gone
             self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {
@@ -264,8 +254,30 @@ class Kubelet:
             run.end, run.exit_code, run.disruption = time.time(), code, kind
         return code, conditions
 
+    def _run_container(self, job, nth: int, pod: str, template: dict, cgroup: PodCgroup | None,
+                       message: Path) -> tuple[int, str | None, list[dict]]:
+        """The pod's container run to its end, in its cgroups: its exit code as a runtime reports it, the
+        disruption played on it and the conditions that gave the pod."""
+        (container,) = template["spec"]["containers"]
+        spec = {**self.sandbox_spec(template["spec"], container), "termination_log": str(message)}
+        if cgroup is not None:
+            spec["cgroups"] = {name: str(path) for name, path in cgroup.paths.items()}
+        argv = sandbox_argv(spec, self.work / f"{pod}.json")
+        log = self.work / f"{pod}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cgroup.enter_argv(argv) if cgroup else argv, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            kind, conditions = self._disrupt(job, nth, pod, proc, log)
+            code = proc.wait()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # what its main process left running ends with the container
+        except ProcessLookupError:
+            pass
+        self.emulator.logs[pod] = log
+        return 128 - code if code < 0 else code, kind, conditions  # a signal: what a container runtime reports
+
     def _disrupt(self, job, nth: int, pod: str, proc: subprocess.Popen, log: Path) -> tuple[str | None, list[dict]]:
-        """Play the module's disruption on this, its Job's ``nth`` pod, if one is due: its kind and the
+        """Play the module's disruption on this, its Jobs' ``nth`` pod, if one is due: its kind and the
         conditions it gave the pod."""
         module = (job.metadata.annotations or {}).get("modlib.io/module")
         due = [d for d in self.disruptions if d.module == module and nth <= len(d.kinds)]
