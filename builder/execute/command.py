@@ -2,8 +2,9 @@
 
 ``argv`` and ``portable_env`` depend on the plan node, the target settings and the build's Request
 (what its records ask for: ``--parallel`` follows its cores) alone (paths on the library volume are the
-same in every pod), so a Kubernetes Job runs exactly what the local pool runs. Whatever differs per host (where the site's easyconfigs and hooks are, scratch space,
-EasyBuild's locks, the root-only override) comes from ``site_env`` and ``host_env``.
+same in every pod), so a Kubernetes Job runs exactly what the local pool runs. Whatever differs per
+host (where the site's easyconfigs and hooks are, scratch space, EasyBuild's locks, the root-only
+override) comes from ``site_env`` and ``host_env``.
 """
 
 from __future__ import annotations

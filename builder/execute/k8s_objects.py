@@ -52,23 +52,28 @@ def labels(node: Node) -> dict[str, str]:
 
 
 def _resources(settings: Settings, node: Node, inv: Invocation) -> dict:
-    """The build's Request (execute/resources.py): memory as request and limit alike (a build that outgrows
-    it is killed and retried with more, never starves its node's neighbours), cores as a request only (a
-    cpu limit throttles, and eb --parallel already follows the cores). What the site pinned in
-    ``targets.X.kubernetes.resources`` wins; a pinned limit below the computed request lowers the request."""
+    """The build's Request (execute/resources.py), memory and cores each as request and limit alike: a
+    build that outgrows its memory is killed and retried with more, never starves its node's neighbours;
+    eb --parallel runs as many compilers as it has cores; and a pod whose requests are its limits is
+    Guaranteed, the last a node under pressure evicts. What the site pinned in
+    ``targets.X.kubernetes.resources`` wins: a pinned limit below the computed request lowers the request, a
+    pinned request above the computed limit raises the limit."""
     placement = settings.targets[node.target].kubernetes
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
     if inv.memory_bytes:
         requests["memory"] = limits["memory"] = quantity(inv.memory_bytes)
     if inv.cpus:
-        requests["cpu"] = str(inv.cpus)
-    limits.update(placement.limits)
-    pinned = dict(placement.requests)
-    for kind, limit in limits.items():
-        if kind in requests and kind not in pinned and quantity_value(requests[kind]) > quantity_value(limit):
-            requests[kind] = limit
-    requests.update(pinned)
+        requests["cpu"] = limits["cpu"] = str(inv.cpus)
+    pinned_requests, pinned_limits = dict(placement.requests), dict(placement.limits)
+    requests.update(pinned_requests)
+    limits.update(pinned_limits)
+    for kind in requests.keys() & limits.keys():  # a request above its limit is invalid: the computed one yields
+        if quantity_value(requests[kind]) > quantity_value(limits[kind]):
+            if kind not in pinned_requests:
+                requests[kind] = limits[kind]
+            elif kind not in pinned_limits:
+                limits[kind] = requests[kind]
     if placement.gpus:
         limits["nvidia.com/gpu"] = str(placement.gpus)  # extended resources: limits only
     return {"requests": requests, "limits": limits}

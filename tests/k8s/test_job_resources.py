@@ -54,7 +54,8 @@ def _container(settings, node, inv=None) -> dict:
 def test_an_unmeasured_build_asks_for_the_targets_default(tmp_path):
     settings = _settings(tmp_path)
     container = _container(settings, _node(settings))
-    assert container["resources"] == {"requests": {"memory": "2Gi", "cpu": "2"}, "limits": {"memory": "2Gi"}}
+    assert container["resources"] == {"requests": {"memory": "2Gi", "cpu": "2"},
+                                      "limits": {"memory": "2Gi", "cpu": "2"}}
     assert "--parallel=2" in container["command"]
     assert (container["terminationMessagePath"], container["terminationMessagePolicy"]) == (
         "/dev/termination-log", "File")
@@ -66,7 +67,8 @@ def test_a_measured_build_asks_for_its_peak_with_the_margin_and_its_cores(tmp_pa
     node = _node(settings)
     _record(settings, node, peak_memory_bytes=4 * GIB, cpu_seconds=390.0, cpus=4, memory_bytes=8 * GIB)
     container = _container(settings, node)
-    assert container["resources"] == {"requests": {"memory": "6Gi", "cpu": "8"}, "limits": {"memory": "6Gi"}}
+    assert container["resources"] == {"requests": {"memory": "6Gi", "cpu": "8"},
+                                      "limits": {"memory": "6Gi", "cpu": "8"}}
     assert "--parallel=8" in container["command"]
 
 
@@ -87,6 +89,13 @@ def test_what_the_site_pinned_wins(tmp_path):
     _record(settings, node, peak_memory_bytes=4 * GIB)
     assert _container(settings, node)["resources"] == {"requests": {"memory": "3Gi", "cpu": "500m"},
                                                        "limits": {"memory": "3Gi", "cpu": "4"}}
+
+
+def test_a_pinned_request_above_the_computed_limit_raises_it(tmp_path):
+    settings = _settings(tmp_path, kubernetes={"resources": {"requests": {"memory": "10Gi", "cpu": "3"}}})
+    node = _node(settings)
+    assert _container(settings, node)["resources"] == {"requests": {"memory": "10Gi", "cpu": "3"},
+                                                       "limits": {"memory": "10Gi", "cpu": "3"}}
 
 
 def test_an_oom_retry_is_another_job_and_the_same_request_the_same_one(tmp_path):

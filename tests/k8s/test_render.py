@@ -164,8 +164,9 @@ def test_cpu_jobs_ask_for_no_gpu_and_placement_comes_from_the_config(tmp_path, d
     assert job["metadata"]["namespace"] == "builds" and pod["containers"][0]["image"] == "registry.example/b:1"
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "software"
     assert pod["nodeSelector"] == {"node-role/compile": "yes"} and "tolerations" not in pod
+    # pinned values win; the computed cpu limit (the target's 2 cores) is raised to the pinned request
     assert pod["containers"][0]["resources"] == {"requests": {"cpu": "8", "memory": "32Gi"},
-                                                 "limits": {"memory": "32Gi"}}
+                                                 "limits": {"memory": "32Gi", "cpu": "8"}}
     # pod_overrides: library-wide, then the target's, merged last; dicts key by key, the rest replaced
     assert pod["affinity"] == affinity and pod["imagePullSecrets"] == [{"name": "registry"}]
     assert pod["priorityClassName"] == "gpu-builds"
