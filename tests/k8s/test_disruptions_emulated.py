@@ -22,6 +22,7 @@ import pytest
 
 from builder.read.config import load_settings
 from tests.helpers import REPO, bundle_easyconfig, write_config, write_easystack
+from tests.k8s import pod_cgroup
 from tests.k8s.emulator import Disruption, Emulator, Kubelet
 from tests.k8s.scenario import KUBERNETES, NS, ROOT, Scenario, make_volume, waiting_easyconfig
 
@@ -127,6 +128,10 @@ def _job_memory(job: dict) -> tuple[str, str]:
     return resources["requests"]["memory"], resources["limits"]["memory"]
 
 
+NO_CGROUPS = pytest.mark.skipif(not pod_cgroup.available(), reason="no writable cgroup v1 memory and cpuacct here")
+
+
+@NO_CGROUPS
 def test_a_build_killed_for_memory_is_retried_once_as_a_new_job_with_twice_the_memory(run):
     """The kernel kills `hungry`'s allocation in its 320 MiB cgroup; EasyBuild exits 1 (a failed post-install,
     which alone would fail it for good): the cgroup's OOM count, in the pod's termination message, decides."""
@@ -149,6 +154,7 @@ def test_a_build_killed_for_memory_is_retried_once_as_a_new_job_with_twice_the_m
     assert json.loads((run["volume"] / ".modlib" / "runs" / "last.json").read_text())["after_oom"] == [f"cpu/{HUNGRY}"]
 
 
+@NO_CGROUPS
 def test_every_build_records_what_its_cgroup_measured(run):
     for module in (EVICTED, DELETED, POSTFAIL):
         last = _records(run, module)[-1]
