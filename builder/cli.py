@@ -406,7 +406,9 @@ def render(config: Path | None, target: str, out: Path) -> None:
     warning = root_warning(settings)
     if warning:
         click.echo(f"modlib: warning: {warning}", err=True)
-    files, inputs = render_run(settings, settings.target(target), out)
+    files, inputs, asked = render_run(settings, settings.target(target), out)
+    for line in asked:
+        click.echo(line)
     click.echo(f"wrote {len(files)} Job manifest(s) to {out}: `kubectl apply -f {out}` or `kubectl apply -k {out}`")
     click.echo(f"their pods read the site easyconfigs from {inputs} on the library volume "
                f"(staged by `modlib build --executor kubernetes`)")

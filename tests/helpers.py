@@ -115,7 +115,7 @@ class Handler:
 
     invocation: Callable[[Node], Invocation]
     log_path: Callable[[Node], Path]
-    on_finished: Callable[[Node, Invocation, NodeRun], bool]
+    on_finished: Callable[[Node, Invocation, NodeRun], bool | Invocation]
     lost: Callable[[], str | None] = lambda: None
 
 

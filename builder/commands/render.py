@@ -6,18 +6,24 @@ from pathlib import Path
 
 import yaml
 
-from builder.execute.command import invocation
+from builder.execute.command import invocation, node_request
 from builder.execute.inputs import inputs_dir
 from builder.execute.k8s_objects import build_job
 from builder.plan.planner import make_plan
-from builder.read.config import Settings, Target
+from builder.read.config import Settings, Target, quantity
 
 
-def run_jobs(settings: Settings, target: Target) -> tuple[list[dict], Path]:
-    """One Job per node still to build, in plan order; the same objects the executor creates."""
+def run_jobs(settings: Settings, target: Target) -> tuple[list[dict], Path, list[str]]:
+    """One Job per node still to build, in plan order; the same objects the executor creates, each asking
+    for what the node's records compute (a line per Job says so and why)."""
     inputs = inputs_dir(settings)
-    todo = make_plan(settings, [target]).select([])
-    return [build_job(settings, node, invocation(settings, node), inputs) for node in todo], inputs
+    jobs, asked = [], []
+    for node in make_plan(settings, [target]).select([]):
+        request = node_request(settings, node)
+        jobs.append(build_job(settings, node, invocation(settings, node, request=request), inputs))
+        asked.append(f"{jobs[-1]['metadata']['name']}: memory {quantity(request.memory_bytes)}, "
+                     f"{request.cpus} core(s) ({request.basis})")
+    return jobs, inputs, asked
 
 
 def root_warning(settings: Settings) -> str | None:
@@ -37,8 +43,8 @@ def root_warning(settings: Settings) -> str | None:
 KUSTOMIZATION = "Kustomization"
 
 
-def render_run(settings: Settings, target: Target, out: Path) -> tuple[list[Path], Path]:
-    jobs, inputs = run_jobs(settings, target)
+def render_run(settings: Settings, target: Target, out: Path) -> tuple[list[Path], Path, list[str]]:
+    jobs, inputs, asked = run_jobs(settings, target)
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for job in jobs:
@@ -48,4 +54,4 @@ def render_run(settings: Settings, target: Target, out: Path) -> tuple[list[Path
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                      "resources": [p.name for p in files]}
     (out / KUSTOMIZATION).write_text(yaml.safe_dump(kustomization, sort_keys=False))
-    return files, inputs
+    return files, inputs, asked

@@ -15,7 +15,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -24,11 +24,12 @@ from builder.commands.verify import altered_module_files, module_file_stats, pub
 from builder.ebadapter.sources import SourceFile, config_guess_dir
 from builder.errors import BadInput, ModlibError, RunFailed
 from builder.execute import expected, records, sources
-from builder.execute.command import Invocation, effective_options, invocation
+from builder.execute.command import Invocation, effective_options, invocation, node_request
 from builder.execute.debian_sources import DebianSources
-from builder.execute.executors import Executor, NodeRun, get_executor
+from builder.execute.executors import Executor, NodeRun, Usage, get_executor
 from builder.execute.inputs import stage_node_files
 from builder.execute.lock import RunLock
+from builder.execute.resources import Request, after_oom
 from builder.plan import parse_sandbox
 from builder.plan.graph import Node, NodeKey, Plan
 from builder.plan.planner import make_plan
@@ -36,7 +37,7 @@ from builder.plan.schedule import Scheduler
 from builder.publish import prefixes
 from builder.publish.live import publish_node, retract_node, settle_node
 from builder.publish.view import current_inputs, generations, inputs_digest, publish_view
-from builder.read.config import Settings, Target
+from builder.read.config import Settings, Target, quantity
 
 Report = Callable[[str], None]
 
@@ -54,13 +55,15 @@ class RunResult:
     intact: dict[NodeKey, tuple[int, int, int]] = field(default_factory=dict)  # module files last found intact
     sources: dict[NodeKey, list[dict]] = field(default_factory=dict)  # each node's files, as checked before builds
     made_with: dict[str, str] = field(default_factory=dict)  # EasyBuild's version, the hooks' digest
+    after_oom: list[NodeKey] = field(default_factory=list)  # retried with more memory after an OOM kill
 
     def summary(self) -> dict:
         fmt = "/".join
         return {"finished": time.time(), "host": socket.gethostname(), "seconds": round(self.seconds, 1),
                 "planned": len(self.plan.nodes), "to_build": len(self.todo),
                 "built": [fmt(k) for k in self.built], "failed": [fmt(k) for k in self.failed],
-                "blocked": {fmt(k): fmt(v) for k, v in self.blocked.items()}, "altered": self.altered}
+                "blocked": {fmt(k): fmt(v) for k, v in self.blocked.items()}, "altered": self.altered,
+                "after_oom": [fmt(k) for k in self.after_oom]}
 
     def take_store_check(self, found: StoreCheck) -> None:
         """Each check of the store replaces the last, so ``altered`` says what still stopped the run's
@@ -197,8 +200,9 @@ class NodeHandler(Protocol):
 
     def log_path(self, node: Node) -> Path: ...
 
-    def on_finished(self, node: Node, inv: Invocation, run: NodeRun) -> bool:
-        """Whether the node counts as succeeded (its publish can still fail it)."""
+    def on_finished(self, node: Node, inv: Invocation, run: NodeRun) -> bool | Invocation:
+        """Whether the node counts as succeeded (its publish can still fail it), or the Invocation of one
+        more try (a build killed for memory, given more)."""
         ...
 
     def lost(self) -> str | None:
@@ -213,7 +217,8 @@ LOOK_UP_SECONDS = 5.0
 def dispatch(scheduler: Scheduler, executor: Executor, jobs: int, handler: NodeHandler,
              report: Report = lambda msg: None) -> None:
     """The one dispatch loop: at most ``jobs`` nodes at once, each submitted once, when its dependencies
-    succeeded; ``handler.on_finished`` says whether a node counts as succeeded. Once ``handler.lost``
+    succeeded; ``handler.on_finished`` says whether a node counts as succeeded, or hands back the
+    Invocation of one more try, which takes the same slot. Once ``handler.lost``
     names a reason no new node starts and those running are cancelled: what they build would never be
     published, and another run may be building the same nodes. Each one's end is still handed to
     ``handler.on_finished`` (so it is recorded) before the loop returns."""
@@ -238,7 +243,12 @@ def dispatch(scheduler: Scheduler, executor: Executor, jobs: int, handler: NodeH
         if not started and (lost or not executor.orphans()):
             break  # a lock is lost, or nothing runs any more
         for node, run in executor.wait(LOOK_UP_SECONDS):
-            scheduler.finish(node.key, handler.on_finished(node, started.pop(node.key)[1], run))
+            outcome = handler.on_finished(node, started.pop(node.key)[1], run)
+            if isinstance(outcome, Invocation):  # tried again in the same slot: the node is not finished
+                started[node.key] = (node, outcome)
+                executor.submit(node, outcome, handler.log_path(node))
+            else:
+                scheduler.finish(node.key, outcome)
 
 
 class RunPolicy:
@@ -249,29 +259,35 @@ class RunPolicy:
     def __init__(self, settings: Settings, result: RunResult, executor: Executor, lock: RunLock, report: Report):
         self.settings, self.result, self.executor, self.lock, self.report = settings, result, executor, lock, report
         self.rebuild = {n.module for n in result.todo if n.installed}
+        self.retried: dict[NodeKey, str] = {}  # node -> the record of its try killed for memory
 
     def invocation(self, node: Node) -> Invocation:
-        return invocation(self.settings, node, rebuild=node.module in self.rebuild)
+        """Asked once per node: its Request comes from the records as the run found them."""
+        request = node_request(self.settings, node)
+        return invocation(self.settings, node, rebuild=node.module in self.rebuild, request=request)
 
     def log_path(self, node: Node) -> Path:
-        return records.new_log_path(self.settings.layout, node.tree, node.module, time.time())
+        """A fresh record's name: a retry that starts within the second of its first try takes the next."""
+        when = time.time()
+        path = records.new_log_path(self.settings.layout, node.tree, node.module, when)
+        while path.exists() or path.with_suffix(".json").exists():
+            when += 1
+            path = records.new_log_path(self.settings.layout, node.tree, node.module, when)
+        return path
 
     def lost(self) -> str | None:
         return self.lock.lost or self.executor.lost()
 
-    def on_finished(self, node: Node, inv: Invocation, run: NodeRun) -> bool:
-        """Record the node's run, publish it if it built; whether it counts as succeeded."""
-        settings, result, report = self.settings, self.result, self.report
-        rec = records.Record(module=node.module, tree=node.tree, target=node.target,
-                             easyconfig=str(node.easyconfig), sha256=node.sha256, command=list(inv.argv),
-                             exit_code=run.exit_code, start=run.start, end=run.end, log=run.log,
-                             executor=self.executor.name, where=run.where,
-                             easybuild_version=result.made_with["easybuild_version"],
-                             hooks_sha256=result.made_with["hooks_sha256"],
-                             options=effective_options(settings, node), sources=result.sources.get(node.key, []))
-        record_path = records.write(rec)
-        took = f"{run.end - run.start:.1f} s"
+    def on_finished(self, node: Node, inv: Invocation, run: NodeRun) -> bool | Invocation:
+        """Record the node's run, publish it if it built; whether it counts as succeeded, or the one retry
+        of a build the kernel killed for memory (its cgroup's count says so, whatever eb exited with)."""
+        result, report = self.result, self.report
+        record_path = records.write(self._record(node, inv, run))
+        took = f"{run.end - run.start:.1f} s" + (", after an OOM kill" if node.key in self.retried else "")
         if run.exit_code != 0:
+            retry = self._after_oom(node, inv, run, str(record_path))
+            if retry is not None:
+                return retry
             result.failed[node.key] = records.tail(run.log)
             report(f"FAILED   {node.tree}/{node.module} (exit {run.exit_code}, {took}; log {run.log})")
             return False
@@ -284,6 +300,36 @@ class RunPolicy:
         result.built.append(node.key)
         report(f"built    {node.tree}/{node.module} ({took})")
         return True
+
+    def _record(self, node: Node, inv: Invocation, run: NodeRun) -> records.Record:
+        """What ran, what it was given and what it used (nothing where the executor could not measure)."""
+        result, usage = self.result, run.usage or Usage(None, None, None, "")
+        return records.Record(
+            module=node.module, tree=node.tree, target=node.target, easyconfig=str(node.easyconfig),
+            sha256=node.sha256, command=list(inv.argv), exit_code=run.exit_code, start=run.start, end=run.end,
+            log=run.log, executor=self.executor.name, where=run.where,
+            easybuild_version=result.made_with["easybuild_version"], hooks_sha256=result.made_with["hooks_sha256"],
+            options=effective_options(self.settings, node, inv.cpus), sources=result.sources.get(node.key, []),
+            memory_bytes=inv.memory_bytes, cpus=inv.cpus, after_oom=self.retried.get(node.key, ""),
+            peak_memory_bytes=usage.peak_memory_bytes, cpu_seconds=usage.cpu_seconds, oom_kills=usage.oom_kills,
+            measured_by=usage.measured_by)
+
+    def _after_oom(self, node: Node, inv: Invocation, run: NodeRun, record: str) -> Invocation | None:
+        """The retry of a first try killed for memory, with twice the memory up to the target's bound;
+        None for any other failure, a retry's, one at the bound, or once no new work may start."""
+        if not (run.usage and run.usage.oom_kills) or node.key in self.retried or inv.memory_bytes is None \
+                or self.lost():
+            return None
+        more = after_oom(self.settings, node, Request(inv.memory_bytes, inv.cpus or 1, "this run's"))
+        if more is None:
+            self.report(f"OOM      {node.tree}/{node.module}: killed for memory at the target's bound "
+                        f"({quantity(inv.memory_bytes)}), not retried")
+            return None
+        self.retried[node.key] = record
+        self.result.after_oom.append(node.key)
+        self.report(f"OOM      {node.tree}/{node.module} killed for memory with {quantity(inv.memory_bytes)} "
+                    f"(exit {run.exit_code}; log {run.log}): retrying once with {quantity(more.memory_bytes)}")
+        return replace(inv, memory_bytes=more.memory_bytes)
 
     def _accept(self, node: Node, inv: Invocation, record: str) -> str | None:
         """Store the node's module file and publish a view with it; what went wrong, or None. A run that

@@ -1,9 +1,10 @@
 """The per-node ``eb`` invocation, shared by every executor.
 
-``argv`` and ``portable_env`` depend on the plan node and the target settings alone (paths on
-the library volume are the same in every pod), so a Kubernetes Job runs exactly what the local
-pool runs. Whatever differs per host (where the site's easyconfigs and hooks are, scratch space,
-EasyBuild's locks, the root-only override) comes from ``site_env`` and ``host_env``.
+``argv`` and ``portable_env`` depend on the plan node, the target settings and the build's Request
+(what its records ask for: ``--parallel`` follows its cores) alone (paths on the library volume are the
+same in every pod), so a Kubernetes Job runs exactly what the local pool runs. Whatever differs per
+host (where the site's easyconfigs and hooks are, scratch space, EasyBuild's locks, the root-only
+override) comes from ``site_env`` and ``host_env``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from builder import ebadapter
 from builder.digests import read_sha256
 from builder.errors import RunFailed
+from builder.execute.expected import expected
+from builder.execute.resources import Request, requested
 from builder.hostile_files import remove
 from builder.layout import Layout
 from builder.plan import entry_options
@@ -85,14 +88,16 @@ def store_modulepath(settings: Settings, target_name: str) -> list[Path]:
     return [settings.layout.store(tree) for tree in settings.layered_trees(target)]
 
 
-def effective_options(settings: Settings, node: Node) -> dict[str, object]:
+def effective_options(settings: Settings, node: Node, cpus: int | None = None) -> dict[str, object]:
     """The EasyBuild options the node is built with (its target's, the arch's optarch, its easystack
     entry's last): what the build record keeps, so `modlib status --where` can ask which modules were
-    built without a value."""
+    built without a value. ``parallel`` is the cores the build is given (its Request's, which a target's
+    pinned ``parallel`` decides), so eb never runs more compilers than its Job asked cores for."""
     target = settings.targets[node.target]
     opts = dict(target.options())
-    if target.parallel:
-        opts.setdefault("parallel", str(target.parallel))
+    cores = cpus or target.parallel
+    if cores:
+        opts.setdefault("parallel", str(cores))
     if target.arch != "generic":
         import archspec.cpu
 
@@ -107,9 +112,11 @@ def effective_options(settings: Settings, node: Node) -> dict[str, object]:
     return opts
 
 
-def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocation:
+def invocation(settings: Settings, node: Node, rebuild: bool = False, request: Request | None = None) -> Invocation:
     """The node's ``eb`` command and the environment it needs from modlib, the same for every executor
-    and every host: only the node and its target go in, so a Job's name (a hash of it) is stable."""
+    and every host: only the node, its target and what it is given (``request``: by default what its
+    records ask for) go in, so a Job's name (a hash of it) is stable while they are."""
+    request = request or node_request(settings, node)
     target = settings.targets[node.target]
     layout = settings.layout
     prefix = build_prefix(settings, node, rebuild)
@@ -118,12 +125,18 @@ def invocation(settings: Settings, node: Node, rebuild: bool = False) -> Invocat
             f"--installpath-modules={layout.staging(node.tree, node.module)}",
             f"--sourcepath={layout.sources()}",
             "--logtostdout", "--disable-show-progress-bar", "--output-style=basic",
-            *ebadapter.eb_cli_options(effective_options(settings, node))]
+            *ebadapter.eb_cli_options(effective_options(settings, node, request.cpus))]
     argv += ["--hidden"] if node.hidden else []  # the node's own, never its dependencies' (as with eb --robot)
     argv += ["--rebuild"] if rebuild else []
     env = {"MODLIB_ROOT": str(layout.root), "MODLIB_TARGET": target.name, "MODLIB_TARGET_KIND": target.kind,
            "MODULEPATH": os.pathsep.join(str(p) for p in store_modulepath(settings, target.name))}
-    return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())), prefix=str(prefix))
+    return Invocation(argv=tuple(argv), env=tuple(sorted(env.items())), prefix=str(prefix),
+                      memory_bytes=request.memory_bytes, cpus=request.cpus)
+
+
+def node_request(settings: Settings, node: Node) -> Request:
+    """What the node's build asks for now: its records' expected cost, within its target's bounds."""
+    return requested(settings, node, expected(settings.layout, node))
 
 
 def staged_file(layout: Layout, path: Path) -> Path:

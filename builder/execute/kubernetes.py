@@ -121,7 +121,7 @@ class KubernetesExecutor(Executor):
         self.running: dict[str, tuple[Node, Path, float]] = {}  # Job name -> node, log, start
         self.cancelled: list[tuple[Node, NodeRun]] = []  # ends not yet returned by wait
         self.inputs: Path | None = None  # staged by open
-        self.existing: dict[str, Any] = {}  # Job name -> the Job found by open, until adopted
+        self.existing: dict[str, Any] = {}  # Job name -> a Job there not followed: found by open, or ended
 
     def open(self) -> None:
         """Take the Lease, then stage the pods' inputs and list the Jobs a previous run left to adopt:
@@ -162,11 +162,27 @@ class KubernetesExecutor(Executor):
         assert self.inputs is not None, "submit before open"
         body = objects.build_job(self.settings, node, inv, self.inputs)
         name = body["metadata"]["name"]
+        job = self.existing.pop(name, None)
+        if job is None or job_state(job) != "active":
+            running = self._running_job_of(node)  # asked for other resources: an OOM retry, older records
+            job, name = (running, running.metadata.name) if running is not None else (job, name)
         try:
-            start = self._adopt_or_create(body, self.existing.pop(name, None), node, inv)
+            start = self._adopt_or_create(body, job, node, inv)
         except (ApiException, HTTPError) as err:
             raise _api_error(err) from None
         self.running[name] = (node, log, start)
+
+    def _running_job_of(self, node: Node):
+        """An active Job a previous run left for this very node (same easyconfig digest) under another name:
+        adopted, never built beside, as both would write the same prefix."""
+        for name, job in list(self.existing.items()):
+            meta = job.metadata
+            notes = meta.annotations or {}
+            if job_state(job) == "active" and (meta.labels or {}).get(f"{objects.PREFIX}/tree") == node.tree \
+                    and notes.get(f"{objects.PREFIX}/module") == node.module \
+                    and notes.get(f"{objects.PREFIX}/sha256") == node.sha256:
+                return self.existing.pop(name)
+        return None
 
     def cancel(self, node: Node) -> None:
         """Stop following the node's Job, never delete it: the run that holds the Lease next may have
@@ -189,13 +205,16 @@ class KubernetesExecutor(Executor):
             out = []
             for name, job in finished:
                 node, log, start = self.running.pop(name)
+                self.existing[name] = job  # known as there, should the node be submitted under its name again
                 pod = self._last_pod(name)
-                code = 0 if job_state(job) == "Complete" else self._exit_code(pod)
+                ended = self._terminated(pod)
+                code = 0 if job_state(job) == "Complete" else (ended.exit_code or 1) if ended else 1
+                usage = objects.usage_of(ended.message, ended.reason) if ended else None
                 self._copy_log(name, pod, log)
                 where = f"pod {self.ns}/{pod.metadata.name}" if pod is not None else f"Job {self.ns}/{name}"
                 if pod is not None and pod.spec and pod.spec.node_name:
                     where += f" on node {pod.spec.node_name}"
-                out.append((node, NodeRun(code, start, time.time(), str(log), where)))
+                out.append((node, NodeRun(code, start, time.time(), str(log), where, usage)))
             return out
         except (ApiException, HTTPError) as err:
             raise _api_error(err) from None
@@ -206,7 +225,7 @@ class KubernetesExecutor(Executor):
         state = job_state(job) if job is not None else None
         staged = any(self.settings.layout.staging(node.tree, node.module).glob("*"))
         if state == "active" or (state == "Complete" and staged):
-            self.report(f"adopting {state} Job {name}")
+            self.report(f"adopting {state} Job {job.metadata.name}")
             return job.status.start_time.timestamp() if job.status and job.status.start_time else time.time()
         if state is not None:
             self.batch.delete_namespaced_job(name, self.ns, propagation_policy="Background")
@@ -268,11 +287,13 @@ class KubernetesExecutor(Executor):
         return pods[-1] if pods else None
 
     @staticmethod
-    def _exit_code(pod) -> int:
+    def _terminated(pod):
+        """The build container's terminated state (exit code, reason, message); None with no pod left to
+        ask (deadline exceeded, or garbage collected)."""
         for status in (pod.status.container_statuses or []) if pod is not None and pod.status else []:
-            if status.state and status.state.terminated:
-                return status.state.terminated.exit_code or 1
-        return 1  # no pod left to ask (deadline exceeded, or garbage collected)
+            if status.name == objects.CONTAINER and status.state and status.state.terminated:
+                return status.state.terminated
+        return None
 
     def _copy_log(self, name: str, pod, log: Path) -> None:
         """The pod goes away with the Job's TTL; its log stays in the build record on the volume."""

@@ -284,8 +284,22 @@ _QUANTITY_SUFFIX = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
 
 def quantity_bytes(text: str) -> int:
     """A Kubernetes quantity the schema let through ("4Gi", "500M") as a whole number."""
+    return round(quantity_value(text))
+
+
+def quantity_value(text: str) -> float:
+    """A Kubernetes quantity the schema let through as a number ("500m" cores: 0.5)."""
     number = text.rstrip("mkKMGTi")
-    return round(float(number) * _QUANTITY_SUFFIX[text[len(number):]])
+    return float(number) * _QUANTITY_SUFFIX[text[len(number):]]
+
+
+def quantity(count: int) -> str:
+    """Bytes as the shortest exact Kubernetes quantity ("4Gi", "1536Mi", "1000"): a Job's memory and a report's."""
+    for suffix in ("Ti", "Gi", "Mi", "Ki"):
+        unit = _QUANTITY_SUFFIX[suffix]
+        if count and count % unit == 0:
+            return f"{count // unit}{suffix}"
+    return str(count)
 
 
 def _build_resources(path: Path, target: str, data: dict) -> BuildResources:

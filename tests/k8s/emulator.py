@@ -4,7 +4,9 @@ kmock serves a stateful Kubernetes API over real HTTP; it stores what it is sent
 ``Kubelet`` plays the Job controller and the kubelet against it through the same API: for each new
 Job it creates a Pod object, runs the Job's own container command in a private mount namespace (the
 claim's host folder bind-mounted at the pod's mount path, emptyDirs as tmpfs, the root file system
-read-only) as the Job's user, serves the container's log, plays evictions, deletions and OOM kills
+read-only) as the Job's user in cgroups of its own with its memory limit (pod_cgroup.py: a real OOM kill
+is reported OOMKilled, and the container's termination-log file becomes its termination message, as a
+kubelet reports them), serves the container's log, plays evictions, deletions and whole-container OOM kills
 (``Disruption``), applies the Job's podFailurePolicy (first matching rule) and backoffLimit, and reports
 Complete or Failed through the Job's status. kmock ignores label
 selectors, so tests assert on the query strings the executor sends (``Emulator.requests``).
@@ -30,6 +32,10 @@ from pathlib import Path
 import kmock
 import yaml
 from kubernetes import client
+
+from builder.read.config import quantity_bytes
+from tests.k8s import pod_cgroup
+from tests.k8s.pod_cgroup import PodCgroup
 
 POD_SANDBOX = Path(__file__).with_name("pod_sandbox.py")
 KUBELET_AGENT = "modlib-tests-kubelet"
@@ -121,14 +127,17 @@ class PodRun:
     end: float = 0.0
     exit_code: int | None = None
     disruption: str | None = None
+    oom_killed: bool = False  # as the kubelet reported it
+    module: str | None = None  # the Job's modlib.io/module
 
 
 @dataclass(frozen=True)
 class Disruption:
-    """What befalls the first pods of one module's Job, one kind per pod in turn, once ``ready(log)``
+    """What befalls the first pods of one module's Jobs, one kind per pod in turn, once ``ready(log)``
     (the pod's output so far) says the build is under way; after the last, ``release`` is removed,
     which the build waits on, so that the next pod runs through. The kinds:
-    'oom': the kernel's OOM killer, SIGKILL to every process of the pod (exit 137, reason OOMKilled);
+    'oom': the kernel's OOM killer taking the whole container, as cgroup v2's memory.oom.group does: SIGKILL
+    to every process of the pod (exit 137, reason OOMKilled, no termination message);
     'evict': the Eviction API (a drain, a preemption, the node's memory pressure): the pod gets the
     condition DisruptionTarget, then its main process SIGTERM, as the kubelet stops it;
     'delete': ``kubectl delete pod``: the pod object goes, its main process gets SIGTERM, no condition."""
@@ -221,34 +230,54 @@ class Kubelet:
                          "creationTimestamp": now_iso()},
             "spec": template["spec"], "status": {"phase": "Running", "startTime": now_iso()}})
         (container,) = template["spec"]["containers"]
-        run = PodRun(job=job_name, pod=pod_name, start=time.time())
+        module = (job.metadata.annotations or {}).get("modlib.io/module")
+        run = PodRun(job=job_name, pod=pod_name, start=time.time(), module=module)
         with self._lock:
             self.runs.append(run)
-            nth = [r.job for r in self.runs].count(job_name)
-        log = self.work / f"{pod_name}.log"
-        argv = sandbox_argv(self.sandbox_spec(template["spec"], container), self.work / f"{pod_name}.json")
+            nth = [r.module for r in self.runs].count(module)  # the module's Jobs' pods: a retry Job's too
+        message = self.work / f"{pod_name}.termination-log"
+        message.touch(mode=0o666)  # the kubelet's file, bind-mounted at the container's terminationMessagePath
+        message.chmod(0o666)
+        cgroup = PodCgroup(pod_name, _memory_limit(container)) if pod_cgroup.available() else None
+        try:
+            code, kind, conditions = self._run_container(job, nth, pod_name, template, cgroup, message)
+            oom_killed = kind == "oom" or bool(cgroup and cgroup.oom_kills() and code != 0)
+        finally:
+            if cgroup is not None:
+                cgroup.close()
+        run.oom_killed = oom_killed
+        if kind != "delete":  # a deleted pod's object is gone
+            self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {
+                "phase": "Succeeded" if code == 0 else "Failed", "conditions": conditions,
+                "containerStatuses": [_container_status(container, code, oom_killed, message)]}})
+        with self._lock:
+            run.end, run.exit_code, run.disruption = time.time(), code, kind
+        return code, conditions
+
+    def _run_container(self, job, nth: int, pod: str, template: dict, cgroup: PodCgroup | None,
+                       message: Path) -> tuple[int, str | None, list[dict]]:
+        """The pod's container run to its end, in its cgroups: its exit code as a runtime reports it, the
+        disruption played on it and the conditions that gave the pod."""
+        (container,) = template["spec"]["containers"]
+        spec = {**self.sandbox_spec(template["spec"], container), "termination_log": str(message)}
+        if cgroup is not None:
+            spec["cgroups"] = {name: str(path) for name, path in cgroup.paths.items()}
+        argv = sandbox_argv(spec, self.work / f"{pod}.json")
+        log = self.work / f"{pod}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-            kind, conditions = self._disrupt(job, nth, pod_name, proc, log)
+            proc = subprocess.Popen(cgroup.enter_argv(argv) if cgroup else argv, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            kind, conditions = self._disrupt(job, nth, pod, proc, log)
             code = proc.wait()
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # what its main process left running ends with the container
         except ProcessLookupError:
             pass
-        code = 128 - code if code < 0 else code  # killed by a signal: what a container runtime reports
-        self.emulator.logs[pod_name] = log
-        reason = "OOMKilled" if kind == "oom" else "Completed" if code == 0 else "Error"
-        if kind != "delete":  # a deleted pod's object is gone
-            self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {
-                "phase": "Succeeded" if code == 0 else "Failed", "conditions": conditions, "containerStatuses": [{
-                    "name": container["name"], "image": container["image"], "imageID": "", "ready": False,
-                    "restartCount": 0, "state": {"terminated": {"exitCode": code, "reason": reason}}}]}})
-        with self._lock:
-            run.end, run.exit_code, run.disruption = time.time(), code, kind
-        return code, conditions
+        self.emulator.logs[pod] = log
+        return 128 - code if code < 0 else code, kind, conditions  # a signal: what a container runtime reports
 
     def _disrupt(self, job, nth: int, pod: str, proc: subprocess.Popen, log: Path) -> tuple[str | None, list[dict]]:
-        """Play the module's disruption on this, its Job's ``nth`` pod, if one is due: its kind and the
+        """Play the module's disruption on this, its Jobs' ``nth`` pod, if one is due: its kind and the
         conditions it gave the pod."""
         module = (job.metadata.annotations or {}).get("modlib.io/module")
         due = [d for d in self.disruptions if d.module == module and nth <= len(d.kinds)]
@@ -327,6 +356,23 @@ class Kubelet:
         if sub_path and not path.exists():
             path.mkdir(mode=0o755, parents=True)
         return path
+
+
+def _memory_limit(container: dict) -> int | None:
+    limit = container.get("resources", {}).get("limits", {}).get("memory")
+    return quantity_bytes(limit) if limit else None
+
+
+def _container_status(container: dict, code: int, oom_killed: bool, message: Path) -> dict:
+    """As a kubelet reports a terminated container: OOMKilled where its cgroup saw an OOM kill and it
+    failed, and the termination message (at most 4096 bytes of the file) where there is one."""
+    terminated = {"exitCode": code, "reason": "OOMKilled" if oom_killed else "Completed" if code == 0 else "Error"}
+    with message.open("rb") as fh:
+        text = fh.read(4096).decode(errors="replace")
+    if text:
+        terminated["message"] = text
+    return {"name": container["name"], "image": container["image"], "imageID": "", "ready": False,
+            "restartCount": 0, "state": {"terminated": terminated}}
 
 
 def policy_action(policy: dict | None, code: int, conditions: list[dict]) -> str | None:

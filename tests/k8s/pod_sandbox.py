@@ -11,6 +11,9 @@ with the path of a JSON spec the emulated kubelet wrote:
 - ``reveal``: host folders the container user must reach even below a private folder (the checkout
   and its venv stand in for the image's /opt/modlib, and CI may clone below a mode-700 folder);
 - ``uid``, ``gid``, ``workdir``, ``env``, ``command``: who runs what, where;
+- ``termination_log`` (optional): the kubelet's file for the container's termination message, bound at
+  /dev/termination-log of a /dev of the container's own;
+- ``cgroups`` (optional): {controller: host folder}, the pod's cgroups, bound at /sys/fs/cgroup/<controller>;
 - ``root`` (optional): the image's own root file system (a scratch copy), for a pod whose image is not
   the host's: mount targets are inside it (missing mount points are made in it), with /proc and /dev
   as a container runtime gives them, and the command runs chrooted into it (run under ``unshare --pid
@@ -34,13 +37,51 @@ def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True)
 
 
-def _bind_held(held: int, target: Path) -> None:
-    """Bind the folder open as ``held`` at ``target``, by this process's own fd: under ``unshare --pid`` the
-    host's /proc does not know this process by os.getpid() (1 here), and mount(8) would not inherit the fd."""
+def _bind_held(held: int, target: Path, below: str = "") -> None:
+    """Bind the folder open as ``held`` (or ``below`` it) at ``target``, by this process's own fd: under
+    ``unshare --pid`` the host's /proc does not know this process by os.getpid() (1 here), and mount(8)
+    would not inherit the fd."""
     libc = ctypes.CDLL(None, use_errno=True)
     ms_bind = 4096
-    if libc.mount(f"/proc/self/fd/{held}".encode(), str(target).encode(), None, ms_bind, None) != 0:
+    source = f"/proc/self/fd/{held}" + (f"/{below}" if below else "")
+    if libc.mount(source.encode(), str(target).encode(), None, ms_bind, None) != 0:
         raise OSError(ctypes.get_errno(), f"pod sandbox: cannot bind {target}")
+
+
+#: the devices a container runtime gives every container, from the host's
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+
+def _container_dev(termination_log: str) -> None:
+    """A /dev of the container's own, as runtimes make it: a tmpfs with the usual devices, pts, shm and
+    the kubelet's termination-log file bound at /dev/termination-log."""
+    host_dev = os.open("/dev", os.O_PATH | os.O_DIRECTORY)
+    log = os.open(termination_log, os.O_PATH)
+    _mount("-t", "tmpfs", "-o", "mode=0755,nosuid", "dev", "/dev")
+    dev = Path("/dev")
+    for name in DEVICES:
+        (dev / name).touch()
+        _bind_held(host_dev, dev / name, name)
+    (dev / "pts").mkdir()
+    _bind_held(host_dev, dev / "pts", "pts")
+    (dev / "shm").mkdir()
+    _mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "shm", "/dev/shm")
+    for name, to in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                     ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")):
+        (dev / name).symlink_to(to)
+    (dev / "termination-log").touch()
+    _bind_held(log, dev / "termination-log")
+    os.close(host_dev)
+    os.close(log)
+
+
+def _cgroups(paths: dict[str, str]) -> None:
+    """The pod's own cgroup folders (pod_cgroup.py) where a container on a cgroup v1 node sees its own:
+    /sys/fs/cgroup/<controller>, read-only."""
+    for controller, source in paths.items():
+        target = f"/sys/fs/cgroup/{controller}"
+        _mount("--bind", source, target)
+        _mount("-o", "remount,bind,ro", target)
 
 
 def _mount_point(path: Path, overlaid: set[Path], in_root: bool) -> None:
@@ -85,6 +126,9 @@ def _in_root(spec: dict) -> dict:
 
 
 def enter(spec: dict) -> None:
+    if spec.get("termination_log"):
+        _container_dev(spec["termination_log"])
+    _cgroups(spec.get("cgroups", {}))
     for path in spec.get("reveal", []):
         _reveal(Path(path))
     in_root = bool(spec.get("root"))

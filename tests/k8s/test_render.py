@@ -92,7 +92,8 @@ def test_pods_are_restricted_and_run_the_local_command(demo):
     assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
     fail_at_once = rules[1]["onExitCodes"]["values"]
     assert {1, 15, 16, 18, 42, 45} <= set(fail_at_once)  # postinstallcmds, configure, build, install, checksum, sanity
-    assert not {10, 41, 47, 137, 143} & set(fail_at_once)  # fetches and downloads, OOM kills, SIGTERM are retried
+    assert not {10, 41, 47, 143} & set(fail_at_once)  # fetches and downloads, SIGTERM are retried
+    assert 137 in fail_at_once  # killed whole (for memory): the run retries it as a new Job with more memory
 
 
 def test_the_first_matching_rule_decides_and_a_disruption_comes_before_any_exit_code():
@@ -102,7 +103,8 @@ def test_the_first_matching_rule_decides_and_a_disruption_comes_before_any_exit_
     assert policy_action(policy, 15, EVICTED) == policy_action(policy, 143, EVICTED) == "Ignore"
     assert policy_action(policy, 15, []) == policy_action(policy, 1, []) == "FailJob"
     assert policy_action(policy, 45, []) == policy_action(policy, 18, []) == "FailJob"  # sanity check, install
-    assert all(policy_action(policy, code, []) is None for code in (143, 137, 10, 41, 47))  # counted, retried
+    assert all(policy_action(policy, code, []) is None for code in (143, 10, 41, 47))  # counted, retried
+    assert policy_action(policy, 137, []) == "FailJob"  # another pod with the same memory would be killed again
     swapped = {"rules": policy["rules"][::-1]}
     assert policy_action(swapped, 15, EVICTED) == "FailJob"
 
@@ -162,8 +164,9 @@ def test_cpu_jobs_ask_for_no_gpu_and_placement_comes_from_the_config(tmp_path, d
     assert job["metadata"]["namespace"] == "builds" and pod["containers"][0]["image"] == "registry.example/b:1"
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "software"
     assert pod["nodeSelector"] == {"node-role/compile": "yes"} and "tolerations" not in pod
+    # pinned values win; the computed cpu limit (the target's 2 cores) is raised to the pinned request
     assert pod["containers"][0]["resources"] == {"requests": {"cpu": "8", "memory": "32Gi"},
-                                                 "limits": {"memory": "32Gi"}}
+                                                 "limits": {"memory": "32Gi", "cpu": "8"}}
     # pod_overrides: library-wide, then the target's, merged last; dicts key by key, the rest replaced
     assert pod["affinity"] == affinity and pod["imagePullSecrets"] == [{"name": "registry"}]
     assert pod["priorityClassName"] == "gpu-builds"

@@ -168,7 +168,7 @@ def test_a_cuda_targets_gpu_placement_is_its_default_and_the_file_wins(tmp_path)
     gpu = settings.target("cuda").kubernetes
     assert gpu.gpus == 1 and gpu.node_selector == (("nvidia.com/gpu.present", "true"),)
     assert gpu.tolerations == ((("effect", "NoSchedule"), ("key", "nvidia.com/gpu"), ("operator", "Exists")),)
-    assert gpu.requests == (("cpu", "2"), ("memory", "4Gi")) and gpu.limits == (("cpu", "2"), ("memory", "8Gi"))
+    assert gpu.requests == gpu.limits == ()  # nothing pinned: the Job asks for what the records compute
     assert settings.target("cpu").kubernetes.gpus == 0 and settings.target("cpu").kubernetes.node_selector == ()
     alias = "  cpu:\n    kubernetes: &k {resources: {limits: {cpu: '4'}}}\n    kind: cpu\n"
     text = cfg.read_text().replace("  cpu:\n    kind: cpu\n", alias)
