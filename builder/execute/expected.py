@@ -10,6 +10,7 @@ gave the time.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -38,6 +39,8 @@ class Expected:
     cpu_seconds: float | None = None
     memory_basis: str = ""
     cpus: int | None = None  # the cores the build that gave the time was given
+    #: The memory its last try was killed with, when no build of it succeeded since: the next try starts above
+    killed_with_memory: int | None = None
 
     @property
     def recorded(self) -> bool:
@@ -85,13 +88,25 @@ def expectations(layout: Layout, nodes: Iterable[Node], model: Model | None = No
     """Each node's; the records of each software are read once (EESSI's 1,100 nodes share 600 names, and
     each read globs the whole records folder)."""
     model = model or build_model()
+    runs: dict[str, list[dict]] = {}
     kin: dict[str, list[dict]] = {}
     out = {}
     for node in nodes:
-        if node.name not in kin:
-            kin[node.name] = [r for r in records.of_software(layout, node.name) if took(r) is not None]
-        out[node.key] = _expect(node, kin[node.name], model)
+        if node.name not in runs:
+            runs[node.name] = records.of_software(layout, node.name)
+            kin[node.name] = [r for r in runs[node.name] if took(r) is not None]
+        killed = _killed_with(node, runs[node.name])
+        out[node.key] = dataclasses.replace(_expect(node, kin[node.name], model), killed_with_memory=killed)
     return out
+
+
+def _killed_with(node: Node, runs: list[dict]) -> int | None:
+    """The memory of the node's last run if the kernel killed it for memory (a failed OOM retry, or one the
+    bound left no room for): without it, every night would start again from the same too-small figure."""
+    own = [r for r in runs if (r.get("tree"), r.get("module")) == node.key]
+    last = own[-1] if own else {}
+    memory, kills = last.get("memory_bytes"), last.get("oom_kills")
+    return memory if isinstance(memory, int) and isinstance(kills, int) and kills > 0 else None
 
 
 def scheduler(layout: Layout, todo: list[Node], costs: Mapping[NodeKey, Expected] | None = None) -> Scheduler:

@@ -33,7 +33,9 @@ def requested(settings: Settings, node: Node, expected: Expected) -> Request:
     if expected.peak_memory_bytes is None or not expected.memory_measured:  # the model's figure is for planning
         memory, basis = bounds.memory_default, "the target's default"
     else:
-        memory, basis = round(expected.peak_memory_bytes * bounds.margin), f"measured ({expected.basis})"
+        memory, basis = round(expected.peak_memory_bytes * bounds.margin), f"measured ({expected.memory_basis})"
+    if expected.killed_with_memory is not None and 2 * expected.killed_with_memory > memory:
+        memory, basis = 2 * expected.killed_with_memory, "twice the memory its last try was killed with"
     memory = min(max(memory, bounds.memory_min), bounds.memory_max)
     if target.parallel:  # library.yaml pins the cores
         return Request(memory, target.parallel, basis)

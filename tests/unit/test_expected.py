@@ -4,10 +4,12 @@ from pathlib import Path
 
 from builder.execute import expected
 from builder.execute.expected import GIB
+from builder.execute.resources import requested
 from builder.layout import Layout
 from builder.plan.graph import Node
 from builder.plan.schedule import Scheduler
 from tests.helpers import record
+from tests.unit.test_resources import SETTINGS
 
 
 def node(module, moduleclass="", deps=(), tree="cpu"):
@@ -78,3 +80,15 @@ def test_memory_falls_back_on_its_own_and_cpu_time_comes_with_the_time(tmp_path)
     got = expected.expected(layout, zlib)
     assert (got.seconds, got.peak_memory_bytes, got.memory_basis, got.cpu_seconds) == (
         120, 5 << 20, "its last build", 900.5)
+
+
+def test_a_last_try_killed_for_memory_starts_the_next_above_it(tmp_path):
+    layout = Layout(tmp_path / "library")
+    zlib = node("zlib/1.3", "lib")
+    record(layout, "zlib/1.3", 60, start=1000.0, peak_memory_bytes=GIB, memory_bytes=2 * GIB)
+    record(layout, "zlib/1.3", 60, start=2000.0, exit_code=1, memory_bytes=3 * GIB, oom_kills=1)
+    got = expected.expected(layout, zlib)
+    assert got.killed_with_memory == 3 * GIB
+    assert requested(SETTINGS, zlib, got).memory_bytes == 6 * GIB  # above the measured 1 GiB x margin
+    record(layout, "zlib/1.3", 60, start=3000.0, peak_memory_bytes=GIB, memory_bytes=6 * GIB, oom_kills=0)
+    assert expected.expected(layout, zlib).killed_with_memory is None  # a success since: its peak counts
