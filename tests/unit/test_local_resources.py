@@ -76,8 +76,11 @@ def test_a_build_in_its_cgroup_is_measured_there_and_the_cgroup_goes(tmp_path):
 
 
 @needs_cgroups
-def test_a_build_over_its_memory_is_oom_killed_in_its_cgroup_and_the_runner_lives(tmp_path):
-    run, log = build(tmp_path, Pool(cgroups=HIERARCHY, memory_default={"cpu": 1 << 30}), 400, 0, memory=64 * MiB)
+@pytest.mark.parametrize("given", ["its own", "its target's default"])
+def test_a_build_over_its_memory_is_oom_killed_in_its_cgroup_and_the_runner_lives(tmp_path, given):
+    own = given == "its own"
+    pool = Pool(cgroups=HIERARCHY, memory_default={"cpu": (1 << 30) if own else 64 * MiB})
+    run, log = build(tmp_path, pool, 400, 0, memory=64 * MiB if own else None)
     assert run.exit_code != 0
     assert run.usage is not None and run.usage.oom_kills is not None and run.usage.oom_kills >= 1
     assert run.usage.peak_memory_bytes is not None and run.usage.peak_memory_bytes <= 64 * MiB
