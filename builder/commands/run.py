@@ -249,7 +249,9 @@ def _admission(executor: Executor, handler: NodeHandler, prepared: dict[NodeKey,
     admitted: list[tuple[Node, Invocation]] = []
 
     def fits(node: Node) -> bool:
-        inv = prepared.get(node.key) or prepared.setdefault(node.key, handler.invocation(node))
+        if node.key not in prepared:
+            prepared[node.key] = handler.invocation(node)
+        inv = prepared[node.key]
         if not executor.admits(node, inv, admitted):
             return False
         admitted.append((node, inv))
