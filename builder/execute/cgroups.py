@@ -51,8 +51,8 @@ class Hierarchy:
 
     def limit(self) -> int | None:
         """The memory limit of the runner's own cgroup (which its builds share), or None."""
-        if self.version == 2:
-            text = _read(self.memory / "memory.max").strip()
+        if self.version == 2:  # the root cgroup has no memory.max
+            text = _read(self.memory / "memory.max").strip() if (self.memory / "memory.max").exists() else "max"
             return None if text == "max" else _number(text)
         found = _number(_read(self.memory / "memory.limit_in_bytes").strip())
         return None if found >= _UNLIMITED_V1 else found
@@ -74,7 +74,8 @@ def find() -> tuple[Hierarchy | None, str]:
 
 def _mounts() -> dict[str, Path]:
     """Each cgroup file system's mount point by controller ("cgroup2" for the unified one), from the
-    kernel's mount table; a cgroup v1 mount of a container's own cgroup maps to the container's root."""
+    kernel's mount table. A mount of a part of a hierarchy (a host's cgroup bound into a container without
+    a cgroup namespace) is left out: /proc/self/cgroup's paths are not relative to it."""
     found: dict[str, Path] = {}
     for line in _read(Path("/proc/self/mountinfo"), most=4 * _MOST).splitlines():
         fields, _, tail = line.partition(" - ")

@@ -12,6 +12,7 @@ import pytest
 
 from builder import proc
 from builder.commands.run import dispatch
+from builder.errors import RunFailed
 from builder.execute import cgroups, sandbox
 from builder.execute.command import Invocation
 from builder.execute.local import LocalExecutor, Pool
@@ -132,7 +133,7 @@ def test_without_a_cgroup_the_process_trees_rusage_is_the_measure(tmp_path):
     assert usage.cpu_seconds is not None and usage.cpu_seconds >= 0.5
 
 
-STEP = "import json, sys, time; s = time.time(); time.sleep(0.4); " \
+STEP = "import json, sys, time; s = time.time(); time.sleep(1.0); " \
        "open(sys.argv[1], 'a').write(json.dumps([sys.argv[2], s, time.time()]) + '\\n')"
 
 
@@ -164,6 +165,13 @@ def test_a_build_larger_than_the_budget_runs_alone(tmp_path):
     spans = run_in_budget(tmp_path, {"A/1": 5 * MiB, "B/1": 1 * MiB, "C/1": 1 * MiB}, budget=3 * MiB)
     assert spans["A/1"][1] <= min(spans["B/1"][0], spans["C/1"][0])
     assert spans["B/1"][0] < spans["C/1"][1] and spans["C/1"][0] < spans["B/1"][1]
+
+
+def test_a_cgroup_counter_that_is_not_a_number_is_never_read_as_zero():
+    assert cgroups._field("oom_kill 3\n", "oom_kill") == 3
+    for text, key in (("oom_kill -1\n", "oom_kill"), ("oom_kill 3\n", "oom_kills"), ("oom_kill 1e9\n", "oom_kill")):
+        with pytest.raises(RunFailed):
+            cgroups._field(text, key)
 
 
 def test_the_budget_is_a_share_of_the_hosts_memory_by_default(tmp_path):
