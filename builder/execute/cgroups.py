@@ -9,13 +9,15 @@ build runs as the sandbox's user, so it cannot raise its own limit. A build over
 inside its cgroup, never the runner. At the end the runner reads the peak memory, the CPU time and the
 OOM kills, kills what is left and removes the cgroup.
 
-The cgroups are named ``modlib-build-<runner pid>-<runner start>-<n>-<module>``: a runner killed before
-it removed them leaves cgroups whose runner is gone, which the next run from the same cgroup (a
-service's, a CronJob's container) removes when its local executor opens.
+The cgroups are named ``modlib-build-<PID namespace>-<runner pid>-<runner start>-<n>-<module>``: a runner
+killed before it removed them leaves cgroups whose runner is gone, which the next run from the same
+cgroup (a service's, a CronJob's container) removes when its local executor opens. Only cgroups of
+runners of its own PID namespace: a pid of another means nothing here.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -29,8 +31,6 @@ from builder import proc
 from builder.errors import RunFailed
 from builder.execute.executors import Usage
 
-_PREFIX = "modlib-build-"
-_LEFTOVER = re.compile(rf"{_PREFIX}(\d+)-(\d+)-\d+(-.*)?")
 #: The most of a cgroup file the runner reads: every file it reads is a few numbers or lines.
 _MOST = 64 * 1024
 _NUMBER = re.compile(r"[0-9]{1,20}")
@@ -135,6 +135,12 @@ def _v1(mounts: dict[str, Path], own: dict[str, str], controller: str) -> Path |
 _counter = itertools.count(1)
 
 
+@functools.cache
+def prefix() -> str:
+    """What every build cgroup of a runner in this PID namespace is named with."""
+    return f"modlib-build-{os.stat('/proc/self/ns/pid').st_ino}-"
+
+
 class Cgroup:
     """One build's cgroup (the same name in each of its hierarchy's folders)."""
 
@@ -142,7 +148,7 @@ class Cgroup:
         """Make it, with ``memory_bytes`` as its memory limit (and no swap beyond it); None: no limit."""
         runner = os.getpid()
         self.hierarchy = hierarchy
-        self.name = f"{_PREFIX}{runner}-{proc.started(runner)}-{next(_counter)}-{module.replace('/', '--')[:100]}"
+        self.name = f"{prefix()}{runner}-{proc.started(runner)}-{next(_counter)}-{module.replace('/', '--')[:100]}"
         self.folders = tuple(dict.fromkeys((hierarchy.memory / self.name, hierarchy.cpu / self.name)))
         for folder in self.folders:
             folder.mkdir()
@@ -211,10 +217,10 @@ def _kill_all(folder: Path) -> None:
 def remove_leftovers(hierarchy: Hierarchy) -> list[str]:
     """Remove the build cgroups that runners no longer alive here left in this runner's cgroup (a runner
     killed before it could remove them); their names."""
-    removed = []
+    removed, leftover = [], re.compile(rf"{re.escape(prefix())}(\d+)-(\d+)-\d+(-.*)?")
     for parent in dict.fromkeys((hierarchy.memory, hierarchy.cpu)):
         for folder in sorted(parent.iterdir()):
-            found = _LEFTOVER.fullmatch(folder.name)
+            found = leftover.fullmatch(folder.name)
             if found and folder.is_dir() and not proc.alive(int(found.group(1)), int(found.group(2))):
                 _remove(folder)
                 removed.append(folder.name)

@@ -46,7 +46,7 @@ def build_cgroups(runner: int) -> list[Path]:
     hierarchy, _ = cgroups.find()
     if hierarchy is None:
         return []
-    return [p for parent in {hierarchy.memory, hierarchy.cpu} for p in parent.glob(f"modlib-build-{runner}-*")]
+    return [p for parent in {hierarchy.memory, hierarchy.cpu} for p in parent.glob(f"{cgroups.prefix()}{runner}-*")]
 
 
 def test_a_runner_killed_with_sigkill_leaves_no_eb_and_the_next_run_builds_the_node(tmp_path):

@@ -59,7 +59,8 @@ def build(tmp_path: Path, pool: Pool, mebibytes: int, seconds: float, memory: in
 def ours() -> list[Path]:
     """The build cgroups this runner has now."""
     assert HIERARCHY is not None
-    return [p for parent in {HIERARCHY.memory, HIERARCHY.cpu} for p in parent.glob(f"modlib-build-{os.getpid()}-*")]
+    mine = f"{cgroups.prefix()}{os.getpid()}-*"
+    return [p for parent in {HIERARCHY.memory, HIERARCHY.cpu} for p in parent.glob(mine)]
 
 
 @needs_cgroups
@@ -72,7 +73,7 @@ def test_a_build_in_its_cgroup_is_measured_there_and_the_cgroup_goes(tmp_path):
     assert usage.cpu_seconds is not None and 1.0 <= usage.cpu_seconds < 30
     assert usage.oom_kills == 0
     # the build was in it from its start: the guard joined before it started the build
-    assert "modlib-build-" in log
+    assert f"{cgroups.prefix()}{os.getpid()}-" in log
     assert ours() == []
 
 
@@ -108,7 +109,7 @@ def test_a_killed_runners_cgroups_are_removed_by_the_next_with_what_is_left_in_t
     ident = (gone.pid, proc.started(gone.pid))
     gone.kill()
     gone.wait()
-    name = f"modlib-build-{ident[0]}-{ident[1]}-1-Left--1"
+    name = f"{cgroups.prefix()}{ident[0]}-{ident[1]}-1-Left--1"
     folders = list(dict.fromkeys((HIERARCHY.memory / name, HIERARCHY.cpu / name)))
     for folder in folders:
         folder.mkdir()
