@@ -67,10 +67,11 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, cwd: Path, layout: Layout, host_env: dict[str, str], view: sandbox.View | None = None,
-                 user: tuple[int, int] = (65534, 65534), pool: Pool | None = None):
+                 user: tuple[int, int] = (65534, 65534), pool: Pool | None = None,
+                 report: Callable[[str], None] = lambda msg: None):
         self.cwd, self.layout, self.host_env = cwd, layout, host_env
         self.view, self.user = view, user  # no view: builds are not isolated
-        self.pool = pool or Pool()
+        self.pool, self.report = pool or Pool(), report
         self._finished: queue.Queue[tuple[Node, NodeRun]] = queue.Queue()
         self._running: dict[NodeKey, _Build] = {}
         self._reapers: list[threading.Thread] = []
@@ -79,7 +80,7 @@ class LocalExecutor(Executor):
     def from_settings(cls, settings: Settings, scratch: Path, report: Callable[[str], None]) -> LocalExecutor:
         view = sandbox.checked(_view(settings), settings) if sandbox.wanted(settings, "builds", report) else None
         return cls(cwd=settings.repo_root, layout=settings.layout, host_env=host_env(settings, scratch),
-                   view=view, user=settings.sandbox_user, pool=_pool(settings, report))
+                   view=view, user=settings.sandbox_user, pool=_pool(settings, report), report=report)
 
     def open(self) -> None:
         """Builds run here, under the run lock the run holds; the build cgroups a killed runner left go."""
@@ -131,7 +132,10 @@ class LocalExecutor(Executor):
     def _start(self, node: Node, inv: Invocation, argv: list[str], env: dict[str, str], log: Path,
                marker: Path) -> None:
         """Start the build in a cgroup of its own, limited to its memory, and a thread that reaps it."""
-        memory = self.memory(node, inv)
+        memory, budget = self.memory(node, inv), self.pool.memory_budget
+        if memory is not None and budget is not None and memory > budget:
+            self.report(f"{node.tree}/{node.module} runs alone: its memory ({memory / 2**30:.1f} GiB) is more than "
+                        f"local.memory_budget ({budget / 2**30:.1f} GiB)")
         cgroup = cgroups.Cgroup(self.pool.cgroups, node.module, memory) if self.pool.cgroups else None
         start = time.time()
         child = proc.start(argv, env=env, cwd=self.cwd, log_path=log, cgroup=cgroup.procs() if cgroup else ())

@@ -22,7 +22,7 @@ from builder.plan.schedule import Scheduler
 from builder.read.config import LocalPool, load_settings
 from tests.helpers import Handler, write_config
 
-MiB = 1 << 20
+MiB, GiB = 1 << 20, 1 << 30
 HIERARCHY, WHY_NOT = cgroups.find()
 needs_cgroups = pytest.mark.skipif(HIERARCHY is None, reason=f"this runner cannot make cgroups: {WHY_NOT}")
 
@@ -37,10 +37,11 @@ def node(module: str) -> Node:
                 target="cpu", deps=(), installed=False, sha256="0")
 
 
-def executor(tmp_path: Path, pool: Pool, view: sandbox.View | None = None) -> LocalExecutor:
+def executor(tmp_path: Path, pool: Pool, view: sandbox.View | None = None, report=lambda msg: None) -> LocalExecutor:
     env = {"PATH": "/usr/bin:/bin", "EASYBUILD_BUILDPATH": str(tmp_path / "build"),
            "EASYBUILD_TMPDIR": str(tmp_path / "tmp")}
-    return LocalExecutor(cwd=tmp_path, layout=Layout(tmp_path / "library"), host_env=env, view=view, pool=pool)
+    return LocalExecutor(cwd=tmp_path, layout=Layout(tmp_path / "library"), host_env=env, view=view, pool=pool,
+                         report=report)
 
 
 def build(tmp_path: Path, pool: Pool, mebibytes: int, seconds: float, memory: int | None = None,
@@ -138,8 +139,10 @@ STEP = "import json, sys, time; s = time.time(); time.sleep(1.0); " \
        "open(sys.argv[1], 'a').write(json.dumps([sys.argv[2], s, time.time()]) + '\\n')"
 
 
-def run_in_budget(tmp_path, memory: dict[str, int], budget: int, jobs: int = 4) -> dict[str, tuple[float, float]]:
-    """Build independent nodes (priority by name) that each take ``memory[module]``; each one's span."""
+def run_in_budget(tmp_path, memory: dict[str, int], budget: int, jobs: int = 4,
+                  said: list[str] | None = None) -> dict[str, tuple[float, float]]:
+    """Build independent nodes (priority by name) that each are given ``memory[module]`` (they use little:
+    the budget counts what builds are given); each one's span."""
     trace = tmp_path / "trace.jsonl"
 
     def invocation(n):
@@ -147,7 +150,7 @@ def run_in_budget(tmp_path, memory: dict[str, int], budget: int, jobs: int = 4) 
                           prefix=str(tmp_path / n.name), memory_bytes=memory[n.module])
 
     sched = Scheduler([node(m) for m in memory])
-    with executor(tmp_path, Pool(memory_budget=budget)) as ex:
+    with executor(tmp_path, Pool(memory_budget=budget), report=(said if said is not None else []).append) as ex:
         dispatch(sched, ex, jobs, Handler(invocation, lambda n: tmp_path / f"{n.name}.log",
                                           lambda n, inv, r: r.exit_code == 0))
     assert sched.done() and len(sched.succeeded) == len(memory)
@@ -157,13 +160,15 @@ def run_in_budget(tmp_path, memory: dict[str, int], budget: int, jobs: int = 4) 
 def test_builds_start_only_while_their_memory_fits_the_budget_in_priority_order(tmp_path):
     """A (2) runs; B (2) does not fit beside it, and C (1), which would, does not overtake B: both start
     once A ended, together (2 + 1 fits)."""
-    spans = run_in_budget(tmp_path, {"A/1": 2 * MiB, "B/1": 2 * MiB, "C/1": 1 * MiB}, budget=3 * MiB)
+    spans = run_in_budget(tmp_path, {"A/1": 2 * GiB, "B/1": 2 * GiB, "C/1": 1 * GiB}, budget=3 * GiB)
     assert spans["A/1"][1] <= spans["B/1"][0] and spans["A/1"][1] <= spans["C/1"][0]
     assert spans["C/1"][0] < spans["B/1"][1] and spans["B/1"][0] < spans["C/1"][1]  # B and C side by side
 
 
-def test_a_build_larger_than_the_budget_runs_alone(tmp_path):
-    spans = run_in_budget(tmp_path, {"A/1": 5 * MiB, "B/1": 1 * MiB, "C/1": 1 * MiB}, budget=3 * MiB)
+def test_a_build_larger_than_the_budget_runs_alone_and_the_run_says_so(tmp_path):
+    said: list[str] = []
+    spans = run_in_budget(tmp_path, {"A/1": 5 * GiB, "B/1": 1 * GiB, "C/1": 1 * GiB}, budget=3 * GiB, said=said)
+    assert said == ["cpu/A/1 runs alone: its memory (5.0 GiB) is more than local.memory_budget (3.0 GiB)"]
     assert spans["A/1"][1] <= min(spans["B/1"][0], spans["C/1"][0])
     assert spans["B/1"][0] < spans["C/1"][1] and spans["C/1"][0] < spans["B/1"][1]
 
