@@ -6,12 +6,15 @@ publish them, and the next run would build the same node beside them. So a build
 for a signal when the runner dies (PR_SET_PDEATHSIG) and then kills its whole group, ``eb`` and every
 process ``eb`` started. The parent-death signal is sent when the *thread* that forked the guard ends,
 so builds are started from the run's main thread (the dispatch loop), which lives as long as the run.
+The guard also puts itself into the build's cgroup (builder/execute/cgroups.py) before it starts the
+build, so every process of the build is counted and limited there from its first instruction.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -35,11 +38,13 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path 
                           stdin=subprocess.DEVNULL, check=check)
 
 
-def start(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path) -> Process:
+def start(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path,
+          cgroup: Sequence[Path] = ()) -> Process:
     """Start ``argv`` under a guard, in a new process group, with stdout and stderr appended to
-    ``log_path`` (build logs), and return at once. The group's id is the returned process's pid."""
+    ``log_path`` (build logs), and return at once. The group's id is the returned process's pid. The
+    guard joins the cgroup whose ``cgroup.procs`` files ``cgroup`` names before it starts ``argv``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    guard = [sys.executable, "-I", "-m", "builder.proc", str(os.getpid()), *argv]
+    guard = [sys.executable, "-I", "-m", "builder.proc", str(os.getpid()), *map(str, cgroup), "--", *argv]
     with open(log_path, "ab") as log:
         return subprocess.Popen(guard, env=dict(env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, process_group=0)
@@ -72,12 +77,18 @@ def stop(child: Process, grace: float = 10.0) -> None:
     child.wait()
 
 
-def reap(child: Process) -> int:
+def reap(child: Process) -> tuple[int, resource.struct_rusage | None]:
     """Wait for a build to end and kill what it left running in its group (a daemon a build step
-    started would go on writing to the library); the build's exit code."""
-    code = child.wait()
+    started would go on writing to the library); the build's exit code, and the resources its guard and
+    the processes it waited for used (None where ``stop`` collected the guard first)."""
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        child.returncode = code
+    except ChildProcessError:  # ``stop``'s wait took it, with its status
+        code, usage = child.wait(), None
     _signal_group(child, signal.SIGKILL)
-    return code
+    return code, usage
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -133,15 +144,23 @@ def running(ident: dict | None) -> bool:
     return bool(group_members(int(ident["group"]), int(ident.get("start") or 0)))
 
 
-def _guard(parent: int, argv: list[str]) -> int:
-    """Run ``argv`` and end its whole group if ``parent`` (the runner) dies first. The death signal is
-    asked for here, not in the runner before exec, because Python's preexec_fn is unsafe in a runner
-    with threads; a runner that died before the request is found by its pid changing."""
+def _guard(parent: int, cgroup: list[str], argv: list[str]) -> int:
+    """Run ``argv`` in ``cgroup`` (its ``cgroup.procs`` files) and end its whole group if ``parent``
+    (the runner) dies first. The death signal is asked for here, not in the runner before exec, because
+    Python's preexec_fn is unsafe in a runner with threads; a runner that died before the request is
+    found by its pid changing. A cgroup the guard cannot join fails the build: unmeasured and unlimited
+    is not what the runner asked for."""
     signal.signal(_RUNNER_DIED, lambda *_: os.killpg(0, signal.SIGKILL))
     signal.signal(signal.SIGTERM, lambda *_: None)  # ``stop`` signals the group: eb ends by itself
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, _RUNNER_DIED, 0, 0, 0)
     if os.getppid() != parent:
         os.killpg(0, signal.SIGKILL)
+    try:
+        for procs in cgroup:
+            Path(procs).write_text(str(os.getpid()))
+    except OSError as err:
+        print(f"cannot join the build's cgroup: {err}", file=sys.stderr)
+        return 126
     try:
         code = subprocess.Popen(argv).wait()
     except OSError as err:  # eb missing on this host: one line in the build's log
@@ -151,4 +170,5 @@ def _guard(parent: int, argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_guard(int(sys.argv[1]), sys.argv[2:]))
+    split = sys.argv.index("--")
+    sys.exit(_guard(int(sys.argv[1]), sys.argv[2:split], sys.argv[split + 1:]))

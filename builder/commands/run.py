@@ -223,6 +223,7 @@ def dispatch(scheduler: Scheduler, executor: Executor, jobs: int, handler: NodeH
     published, and another run may be building the same nodes. Each one's end is still handed to
     ``handler.on_finished`` (so it is recorded) before the loop returns."""
     started: dict[NodeKey, tuple[Node, Invocation]] = {}
+    prepared: dict[NodeKey, Invocation] = {}  # made to ask the executor whether a node fits, kept for its start
     cancelled: set[NodeKey] = set()
     count = itertools.count(1)
     while not scheduler.done():
@@ -236,8 +237,9 @@ def dispatch(scheduler: Scheduler, executor: Executor, jobs: int, handler: NodeH
             # builds a killed run left running are adopted first, and the rest count against ``jobs``
             orphans = executor.orphans()
             adopt = scheduler.take(len(orphans), among=set(orphans))
-            for node in adopt + scheduler.take(jobs - len(started) - len(orphans)):
-                started[node.key] = (node, handler.invocation(node))
+            fits = _admission(executor, handler, prepared)
+            for node in adopt + scheduler.take(jobs - len(started) - len(orphans), fits=fits):
+                started[node.key] = (node, prepared.pop(node.key) if node.key in prepared else handler.invocation(node))
                 report(f"[{next(count)}/{scheduler.total}] building {node.tree}/{node.module}")
                 executor.submit(node, started[node.key][1], handler.log_path(node))
         if not started and (lost or not executor.orphans()):
@@ -249,6 +251,23 @@ def dispatch(scheduler: Scheduler, executor: Executor, jobs: int, handler: NodeH
                 executor.submit(node, outcome, handler.log_path(node))
             else:
                 scheduler.finish(node.key, outcome)
+
+
+def _admission(executor: Executor, handler: NodeHandler, prepared: dict[NodeKey, Invocation]) -> Callable[[Node], bool]:
+    """Whether a node fits, for one round of ``Scheduler.take``: the executor's answer (the local pool's
+    memory budget), with the nodes admitted earlier in the round counted as running."""
+    admitted: list[tuple[Node, Invocation]] = []
+
+    def fits(node: Node) -> bool:
+        if node.key not in prepared:
+            prepared[node.key] = handler.invocation(node)
+        inv = prepared[node.key]
+        if not executor.admits(node, inv, admitted):
+            return False
+        admitted.append((node, inv))
+        return True
+
+    return fits
 
 
 class RunPolicy:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -79,6 +79,12 @@ class Executor(abc.ABC):
         """Stop building a submitted node and return at once; its end still comes back from ``wait`` (a
         failure, unless it finished first), so the run records it. For a run that lost its lock: what
         it builds would never be published, and another run may be building the same node."""
+
+    def admits(self, node: Node, inv: Invocation, starting: Sequence[tuple[Node, Invocation]] = ()) -> bool:
+        """Whether ``node`` may start now beside the builds running and those ``starting`` in the same
+        round: always, but where the executor keeps a budget of its own (the local pool's memory; a
+        cluster's scheduler places pods by their requests itself)."""
+        return True
 
     def orphans(self) -> list[NodeKey]:
         """Nodes whose builds a previous run left running here (one entry per build): the run adopts

@@ -37,11 +37,19 @@ class Scheduler:
         keys.sort(key=lambda k: (-self.priority[k], k))
         return [self._todo[k] for k in keys]
 
-    def take(self, slots: int, among: Collection[NodeKey] | None = None) -> list[Node]:
+    def take(self, slots: int, among: Collection[NodeKey] | None = None,
+             fits: Callable[[Node], bool] = lambda n: True) -> list[Node]:
         """Up to ``slots`` ready nodes (only those ``among``, if given), marked running: a node handed
-        out once is never handed out again."""
+        out once is never handed out again. In priority order, up to the first one that does not ``fits``
+        (the memory left): a lower one never overtakes it, so that the most critical build is not
+        starved by smaller ones starting whenever a little memory comes free; it waits only for builds
+        already running."""
         ready = self.ready() if among is None else [n for n in self.ready() if n.key in among]
-        nodes = ready[: max(0, slots)]
+        nodes = []
+        for node in ready[: max(0, slots)]:
+            if not fits(node):
+                break
+            nodes.append(node)
         self.running.update(n.key for n in nodes)
         return nodes
 

@@ -92,6 +92,17 @@ class BuildResources:
 
 
 @dataclass(frozen=True)
+class LocalPool:
+    """library.yaml's ``local``: the memory budget the local executor's running builds share, as bytes or as
+    a share of the host's memory (which only the executor, on the build host, knows)."""
+    memory_budget_text: str
+
+    def memory_budget(self, host_bytes: int) -> int:
+        text = self.memory_budget_text
+        return host_bytes * int(text[:-1]) // 100 if text.endswith("%") else quantity_bytes(text)
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     kind: str  # "cpu" or "cuda"
@@ -154,6 +165,7 @@ class Settings:
     grace_period_hours: float  # how long a prefix nothing names any more stays
     unisolated_ok: bool  # builds and parses may run without a sandbox where none can be made
     sandbox_user: tuple[int, int]  # uid, gid a root runner's builds and parses run as
+    local: LocalPool
     lmod_prefix: Path  # Lmod here (holds libexec/ and init/); builds and publishing use it
     pypi_simple: str  # where the source pre-fetch finds Python distributions
     kubernetes: KubernetesSettings
@@ -430,6 +442,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         grace_period_hours=data["installs"]["grace_period_hours"],
         unisolated_ok=data["sandbox"]["unisolated"],
         sandbox_user=(data["sandbox"]["uid"], data["sandbox"]["gid"]),
+        local=LocalPool(memory_budget_text=data["local"]["memory_budget"]),
         lmod_prefix=lmod_prefix(env),
         pypi_simple=data["sources"]["pypi_simple"].rstrip("/"),
         kubernetes=_kubernetes(data["kubernetes"]),

@@ -1,5 +1,6 @@
 """A `modlib build` killed with SIGKILL (the modlib process alone, as the OOM killer does) leaves no
-`eb` behind: its build, and everything the build started, ends with it, and the next run builds the node."""
+`eb` behind: its build, and everything the build started, ends with it, and the next run builds the node
+and removes the build cgroup the killed runner could not."""
 
 import os
 import random
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from builder import proc
+from builder.execute import cgroups
 from tests.e2e.test_build_sandbox import daemons
 from tests.e2e.test_publish_protocol import SLOW_INSTALL
 from tests.helpers import bundle_easyconfig, modlib, write_config, write_easystack
@@ -37,6 +39,14 @@ def descendants(pid: int) -> dict[int, str]:
                 continue
             todo.append(child)
     return found
+
+
+def build_cgroups(runner: int) -> list[Path]:
+    """The build cgroups a runner made here (none where this host lets it make none)."""
+    hierarchy, _ = cgroups.find()
+    if hierarchy is None:
+        return []
+    return [p for parent in {hierarchy.memory, hierarchy.cpu} for p in parent.glob(f"{cgroups.prefix()}{runner}-*")]
 
 
 def test_a_runner_killed_with_sigkill_leaves_no_eb_and_the_next_run_builds_the_node(tmp_path):
@@ -68,6 +78,8 @@ def test_a_runner_killed_with_sigkill_leaves_no_eb_and_the_next_run_builds_the_n
             time.sleep(0.1)
         assert [cmd for pid, cmd in left.items() if proc.alive(pid)] == []
         assert daemons(daemon) == []
+        left_cgroups = build_cgroups(runner.pid)
+        assert bool(left_cgroups) == (cgroups.find()[0] is not None)
     finally:
         marker.unlink()
         for pid in daemons(daemon):
@@ -76,3 +88,4 @@ def test_a_runner_killed_with_sigkill_leaves_no_eb_and_the_next_run_builds_the_n
     assert again.returncode == 0, again.stdout + again.stderr
     assert "took over the run lock" in again.stdout and "built    cpu/slow/1.0-GCCcore-system" in again.stdout
     assert not any(root.glob("cpu/.staging/*.process"))
+    assert not any(p.exists() for p in left_cgroups)
