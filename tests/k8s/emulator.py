@@ -4,8 +4,8 @@ kmock serves a stateful Kubernetes API over real HTTP; it stores what it is sent
 ``Kubelet`` plays the Job controller and the kubelet against it through the same API: for each new
 Job it creates a Pod object, runs the Job's own container command in a private mount namespace (the
 claim's host folder bind-mounted at the pod's mount path, emptyDirs as tmpfs, the root file system
-read-only) as the Job's user in cgroups of its own with its memory limit (pod_cgroup.py: a real OOM kill
-is reported OOMKilled, and the container's termination-log file becomes its termination message, as a
+read-only) as the Job's user in cgroups of its own with its memory limit (builder/execute/cgroups.py's, v1:
+a real OOM kill is reported OOMKilled, and the container's termination-log file becomes its termination message, as a
 kubelet reports them), serves the container's log, plays evictions, deletions and whole-container OOM kills
 (``Disruption``), applies the Job's podFailurePolicy (first matching rule) and backoffLimit, and reports
 Complete or Failed through the Job's status. kmock ignores label
@@ -33,9 +33,12 @@ import kmock
 import yaml
 from kubernetes import client
 
+from builder.execute import cgroups
 from builder.read.config import quantity_bytes
-from tests.k8s import pod_cgroup
-from tests.k8s.pod_cgroup import PodCgroup
+
+#: Where pods' cgroups go: the tests' own v1 memory and cpuacct cgroups (pod_sandbox.py binds a container's v1
+#: folders where a v1 node shows them); None where there are none, and the tests that need a limit skip.
+CGROUPS = next((h for h in [cgroups.find()[0]] if h is not None and h.version == 1), None)
 
 POD_SANDBOX = Path(__file__).with_name("pod_sandbox.py")
 KUBELET_AGENT = "modlib-tests-kubelet"
@@ -238,13 +241,13 @@ class Kubelet:
         message = self.work / f"{pod_name}.termination-log"
         message.touch(mode=0o666)  # the kubelet's file, bind-mounted at the container's terminationMessagePath
         message.chmod(0o666)
-        cgroup = PodCgroup(pod_name, _memory_limit(container)) if pod_cgroup.available() else None
+        cgroup = cgroups.Cgroup(CGROUPS, pod_name, _memory_limit(container)) if CGROUPS else None
         try:
             code, kind, conditions = self._run_container(job, nth, pod_name, template, cgroup, message)
-            oom_killed = kind == "oom" or bool(cgroup and cgroup.oom_kills() and code != 0)
+            oom_killed = kind == "oom" or bool(cgroup and cgroup.usage().oom_kills and code != 0)
         finally:
             if cgroup is not None:
-                cgroup.close()
+                cgroup.remove()  # whatever the pod left running ends with it, as its container's processes do
         run.oom_killed = oom_killed
         if kind != "delete":  # a deleted pod's object is gone
             self.core.patch_namespaced_pod_status(pod_name, self.namespace, {"status": {
@@ -254,18 +257,18 @@ class Kubelet:
             run.end, run.exit_code, run.disruption = time.time(), code, kind
         return code, conditions
 
-    def _run_container(self, job, nth: int, pod: str, template: dict, cgroup: PodCgroup | None,
+    def _run_container(self, job, nth: int, pod: str, template: dict, cgroup: cgroups.Cgroup | None,
                        message: Path) -> tuple[int, str | None, list[dict]]:
         """The pod's container run to its end, in its cgroups: its exit code as a runtime reports it, the
         disruption played on it and the conditions that gave the pod."""
         (container,) = template["spec"]["containers"]
         spec = {**self.sandbox_spec(template["spec"], container), "termination_log": str(message)}
         if cgroup is not None:
-            spec["cgroups"] = {name: str(path) for name, path in cgroup.paths.items()}
+            spec["cgroups"] = {"memory": str(cgroup.folders[0]), "cpuacct": str(cgroup.folders[-1])}
         argv = sandbox_argv(spec, self.work / f"{pod}.json")
         log = self.work / f"{pod}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen(cgroup.enter_argv(argv) if cgroup else argv, stdout=out,
+            proc = subprocess.Popen(_entered(cgroup, argv) if cgroup else argv, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
             kind, conditions = self._disrupt(job, nth, pod, proc, log)
             code = proc.wait()
@@ -356,6 +359,13 @@ class Kubelet:
         if sub_path and not path.exists():
             path.mkdir(mode=0o755, parents=True)
         return path
+
+
+def _entered(cgroup: cgroups.Cgroup, argv: list[str]) -> list[str]:
+    """``argv`` started inside the pod's cgroups, as a runtime starts a container: a shell moves itself first."""
+    procs = [str(path) for path in cgroup.procs()]
+    move = " && ".join(f'echo $$ > "${i + 1}"' for i in range(len(procs)))
+    return ["sh", "-c", f'{move} && shift {len(procs)} && exec "$@"', "pod-cgroup", *procs, *argv]
 
 
 def _memory_limit(container: dict) -> int | None:

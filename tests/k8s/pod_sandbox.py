@@ -76,7 +76,7 @@ def _container_dev(termination_log: str) -> None:
 
 
 def _cgroups(paths: dict[str, str]) -> None:
-    """The pod's own cgroup folders (pod_cgroup.py) where a container on a cgroup v1 node sees its own:
+    """The pod's own cgroup folders (emulator.py makes them) where a container on a cgroup v1 node sees its own:
     /sys/fs/cgroup/<controller>, read-only."""
     for controller, source in paths.items():
         target = f"/sys/fs/cgroup/{controller}"

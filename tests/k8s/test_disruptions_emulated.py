@@ -1,7 +1,7 @@
 """Build pods disrupted or failing in the emulated cluster, each Job ending as its podFailurePolicy says.
 
 One `modlib build --executor kubernetes` of four test easyconfigs, real EasyBuild in every pod, each in a
-memory cgroup with its Job's limit (tests/k8s/pod_cgroup.py):
+memory cgroup with its Job's limit (builder/execute/cgroups.py's):
 `evicted` waits in its post-install step while its first two pods are evicted (condition
 DisruptionTarget, then SIGTERM), `deleted` waits while its first pod is deleted by hand (SIGTERM, no
 condition), `postfail`'s postinstallcmds fail, and `hungry`'s post-install allocates 400 MiB under the
@@ -22,8 +22,7 @@ import pytest
 
 from builder.read.config import load_settings
 from tests.helpers import REPO, bundle_easyconfig, write_config, write_easystack
-from tests.k8s import pod_cgroup
-from tests.k8s.emulator import Disruption, Emulator, Kubelet
+from tests.k8s.emulator import CGROUPS, Disruption, Emulator, Kubelet
 from tests.k8s.scenario import KUBERNETES, NS, ROOT, Scenario, make_volume, waiting_easyconfig
 
 EVICTED, DELETED, POSTFAIL = "evicted/1.0-GCCcore-system", "deleted/1.0-GCCcore-system", "postfail/1.0-GCCcore-system"
@@ -128,7 +127,7 @@ def _job_memory(job: dict) -> tuple[str, str]:
     return resources["requests"]["memory"], resources["limits"]["memory"]
 
 
-NO_CGROUPS = pytest.mark.skipif(not pod_cgroup.available(), reason="no writable cgroup v1 memory and cpuacct here")
+NO_CGROUPS = pytest.mark.skipif(CGROUPS is None, reason="no writable cgroup v1 memory and cpuacct here")
 
 
 @NO_CGROUPS
