@@ -12,6 +12,7 @@ import pytest
 
 from builder.execute import records
 from builder.execute.command import invocation
+from builder.execute.executors import Usage
 from builder.execute.k8s_objects import ENTRY_SCRIPT, MESSAGE_BYTES, build_job, job_name, usage_of
 from builder.plan.graph import Node
 from builder.read.config import load_settings
@@ -102,16 +103,22 @@ def test_an_oom_retry_is_another_job_and_the_same_request_the_same_one(tmp_path)
     settings = _settings(tmp_path)
     node = _node(settings)
     inv = invocation(settings, node)
-    assert job_name(node, invocation(settings, node)) == job_name(node, inv)
+    assert job_name(node, invocation(settings, node)) == job_name(node, inv) and inv.memory_bytes is not None
     retry = dataclasses.replace(inv, memory_bytes=2 * inv.memory_bytes)
     assert job_name(node, retry) != job_name(node, inv)
     assert _container(settings, node, retry)["resources"]["limits"]["memory"] == "4Gi"
 
 
+def _usage(message: str | None, reason: str) -> Usage:
+    usage = usage_of(message, reason)
+    assert usage is not None
+    return usage
+
+
 def test_the_termination_message_gives_the_usage():
-    v1 = usage_of('{"cgroup": 1, "peak": 1048576, "oom_kills": 2, "cpu_usec": 2500000}\n', "Error")
+    v1 = _usage('{"cgroup": 1, "peak": 1048576, "oom_kills": 2, "cpu_usec": 2500000}\n', "Error")
     assert (v1.peak_memory_bytes, v1.cpu_seconds, v1.oom_kills, v1.measured_by) == (1 << 20, 2.5, 2, "cgroup v1")
-    v2 = usage_of('{"cgroup": 2, "peak": 7, "oom_kills": 0, "cpu_usec": null}', "Completed")
+    v2 = _usage('{"cgroup": 2, "peak": 7, "oom_kills": 0, "cpu_usec": null}', "Completed")
     assert (v2.peak_memory_bytes, v2.cpu_seconds, v2.oom_kills, v2.measured_by) == (7, None, 0, "cgroup v2")
     assert usage_of(None, "Completed") is None and usage_of("", "Error") is None
 
@@ -119,8 +126,8 @@ def test_the_termination_message_gives_the_usage():
 def test_oomkilled_counts_as_a_kill_with_or_without_a_message():
     """The kernel killed the whole container (cgroup v2's memory.oom.group): the entry wrote nothing."""
     assert usage_of(None, "OOMKilled") == usage_of("garbage", "OOMKilled")
-    assert usage_of(None, "OOMKilled").oom_kills == 1 and usage_of(None, "OOMKilled").measured_by == "kubelet"
-    assert usage_of('{"cgroup": 1, "peak": 9, "oom_kills": 0, "cpu_usec": 1}', "OOMKilled").oom_kills == 1
+    assert _usage(None, "OOMKilled").oom_kills == 1 and _usage(None, "OOMKilled").measured_by == "kubelet"
+    assert _usage('{"cgroup": 1, "peak": 9, "oom_kills": 0, "cpu_usec": 1}', "OOMKilled").oom_kills == 1
 
 
 @pytest.mark.parametrize("message", [
@@ -143,7 +150,7 @@ def test_a_figure_that_is_not_a_count_is_unknown(value):
         assert (usage.peak_memory_bytes, usage.oom_kills, usage.cpu_seconds) == (None, None, None)
 
 
-def _entry(tmp_path: Path, files: dict[str, str], *command: str) -> tuple[int, dict | None]:
+def _entry(tmp_path: Path, files: dict[str, str], *command: str) -> tuple[int, Usage]:
     """The build pod's entry run here, its cgroup and termination-log paths moved under ``tmp_path``."""
     cgroup, log = tmp_path / "cgroup", tmp_path / "termination-log"
     for name, text in files.items():
@@ -151,7 +158,8 @@ def _entry(tmp_path: Path, files: dict[str, str], *command: str) -> tuple[int, d
         (cgroup / name).write_text(text)
     script = ENTRY_SCRIPT.replace("/sys/fs/cgroup", str(cgroup)).replace("/dev/termination-log", str(log))
     done = subprocess.run(["/bin/sh", "-c", script, "modlib-build", *command], capture_output=True, timeout=30)
-    return done.returncode, usage_of(log.read_text(), "Error") if log.exists() else None
+    assert log.exists(), done.stderr
+    return done.returncode, _usage(log.read_text(), "Error")
 
 
 def test_the_entry_reports_cgroup_v2_and_keeps_the_builds_exit_code(tmp_path):
