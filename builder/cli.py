@@ -155,14 +155,20 @@ def _print_plan(result: Plan, drift: dict[NodeKey, bool], run: RunEstimate) -> N
 
     from builder.report.estimates import duration, label
 
-    table = Table("module", "tree", "target", "deps", "state", "build time", title=f"plan: {len(result.nodes)} "
-                  f"modules, {len(result.missing())} to build, {sum(drift.values())} drifted")
+    table = Table(title=f"plan: {len(result.nodes)} modules, {len(result.missing())} to build, "
+                  f"{sum(drift.values())} drifted")
+    # module names whole at any width (a pipe's 80 columns): the other columns wrap instead
+    table.add_column("module", no_wrap=True, min_width=max((len(n.module) for n in result.nodes), default=6))
+    for name in ("tree", "target", "deps", "state", "build time"):
+        table.add_column(name)
     for node in result.nodes:
         state = "[bold]to build[/]" if not node.installed else "installed, [bold]drifted[/]" if drift[node.key] \
             else "installed"
         exp = run.costs.get(node.key)
         table.add_row(node.module, node.tree, node.target, str(len(node.deps)), state, label(exp) if exp else "")
     console = Console()
+    if not console.is_terminal:  # a pipe or a file: as wide as the table, not rich's default 80 columns
+        console = Console(width=max(80, Console(width=1000).measure(table).maximum))
     console.print(table)
     for name in dict.fromkeys(n.target for n in result.nodes):
         builds = [n for n in result.missing() if n.target == name]
