@@ -24,7 +24,7 @@ from builder.commands.verify import altered_module_files, module_file_stats, pub
 from builder.ebadapter.sources import SourceFile, config_guess_dir
 from builder.errors import BadInput, ModlibError, RunFailed
 from builder.execute import expected, records, sources
-from builder.execute.command import Invocation, effective_options, invocation, node_request
+from builder.execute.command import Invocation, effective_options, invocation
 from builder.execute.debian_sources import DebianSources
 from builder.execute.executors import Executor, NodeRun, Usage, get_executor
 from builder.execute.inputs import stage_node_files
@@ -281,9 +281,10 @@ class RunPolicy:
         self.retried: dict[NodeKey, str] = {}  # node -> the record of its try killed for memory
 
     def invocation(self, node: Node) -> Invocation:
-        """Asked once per node: its Request comes from the records as the run found them."""
-        request = node_request(self.settings, node)
-        return invocation(self.settings, node, rebuild=node.module in self.rebuild, request=request)
+        """Asked once per node, when the dispatch loop first considers starting it: its Request
+        (``invocation``'s default) comes from the records as they are then, a version of its software
+        built earlier in the run included."""
+        return invocation(self.settings, node, rebuild=node.module in self.rebuild)
 
     def log_path(self, node: Node) -> Path:
         """A fresh record's name: a retry that starts within the second of its first try takes the next."""
